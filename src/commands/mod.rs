@@ -1,0 +1,159 @@
+//! One function per subcommand, and the settings they share. The only place (with `cli`)
+//! that knows the terminal, `anyhow` and exit codes.
+
+mod export;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LoginArgs};
+use crate::progress::{Lines, Progress, Silent};
+use crate::registry::RegistryOptions;
+use crate::registry::auth::{CredentialStore, Credentials};
+
+/// Exit codes: 0 success, 1 failure, 2 bad usage (clap's), 130 interrupted.
+const EXIT_FAILURE: u8 = 1;
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = run(cli) => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    // Do not wait for blocking tasks (a tar copy) still running: their output is discarded.
+    runtime.shutdown_background();
+    match outcome {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(error)) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        None => {
+            eprintln!("interrupted; partial downloads are kept and resume on the next run");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = Global::new(&cli)?;
+    match cli.command {
+        Command::Export(args) => export::run(&global, args).await,
+    }
+}
+
+/// Settings every subcommand uses.
+pub struct Global {
+    pub cache_dir: PathBuf,
+    pub insecure_registries: Vec<String>,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Global {
+    fn new(cli: &Cli) -> anyhow::Result<Global> {
+        let cache_dir = match &cli.cache_dir {
+            Some(dir) => dir.clone(),
+            None => default_cache_dir()?,
+        };
+        let progress: Arc<dyn Progress> = if cli.quiet {
+            Arc::new(Silent)
+        } else {
+            Arc::new(Lines::default())
+        };
+        Ok(Global {
+            cache_dir,
+            insecure_registries: cli.insecure_registries.clone(),
+            progress,
+        })
+    }
+
+    /// Registry settings, with credentials from the command line or docker's config.json.
+    fn registry_options(&self, login: &LoginArgs) -> anyhow::Result<RegistryOptions> {
+        let explicit = match &login.username {
+            Some(username) if login.password_stdin => Some(Credentials {
+                username: username.clone(),
+                password: read_password_stdin()?,
+            }),
+            _ => None,
+        };
+        Ok(RegistryOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            credentials: CredentialStore::load(explicit)?,
+            ..RegistryOptions::default()
+        })
+    }
+}
+
+/// `$XDG_CACHE_HOME/haul`, else `~/.cache/haul`.
+fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("haul"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
+        "cannot find a cache folder: neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir DIR",
+    )?;
+    Ok(PathBuf::from(home).join(".cache").join("haul"))
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        anyhow::bail!(
+            "--password-stdin reads the password from standard input; pipe it in, e.g. `echo \"$PASSWORD\" | haul …`"
+        );
+    }
+    let mut password = String::new();
+    stdin
+        .read_to_string(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--password-stdin: standard input was empty"
+    );
+    Ok(password)
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "haul=debug,info",
+        _ => "haul=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

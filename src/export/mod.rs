@@ -1,0 +1,217 @@
+//! Writes images into a tar from the cache. Knows files and tar, nothing of HTTP: each blob
+//! comes from a [`BlobSource`] (the downloads under way), in manifest order, as it becomes
+//! ready, so the tar grows while later layers still download.
+//!
+//! A file output is written under a temporary name in the same folder and renamed when
+//! complete; on any failure (or Ctrl-C) the temporary file is removed, so a tar under its
+//! final name is always whole.
+
+mod docker;
+pub mod tar;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use docker::blob_path;
+
+use crate::digest::Digest;
+use crate::manifest::Descriptor;
+use crate::progress::{Event, Progress};
+use crate::reference::Reference;
+use tar::TarWriter;
+
+/// One image to put in the tar, exactly as resolved: its layer list is the manifest's.
+#[derive(Clone, Debug)]
+pub struct ExportImage {
+    /// The name the user asked for (RepoTags and the containerd name come from it).
+    pub reference: Reference,
+    /// The registry's manifest bytes, unchanged, so its digest survives the trip.
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// Where the tar goes.
+#[derive(Clone, Debug)]
+pub enum Output {
+    File(PathBuf),
+    Stdout,
+}
+
+impl Output {
+    pub fn describe(&self) -> String {
+        match self {
+            Output::File(path) => path.display().to_string(),
+            Output::Stdout => "standard output".to_string(),
+        }
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Gives the cache path of a blob once it is there (waiting for its download).
+pub trait BlobSource {
+    fn blob(&mut self, digest: &Digest) -> impl Future<Output = Result<PathBuf, BoxError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Blob(BoxError),
+}
+
+/// Writes `images` as one tar in the default (docker save) layout. Returns the tar's size.
+pub async fn write_docker_tar<S: BlobSource>(
+    images: &[ExportImage],
+    blobs: &mut S,
+    output: &Output,
+    progress: &dyn Progress,
+) -> Result<u64, ExportError> {
+    let write_error = |source| ExportError::Write {
+        path: output.describe(),
+        source,
+    };
+    let size = match output {
+        Output::File(path) => {
+            let temp = TempFile::create(path).map_err(write_error)?;
+            let file = temp.file.try_clone().map_err(write_error)?;
+            let writer = write_entries(images, blobs, TarWriter::new(file), output).await?;
+            let size = writer.written();
+            let file = writer.finish().map_err(write_error)?;
+            file.sync_all().map_err(write_error)?;
+            temp.persist().map_err(write_error)?;
+            size
+        }
+        Output::Stdout => {
+            let writer = write_entries(images, blobs, TarWriter::new(io::stdout()), output).await?;
+            let size = writer.written();
+            writer.finish().map_err(write_error)?;
+            size
+        }
+    };
+    progress.event(Event::Exported {
+        path: output.describe(),
+        bytes: size,
+    });
+    Ok(size)
+}
+
+async fn write_entries<W, S>(
+    images: &[ExportImage],
+    blobs: &mut S,
+    mut writer: TarWriter<W>,
+    output: &Output,
+) -> Result<TarWriter<W>, ExportError>
+where
+    W: Write + Send + 'static,
+    S: BlobSource,
+{
+    let write_error = |source| ExportError::Write {
+        path: output.describe(),
+        source,
+    };
+    writer.append_dir("blobs/").map_err(write_error)?;
+    writer.append_dir("blobs/sha256/").map_err(write_error)?;
+    // A blob shared by layers or images is stored once; the indexes still list every use.
+    let mut written: HashSet<Digest> = HashSet::new();
+    for image in images {
+        for descriptor in std::iter::once(&image.config).chain(&image.layers) {
+            if !written.insert(descriptor.digest.clone()) {
+                continue;
+            }
+            let source = blobs
+                .blob(&descriptor.digest)
+                .await
+                .map_err(ExportError::Blob)?;
+            let name = blob_path(&descriptor.digest);
+            let size = descriptor.size;
+            writer = tokio::task::spawn_blocking(move || {
+                writer.append_file(&name, &source, size).map(|()| writer)
+            })
+            .await
+            .map_err(|e| write_error(io::Error::other(e.to_string())))?
+            .map_err(write_error)?;
+        }
+        if written.insert(image.manifest_digest.clone()) {
+            writer
+                .append_bytes(&blob_path(&image.manifest_digest), &image.manifest)
+                .map_err(write_error)?;
+        }
+    }
+    writer
+        .append_bytes("index.json", &docker::index_json(images))
+        .map_err(write_error)?;
+    writer
+        .append_bytes("manifest.json", &docker::manifest_json(images))
+        .map_err(write_error)?;
+    writer
+        .append_bytes("oci-layout", docker::OCI_LAYOUT)
+        .map_err(write_error)?;
+    writer
+        .append_bytes("repositories", &docker::repositories_json(images))
+        .map_err(write_error)?;
+    Ok(writer)
+}
+
+/// An output file under a temporary name beside its final one; removed on drop unless
+/// persisted.
+struct TempFile {
+    temp_path: PathBuf,
+    final_path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn create(final_path: &Path) -> io::Result<TempFile> {
+        let dir = match final_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = final_path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the output path has no file name",
+            )
+        })?;
+        let temp_path = dir.join(format!(
+            ".{}.{}.partial",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)?;
+        Ok(TempFile {
+            temp_path,
+            final_path: final_path.to_path_buf(),
+            file,
+            persisted: false,
+        })
+    }
+
+    fn persist(mut self) -> io::Result<()> {
+        std::fs::rename(&self.temp_path, &self.final_path)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.temp_path);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Downloads blobs into the cache: several at once, each streamed through the verifier into
+//! its partial file, resumed with a Range request when a partial file exists, retried on
+//! transient errors. The only module that uses both the registry client and the cache.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::manifest::Descriptor;
+use crate::progress::{Event, Progress};
+use crate::reference::Reference;
+use crate::registry::{Client, RegistryError, transfer_error};
+
+/// A blob to have in the cache, and the image (repository) to fetch it from.
+#[derive(Clone, Debug)]
+pub struct BlobRequest {
+    pub reference: Reference,
+    pub descriptor: Descriptor,
+}
+
+/// A download that failed, naming the image and the blob.
+#[derive(Debug, thiserror::Error)]
+#[error("{image}: blob {digest}: {kind}")]
+pub struct FetchError {
+    pub image: String,
+    pub digest: Digest,
+    #[source]
+    pub kind: FetchErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchErrorKind {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(
+        "the registry sent more than the {expected} bytes the manifest declares; nothing was stored"
+    )]
+    TooLong { expected: u64 },
+    #[error("the download task was lost: {0}")]
+    Task(String),
+}
+
+/// Settings for a run's downloads.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Downloads at once.
+    pub jobs: usize,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            jobs: 4,
+            retries: 3,
+        }
+    }
+}
+
+/// Fetches blobs for one run. Cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Arc<Client>,
+    store: BlobStore,
+    progress: Arc<dyn Progress>,
+    options: FetchOptions,
+    slots: Arc<Semaphore>,
+}
+
+/// Downloads under way, one task per distinct blob, started in plan order. Dropping it
+/// cancels what has not finished (partial files stay for the next run).
+pub struct Downloads {
+    tasks: HashMap<Digest, JoinHandle<Result<PathBuf, FetchError>>>,
+}
+
+impl Fetcher {
+    pub fn new(
+        client: Arc<Client>,
+        store: BlobStore,
+        progress: Arc<dyn Progress>,
+        options: FetchOptions,
+    ) -> Fetcher {
+        let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
+        Fetcher {
+            client,
+            store,
+            progress,
+            options,
+            slots,
+        }
+    }
+
+    /// Starts every request at once; at most `jobs` transfer at a time, the rest wait in
+    /// order (tokio's semaphore is fair), so the tar writer's next blob comes first.
+    pub fn start(&self, requests: Vec<BlobRequest>) -> Downloads {
+        let mut tasks = HashMap::new();
+        for request in requests {
+            if tasks.contains_key(&request.descriptor.digest) {
+                continue;
+            }
+            let fetcher = self.clone();
+            let digest = request.descriptor.digest.clone();
+            tasks.insert(
+                digest,
+                tokio::spawn(async move { fetcher.fetch(&request).await }),
+            );
+        }
+        Downloads { tasks }
+    }
+
+    /// Makes sure one blob is in the cache and returns its path.
+    pub async fn fetch(&self, request: &BlobRequest) -> Result<PathBuf, FetchError> {
+        let digest = &request.descriptor.digest;
+        let error = |kind: FetchErrorKind| FetchError {
+            image: request.reference.to_string(),
+            digest: digest.clone(),
+            kind,
+        };
+        let size = request.descriptor.size;
+        if self.store.contains(digest, size) {
+            self.progress.event(Event::Cached {
+                digest: digest.clone(),
+                size,
+            });
+            return Ok(self.store.blob_path(digest));
+        }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?;
+        let mut ingest = self
+            .store
+            .begin_ingest(digest)
+            .await
+            .map_err(|e| error(e.into()))?;
+        if ingest.already_committed(size) {
+            // Another process finished it while this one waited for the lock.
+            self.progress.event(Event::Cached {
+                digest: digest.clone(),
+                size,
+            });
+            return Ok(self.store.blob_path(digest));
+        }
+
+        let mut fetched = 0u64;
+        let mut attempt = 0u32;
+        loop {
+            match self.transfer(request, &mut ingest, &mut fetched).await {
+                Ok(()) => break,
+                Err(kind) => {
+                    let retryable =
+                        matches!(&kind, FetchErrorKind::Registry(e) if e.is_retryable());
+                    if !retryable || attempt >= self.options.retries {
+                        return Err(error(kind));
+                    }
+                    attempt += 1;
+                    self.progress.event(Event::Retrying {
+                        digest: digest.clone(),
+                        attempt,
+                        error: kind.to_string(),
+                    });
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        let path = tokio::task::spawn_blocking(move || ingest.commit(size))
+            .await
+            .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?
+            .map_err(|e| error(e.into()))?;
+        self.progress.event(Event::DownloadFinished {
+            digest: digest.clone(),
+            size,
+            fetched,
+        });
+        Ok(path)
+    }
+
+    /// One attempt: from the partial file's end (Range) or from 0, up to the declared size.
+    async fn transfer(
+        &self,
+        request: &BlobRequest,
+        ingest: &mut crate::cache::Ingest,
+        fetched: &mut u64,
+    ) -> Result<(), FetchErrorKind> {
+        let digest = &request.descriptor.digest;
+        let size = request.descriptor.size;
+        let mut offset = ingest.offset();
+        if offset > size {
+            ingest.restart()?;
+            offset = 0;
+        }
+        if offset == size && size > 0 {
+            return Ok(()); // complete from an earlier run; commit verifies it
+        }
+        let blob = match self
+            .client
+            .get_blob(&request.reference, digest, offset)
+            .await
+        {
+            Err(RegistryError::Status { status, .. })
+                if status == StatusCode::RANGE_NOT_SATISFIABLE =>
+            {
+                ingest.restart()?;
+                offset = 0;
+                self.client.get_blob(&request.reference, digest, 0).await?
+            }
+            other => other?,
+        };
+        if offset > 0 && !blob.resumed {
+            ingest.restart()?;
+            self.progress.event(Event::Restarted {
+                digest: digest.clone(),
+            });
+        }
+        self.progress.event(Event::DownloadStarted {
+            digest: digest.clone(),
+            size,
+            offset: ingest.offset(),
+        });
+        let mut response = blob.response;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    ingest.flush()?;
+                    return Err(transfer_error(&request.reference, &e).into());
+                }
+            };
+            // Never write past the declared size: a registry that sends more is wrong.
+            if ingest.offset() + chunk.len() as u64 > size {
+                ingest.restart()?;
+                return Err(FetchErrorKind::TooLong { expected: size });
+            }
+            ingest.write(&chunk)?;
+            *fetched += chunk.len() as u64;
+            self.progress.event(Event::Downloaded {
+                digest: digest.clone(),
+                bytes: chunk.len() as u64,
+            });
+        }
+        ingest.flush()?;
+        if ingest.offset() < size {
+            return Err(RegistryError::Transfer {
+                registry: request.reference.registry().to_string(),
+                detail: format!(
+                    "the connection ended after {} of {size} bytes",
+                    ingest.offset()
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// 1 s, 2 s, 4 s … (at most 30 s), with up to 50% jitter so parallel retries spread out.
+fn backoff(attempt: u32) -> Duration {
+    let base =
+        Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
+}
+
+impl Downloads {
+    /// Waits for blob `digest` and returns its path in the cache. Each blob is waited for
+    /// once (the tar holds it once).
+    pub async fn wait(&mut self, digest: &Digest) -> Result<PathBuf, FetchError> {
+        let lost = |detail: String| FetchError {
+            image: String::new(),
+            digest: digest.clone(),
+            kind: FetchErrorKind::Task(detail),
+        };
+        let task = self
+            .tasks
+            .remove(digest)
+            .ok_or_else(|| lost("the blob was not planned, or was waited for twice".to_string()))?;
+        task.await.map_err(|e| lost(e.to_string()))?
+    }
+}
+
+impl Drop for Downloads {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! haul: pull container images from any OCI / Docker registry into tars that `docker load`
+//! accepts, through a verified, content-addressed, resumable cache.
+//!
+//! Data flows one way: [`reference`] → [`resolve`] (registry, manifest, platform) → [`plan`]
+//! → [`fetch`] (registry into [`cache`]) → [`export`] (cache into a tar). [`digest`],
+//! [`reference`], [`platform`] and [`manifest`] are leaves without I/O; only [`cli`] and
+//! [`commands`] know about the terminal and exit codes.
+
+pub mod cache;
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod export;
+pub mod fetch;
+pub mod manifest;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod resolve;

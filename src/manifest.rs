@@ -1,0 +1,363 @@
+//! Manifests, indexes and image configs: media types, parsing and platform selection.
+//! No I/O: bytes in, typed values out. Every digest in a descriptor is validated on parse
+//! (see `digest`), so nothing from a registry reaches a path unchecked.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::platform::Platform;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// The Accept header for manifest requests: every kind haul reads, images and indexes.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// The largest manifest or config haul will read (the distribution spec's own limit).
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A pointer to a blob or manifest: what it is, its digest and its size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An image manifest (Docker schema 2 or OCI).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    /// The layers exactly as listed: duplicates and empty layers stay. Never filtered.
+    pub layers: Vec<Descriptor>,
+}
+
+/// A Docker manifest list or OCI index.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// What a manifest request returned.
+#[derive(Clone, Debug)]
+pub enum Manifest {
+    Image(ImageManifest),
+    Index(Index),
+}
+
+/// The parts of an image config haul checks and names files by.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub rootfs: RootFs,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "{reference} is a Docker schema 1 manifest, which haul does not support (it was retired in 2019); \
+         push the image again with a current docker or buildx to get a schema 2 or OCI manifest"
+    )]
+    Schema1 { reference: String },
+    #[error("the manifest of {reference} has an unsupported media type {media_type:?}")]
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+    },
+    #[error("the manifest of {reference} is not valid JSON of its kind: {source}")]
+    Malformed {
+        reference: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the config of {reference} ({digest}) is not a valid image config: {source}")]
+    MalformedConfig {
+        reference: String,
+        digest: Digest,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "no matching platform {wanted} in {reference}; it has: {available}. \
+         Choose one with --platform"
+    )]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: Platform,
+        available: String,
+    },
+    #[error("the index of {reference} points at another index; nested indexes are not supported")]
+    NestedIndex { reference: String },
+    #[error(
+        "the image {reference} lists {layers} layers but its config lists {diff_ids} diff_ids; \
+         the image is broken in the registry and no loader would accept it"
+    )]
+    LayerCountMismatch {
+        reference: String,
+        layers: usize,
+        diff_ids: usize,
+    },
+}
+
+impl Manifest {
+    /// Parses manifest bytes. The kind is taken from the document's own `mediaType`, else the
+    /// response's Content-Type, else its shape (`manifests` vs `layers`).
+    pub fn parse(
+        reference: &str,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Manifest, ManifestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Probe {
+            schema_version: Option<u32>,
+            media_type: Option<String>,
+            manifests: Option<serde_json::Value>,
+            layers: Option<serde_json::Value>,
+        }
+        let malformed = |source| ManifestError::Malformed {
+            reference: reference.to_string(),
+            source,
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+        let content_type = content_type
+            .map(|c| c.split(';').next().unwrap_or("").trim())
+            .filter(|c| !c.is_empty() && *c != "application/json" && *c != "text/plain");
+        let media_type = probe.media_type.as_deref().or(content_type);
+
+        let is_schema1 = probe.schema_version == Some(1)
+            || matches!(media_type, Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED));
+        if is_schema1 {
+            return Err(ManifestError::Schema1 {
+                reference: reference.to_string(),
+            });
+        }
+        let is_index = match media_type {
+            Some(DOCKER_MANIFEST_LIST | OCI_INDEX) => true,
+            Some(DOCKER_MANIFEST | OCI_MANIFEST) => false,
+            Some(other) => {
+                return Err(ManifestError::UnsupportedMediaType {
+                    reference: reference.to_string(),
+                    media_type: other.to_string(),
+                });
+            }
+            None => probe.manifests.is_some() && probe.layers.is_none(),
+        };
+        if is_index {
+            Ok(Manifest::Index(
+                serde_json::from_slice(bytes).map_err(malformed)?,
+            ))
+        } else {
+            Ok(Manifest::Image(
+                serde_json::from_slice(bytes).map_err(malformed)?,
+            ))
+        }
+    }
+}
+
+impl Index {
+    /// The entry for `wanted`, skipping attestation entries (`unknown/unknown`). When several
+    /// match, the first wins, as in docker.
+    pub fn select(&self, reference: &str, wanted: &Platform) -> Result<&Descriptor, ManifestError> {
+        let found = self
+            .manifests
+            .iter()
+            .filter(|d| d.platform.as_ref().is_some_and(|p| wanted.matches(p)))
+            .find(|d| {
+                d.media_type.is_empty()
+                    || is_image_manifest(&d.media_type)
+                    || is_index(&d.media_type)
+            });
+        match found {
+            Some(d) if is_index(&d.media_type) => Err(ManifestError::NestedIndex {
+                reference: reference.to_string(),
+            }),
+            Some(d) => Ok(d),
+            None => Err(ManifestError::NoMatchingPlatform {
+                reference: reference.to_string(),
+                wanted: wanted.clone(),
+                available: self.platforms_listing(),
+            }),
+        }
+    }
+
+    /// The platforms the index offers, for messages: `linux/amd64, linux/arm64/v8`.
+    pub fn platforms_listing(&self) -> String {
+        let names: Vec<String> = self
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            .filter(|p| p.os != "unknown")
+            .map(|p| p.to_string())
+            .collect();
+        if names.is_empty() {
+            "no platforms".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+impl ImageConfig {
+    pub fn parse(
+        reference: &str,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<ImageConfig, ManifestError> {
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::MalformedConfig {
+            reference: reference.to_string(),
+            digest: digest.clone(),
+            source,
+        })
+    }
+
+    pub fn platform(&self) -> Platform {
+        Platform::new(&self.os, &self.architecture, self.variant.as_deref())
+    }
+
+    /// Loaders pair layers with diff_ids one to one; a mismatch would fail at load time.
+    pub fn check_layer_count(&self, reference: &str, layers: usize) -> Result<(), ManifestError> {
+        if self.rootfs.diff_ids.len() != layers {
+            return Err(ManifestError::LayerCountMismatch {
+                reference: reference.to_string(),
+                layers,
+                diff_ids: self.rootfs.diff_ids.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    matches!(media_type, DOCKER_MANIFEST_LIST | OCI_INDEX)
+}
+
+fn is_image_manifest(media_type: &str) -> bool {
+    matches!(media_type, DOCKER_MANIFEST | OCI_MANIFEST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn index() -> Index {
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D3}","size":1,"platform":{{"os":"linux","architecture":"arm","variant":"v7"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"{D3}","size":1,"platform":{{"os":"unknown","architecture":"unknown"}}}}]}}"#
+        );
+        match Manifest::parse("x", None, json.as_bytes()).unwrap() {
+            Manifest::Index(i) => i,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn selects_platform_with_variant() {
+        let i = index();
+        let pick = |p: &str| {
+            i.select("x", &p.parse().unwrap())
+                .map(|d| d.digest.to_string())
+        };
+        assert_eq!(pick("linux/amd64").unwrap(), D1);
+        assert_eq!(pick("linux/arm64").unwrap(), D2);
+        assert_eq!(pick("linux/arm64/v8").unwrap(), D2);
+        assert_eq!(pick("linux/arm/v7").unwrap(), D3);
+        let err = pick("linux/s390x").unwrap_err().to_string();
+        assert!(err.contains("no matching platform linux/s390x"), "{err}");
+        assert!(
+            err.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"),
+            "{err}"
+        );
+        assert!(!err.contains("unknown"), "{err}");
+    }
+
+    #[test]
+    fn kind_from_media_type_content_type_or_shape() {
+        let image = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{OCI_CONFIG}","digest":"{D1}","size":2}},"layers":[
+            {{"mediaType":"x","digest":"{D2}","size":3}},{{"mediaType":"x","digest":"{D2}","size":3}}]}}"#
+        );
+        match Manifest::parse("x", Some(OCI_MANIFEST), image.as_bytes()).unwrap() {
+            Manifest::Image(m) => assert_eq!(m.layers.len(), 2, "duplicates are kept"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Manifest::parse("x", None, image.as_bytes()),
+            Ok(Manifest::Image(_))
+        ));
+        let err = Manifest::parse("x", None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("schema 1"), "{err}");
+        let err = Manifest::parse("x", Some("application/vnd.foo"), image.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("unsupported media type"), "{err}");
+    }
+
+    #[test]
+    fn hostile_descriptors_are_rejected() {
+        for bad in [
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:../../x","size":1},"layers":[]}"#
+                .to_string(),
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":-1}},"layers":[]}}"#),
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":1}},"layers":[]}}"#,
+                D1.to_uppercase()
+            ),
+        ] {
+            assert!(
+                Manifest::parse("x", Some(OCI_MANIFEST), bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_layer_count_must_match() {
+        let cfg = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{D1}"]}}}}"#
+        );
+        let cfg = ImageConfig::parse("x", &D1.parse().unwrap(), cfg.as_bytes()).unwrap();
+        assert!(cfg.check_layer_count("x", 1).is_ok());
+        assert!(cfg.check_layer_count("x", 2).is_err());
+        assert_eq!(cfg.platform().to_string(), "linux/amd64");
+    }
+}

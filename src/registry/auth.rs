@@ -1,0 +1,293 @@
+//! Authentication: `WWW-Authenticate` challenges, credentials (command line, docker's
+//! `config.json`) and the bearer tokens a token service hands out.
+//!
+//! The flow is docker's: ask without credentials; on 401 read the challenge; for `Basic`,
+//! send the user's credentials; for `Bearer`, get a token for the repository's pull scope
+//! from the realm (with the credentials, if any) and keep it for every later request to that
+//! repository. A 401 with a token in hand means it expired: the caller drops it and asks once more.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// A user name and password (or token) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.username)
+    }
+}
+
+impl Credentials {
+    /// The value of an `Authorization: Basic` header.
+    pub fn basic_header(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+impl Challenge {
+    /// Parses `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
+    pub fn parse(header: &str) -> Option<Challenge> {
+        let header = header.trim();
+        let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
+        let params = parse_params(params);
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => Some(Challenge::Basic),
+            "bearer" => Some(Challenge::Bearer {
+                realm: params.get("realm")?.clone(),
+                service: params.get("service").cloned(),
+                scope: params.get("scope").cloned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `key="value", key2=value2` → map; quoted values may hold commas and `\"`.
+fn parse_params(input: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let mut chars = input.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    params
+}
+
+/// The body of a token service's answer (`token`, or OAuth2's `access_token`).
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+impl TokenResponse {
+    pub fn into_token(self) -> Option<String> {
+        self.token.or(self.access_token).filter(|t| !t.is_empty())
+    }
+}
+
+/// Where credentials come from, most specific first: the command line, then docker's
+/// `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+#[derive(Clone, Debug, Default)]
+pub struct CredentialStore {
+    /// From `--username` / `--password-stdin`: used for every registry of the run.
+    explicit: Option<Credentials>,
+    /// From config.json's `auths`, keyed by registry host.
+    from_config: HashMap<String, Credentials>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read docker config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("docker config {path} is not valid JSON: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl CredentialStore {
+    /// Reads docker's config.json if there is one; `explicit` overrides it.
+    pub fn load(explicit: Option<Credentials>) -> Result<CredentialStore, CredentialError> {
+        let mut store = CredentialStore {
+            explicit,
+            from_config: HashMap::new(),
+        };
+        let Some(path) = docker_config_path() else {
+            return Ok(store);
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+            Err(source) => return Err(CredentialError::Read { path, source }),
+        };
+        let config: DockerConfig =
+            serde_json::from_str(&text).map_err(|source| CredentialError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        for (key, entry) in config.auths {
+            if let Some(credentials) = entry.credentials() {
+                store
+                    .from_config
+                    .insert(normalize_registry_key(&key), credentials);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Credentials for `registry` (as the reference names it: `docker.io`, `host:5000`).
+    pub fn get(&self, registry: &str) -> Option<&Credentials> {
+        self.explicit
+            .as_ref()
+            .or_else(|| self.from_config.get(&normalize_registry_key(registry)))
+    }
+}
+
+fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker").join("config.json"))
+}
+
+/// config.json keys are written many ways (`https://index.docker.io/v1/`, `host:5000`,
+/// `https://host:5000`); reduce each to the bare host and map Docker Hub's aliases together.
+fn normalize_registry_key(key: &str) -> String {
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = key.split('/').next().unwrap_or(key);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+}
+
+#[derive(Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl AuthEntry {
+    fn credentials(&self) -> Option<Credentials> {
+        if let Some(encoded) = self.auth.as_deref().filter(|a| !a.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            let (username, password) = decoded.split_once(':')?;
+            return Some(Credentials {
+                username: username.to_string(),
+                password: password.to_string(),
+            });
+        }
+        Some(Credentials {
+            username: self.username.clone()?,
+            password: self.password.clone()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(
+            Challenge::parse(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/busybox:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="basic-realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            Challenge::parse("bearer realm=https://x/token"),
+            Some(Challenge::Bearer {
+                realm: "https://x/token".into(),
+                service: None,
+                scope: None
+            })
+        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None);
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+
+    #[test]
+    fn normalizes_config_keys() {
+        assert_eq!(
+            normalize_registry_key("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+        assert_eq!(normalize_registry_key("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(normalize_registry_key("https://ghcr.io"), "ghcr.io");
+    }
+
+    #[test]
+    fn decodes_config_entries() {
+        let entry = AuthEntry {
+            auth: Some("dXNlcjpwYTpzcw==".into()),
+            username: None,
+            password: None,
+        };
+        let c = entry.credentials().unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("user", "pa:ss")
+        );
+        assert_eq!(c.basic_header(), "Basic dXNlcjpwYTpzcw==");
+    }
+}

@@ -1,0 +1,433 @@
+//! The registry client: the distribution API v2 over HTTP(S), with authentication.
+//! It knows HTTP and nothing of files or tars: manifests come back as bytes, blobs as a
+//! response to stream from.
+
+pub mod auth;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE,
+    WWW_AUTHENTICATE,
+};
+
+use crate::digest::Digest;
+use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use crate::reference::Reference;
+use auth::{Challenge, CredentialStore, TokenResponse};
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Hosts (`host` or `host:port`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    pub credentials: CredentialStore,
+    pub connect_timeout: Option<Duration>,
+    /// The longest a transfer may go without receiving a byte.
+    pub read_timeout: Option<Duration>,
+}
+
+/// What went wrong talking to a registry. Each message names the registry and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "could not connect to registry {registry}: {detail}. Check the registry name and port, \
+         that it is running and reachable, and whether it needs --insecure-registry"
+    )]
+    Connect { registry: String, detail: String },
+    #[error("{what} not found in {registry}: {detail}")]
+    NotFound {
+        registry: String,
+        what: String,
+        detail: String,
+    },
+    #[error(
+        "unauthorized: {registry} refused access to {repository} ({detail}). Check the credentials \
+         (docker login, or --username with --password-stdin) and that the repository exists"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("registry {registry} answered {status} for {url}: {detail}")]
+    Status {
+        registry: String,
+        status: StatusCode,
+        url: String,
+        detail: String,
+    },
+    #[error(
+        "the manifest of {reference} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to read it"
+    )]
+    ManifestTooLarge { reference: String },
+    #[error(
+        "the manifest of {reference} does not match the digest it was asked by: \
+         expected {expected}, got {actual}"
+    )]
+    ManifestDigestMismatch {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("transfer from {registry} failed: {detail}")]
+    Transfer { registry: String, detail: String },
+    #[error("invalid URL {url}: {detail}")]
+    Url { url: String, detail: String },
+}
+
+impl RegistryError {
+    /// Whether trying again may help (connection trouble, 5xx, 429, 408).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. } | RegistryError::Transfer { .. } => true,
+            RegistryError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A manifest as the registry served it: the exact bytes (their digest is the image's
+/// identity) and the Content-Type.
+#[derive(Clone, Debug)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub digest: Digest,
+}
+
+/// An open blob download.
+pub struct BlobResponse {
+    pub response: reqwest::Response,
+    /// True when the registry honoured the Range request (206 from the asked offset);
+    /// false means the body starts at byte 0 and the caller must start over.
+    pub resumed: bool,
+}
+
+/// Registry client shared by every download of a run; cheap to share behind an `Arc`.
+pub struct Client {
+    http: reqwest::Client,
+    options: RegistryOptions,
+    /// `Authorization` header per (registry, repository); the async lock makes concurrent
+    /// requests wait for one token instead of each fetching its own.
+    auth: tokio::sync::Mutex<HashMap<(String, String), String>>,
+}
+
+impl Client {
+    pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
+        let http = transport::build_http_client(&options)?;
+        Ok(Client {
+            http,
+            options,
+            auth: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn base_url(&self, reference: &Reference) -> String {
+        let scheme = if transport::use_plain_http(reference, &self.options.insecure_registries) {
+            "http"
+        } else {
+            "https"
+        };
+        format!(
+            "{scheme}://{}/v2/{}",
+            reference.api_host(),
+            reference.repository()
+        )
+    }
+
+    /// GETs the manifest `reference` names (its digest when it has one, else its tag).
+    pub async fn get_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<FetchedManifest, RegistryError> {
+        self.get_manifest_by(reference, &reference.manifest_identifier())
+            .await
+    }
+
+    /// GETs a manifest of `reference`'s repository by tag or digest.
+    pub async fn get_manifest_by(
+        &self,
+        reference: &Reference,
+        identifier: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = format!("{}/manifests/{identifier}", self.base_url(reference));
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        let mut response = self
+            .get(
+                reference,
+                &url,
+                headers,
+                &format!("manifest {identifier} of {}", reference.full_name()),
+            )
+            .await?;
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_MANIFEST_BYTES)
+        {
+            return Err(RegistryError::ManifestTooLarge {
+                reference: reference.to_string(),
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transfer_error(reference, &e))?
+        {
+            if bytes.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
+                return Err(RegistryError::ManifestTooLarge {
+                    reference: reference.to_string(),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let digest = Digest::of(&bytes);
+        if let Ok(expected) = identifier.parse::<Digest>()
+            && expected != digest
+        {
+            return Err(RegistryError::ManifestDigestMismatch {
+                reference: reference.to_string(),
+                expected,
+                actual: digest,
+            });
+        }
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            digest,
+        })
+    }
+
+    /// Opens a download of blob `digest` from `reference`'s repository, from byte `offset`.
+    pub async fn get_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobResponse, RegistryError> {
+        let url = format!("{}/blobs/{digest}", self.base_url(reference));
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("ASCII header");
+            headers.insert(RANGE, range);
+        }
+        let what = format!("blob {digest} of {}", reference.full_name());
+        let response = self.get(reference, &url, headers, &what).await?;
+        let resumed = offset > 0
+            && response.status() == StatusCode::PARTIAL_CONTENT
+            && content_range_start(response.headers()) == Some(offset);
+        Ok(BlobResponse { response, resumed })
+    }
+
+    /// A GET with authentication: on 401 it answers the challenge once and tries again, which
+    /// also renews an expired token.
+    async fn get(
+        &self,
+        reference: &Reference,
+        url: &str,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = (
+            reference.registry().to_string(),
+            reference.repository().to_string(),
+        );
+        let mut answered_challenge = false;
+        loop {
+            let sent_auth = self.auth.lock().await.get(&key).cloned();
+            let mut request = self.http.get(url).headers(headers.clone());
+            if let Some(auth) = &sent_auth {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| connect_error(reference, &e))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                answered_challenge = true;
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                let mut cache = self.auth.lock().await;
+                // Another request may have renewed it meanwhile: use theirs.
+                if cache.get(&key) != sent_auth.as_ref() {
+                    continue;
+                }
+                let header = self.answer_challenge(reference, challenge).await?;
+                cache.insert(key.clone(), header);
+                continue;
+            }
+            if status.is_success() {
+                return Ok(response);
+            }
+            let detail = error_detail(response).await;
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+                    registry: reference.registry().to_string(),
+                    repository: reference.repository().to_string(),
+                    detail,
+                },
+                StatusCode::NOT_FOUND => RegistryError::NotFound {
+                    registry: reference.registry().to_string(),
+                    what: what.to_string(),
+                    detail,
+                },
+                status => RegistryError::Status {
+                    registry: reference.registry().to_string(),
+                    status,
+                    url: url.to_string(),
+                    detail,
+                },
+            });
+        }
+    }
+
+    /// The `Authorization` header that answers `challenge` for `reference`'s repository.
+    async fn answer_challenge(
+        &self,
+        reference: &Reference,
+        challenge: Option<Challenge>,
+    ) -> Result<String, RegistryError> {
+        let credentials = self.options.credentials.get(reference.registry());
+        let unauthorized = |detail: &str| RegistryError::Unauthorized {
+            registry: reference.registry().to_string(),
+            repository: reference.repository().to_string(),
+            detail: detail.to_string(),
+        };
+        match challenge {
+            Some(Challenge::Basic) => match credentials {
+                Some(c) => Ok(c.basic_header()),
+                None => Err(unauthorized(
+                    "the registry requires a user name and password",
+                )),
+            },
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let scope = format!("repository:{}:pull", reference.repository());
+                let mut url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Url {
+                    url: realm.clone(),
+                    detail: e.to_string(),
+                })?;
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(service) = &service {
+                        query.append_pair("service", service);
+                    }
+                    query.append_pair("scope", &scope);
+                }
+                let mut request = self.http.get(url.clone());
+                if let Some(c) = credentials {
+                    request = request.header(AUTHORIZATION, c.basic_header());
+                }
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| connect_error(reference, &e))?;
+                let status = response.status();
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    let why = if credentials.is_some() {
+                        "the token service rejected the credentials"
+                    } else {
+                        "the token service requires credentials"
+                    };
+                    return Err(unauthorized(why));
+                }
+                if !status.is_success() {
+                    return Err(RegistryError::Status {
+                        registry: reference.registry().to_string(),
+                        status,
+                        url: url.to_string(),
+                        detail: error_detail(response).await,
+                    });
+                }
+                let unreadable = |detail: String| RegistryError::Transfer {
+                    registry: reference.registry().to_string(),
+                    detail: format!(
+                        "the token service {realm} sent an unreadable answer: {detail}"
+                    ),
+                };
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| unreadable(transport::describe(&e)))?;
+                let body: TokenResponse =
+                    serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))?;
+                let token = body
+                    .into_token()
+                    .ok_or_else(|| unauthorized("the token service answered without a token"))?;
+                Ok(format!("Bearer {token}"))
+            }
+            None => Err(unauthorized(
+                "the registry asked for authentication of a kind haul does not know",
+            )),
+        }
+    }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// The registry's error text: the `errors` array of the distribution spec, else the status.
+async fn error_detail(response: reqwest::Response) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let body = &body[..body.len().min(64 * 1024)];
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(errors) if !errors.errors.is_empty() => errors
+            .errors
+            .iter()
+            .map(|e| {
+                let code = e.code.as_deref().unwrap_or("ERROR");
+                match &e.message {
+                    Some(message) => format!("{code}: {message}"),
+                    None => code.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => status.to_string(),
+    }
+}
+
+fn connect_error(reference: &Reference, error: &reqwest::Error) -> RegistryError {
+    RegistryError::Connect {
+        registry: reference.registry().to_string(),
+        detail: transport::describe(error),
+    }
+}
+
+pub(crate) fn transfer_error(reference: &Reference, error: &reqwest::Error) -> RegistryError {
+    RegistryError::Transfer {
+        registry: reference.registry().to_string(),
+        detail: transport::describe(error),
+    }
+}
