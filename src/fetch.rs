@@ -31,7 +31,6 @@ pub struct BlobRequest {
 pub struct FetchError {
     pub image: String,
     pub digest: Digest,
-    #[source]
     pub kind: FetchErrorKind,
 }
 

@@ -35,7 +35,7 @@ pub enum CacheError {
         source: io::Error,
     },
     #[error(
-        "digest mismatch for blob {expected}: the {size} bytes received hash to {actual}; \
+        "digest mismatch: expected {expected}, but the {size} bytes received hash to {actual}; \
          nothing was stored. The registry's copy is corrupt or was altered on the way"
     )]
     DigestMismatch {

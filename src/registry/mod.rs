@@ -38,7 +38,9 @@ pub enum RegistryError {
          that it is running and reachable, and whether it needs --insecure-registry"
     )]
     Connect { registry: String, detail: String },
-    #[error("{what} not found in {registry}: {detail}")]
+    #[error(
+        "{what} not found in {registry} ({detail}); check the repository name and the tag or digest"
+    )]
     NotFound {
         registry: String,
         what: String,
@@ -159,6 +161,7 @@ impl Client {
         identifier: &str,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = format!("{}/manifests/{identifier}", self.base_url(reference));
+        let separator = if identifier.contains(':') { "@" } else { ":" };
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         let mut response = self
@@ -166,7 +169,7 @@ impl Client {
                 reference,
                 &url,
                 headers,
-                &format!("manifest {identifier} of {}", reference.full_name()),
+                &format!("image {}{}{identifier}", reference.full_name(), separator),
             )
             .await?;
         if response
