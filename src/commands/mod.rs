@@ -36,7 +36,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = run(cli) => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+            _ = interrupted() => None,
         }
     });
     // Do not wait for blocking tasks (a tar copy) still running: their output is discarded.
@@ -54,6 +54,22 @@ pub fn main() -> ExitCode {
             eprintln!("interrupted; partial downloads are kept and resume on the next run");
             ExitCode::from(EXIT_INTERRUPTED)
         }
+    }
+}
+
+/// Ctrl-C or SIGTERM. Dropping the running command then removes its temporary output.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
     }
 }
 
