@@ -34,6 +34,22 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Further attempts after a connection error, a 5xx, 408 or 429 (honouring Retry-After)
+    #[arg(long, global = true, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+
+    /// One bandwidth cap shared by all downloads, in bytes per second: 500K, 5M, 1.5G
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_size)]
+    pub limit_rate: Option<u64>,
+
+    /// Seconds to wait for a connection to a registry
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    pub connect_timeout: u64,
+
+    /// Seconds a transfer may go without receiving a byte before it counts as failed
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECS")]
+    pub stall_timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,19 +59,55 @@ pub enum Command {
     /// Download images and write them as one tar that docker load accepts
     #[command(after_help = EXAMPLES)]
     Export(ExportArgs),
+    /// Download images into the cache without writing a tar (e.g. to warm a CI cache)
+    Pull(PullArgs),
+    /// Look at and tidy the cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached images (reference, platform, manifest) and blobs, with sizes and last use
+    Ls,
+    /// Show how much space the cache takes
+    Du,
+    /// Re-hash every blob; move damaged ones aside (to quarantine/) and report them
+    Verify,
+    /// Remove blobs: least recently used first down to --max-size, and/or those unused for
+    /// --older-than. Waits for running exports, whose blobs are never removed
+    Prune(PruneArgs),
+    /// Forget an image and remove the blobs no other cached image uses
+    Rm {
+        /// Image references as given to export or pull
+        #[arg(required = true, value_name = "REF")]
+        references: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+#[group(required = true, multiple = true)]
+pub struct PruneArgs {
+    /// Remove least recently used blobs until the cache is at most this big: 500M, 20G
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Remove blobs (and partial downloads) not used for this long: 45m, 12h, 30d, 2w
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+
+    /// Remove everything
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// What selects images, shared by export and pull.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
     /// Image references: NAME[:TAG][@DIGEST], e.g. busybox, ghcr.io/org/app:1.2,
     /// host:5000/app@sha256:…
     #[arg(required = true, value_name = "REF")]
     pub references: Vec<String>,
-
-    /// Output file, or - for standard output [default for one image:
-    /// <registry>_<repository>_<tag>_<arch>.tar in the current folder]
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<String>,
 
     /// Platform to take from multi-platform images: OS/ARCH[/VARIANT] [default: this machine's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
@@ -65,8 +117,29 @@ pub struct ExportArgs {
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
+    /// Use only the cache: no network. Tags resolve to what they last resolved to here
+    #[arg(long)]
+    pub offline: bool,
+
     #[command(flatten)]
     pub login: LoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+
+    /// Output file, or - for standard output [default for one image:
+    /// <registry>_<repository>_<tag>_<arch>.tar in the current folder]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).
@@ -79,4 +152,96 @@ pub struct LoginArgs {
     /// Read the password (or token) from standard input
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+}
+
+/// `1536`, `500K`, `5M`, `1.5G`, `2T` (binary multiples; `KiB`, `MB` and `B` suffixes accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size: use a number with an optional K, M, G or T, e.g. 500M")
+    })?;
+    let multiplier: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}: use K, M, G or T, e.g. 500M"
+            ));
+        }
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// `90s`, `45m`, `12h`, `30d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let trimmed = text.trim();
+    let bad = || format!("{text:?} is not a duration: use a number and s, m, h, d or w, e.g. 30d");
+    let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1536"), Ok(1536));
+        assert_eq!(parse_size("500K"), Ok(500 * 1024));
+        assert_eq!(parse_size("5M"), Ok(5 << 20));
+        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("fast").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("30d"),
+            Ok(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("-1d").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
@@ -44,6 +43,10 @@ pub enum FetchErrorKind {
         "the registry sent more than the {expected} bytes the manifest declares; nothing was stored"
     )]
     TooLong { expected: u64 },
+    #[error(
+        "not in the cache, and --offline forbids downloading it; run `haul pull` for this image once with network access"
+    )]
+    NotCached,
     #[error("the download task was lost: {0}")]
     Task(String),
 }
@@ -53,8 +56,10 @@ pub enum FetchErrorKind {
 pub struct FetchOptions {
     /// Downloads at once.
     pub jobs: usize,
-    /// Further attempts after a transient failure.
+    /// Further attempts after a transfer cut mid-way.
     pub retries: u32,
+    /// Use the cache only.
+    pub offline: bool,
 }
 
 impl Default for FetchOptions {
@@ -62,6 +67,7 @@ impl Default for FetchOptions {
         FetchOptions {
             jobs: 4,
             retries: 3,
+            offline: false,
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct Fetcher {
     progress: Arc<dyn Progress>,
     options: FetchOptions,
     slots: Arc<Semaphore>,
+    /// Blobs already reported as cached, so a blob checked twice in a run is told once.
+    reported: Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
 }
 
 /// Downloads under way, one task per distinct blob, started in plan order. Dropping it
@@ -96,6 +104,7 @@ impl Fetcher {
             progress,
             options,
             slots,
+            reported: Arc::default(),
         }
     }
 
@@ -127,20 +136,33 @@ impl Fetcher {
         };
         let size = request.descriptor.size;
         if self.store.contains(digest, size) {
-            self.progress.event(Event::Cached {
-                digest: digest.clone(),
-                size,
-            });
+            let first_time = self
+                .reported
+                .lock()
+                .is_ok_and(|mut reported| reported.insert(digest.clone()));
+            if first_time {
+                self.progress.event(Event::Cached {
+                    digest: digest.clone(),
+                    size,
+                });
+            }
             return Ok(self.store.blob_path(digest));
+        }
+        if self.options.offline {
+            return Err(error(FetchErrorKind::NotCached));
         }
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?;
+        let progress = self.progress.clone();
+        let waiting = digest.clone();
         let mut ingest = self
             .store
-            .begin_ingest(digest)
+            .begin_ingest(digest, move || {
+                progress.event(Event::WaitingForLock { digest: waiting })
+            })
             .await
             .map_err(|e| error(e.into()))?;
         if ingest.already_committed(size) {
@@ -169,7 +191,7 @@ impl Fetcher {
                         attempt,
                         error: kind.to_string(),
                     });
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(crate::registry::transport::backoff(attempt)).await;
                 }
             }
         }
@@ -177,6 +199,9 @@ impl Fetcher {
             .await
             .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?
             .map_err(|e| error(e.into()))?;
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.insert(digest.clone());
+        }
         self.progress.event(Event::DownloadFinished {
             digest: digest.clone(),
             size,
@@ -242,6 +267,7 @@ impl Fetcher {
                 ingest.restart()?;
                 return Err(FetchErrorKind::TooLong { expected: size });
             }
+            self.client.throttle(chunk.len()).await;
             ingest.write(&chunk)?;
             *fetched += chunk.len() as u64;
             self.progress.event(Event::Downloaded {
@@ -262,16 +288,6 @@ impl Fetcher {
         }
         Ok(())
     }
-}
-
-/// 1 s, 2 s, 4 s … (at most 30 s), with up to 50% jitter so parallel retries spread out.
-fn backoff(attempt: u32) -> Duration {
-    let base =
-        Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
 }
 
 impl Downloads {

@@ -19,6 +19,8 @@ pub enum Event {
     Cached { digest: Digest, size: u64 },
     /// Another process is downloading this blob; waiting for it.
     WaitingForLock { digest: Digest },
+    /// Waiting for another process (a prune, or exports while pruning).
+    Waiting { what: String },
     /// A download starts (at `offset` when it resumes a partial file).
     DownloadStarted {
         digest: Digest,
@@ -74,6 +76,7 @@ impl Progress for Lines {
             Event::Cached { digest, size } => {
                 format!("{}: cached ({})", digest.short(), human_bytes(size))
             }
+            Event::Waiting { what } => format!("waiting for {what} to finish…"),
             Event::WaitingForLock { digest } => {
                 format!(
                     "{}: waiting for another haul process downloading it",

@@ -1,6 +1,8 @@
 //! Resolve: from a reference to one image manifest. An index or manifest list is narrowed to
 //! the wanted platform (the host's unless told otherwise) and its entry fetched by digest.
 
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
 use crate::manifest::{
     DOCKER_MANIFEST, ImageConfig, ImageManifest, Manifest, ManifestError, OCI_MANIFEST,
 };
@@ -18,6 +20,8 @@ pub struct ResolvedImage {
     pub image: ImageManifest,
     /// Set when the reference named an index: the platform chosen from it.
     pub platform_from_index: Option<Platform>,
+    /// The index the manifest was chosen from, if any (kept in the cache for --offline).
+    pub index: Option<FetchedManifest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,18 @@ pub enum ResolveError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(
+        "{reference} ({platform}) has not been pulled into this cache, so --offline cannot resolve it; \
+         run `haul pull {reference}` once with network access"
+    )]
+    NotCached { reference: String, platform: String },
+    #[error(
+        "the manifest {digest} of {reference} is not in the cache, so --offline cannot use it; \
+         run `haul pull {reference}` once with network access"
+    )]
+    ManifestNotCached { reference: String, digest: Digest },
     #[error(
         "{reference} is a single-platform image for {actual}, not {wanted}; \
          drop --platform or ask for {actual}"
@@ -52,6 +68,7 @@ pub async fn resolve(
             manifest: top,
             image,
             platform_from_index: None,
+            index: None,
         }),
         Manifest::Index(index) => {
             let entry = index.select(&name, wanted)?;
@@ -66,6 +83,70 @@ pub async fn resolve(
                     manifest: fetched,
                     image,
                     platform_from_index: platform,
+                    index: Some(top),
+                }),
+                Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
+            }
+        }
+    }
+}
+
+/// Resolves from the cache alone: a digest reference through its cached manifest (and, for an
+/// index, the cached entry for `wanted`); a tag through what it last resolved to here.
+pub fn resolve_offline(
+    store: &BlobStore,
+    reference: &Reference,
+    wanted: &Platform,
+) -> Result<ResolvedImage, ResolveError> {
+    let name = reference.to_string();
+    let read = |digest: &Digest| -> Result<FetchedManifest, ResolveError> {
+        if !store.blob_path(digest).exists() {
+            return Err(ResolveError::ManifestNotCached {
+                reference: name.clone(),
+                digest: digest.clone(),
+            });
+        }
+        let bytes = store.read_verified(digest)?;
+        Ok(FetchedManifest {
+            digest: digest.clone(),
+            bytes,
+            content_type: None,
+        })
+    };
+    let top_digest = match reference.digest() {
+        Some(digest) => digest.clone(),
+        None => {
+            store
+                .index()
+                .lookup_ref(&name, &wanted.to_string())?
+                .ok_or_else(|| ResolveError::NotCached {
+                    reference: name.clone(),
+                    platform: wanted.to_string(),
+                })?
+                .manifest
+        }
+    };
+    let top = read(&top_digest)?;
+    match Manifest::parse(&name, None, &top.bytes)? {
+        Manifest::Image(image) => Ok(ResolvedImage {
+            reference: reference.clone(),
+            media_type: media_type_of(&image, None),
+            manifest: top,
+            image,
+            platform_from_index: None,
+            index: None,
+        }),
+        Manifest::Index(index) => {
+            let entry = index.select(&name, wanted)?;
+            let fetched = read(&entry.digest)?;
+            match Manifest::parse(&name, None, &fetched.bytes)? {
+                Manifest::Image(image) => Ok(ResolvedImage {
+                    reference: reference.clone(),
+                    media_type: media_type_of(&image, None),
+                    manifest: fetched,
+                    image,
+                    platform_from_index: entry.platform.as_ref().map(Platform::normalized),
+                    index: Some(top),
                 }),
                 Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
             }

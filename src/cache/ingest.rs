@@ -28,7 +28,11 @@ impl Ingest {
     /// Takes the blob's lock (waiting for another process that holds it), then opens its
     /// partial file and re-hashes what an earlier run left there, so writing goes on from
     /// its end.
-    pub(super) fn open(store: &BlobStore, digest: &Digest) -> Result<Ingest, CacheError> {
+    pub(super) fn open(
+        store: &BlobStore,
+        digest: &Digest,
+        on_wait: impl FnOnce(),
+    ) -> Result<Ingest, CacheError> {
         let ingest_dir = store.ingest_dir();
         let lock_path = ingest_dir.join(format!("{}.lock", digest.hex()));
         let lock = OpenOptions::new()
@@ -37,8 +41,17 @@ impl Ingest {
             .write(true)
             .open(&lock_path)
             .map_err(CacheError::io("cannot open lock", &lock_path))?;
-        lock.lock()
-            .map_err(CacheError::io("cannot lock", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                on_wait();
+                lock.lock()
+                    .map_err(CacheError::io("cannot lock", &lock_path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(CacheError::io("cannot lock", &lock_path)(e));
+            }
+        }
 
         let partial_path = ingest_dir.join(format!("{}.partial", digest.hex()));
         let mut file = OpenOptions::new()

@@ -4,6 +4,10 @@
 //! <cache>/blobs/sha256/<hex>      verified blobs, read-only; a file here always hashes to its name
 //! <cache>/ingest/<hex>.partial    a download in progress (kept across runs: it is resumed)
 //! <cache>/ingest/<hex>.lock       held while a process writes that blob (one writer per digest)
+//! <cache>/index-v1/               sled index: blob sizes, media types, last use; reference →
+//!                                 manifest (derived data, rebuilt from blobs/ if lost)
+//! <cache>/quarantine/<hex>        blobs `haul cache verify` found damaged, moved aside
+//! <cache>/.lock                   shared by exports and pulls, exclusive for prune and rm
 //! <cache>/CACHEDIR.TAG            tells backup tools to skip the folder
 //! ```
 //!
@@ -11,11 +15,14 @@
 //! flush and fsync, check the size, check the digest, rename, fsync the folder, make it
 //! read-only. Nothing unverified is ever visible under `blobs/`.
 
+pub mod index;
 mod ingest;
+pub mod prune;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use index::{BlobRecord, BlobUse, CacheIndex, RefRecord};
 pub use ingest::Ingest;
 
 use crate::digest::{Digest, Verifier};
@@ -62,6 +69,19 @@ impl CacheError {
             source,
         }
     }
+}
+
+/// How the root lock is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+/// The held root lock; released on drop (or by the OS if the process dies).
+#[must_use = "the lock is released when this is dropped"]
+pub struct CacheLock {
+    _file: std::fs::File,
 }
 
 /// The cache's blob store at one root folder.
@@ -130,7 +150,7 @@ impl BlobStore {
         if self.contains(digest, bytes.len() as u64) {
             return Ok(self.blob_path(digest));
         }
-        let mut ingest = self.begin_ingest(digest).await?;
+        let mut ingest = self.begin_ingest(digest, || {}).await?;
         ingest.restart()?;
         ingest.write(bytes)?;
         ingest.commit(bytes.len() as u64)
@@ -138,16 +158,121 @@ impl BlobStore {
 
     /// Starts (or resumes) writing blob `digest`. Waits while another process writes the
     /// same blob; when it returns, this process is the only writer.
-    pub async fn begin_ingest(&self, digest: &Digest) -> Result<Ingest, CacheError> {
+    /// `on_wait` is called once if another process holds the blob.
+    pub async fn begin_ingest(
+        &self,
+        digest: &Digest,
+        on_wait: impl FnOnce() + Send + 'static,
+    ) -> Result<Ingest, CacheError> {
         let store = self.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || Ingest::open(&store, &digest))
+        tokio::task::spawn_blocking(move || Ingest::open(&store, &digest, on_wait))
             .await
             .map_err(|e| CacheError::Io {
                 action: "lost the task opening",
                 path: PathBuf::from("ingest"),
                 source: io::Error::other(e.to_string()),
             })?
+    }
+
+    /// The index of this cache (opened per operation).
+    pub fn index(&self) -> CacheIndex {
+        CacheIndex::new(&self.root, self.blobs_dir())
+    }
+
+    /// Takes the cache's root lock: shared for exports and pulls (many at once), exclusive for
+    /// commands that delete blobs, so nothing is deleted under a running export. Calls
+    /// `on_wait` once if it has to wait.
+    pub async fn lock(
+        &self,
+        mode: LockMode,
+        on_wait: impl FnOnce(),
+    ) -> Result<CacheLock, CacheError> {
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(CacheError::io("cannot open lock", &path))?;
+        let attempt = match mode {
+            LockMode::Shared => file.try_lock_shared(),
+            LockMode::Exclusive => file.try_lock(),
+        };
+        match attempt {
+            Ok(()) => return Ok(CacheLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => on_wait(),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(CacheError::io("cannot lock", &path)(e));
+            }
+        }
+        let waiting_path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            match mode {
+                LockMode::Shared => file.lock_shared(),
+                LockMode::Exclusive => file.lock(),
+            }
+            .map(|()| CacheLock { _file: file })
+        })
+        .await
+        .map_err(|e| CacheError::io("cannot lock", &waiting_path)(io::Error::other(e.to_string())))?
+        .map_err(CacheError::io("cannot lock", &path))
+    }
+
+    /// Every file in `blobs/sha256/` whose name is a digest, with its size.
+    pub fn list_blobs(&self) -> Result<Vec<(Digest, u64)>, CacheError> {
+        let dir = self.blobs_dir();
+        let mut blobs = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("cannot list", &dir))? {
+            let entry = entry.map_err(CacheError::io("cannot list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                blobs.push((digest, size));
+            }
+        }
+        blobs.sort();
+        Ok(blobs)
+    }
+
+    /// Partial downloads in `ingest/`, with their sizes and modification times.
+    pub fn list_partials(&self) -> Result<Vec<(PathBuf, u64, std::time::SystemTime)>, CacheError> {
+        let dir = self.ingest_dir();
+        let mut partials = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("cannot list", &dir))? {
+            let entry = entry.map_err(CacheError::io("cannot list", &dir))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "partial")
+                && let Ok(meta) = entry.metadata()
+            {
+                partials.push((
+                    path,
+                    meta.len(),
+                    meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                ));
+            }
+        }
+        Ok(partials)
+    }
+
+    /// Deletes a blob (its file is read-only; the folder is not).
+    pub fn remove_blob(&self, digest: &Digest) -> Result<(), CacheError> {
+        let path = self.blob_path(digest);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CacheError::io("cannot remove", &path)(e)),
+        }
+    }
+
+    /// Moves a damaged blob out of `blobs/` into `quarantine/`, where it can be inspected.
+    pub fn quarantine_blob(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
+        let dir = self.root.join("quarantine");
+        std::fs::create_dir_all(&dir).map_err(CacheError::io("cannot create", &dir))?;
+        let target = dir.join(digest.hex());
+        std::fs::rename(self.blob_path(digest), &target)
+            .map_err(CacheError::io("cannot move aside", &target))?;
+        Ok(target)
     }
 
     /// Hashes a stored blob from disk (for checks of the whole cache).
@@ -213,12 +338,12 @@ mod tests {
         let data = b"0123456789abcdef";
         let digest = Digest::of(data);
         {
-            let mut ingest = store.begin_ingest(&digest).await.unwrap();
+            let mut ingest = store.begin_ingest(&digest, || {}).await.unwrap();
             ingest.write(&data[..6]).unwrap();
             ingest.flush().unwrap();
             // dropped without commit: the partial file stays
         }
-        let mut ingest = store.begin_ingest(&digest).await.unwrap();
+        let mut ingest = store.begin_ingest(&digest, || {}).await.unwrap();
         assert_eq!(ingest.offset(), 6);
         ingest.write(&data[6..]).unwrap();
         let path = ingest.commit(data.len() as u64).unwrap();

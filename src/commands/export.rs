@@ -2,37 +2,20 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use futures::future::try_join_all;
 
 use super::Global;
-use crate::cache::BlobStore;
+use super::images::prepare;
 use crate::cli::ExportArgs;
 use crate::digest::Digest;
 use crate::export::{self, BlobSource, BoxError, Output};
-use crate::fetch::{BlobRequest, Downloads, FetchOptions, Fetcher};
-use crate::manifest::ImageConfig;
-use crate::plan::Plan;
+use crate::fetch::Downloads;
 use crate::platform::Platform;
-use crate::progress::Event;
 use crate::reference::Reference;
-use crate::registry::Client;
-use crate::resolve::{ResolvedImage, resolve};
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
-    let references = args
-        .references
-        .iter()
-        .map(|r| r.parse::<Reference>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let explicit_platform = args
-        .platform
-        .as_deref()
-        .map(str::parse::<Platform>)
-        .transpose()?;
-    let wanted = explicit_platform.clone().unwrap_or_else(Platform::host);
+    let count = args.images.references.len();
     let output = match args.output.as_deref() {
         Some("-") => {
             if std::io::stdout().is_terminal() {
@@ -43,82 +26,31 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
             Some(Output::Stdout)
         }
         Some(path) => Some(Output::File(PathBuf::from(path))),
-        None if references.len() > 1 => {
+        None if count > 1 => {
             bail!(
-                "{} images go into one tar: name it with -o FILE (or -o - for standard output)",
-                references.len()
+                "{count} images go into one tar: name it with -o FILE (or -o - for standard output)"
             )
         }
         None => None,
     };
 
-    let client = Arc::new(Client::new(global.registry_options(&args.login)?)?);
-    let store = BlobStore::open(&global.cache_dir)?;
-    let fetcher = Fetcher::new(
-        client.clone(),
-        store.clone(),
-        global.progress.clone(),
-        FetchOptions {
-            jobs: usize::from(args.jobs),
-            ..FetchOptions::default()
-        },
-    );
-
-    // Resolve every reference to one image manifest.
-    let resolved: Vec<ResolvedImage> =
-        try_join_all(references.iter().map(|r| resolve(&client, r, &wanted))).await?;
-    for image in &resolved {
-        store
-            .put_bytes(&image.manifest.digest, &image.manifest.bytes)
-            .await
-            .with_context(|| format!("{}: cannot cache the manifest", image.reference))?;
-    }
-
-    // Configs first: they decide whether the image is usable and name the output file.
-    let configs = try_join_all(resolved.iter().map(|image| {
-        let fetcher = fetcher.clone();
-        let store = store.clone();
-        let request = BlobRequest {
-            reference: image.reference.clone(),
-            descriptor: image.image.config.clone(),
-        };
-        async move {
-            fetcher.fetch(&request).await?;
-            let bytes = store.read_verified(&request.descriptor.digest)?;
-            anyhow::Ok(ImageConfig::parse(
-                &request.reference.to_string(),
-                &request.descriptor.digest,
-                &bytes,
-            )?)
-        }
-    }))
-    .await?;
-    for (image, config) in resolved.iter().zip(&configs) {
-        image.check_config(config, explicit_platform.as_ref())?;
-        global.progress.event(Event::Resolved {
-            reference: image.reference.to_string(),
-            digest: image.manifest.digest.clone(),
-            platform: config.platform().to_string(),
-        });
-    }
-
+    let prepared = prepare(global, &args.images).await?;
     let output = output.unwrap_or_else(|| {
         Output::File(default_file_name(
-            &resolved[0].reference,
-            &configs[0].platform(),
+            &prepared.resolved[0].reference,
+            &prepared.configs[0].platform(),
         ))
     });
-    let plan = Plan::new(&resolved);
-    let mut downloads = CacheDownloads(fetcher.start(plan.blobs.clone()));
+    let mut downloads = CacheDownloads(prepared.fetcher.start(prepared.plan.blobs.clone()));
     export::write_docker_tar(
-        &plan.images,
+        &prepared.plan.images,
         &mut downloads,
         &output,
         global.progress.as_ref(),
     )
     .await
     .with_context(|| format!("export to {} failed; no tar was written", output.describe()))?;
-    Ok(())
+    prepared.record()
 }
 
 /// `<registry>_<repository with / as _>_<tag>_<arch>.tar`; a `:` (registry port) becomes

@@ -1,12 +1,16 @@
 //! One function per subcommand, and the settings they share. The only place (with `cli`)
 //! that knows the terminal, `anyhow` and exit codes.
 
+mod cache;
 mod export;
+mod images;
+mod pull;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -77,6 +81,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = Global::new(&cli)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
+        Command::Pull(args) => pull::run(&global, args).await,
+        Command::Cache(command) => cache::run(&global, command).await,
     }
 }
 
@@ -85,6 +91,10 @@ pub struct Global {
     pub cache_dir: PathBuf,
     pub insecure_registries: Vec<String>,
     pub progress: Arc<dyn Progress>,
+    pub retries: u32,
+    limit_rate: Option<u64>,
+    connect_timeout: Duration,
+    stall_timeout: Duration,
 }
 
 impl Global {
@@ -102,6 +112,10 @@ impl Global {
             cache_dir,
             insecure_registries: cli.insecure_registries.clone(),
             progress,
+            retries: cli.retries,
+            limit_rate: cli.limit_rate,
+            connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
+            stall_timeout: Duration::from_secs(cli.stall_timeout.max(1)),
         })
     }
 
@@ -117,7 +131,10 @@ impl Global {
         Ok(RegistryOptions {
             insecure_registries: self.insecure_registries.clone(),
             credentials: CredentialStore::load(explicit)?,
-            ..RegistryOptions::default()
+            connect_timeout: Some(self.connect_timeout),
+            read_timeout: Some(self.stall_timeout),
+            retries: self.retries,
+            limit_rate: self.limit_rate,
         })
     }
 }

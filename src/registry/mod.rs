@@ -28,6 +28,10 @@ pub struct RegistryOptions {
     pub connect_timeout: Option<Duration>,
     /// The longest a transfer may go without receiving a byte.
     pub read_timeout: Option<Duration>,
+    /// Further attempts after a transient failure (connection, 5xx, 408, 429).
+    pub retries: u32,
+    /// One bandwidth cap, in bytes per second, shared by all downloads.
+    pub limit_rate: Option<u64>,
 }
 
 /// What went wrong talking to a registry. Each message names the registry and what to do.
@@ -61,6 +65,8 @@ pub enum RegistryError {
         status: StatusCode,
         url: String,
         detail: String,
+        /// What the registry's `Retry-After` asked for.
+        retry_after: Option<Duration>,
     },
     #[error(
         "the manifest of {reference} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to read it"
@@ -82,6 +88,14 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// How long the registry asked to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether trying again may help (connection trouble, 5xx, 429, 408).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -120,6 +134,7 @@ pub struct Client {
     /// `Authorization` header per (registry, repository); the async lock makes concurrent
     /// requests wait for one token instead of each fetching its own.
     auth: tokio::sync::Mutex<HashMap<(String, String), String>>,
+    rate_limiter: Option<transport::RateLimiter>,
 }
 
 impl Client {
@@ -127,6 +142,7 @@ impl Client {
         let http = transport::build_http_client(&options)?;
         Ok(Client {
             http,
+            rate_limiter: options.limit_rate.map(transport::RateLimiter::new),
             options,
             auth: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -236,9 +252,45 @@ impl Client {
         Ok(BlobResponse { response, resumed })
     }
 
+    /// A GET, tried again on connection errors, 5xx, 408 and 429 (waiting as `Retry-After`
+    /// says, else with exponential backoff and jitter), up to `retries` more times.
+    async fn get(
+        &self,
+        reference: &Reference,
+        url: &str,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_once(reference, url, headers.clone(), what).await {
+                Err(error) if error.is_retryable() && attempt < self.options.retries => {
+                    attempt += 1;
+                    let wait = error
+                        .retry_after()
+                        .unwrap_or_else(|| transport::backoff(attempt));
+                    tracing::warn!(
+                        "{error}; retrying in {:.1}s (attempt {attempt} of {})",
+                        wait.as_secs_f64(),
+                        self.options.retries
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Waits as long as `--limit-rate` requires before `bytes` more may be read.
+    pub async fn throttle(&self, bytes: usize) {
+        if let Some(limiter) = &self.rate_limiter {
+            limiter.consume(bytes as u64).await;
+        }
+    }
+
     /// A GET with authentication: on 401 it answers the challenge once and tries again, which
     /// also renews an expired token.
-    async fn get(
+    async fn get_once(
         &self,
         reference: &Reference,
         url: &str,
@@ -280,6 +332,7 @@ impl Client {
             if status.is_success() {
                 return Ok(response);
             }
+            let retry_after = transport::retry_after(response.headers());
             let detail = error_detail(response).await;
             return Err(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
@@ -297,6 +350,7 @@ impl Client {
                     status,
                     url: url.to_string(),
                     detail,
+                    retry_after,
                 },
             });
         }
@@ -356,6 +410,7 @@ impl Client {
                         registry: reference.registry().to_string(),
                         status,
                         url: url.to_string(),
+                        retry_after: transport::retry_after(response.headers()),
                         detail: error_detail(response).await,
                     });
                 }

@@ -1,0 +1,325 @@
+//! The cache index (sled, in `index-v1/`): per blob its size, media type and last use; per
+//! reference and platform the manifest digest it last resolved to (what `--offline` uses).
+//!
+//! It is derived data: `blobs/` stays the source of truth. sled locks its database for one
+//! process, so the index is opened only for the moment of a read or write, under haul's own
+//! lock file; if it cannot be opened it is thrown away and rebuilt from `blobs/` (the blob
+//! records come back; the reference records, which only a registry can tell, do not).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::CacheError;
+use crate::digest::Digest;
+
+const BLOBS_TREE: &str = "blobs";
+const REFS_TREE: &str = "refs";
+
+/// What the index knows of one blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    #[serde(default)]
+    pub media_type: String,
+    /// Seconds since the Unix epoch of the last export or pull that used it.
+    pub last_used: u64,
+}
+
+/// What a reference resolved to, for one platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefRecord {
+    pub reference: String,
+    pub platform: String,
+    pub manifest: Digest,
+    pub last_used: u64,
+}
+
+/// A blob the index should remember.
+#[derive(Clone, Debug)]
+pub struct BlobUse {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Handle on the index of one cache; opens the database per operation.
+#[derive(Clone, Debug)]
+pub struct CacheIndex {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    blobs_dir: PathBuf,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl CacheIndex {
+    pub(super) fn new(root: &Path, blobs_dir: PathBuf) -> CacheIndex {
+        CacheIndex {
+            dir: root.join("index-v1"),
+            lock_path: root.join("index-v1.lock"),
+            blobs_dir,
+        }
+    }
+
+    /// Runs `f` on the open database, under the index lock. An index that cannot be opened
+    /// is rebuilt from `blobs/` first.
+    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, CacheError> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(CacheError::io("cannot open lock", &self.lock_path))?;
+        lock.lock()
+            .map_err(CacheError::io("cannot lock", &self.lock_path))?;
+        let db = match self.open() {
+            Ok(db) => db,
+            Err(error) => {
+                tracing::warn!(
+                    "the cache index {} is unreadable ({error}); rebuilding it from blobs/",
+                    self.dir.display()
+                );
+                self.rebuild()?
+            }
+        };
+        let result = f(&db).and_then(|value| db.flush().map(|_| value));
+        drop(db);
+        drop(lock);
+        result.map_err(|e| self.sled_error(e))
+    }
+
+    fn open(&self) -> sled::Result<sled::Db> {
+        let fresh = !self.dir.exists();
+        let db = sled::Config::new().path(&self.dir).open()?;
+        // Probe both trees: a damaged database may open and fail on first read.
+        db.open_tree(BLOBS_TREE)?.first()?;
+        db.open_tree(REFS_TREE)?.first()?;
+        if fresh {
+            drop(db);
+            return self
+                .rebuild()
+                .map_err(|e| sled::Error::Io(std::io::Error::other(e.to_string())));
+        }
+        Ok(db)
+    }
+
+    /// Throws the database away and records every blob in `blobs/`, with its file's
+    /// modification time as its last use.
+    fn rebuild(&self) -> Result<sled::Db, CacheError> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)
+                .map_err(CacheError::io("cannot remove", &self.dir))?;
+        }
+        let db = sled::Config::new()
+            .path(&self.dir)
+            .open()
+            .map_err(|e| self.sled_error(e))?;
+        let blobs = db.open_tree(BLOBS_TREE).map_err(|e| self.sled_error(e))?;
+        let entries = std::fs::read_dir(&self.blobs_dir)
+            .map_err(CacheError::io("cannot list", &self.blobs_dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            let last_used = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let record = BlobRecord {
+                size: meta.len(),
+                media_type: String::new(),
+                last_used,
+            };
+            blobs
+                .insert(digest.to_string(), encode(&record))
+                .map_err(|e| self.sled_error(e))?;
+        }
+        db.flush().map_err(|e| self.sled_error(e))?;
+        Ok(db)
+    }
+
+    fn sled_error(&self, error: sled::Error) -> CacheError {
+        CacheError::Io {
+            action: "cannot use the index",
+            path: self.dir.clone(),
+            source: std::io::Error::other(error.to_string()),
+        }
+    }
+
+    /// Records that these blobs were just used (keeping a known media type).
+    pub fn touch_blobs(&self, uses: &[BlobUse]) -> Result<(), CacheError> {
+        let now = now_secs();
+        self.with_db(|db| {
+            let tree = db.open_tree(BLOBS_TREE)?;
+            for blob in uses {
+                let key = blob.digest.to_string();
+                let old: Option<BlobRecord> = tree.get(&key)?.and_then(|v| decode(&v));
+                let media_type = if blob.media_type.is_empty() {
+                    old.map(|o| o.media_type).unwrap_or_default()
+                } else {
+                    blob.media_type.clone()
+                };
+                let record = BlobRecord {
+                    size: blob.size,
+                    media_type,
+                    last_used: now,
+                };
+                tree.insert(key, encode(&record))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records what `reference` resolved to for `platform`.
+    pub fn record_ref(
+        &self,
+        reference: &str,
+        platform: &str,
+        manifest: &Digest,
+    ) -> Result<(), CacheError> {
+        let record = RefRecord {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            manifest: manifest.clone(),
+            last_used: now_secs(),
+        };
+        self.with_db(|db| {
+            db.open_tree(REFS_TREE)?
+                .insert(ref_key(reference, platform), encode(&record))?;
+            Ok(())
+        })
+    }
+
+    /// The manifest `reference` last resolved to for `platform`.
+    pub fn lookup_ref(
+        &self,
+        reference: &str,
+        platform: &str,
+    ) -> Result<Option<RefRecord>, CacheError> {
+        self.with_db(|db| {
+            Ok(db
+                .open_tree(REFS_TREE)?
+                .get(ref_key(reference, platform))?
+                .and_then(|v| decode(&v)))
+        })
+    }
+
+    pub fn blobs(&self) -> Result<BTreeMap<Digest, BlobRecord>, CacheError> {
+        self.with_db(|db| {
+            let mut out = BTreeMap::new();
+            for entry in db.open_tree(BLOBS_TREE)?.iter() {
+                let (key, value) = entry?;
+                let digest = std::str::from_utf8(&key)
+                    .ok()
+                    .and_then(|k| k.parse::<Digest>().ok());
+                if let (Some(digest), Some(record)) = (digest, decode::<BlobRecord>(&value)) {
+                    out.insert(digest, record);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn refs(&self) -> Result<Vec<RefRecord>, CacheError> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for entry in db.open_tree(REFS_TREE)?.iter() {
+                let (_, value) = entry?;
+                out.extend(decode::<RefRecord>(&value));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forgets blobs (after they were deleted).
+    pub fn forget_blobs(&self, digests: &[Digest]) -> Result<(), CacheError> {
+        self.with_db(|db| {
+            let tree = db.open_tree(BLOBS_TREE)?;
+            for digest in digests {
+                tree.remove(digest.to_string())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets reference records.
+    pub fn forget_refs(&self, records: &[RefRecord]) -> Result<(), CacheError> {
+        self.with_db(|db| {
+            let tree = db.open_tree(REFS_TREE)?;
+            for record in records {
+                tree.remove(ref_key(&record.reference, &record.platform))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn ref_key(reference: &str, platform: &str) -> String {
+    format!("{reference}|{platform}")
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("index records serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::BlobStore;
+
+    #[tokio::test]
+    async fn records_and_rebuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let digest = Digest::of(b"abc");
+        store.put_bytes(&digest, b"abc").await.unwrap();
+        let index = store.index();
+        index
+            .touch_blobs(&[BlobUse {
+                digest: digest.clone(),
+                size: 3,
+                media_type: "m".into(),
+            }])
+            .unwrap();
+        index.record_ref("r:1", "linux/amd64", &digest).unwrap();
+        assert_eq!(index.blobs().unwrap()[&digest].media_type, "m");
+        assert_eq!(
+            index
+                .lookup_ref("r:1", "linux/amd64")
+                .unwrap()
+                .unwrap()
+                .manifest,
+            digest
+        );
+
+        // A corrupt index is rebuilt from blobs/: blob records come back.
+        let index_dir = dir.path().join("index-v1");
+        for entry in std::fs::read_dir(&index_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::write(&path, b"garbage garbage garbage").unwrap();
+            }
+        }
+        let blobs = index.blobs().unwrap();
+        assert_eq!(blobs[&digest].size, 3);
+
+        // A missing index too.
+        std::fs::remove_dir_all(&index_dir).unwrap();
+        assert_eq!(index.blobs().unwrap()[&digest].size, 3);
+    }
+}

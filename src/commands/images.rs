@@ -1,0 +1,153 @@
+//! What export and pull share: resolve the references (online or from the cache), check the
+//! configs, plan, and record the run in the cache index.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::future::try_join_all;
+
+use super::Global;
+use crate::cache::{BlobStore, BlobUse, CacheLock, LockMode};
+use crate::cli::ImageArgs;
+use crate::fetch::{BlobRequest, FetchOptions, Fetcher};
+use crate::manifest::ImageConfig;
+use crate::plan::Plan;
+use crate::platform::Platform;
+use crate::progress::Event;
+use crate::reference::Reference;
+use crate::registry::Client;
+use crate::resolve::{ResolvedImage, resolve, resolve_offline};
+
+/// Images resolved and checked, ready to fetch and export.
+pub struct Prepared {
+    pub resolved: Vec<ResolvedImage>,
+    pub configs: Vec<ImageConfig>,
+    pub plan: Plan,
+    pub fetcher: Fetcher,
+    pub store: BlobStore,
+    wanted: Platform,
+    /// The cache's shared lock: no prune removes blobs while this run uses them.
+    _lock: CacheLock,
+}
+
+pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepared> {
+    let references = args
+        .references
+        .iter()
+        .map(|r| r.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let explicit_platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()?;
+    let wanted = explicit_platform.clone().unwrap_or_else(Platform::host);
+
+    let store = BlobStore::open(&global.cache_dir)?;
+    let progress = global.progress.clone();
+    let lock = store
+        .lock(LockMode::Shared, || {
+            progress.event(Event::Waiting {
+                what: "a haul cache prune or rm".to_string(),
+            })
+        })
+        .await?;
+    let client = Arc::new(Client::new(global.registry_options(&args.login)?)?);
+    let fetcher = Fetcher::new(
+        client.clone(),
+        store.clone(),
+        global.progress.clone(),
+        FetchOptions {
+            jobs: usize::from(args.jobs),
+            retries: global.retries,
+            offline: args.offline,
+        },
+    );
+
+    let resolved: Vec<ResolvedImage> = if args.offline {
+        references
+            .iter()
+            .map(|r| resolve_offline(&store, r, &wanted))
+            .collect::<Result<_, _>>()?
+    } else {
+        try_join_all(references.iter().map(|r| resolve(&client, r, &wanted))).await?
+    };
+    for image in &resolved {
+        for manifest in std::iter::once(&image.manifest).chain(&image.index) {
+            store
+                .put_bytes(&manifest.digest, &manifest.bytes)
+                .await
+                .with_context(|| format!("{}: cannot cache the manifest", image.reference))?;
+        }
+    }
+
+    // Configs first: they decide whether the image is usable and name the output file.
+    let configs = try_join_all(resolved.iter().map(|image| {
+        let fetcher = fetcher.clone();
+        let store = store.clone();
+        let request = BlobRequest {
+            reference: image.reference.clone(),
+            descriptor: image.image.config.clone(),
+        };
+        async move {
+            fetcher.fetch(&request).await?;
+            let bytes = store.read_verified(&request.descriptor.digest)?;
+            anyhow::Ok(ImageConfig::parse(
+                &request.reference.to_string(),
+                &request.descriptor.digest,
+                &bytes,
+            )?)
+        }
+    }))
+    .await?;
+    for (image, config) in resolved.iter().zip(&configs) {
+        image.check_config(config, explicit_platform.as_ref())?;
+        global.progress.event(Event::Resolved {
+            reference: image.reference.to_string(),
+            digest: image.manifest.digest.clone(),
+            platform: config.platform().to_string(),
+        });
+    }
+    let plan = Plan::new(&resolved);
+    Ok(Prepared {
+        resolved,
+        configs,
+        plan,
+        fetcher,
+        store,
+        wanted,
+        _lock: lock,
+    })
+}
+
+impl Prepared {
+    /// After a successful run: what each reference resolved to (for --offline) and that
+    /// every blob was just used (for least-recently-used pruning).
+    pub fn record(&self) -> anyhow::Result<()> {
+        let index = self.store.index();
+        let mut uses = Vec::new();
+        for image in &self.resolved {
+            index.record_ref(
+                &image.reference.to_string(),
+                &self.wanted.to_string(),
+                &image.manifest.digest,
+            )?;
+            for manifest in std::iter::once(&image.manifest).chain(&image.index) {
+                uses.push(BlobUse {
+                    digest: manifest.digest.clone(),
+                    size: manifest.bytes.len() as u64,
+                    media_type: String::new(),
+                });
+            }
+        }
+        for blob in &self.plan.blobs {
+            uses.push(BlobUse {
+                digest: blob.descriptor.digest.clone(),
+                size: blob.descriptor.size,
+                media_type: blob.descriptor.media_type.clone(),
+            });
+        }
+        index.touch_blobs(&uses)?;
+        Ok(())
+    }
+}
