@@ -361,3 +361,54 @@ mod tests {
         assert_eq!(cfg.platform().to_string(), "linux/amd64");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "(sha256:[0-9a-f]{0,64}|application/vnd[.a-z0-9+]{0,40}|linux|amd64|arm|v7|[a-z]{0,8})"
+                .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    "(schemaVersion|mediaType|manifests|layers|config|digest|size|platform|os|architecture|variant|rootfs|diff_ids)",
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// No document makes the manifest, index or config parsers (or platform selection) panic.
+        #[test]
+        fn parsers_never_panic(value in json_value(), content_type in "(application/vnd\\.oci\\.image\\.index\\.v1\\+json|application/json|)") {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            let content_type = Some(content_type.as_str()).filter(|c| !c.is_empty());
+            if let Ok(Manifest::Index(index)) = Manifest::parse("x", content_type, &bytes) {
+                let _ = index.select("x", &Platform::host());
+                let _ = index.platforms_listing();
+            }
+            let digest = crate::digest::Digest::of(&bytes);
+            if let Ok(config) = ImageConfig::parse("x", &digest, &bytes) {
+                let _ = config.platform();
+                let _ = config.check_layer_count("x", 3);
+            }
+        }
+
+        /// Arbitrary bytes, not even JSON.
+        #[test]
+        fn bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Manifest::parse("x", None, &bytes);
+        }
+    }
+}

@@ -448,3 +448,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No input makes the parser panic, and whatever it accepts round-trips.
+        #[test]
+        fn never_panics_and_round_trips(input in "\\PC{0,80}") {
+            if let Ok(reference) = input.parse::<Reference>() {
+                let again: Reference = reference.to_string().parse().unwrap();
+                prop_assert_eq!(again, reference);
+            }
+        }
+
+        /// Inputs built from the grammar's own alphabet, where acceptance is likely.
+        #[test]
+        fn grammar_like_inputs(input in "([a-z0-9.:-]{1,12}/)?[a-z0-9._-]{1,20}(/[a-z0-9_-]{1,8})?(:[A-Za-z0-9_.-]{1,10})?(@sha256:[0-9a-f]{64})?") {
+            if let Ok(reference) = input.parse::<Reference>() {
+                prop_assert!(!reference.repository().is_empty());
+                let again: Reference = reference.to_string().parse().unwrap();
+                prop_assert_eq!(again, reference);
+            }
+        }
+    }
+}
