@@ -1,0 +1,43 @@
+# haul: build, test, demo, bench. `make test` is what CI runs (.ci/run).
+CARGO ?= cargo
+
+.PHONY: build release test test-deps engines lint fmt clippy demo bench clean
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Installs what is missing, starts both Docker engines, then lints and runs every test.
+test: test-deps engines lint
+	$(CARGO) test
+
+test-deps:
+	scripts/install-test-deps.sh
+
+engines: test-deps
+	scripts/start-dockerd.sh
+	scripts/start-docker-containerd-store.sh
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Starts a local registry with a sample image, exports it, loads it where an engine answers.
+demo:
+	scripts/install-test-deps.sh docker-registry busybox-static
+	$(CARGO) build --release
+	$(CARGO) run --release --example demo
+
+bench:
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean

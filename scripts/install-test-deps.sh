@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo need, when missing:
+#   docker-registry  the real registry the tests push to and haul pulls from
+#   docker.io        Docker 20.10 (classic image store) that loads and runs exported tars
+#   skopeo           a second reader of the tars
+#   busybox-static   the one static binary of the runnable test images
+#   zstd, apache2-utils (htpasswd for the basic-auth registry), curl
+# Runs `apt-get update` first unless the package lists are less than a day old.
+set -euo pipefail
+
+packages=(docker-registry docker.io skopeo busybox-static zstd apache2-utils curl)
+if [ "$#" -gt 0 ]; then packages=("$@"); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing ${missing[*]}; run as root (or install them with apt-get)" >&2
+  exit 1
+fi
+lists=/var/lib/apt/lists
+if [ -z "$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
+  apt-get update -qq
+fi
+echo "install-test-deps: installing ${missing[*]}" >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,168 @@
+//! Bad input and failing registries: each a clear message, exit status 1, no tar (nor a
+//! partial one) left behind, and nothing unverified in the cache.
+
+mod harness;
+
+use harness::*;
+
+#[track_caller]
+fn assert_nothing_left(haul: &Haul) {
+    assert_eq!(
+        haul.workdir_files(),
+        Vec::<String>::new(),
+        "a failed export left files behind"
+    );
+    haul.assert_cache_clean();
+}
+
+#[test]
+fn unknown_image_and_unknown_tag() {
+    let registry = Registry::start();
+    let repository = unique("test/known");
+    registry.push(
+        &repository,
+        "v1",
+        &Image::runnable("x", vec![], Compression::Gzip, false),
+    );
+    let haul = Haul::new();
+    let missing_repo = format!("{}/test/nothing-here:v1", registry.host());
+    haul.run(&["export", &missing_repo, "-o", "out.tar"])
+        .failure(&["not found", "test/nothing-here"]);
+    let missing_tag = format!("{}/{repository}:v9", registry.host());
+    haul.run(&["export", &missing_tag, "-o", "out.tar"])
+        .failure(&["not found", ":v9"]);
+    assert_nothing_left(&haul);
+}
+
+#[test]
+fn unreachable_registry() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let haul = Haul::new();
+    haul.run(&[
+        "--retries",
+        "0",
+        "export",
+        &format!("127.0.0.1:{port}/a/b:1"),
+        "-o",
+        "out.tar",
+    ])
+    .failure(&["could not connect", &format!("127.0.0.1:{port}")]);
+    assert_nothing_left(&haul);
+}
+
+#[test]
+fn invalid_references_and_platforms() {
+    let haul = Haul::new();
+    haul.run(&["export", "Upper/Case", "-o", "out.tar"])
+        .failure(&["invalid reference", "lowercase"]);
+    haul.run(&["export", "busybox@sha256:../../etc", "-o", "out.tar"])
+        .failure(&["invalid reference", "digest"]);
+    haul.run(&["export", "busybox:bad/tag", "-o", "out.tar"])
+        .failure(&["invalid reference"]);
+    haul.run(&["export", "busybox", "--platform", "linux", "-o", "out.tar"])
+        .failure(&["invalid platform"]);
+    assert_nothing_left(&haul);
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::start();
+    let repository = unique("test/corrupt");
+    let image = Image::runnable(
+        "x",
+        vec![Layer::text("etc/data", "precious\n", Compression::Gzip)],
+        Compression::Gzip,
+        false,
+    );
+    let pushed = registry.push(&repository, "v1", &image);
+    // A hostile (or broken) registry: same length, other bytes.
+    let victim = &pushed.layer_digests[1];
+    let path = registry.blob_data_path(victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let haul = Haul::new();
+    haul.run(&["export", &pushed.reference, "-o", "out.tar"])
+        .failure(&["digest mismatch", victim, &pushed.reference]);
+    assert_nothing_left(&haul);
+    assert!(
+        !haul
+            .cache
+            .path()
+            .join("blobs/sha256")
+            .join(hex_of(victim))
+            .exists(),
+        "the corrupt blob must not be in the cache"
+    );
+    assert!(
+        haul.partials().is_empty(),
+        "a corrupt download must not be kept for resuming"
+    );
+}
+
+#[test]
+fn a_single_platform_image_of_another_platform() {
+    let registry = Registry::start();
+    let repository = unique("test/arm-only");
+    let image = Image::new(
+        vec![Layer::text("etc/x", "x\n", Compression::Gzip)],
+        false,
+        "arm64",
+        Some("v8"),
+        "arm",
+    );
+    let pushed = registry.push(&repository, "v1", &image);
+    let haul = Haul::new();
+    haul.run(&[
+        "export",
+        &pushed.reference,
+        "--platform",
+        "linux/amd64",
+        "-o",
+        "out.tar",
+    ])
+    .failure(&["linux/arm64", "not linux/amd64"]);
+    assert_nothing_left(&haul);
+    // Without --platform a single-platform image is taken as it is.
+    haul.run(&["export", &pushed.reference, "-o", "ok.tar"])
+        .success();
+}
+
+#[test]
+fn a_config_whose_diff_ids_do_not_match_the_layers() {
+    let registry = Registry::start();
+    let repository = unique("test/broken-config");
+    let mut image = Image::runnable(
+        "x",
+        vec![Layer::text("etc/x", "x\n", Compression::Gzip)],
+        Compression::Gzip,
+        false,
+    );
+    // The config lists only the first layer's diff_id.
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+    config["rootfs"]["diff_ids"] = serde_json::json!([image.layers[0].diff_id]);
+    image.config = serde_json::to_vec(&config).unwrap();
+    let pushed = registry.push(&repository, "v1", &image);
+    let haul = Haul::new();
+    haul.run(&["export", &pushed.reference, "-o", "out.tar"])
+        .failure(&["2 layers", "1 diff_ids"]);
+    assert_nothing_left(&haul);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let haul = Haul::new();
+    let run = haul.run(&["export"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    let run = haul.run(&["export", "busybox", "--jobs", "0"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    let run = haul.run(&["export", "busybox", "--username", "me"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+}

@@ -1,0 +1,294 @@
+//! A fault-injecting HTTP proxy for the tests: it sits between haul and the real registry on
+//! its own 127.0.0.1 port and, on demand, cuts, stalls, corrupts, ignores `Range`, or answers
+//! 5xx / 429 for blob requests. It also records every request and counts the body bytes it
+//! passed on, so a test can prove what was (not) downloaded.
+//!
+//! One request per connection (`Connection: close` both ways) keeps it simple: no keep-alive
+//! bookkeeping, and reqwest opens a new connection for the next request.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What to do to the next matching blob responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass through untouched.
+    None,
+    /// Close the connection after this many body bytes of the response.
+    CutAfter(u64),
+    /// Send this many body bytes, then nothing more, holding the connection open.
+    StallAfter(u64),
+    /// Flip the byte at this body offset.
+    FlipByteAt(u64),
+    /// Strip the request's Range header, so the registry answers 200 with the whole blob.
+    IgnoreRange,
+    /// Answer with this status and no body.
+    Status(u16),
+    /// Answer 429 with `Retry-After: <secs>`.
+    TooManyRequests { retry_after_secs: u64 },
+}
+
+/// A request seen by the proxy.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub authorization: bool,
+    pub status: u16,
+    /// Body bytes passed on to the client.
+    pub body_bytes: u64,
+}
+
+struct Rule {
+    path_contains: String,
+    fault: Fault,
+    /// How many more requests it applies to.
+    remaining: u32,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    seen: Vec<Seen>,
+}
+
+pub struct FaultProxy {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    blob_bytes: Arc<AtomicU64>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let blob_bytes = Arc::new(AtomicU64::new(0));
+        let upstream = upstream.to_string();
+        {
+            let (state, stop, blob_bytes) = (state.clone(), stop.clone(), blob_bytes.clone());
+            thread::spawn(move || {
+                for client in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    let (state, upstream, blob_bytes) = (state.clone(), upstream.clone(), blob_bytes.clone());
+                    thread::spawn(move || {
+                        let _ = serve(client, &upstream, &state, &blob_bytes);
+                    });
+                }
+            });
+        }
+        FaultProxy {
+            port,
+            state,
+            stop,
+            blob_bytes,
+        }
+    }
+
+    /// `127.0.0.1:PORT`: use it as the registry host in references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Applies `fault` to the next `times` requests whose path contains `path_contains`
+    /// (e.g. a blob's hex digest, or "/blobs/").
+    pub fn inject(&self, path_contains: &str, fault: Fault, times: u32) {
+        self.state.lock().unwrap().rules.push(Rule {
+            path_contains: path_contains.to_string(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    pub fn clear(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.rules.clear();
+        state.seen.clear();
+        self.blob_bytes.store(0, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Requests whose path contains `/blobs/`.
+    pub fn blob_requests(&self) -> Vec<Seen> {
+        self.requests().into_iter().filter(|s| s.path.contains("/blobs/")).collect()
+    }
+
+    /// Blob body bytes passed to clients since start or the last clear.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blob_bytes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn take_fault(state: &Mutex<State>, path: &str) -> Fault {
+    let mut state = state.lock().unwrap();
+    for rule in state.rules.iter_mut() {
+        if rule.remaining > 0 && path.contains(&rule.path_contains) {
+            rule.remaining -= 1;
+            return rule.fault.clone();
+        }
+    }
+    Fault::None
+}
+
+fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &AtomicU64) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        headers.push(line.trim_end().to_string());
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let header = |name: &str| {
+        headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let range = header("range");
+    let authorization = header("authorization").is_some();
+    let fault = if path.contains("/blobs/") {
+        take_fault(state, &path)
+    } else {
+        Fault::None
+    };
+    let mut record = Seen {
+        method: method.clone(),
+        path: path.clone(),
+        range: range.clone(),
+        authorization,
+        status: 0,
+        body_bytes: 0,
+    };
+    let mut client = client;
+    match fault {
+        Fault::Status(code) => {
+            write!(client, "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            record.status = code;
+            state.lock().unwrap().seen.push(record);
+            return Ok(());
+        }
+        Fault::TooManyRequests { retry_after_secs } => {
+            write!(
+                client,
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            record.status = 429;
+            state.lock().unwrap().seen.push(record);
+            return Ok(());
+        }
+        _ => {}
+    }
+
+    // Forward the request, one per connection.
+    let mut upstream_conn = TcpStream::connect(upstream)?;
+    let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
+    for h in &headers {
+        let name = h.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        if name == "connection" || (name == "range" && fault == Fault::IgnoreRange) {
+            continue;
+        }
+        forwarded.push_str(h);
+        forwarded.push_str("\r\n");
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    upstream_conn.write_all(forwarded.as_bytes())?;
+
+    // Response head: pass through, but force Connection: close.
+    let mut upstream_reader = BufReader::new(upstream_conn);
+    let mut status_line = String::new();
+    upstream_reader.read_line(&mut status_line)?;
+    record.status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut head = status_line.clone();
+    loop {
+        let mut line = String::new();
+        if upstream_reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        if line.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        head.push_str(&line);
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    client.write_all(head.as_bytes())?;
+
+    // Body: until the upstream closes (it was told Connection: close).
+    let is_blob_body = path.contains("/blobs/") && (200..300).contains(&record.status);
+    let mut sent: u64 = 0;
+    let mut buffer = [0u8; 16 * 1024];
+    let result = loop {
+        let n = match upstream_reader.read(&mut buffer) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        let mut chunk = buffer[..n].to_vec();
+        let mut stop_after = None;
+        match fault {
+            Fault::CutAfter(limit) | Fault::StallAfter(limit) if is_blob_body => {
+                if sent + n as u64 >= limit {
+                    chunk.truncate((limit - sent) as usize);
+                    stop_after = Some(fault.clone());
+                }
+            }
+            Fault::FlipByteAt(at) if is_blob_body && at >= sent && at < sent + n as u64 => {
+                chunk[(at - sent) as usize] ^= 0xff;
+            }
+            _ => {}
+        }
+        if client.write_all(&chunk).is_err() {
+            break Ok(());
+        }
+        sent += chunk.len() as u64;
+        if is_blob_body {
+            blob_bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+        match stop_after {
+            Some(Fault::StallAfter(_)) => {
+                // Hold the connection, sending nothing, until the client gives up.
+                let mut probe = [0u8; 1];
+                let _ = client.set_read_timeout(Some(Duration::from_secs(120)));
+                let _ = client.read(&mut probe);
+                break Ok(());
+            }
+            Some(_) => break Ok(()),
+            None => {}
+        }
+    };
+    let _ = client.shutdown(Shutdown::Both);
+    record.body_bytes = sent;
+    state.lock().unwrap().seen.push(record);
+    result
+}
