@@ -1,5 +1,7 @@
 # haul: build, test, demo, bench. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
+# Where cargo puts its builds (honours CARGO_TARGET_DIR, like cargo does).
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 
 .PHONY: build release test test-deps engines lint fmt clippy demo bench clean
 
@@ -34,7 +36,7 @@ clippy:
 demo:
 	scripts/install-test-deps.sh docker-registry busybox-static
 	$(CARGO) build --release
-	$(CARGO) run --release --example demo
+	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example demo
 
 bench:
 	$(CARGO) bench

@@ -19,7 +19,10 @@ fn step(text: &str) {
 }
 
 fn haul(cache: &Path, args: &[&str]) {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/haul");
+    // `make demo` says where it built haul; by hand, the release build in this tree.
+    let binary = std::env::var_os("HAUL_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/haul"));
     println!("$ haul {}", args.join(" "));
     let status = Command::new(&binary)
         .arg("--cache-dir")

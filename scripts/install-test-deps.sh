@@ -21,9 +21,19 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: missing ${missing[*]}; run as root (or install them with apt-get)" >&2
   exit 1
 fi
+export DEBIAN_FRONTEND=noninteractive
+install() { apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 lists=/var/lib/apt/lists
+updated=
 if [ -z "$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
   apt-get update -qq
+  updated=1
 fi
 echo "install-test-deps: installing ${missing[*]}" >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Lists younger than a day can still name a version the mirror no longer has: update, retry.
+if ! install; then
+  [ -z "$updated" ] || exit 1
+  echo "install-test-deps: apt-get install failed; updating the package lists and retrying" >&2
+  apt-get update -qq
+  install
+fi

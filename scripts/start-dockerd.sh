@@ -2,11 +2,19 @@
 # Starts Debian's dockerd (classic image store) in the background when no engine answers on
 # the default socket, and waits until it does. Logs: /var/log/haul-test/dockerd-classic.log.
 set -euo pipefail
+# The default socket, whatever the caller's environment points docker at.
+unset DOCKER_HOST DOCKER_CONTEXT
 
 if docker info >/dev/null 2>&1; then exit 0; fi
 if [ ! -x /usr/sbin/dockerd ]; then
   echo "start-dockerd: /usr/sbin/dockerd is missing; run scripts/install-test-deps.sh" >&2
   exit 1
+fi
+# A dockerd that died (machine restarted, killed) leaves its pid file, and a new one refuses to
+# start while it exists.
+pidfile=/var/run/docker.pid
+if [ -s "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  rm -f "$pidfile"
 fi
 mkdir -p /var/log/haul-test
 log=/var/log/haul-test/dockerd-classic.log

@@ -180,8 +180,12 @@ impl Fetcher {
             match self.transfer(request, &mut ingest, &mut fetched).await {
                 Ok(()) => break,
                 Err(kind) => {
-                    let retryable =
-                        matches!(&kind, FetchErrorKind::Registry(e) if e.is_retryable());
+                    // Requests are retried inside the client; here only a body cut mid-way,
+                    // which resumes from where it stopped.
+                    let retryable = matches!(
+                        &kind,
+                        FetchErrorKind::Registry(RegistryError::Transfer { .. })
+                    );
                     if !retryable || attempt >= self.options.retries {
                         return Err(error(kind));
                     }

@@ -31,6 +31,14 @@ fn unknown_image_and_unknown_tag() {
     let missing_tag = format!("{}/{repository}:v9", registry.host());
     haul.run(&["export", &missing_tag, "-o", "out.tar"])
         .failure(&["not found", ":v9"]);
+    // A good image beside a missing one: no tar for the good one either, nor on stdout.
+    let good = format!("{}/{repository}:v1", registry.host());
+    haul.run(&["export", &good, &missing_tag, "-o", "both.tar"])
+        .failure(&["not found", ":v9"]);
+    let run = haul
+        .run(&["export", &good, &missing_tag, "-o", "-"])
+        .failure(&["not found", ":v9"]);
+    assert!(run.stdout.is_empty(), "a failed export wrote to stdout");
     assert_nothing_left(&haul);
 }
 

@@ -93,7 +93,7 @@ fn docker_gzip_image_loads_and_runs_in_both_stores() {
     assert_tar_matches(&tar, &pushed, &pushed.reference);
 
     let classic = Engine::Classic;
-    classic.remove(&pushed.reference);
+    let _cleanup = classic.cleanup(&[&pushed.reference]);
     assert!(classic.load(&tar).contains(&pushed.reference));
     assert_eq!(
         classic.image_id(&pushed.reference),
@@ -111,11 +111,10 @@ fn docker_gzip_image_loads_and_runs_in_both_stores() {
         ),
         "one\ntwo\n"
     );
-    classic.remove(&pushed.reference);
 
     let containerd = Engine::ContainerdStore;
-    containerd.remove(&pushed.reference);
-    containerd.load(&tar);
+    let _cleanup = containerd.cleanup(&[&pushed.reference]);
+    assert!(containerd.load(&tar).contains(&pushed.reference));
     assert_eq!(
         containerd.image_id(&pushed.reference),
         pushed.manifest_digest,
@@ -125,7 +124,10 @@ fn docker_gzip_image_loads_and_runs_in_both_stores() {
         containerd.run(&pushed.reference, &[]).trim(),
         "hello from haul"
     );
-    containerd.remove(&pushed.reference);
+    assert_eq!(
+        containerd.run(&pushed.reference, &["/bin/cat", "/etc/layer-two"]),
+        "two\n"
+    );
 
     // skopeo reads the tar through manifest.json and reports the layers' diff_ids.
     let diff_ids: Vec<&str> = image.layers.iter().map(|l| l.diff_id.as_str()).collect();
@@ -159,8 +161,8 @@ fn oci_zstd_image_loads_in_the_containerd_store() {
 
     // Docker 20.10 cannot read zstd layers; the current engine can.
     let containerd = Engine::ContainerdStore;
-    containerd.remove(&pushed.reference);
-    containerd.load(&tar);
+    let _cleanup = containerd.cleanup(&[&pushed.reference]);
+    assert!(containerd.load(&tar).contains(&pushed.reference));
     assert_eq!(
         containerd.image_id(&pushed.reference),
         pushed.manifest_digest
@@ -169,7 +171,6 @@ fn oci_zstd_image_loads_in_the_containerd_store() {
         containerd.run(&pushed.reference, &["/bin/cat", "/etc/zstd"]),
         "z\n"
     );
-    containerd.remove(&pushed.reference);
     let diff_ids: Vec<&str> = image.layers.iter().map(|l| l.diff_id.as_str()).collect();
     assert_eq!(skopeo_inspect(&tar)["Layers"], serde_json::json!(diff_ids));
 }
@@ -232,6 +233,29 @@ fn an_index_is_narrowed_to_the_platform_variant_included() {
         // Default: this machine's platform (the tests run on amd64).
         let tar = haul.export(&[&reference], "default.tar");
         assert_eq!(config_of(&tar)["architecture"], "amd64");
+        // The tar names the platform's own manifest (not the index), as the registry has it.
+        let amd64_manifest = sha256(&amd64.manifest());
+        assert_eq!(
+            tar_json(&tar, "index.json")["manifests"][0]["digest"],
+            amd64_manifest.as_str()
+        );
+        assert_eq!(
+            tar_json(&tar, "manifest.json")[0]["RepoTags"],
+            serde_json::json!([reference])
+        );
+        if oci {
+            // OCI media types with gzip layers load in both stores and run.
+            for engine in [Engine::Classic, Engine::ContainerdStore] {
+                let _cleanup = engine.cleanup(&[&reference]);
+                engine.load(&tar);
+                let expected_id = match engine {
+                    Engine::Classic => sha256(&amd64.config),
+                    Engine::ContainerdStore => amd64_manifest.clone(),
+                };
+                assert_eq!(engine.image_id(&reference), expected_id, "{engine:?}");
+                assert_eq!(engine.run(&reference, &[]).trim(), "amd64 here");
+            }
+        }
 
         haul.run(&[
             "export",
@@ -276,7 +300,11 @@ fn an_index_is_narrowed_to_the_platform_variant_included() {
             "linux/arm64/v8",
             "linux/arm/v7",
         ]);
-        assert!(!haul.workdir.path().join("none.tar").exists());
+        assert_eq!(
+            haul.workdir_files(),
+            ["arm64.tar", "armv7.tar", "default.tar"],
+            "a failed export leaves no tar nor partial file"
+        );
     }
 }
 
@@ -308,15 +336,27 @@ fn repeated_and_empty_layers_are_all_listed_and_load() {
         .count();
     assert_eq!(stored, 1, "a blob used twice is stored once");
 
-    let engine = Engine::Classic;
-    engine.remove(&pushed.reference);
-    engine.load(&tar);
-    assert_eq!(engine.image_id(&pushed.reference), pushed.config_digest);
+    // Both stores: the classic one reads manifest.json, the containerd one index.json and the
+    // manifest blob; each must see all five layers, the repeated and the empty one included.
+    let classic = Engine::Classic;
+    let _cleanup = classic.cleanup(&[&pushed.reference]);
+    classic.load(&tar);
+    assert_eq!(classic.image_id(&pushed.reference), pushed.config_digest);
     assert_eq!(
-        engine.run(&pushed.reference, &["/bin/cat", "/etc/shared", "/etc/top"]),
+        classic.run(&pushed.reference, &["/bin/cat", "/etc/shared", "/etc/top"]),
         "same bytes\ntop\n"
     );
-    engine.remove(&pushed.reference);
+    let containerd = Engine::ContainerdStore;
+    let _cleanup = containerd.cleanup(&[&pushed.reference]);
+    containerd.load(&tar);
+    assert_eq!(
+        containerd.image_id(&pushed.reference),
+        pushed.manifest_digest
+    );
+    assert_eq!(
+        containerd.run(&pushed.reference, &["/bin/cat", "/etc/shared", "/etc/top"]),
+        "same bytes\ntop\n"
+    );
 }
 
 #[test]
@@ -339,8 +379,9 @@ fn an_image_of_over_a_hundred_layers() {
     let tar = haul.export(&[&pushed.reference, "--jobs", "8"], "many.tar");
     assert_tar_matches(&tar, &pushed, &pushed.reference);
     let engine = Engine::Classic;
-    engine.remove(&pushed.reference);
+    let _cleanup = engine.cleanup(&[&pushed.reference]);
     engine.load(&tar);
+    assert_eq!(engine.image_id(&pushed.reference), pushed.config_digest);
     assert_eq!(
         engine.run(
             &pushed.reference,
@@ -348,7 +389,6 @@ fn an_image_of_over_a_hundred_layers() {
         ),
         "0\n103\n"
     );
-    engine.remove(&pushed.reference);
 }
 
 #[test]
@@ -391,21 +431,22 @@ fn several_images_in_one_tar_share_blobs() {
         2
     );
 
-    let engine = Engine::Classic;
-    for p in [&p1, &p2] {
-        engine.remove(&p.reference);
-    }
-    engine.load(&tar);
-    assert_eq!(
-        engine.run(&p1.reference, &["/bin/cat", "/etc/version"]),
-        "1\n"
-    );
-    assert_eq!(
-        engine.run(&p2.reference, &["/bin/cat", "/etc/version"]),
-        "2\n"
-    );
-    for p in [&p1, &p2] {
-        engine.remove(&p.reference);
+    // Both images load from the one tar, in both stores.
+    for engine in [Engine::Classic, Engine::ContainerdStore] {
+        let _cleanup = engine.cleanup(&[&p1.reference, &p2.reference]);
+        let loaded = engine.load(&tar);
+        assert!(
+            loaded.contains(&p1.reference) && loaded.contains(&p2.reference),
+            "{engine:?}: {loaded}"
+        );
+        assert_eq!(
+            engine.run(&p1.reference, &["/bin/cat", "/etc/version"]),
+            "1\n"
+        );
+        assert_eq!(
+            engine.run(&p2.reference, &["/bin/cat", "/etc/version"]),
+            "2\n"
+        );
     }
 
     // Several images need an output name.
@@ -437,6 +478,20 @@ fn output_names_stdout_digests_and_byte_identical_exports() {
         .success()
         .stdout;
     assert!(streamed == by_default, "stdout differs from the file");
+    // … and that stream is what `haul export -o - | docker load` feeds docker.
+    let classic = Engine::Classic;
+    let _cleanup = classic.cleanup(&[&pushed.reference]);
+    assert!(classic.load_stdin(&streamed).contains(&pushed.reference));
+    assert_eq!(classic.run(&pushed.reference, &[]).trim(), "names");
+    // The second and third runs were served by the cache: one download of each blob.
+    for digest in pushed.layer_digests.iter().chain([&pushed.config_digest]) {
+        assert_eq!(
+            registry.blob_gets(&repository, digest),
+            1,
+            "{digest} was downloaded more than once:\n{}",
+            registry.log()
+        );
+    }
     let other = Haul::new();
     let again = std::fs::read(other.export(&[&pushed.reference], "again.tar")).unwrap();
     assert!(
@@ -530,9 +585,63 @@ fn a_private_repository_behind_basic_auth() {
             c.env("DOCKER_CONFIG", docker_config.path());
         })
         .success();
+    assert_tar_matches(
+        &fresh.workdir.path().join("config.tar"),
+        &pushed,
+        &pushed.reference,
+    );
+    // A config.json with the wrong password is refused too.
+    let wrong = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"haul:nope");
+    std::fs::write(
+        docker_config.path().join("config.json"),
+        serde_json::to_vec(&serde_json::json!({"auths": {registry.host(): {"auth": wrong}}}))
+            .unwrap(),
+    )
+    .unwrap();
+    Haul::new()
+        .run_with(&["export", &pushed.reference, "-o", "config.tar"], |c| {
+            c.env("DOCKER_CONFIG", docker_config.path());
+        })
+        .failure(&["unauthorized"]);
     assert_eq!(
         haul.workdir_files(),
         vec!["flag.tar".to_string()],
         "failed runs leave no tar"
+    );
+    haul.assert_cache_clean();
+}
+
+#[test]
+fn the_cache_folder_comes_from_haul_cache_dir() {
+    let registry = Registry::start();
+    let repository = unique("test/env-cache");
+    let image = Image::runnable("cache", vec![], Compression::Gzip, true);
+    let pushed = registry.push(&repository, "1", &image);
+    let haul = Haul::new();
+    let cache = tempfile::tempdir().unwrap();
+    // Not haul.command(), which passes --cache-dir: this run names the cache only in the
+    // environment.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
+    command
+        .current_dir(haul.workdir.path())
+        .env("HAUL_CACHE_DIR", cache.path())
+        .env(
+            "DOCKER_CONFIG",
+            haul.workdir.path().join("no-docker-config"),
+        )
+        .args(["export", &pushed.reference, "-o", "env.tar"]);
+    Run::from(output_within(&mut command, None, COMMAND_TIMEOUT)).success();
+    for digest in pushed.layer_digests.iter().chain([&pushed.config_digest]) {
+        let blob = cache.path().join("blobs/sha256").join(hex_of(digest));
+        assert!(
+            blob.is_file(),
+            "{} is not in HAUL_CACHE_DIR",
+            blob.display()
+        );
+    }
+    assert_tar_matches(
+        &haul.workdir.path().join("env.tar"),
+        &pushed,
+        &pushed.reference,
     );
 }

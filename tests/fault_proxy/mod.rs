@@ -83,7 +83,8 @@ impl FaultProxy {
                         break;
                     }
                     let Ok(client) = client else { continue };
-                    let (state, upstream, blob_bytes) = (state.clone(), upstream.clone(), blob_bytes.clone());
+                    let (state, upstream, blob_bytes) =
+                        (state.clone(), upstream.clone(), blob_bytes.clone());
                     thread::spawn(move || {
                         let _ = serve(client, &upstream, &state, &blob_bytes);
                     });
@@ -126,7 +127,10 @@ impl FaultProxy {
 
     /// Requests whose path contains `/blobs/`.
     pub fn blob_requests(&self) -> Vec<Seen> {
-        self.requests().into_iter().filter(|s| s.path.contains("/blobs/")).collect()
+        self.requests()
+            .into_iter()
+            .filter(|s| s.path.contains("/blobs/"))
+            .collect()
     }
 
     /// Blob body bytes passed to clients since start or the last clear.
@@ -154,7 +158,12 @@ fn take_fault(state: &Mutex<State>, path: &str) -> Fault {
     Fault::None
 }
 
-fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &AtomicU64) -> std::io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    state: &Mutex<State>,
+    blob_bytes: &AtomicU64,
+) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut request_line = String::new();
@@ -173,7 +182,9 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &A
     let header = |name: &str| {
         headers.iter().find_map(|h| {
             let (k, v) = h.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     };
     let range = header("range");
@@ -194,7 +205,10 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &A
     let mut client = client;
     match fault {
         Fault::Status(code) => {
-            write!(client, "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            write!(
+                client,
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
             record.status = code;
             state.lock().unwrap().seen.push(record);
             return Ok(());
@@ -215,7 +229,12 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &A
     let mut upstream_conn = TcpStream::connect(upstream)?;
     let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
     for h in &headers {
-        let name = h.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = h
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if name == "connection" || (name == "range" && fault == Fault::IgnoreRange) {
             continue;
         }
@@ -229,7 +248,11 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>, blob_bytes: &A
     let mut upstream_reader = BufReader::new(upstream_conn);
     let mut status_line = String::new();
     upstream_reader.read_line(&mut status_line)?;
-    record.status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    record.status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut head = status_line.clone();
     loop {
         let mut line = String::new();

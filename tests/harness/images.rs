@@ -157,7 +157,9 @@ impl Layer {
 
     pub fn media_type(&self, oci: bool) -> &'static str {
         match (oci, self.compression) {
-            (false, _) => DOCKER_LAYER_GZIP,
+            (false, Compression::Gzip) => DOCKER_LAYER_GZIP,
+            // Docker's schema 2 has no zstd layer type; zstd images are OCI images.
+            (false, Compression::Zstd) => panic!("a Docker schema 2 image cannot have zstd layers"),
             (true, Compression::Gzip) => OCI_LAYER_GZIP,
             (true, Compression::Zstd) => OCI_LAYER_ZSTD,
         }

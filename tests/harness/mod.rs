@@ -13,12 +13,74 @@ pub mod registry;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub use images::*;
 pub use registry::*;
 
 /// The containerd-store engine's socket (scripts/start-docker-containerd-store.sh).
 pub const CONTAINERD_STORE_HOST: &str = "unix:///run/haul-test/docker-cs.sock";
+
+/// How long one haul, docker or skopeo command may take: a hang fails the test instead of
+/// stalling the whole run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `command` with `input` on its standard input (or none), capturing stdout and stderr;
+/// kills it and fails the test when it takes longer than `timeout`.
+#[track_caller]
+pub fn output_within(command: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let writer = {
+        let stdin = child.stdin.take();
+        let input = input.map(<[u8]>::to_vec);
+        std::thread::spawn(move || {
+            if let (Some(mut stdin), Some(input)) = (stdin, input) {
+                let _ = stdin.write_all(&input); // the command may exit without reading it
+            }
+        })
+    };
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "{command:?} did not finish within {timeout:?}; it was killed. stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // haul
@@ -70,6 +132,16 @@ impl Run {
     }
 }
 
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl Haul {
     pub fn new() -> Haul {
         Haul {
@@ -101,35 +173,18 @@ impl Haul {
         let mut command = self.command();
         command.args(args);
         adjust(&mut command);
-        let output = command.output().expect("run haul");
-        Run {
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output_within(&mut command, None, COMMAND_TIMEOUT))
     }
 
     /// Runs haul with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
         let mut command = self.command();
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        Run {
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        command.args(args);
+        Run::from(output_within(
+            &mut command,
+            Some(input.as_bytes()),
+            COMMAND_TIMEOUT,
+        ))
     }
 
     /// Exports `references` to `name` in the work folder; returns the tar's path.
@@ -225,33 +280,64 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// A `docker` command talking to this engine (and to no other: the caller's DOCKER_HOST
+    /// and context are ignored).
+    #[track_caller]
     pub fn docker(self) -> Command {
+        require_on_path("docker");
         let mut command = Command::new("docker");
+        command
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
         if self == Engine::ContainerdStore {
             command.args(["-H", CONTAINERD_STORE_HOST]);
         }
         command
     }
 
+    /// What starts this engine.
+    fn starter(self) -> &'static str {
+        match self {
+            Engine::Classic => "scripts/start-dockerd.sh",
+            Engine::ContainerdStore => "scripts/start-docker-containerd-store.sh",
+        }
+    }
+
     #[track_caller]
     fn ok(self, args: &[&str]) -> String {
-        let output: Output = self
-            .docker()
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("docker is missing ({e}): run `make test`"));
+        self.ok_with_input(args, None)
+    }
+
+    #[track_caller]
+    fn ok_with_input(self, args: &[&str], input: Option<&[u8]>) -> String {
+        let output = output_within(self.docker().args(args), input, COMMAND_TIMEOUT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             output.status.success(),
-            "docker {args:?} on {self:?} failed (is the engine running? `make test` starts it):\n{}",
-            String::from_utf8_lossy(&output.stderr)
+            "docker {args:?} on the {self:?} engine failed{}:\n{stderr}",
+            if stderr.contains("Cannot connect") || stderr.contains("Is the docker daemon running")
+            {
+                format!(
+                    " (the engine does not answer: run `make test`, which starts it with {})",
+                    self.starter()
+                )
+            } else {
+                String::new()
+            }
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// `docker load -i tar`; returns the loaded names.
+    /// `docker load -i tar`; returns docker's output (`Loaded image: NAME` lines).
     #[track_caller]
     pub fn load(self, tar: &Path) -> String {
         self.ok(&["load", "-i", tar.to_str().unwrap()])
+    }
+
+    /// `docker load` reading the tar from standard input.
+    #[track_caller]
+    pub fn load_stdin(self, tar: &[u8]) -> String {
+        self.ok_with_input(&["load"], Some(tar))
     }
 
     #[track_caller]
@@ -269,18 +355,69 @@ impl Engine {
         self.ok(&all)
     }
 
-    pub fn remove(self, reference: &str) {
-        let _ = self.docker().args(["rmi", "-f", reference]).output();
+    /// Removes these images now (left over from an earlier run) and again when the returned
+    /// guard is dropped, also when the test fails.
+    #[track_caller]
+    pub fn cleanup(self, references: &[&str]) -> Cleanup {
+        let guard = Cleanup {
+            engine: self,
+            references: references.iter().map(|r| r.to_string()).collect(),
+        };
+        guard.remove();
+        guard
     }
+
+    pub fn remove(self, reference: &str) {
+        let _ = output_within(
+            self.docker().args(["rmi", "-f", reference]),
+            None,
+            COMMAND_TIMEOUT,
+        );
+    }
+}
+
+/// Images removed from an engine on drop (see [`Engine::cleanup`]).
+#[must_use]
+pub struct Cleanup {
+    engine: Engine,
+    references: Vec<String>,
+}
+
+impl Cleanup {
+    fn remove(&self) {
+        for reference in &self.references {
+            self.engine.remove(reference);
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Fails the test, saying to run `make test`, when `program` is not on PATH.
+#[track_caller]
+pub fn require_on_path(program: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    assert!(
+        found,
+        "`{program}` is not on PATH: run `make test`, which installs what the tests need \
+         (scripts/install-test-deps.sh) and starts the Docker engines"
+    );
 }
 
 /// `skopeo inspect docker-archive:FILE` (config digest and layers as skopeo sees them).
 #[track_caller]
 pub fn skopeo_inspect(tar: &Path) -> serde_json::Value {
-    let output = Command::new("skopeo")
-        .args(["inspect", &format!("docker-archive:{}", tar.display())])
-        .output()
-        .unwrap_or_else(|e| panic!("skopeo is missing ({e}): run `make test`"));
+    require_on_path("skopeo");
+    let output = output_within(
+        Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", tar.display())]),
+        None,
+        COMMAND_TIMEOUT,
+    );
     assert!(
         output.status.success(),
         "skopeo inspect failed: {}",

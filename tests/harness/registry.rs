@@ -39,6 +39,7 @@ impl Registry {
     fn start_with(credentials: Option<(String, String)>) -> Registry {
         require_tool("/usr/bin/docker-registry");
         // The port is free when picked but may be taken before the registry binds it: retry.
+        let mut last_log = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let mut auth = String::new();
@@ -79,17 +80,22 @@ impl Registry {
             if registry.wait_ready() {
                 return registry;
             }
+            last_log = registry.log();
         }
-        panic!("could not start docker-registry on a free port")
+        panic!("could not start docker-registry on a free port; its last log:\n{last_log}")
     }
 
+    /// Waits until this registry process (not another one that took the port meanwhile)
+    /// listens and answers `GET /v2/`. False when it exited (port taken) or never answered.
     fn wait_ready(&mut self) -> bool {
+        let listening = format!("listening on 127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false; // exited: port taken, most likely
             }
-            if let Ok(response) = http().get(format!("http://{}/v2/", self.host())).send()
+            if self.log().contains(&listening)
+                && let Ok(response) = http().get(format!("http://{}/v2/", self.host())).send()
                 && (response.status().as_u16() == 200 || response.status().as_u16() == 401)
             {
                 return true;
@@ -119,6 +125,16 @@ impl Registry {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// How many times the registry served (GET) blob `digest` of `repository`, from its
+    /// access log.
+    pub fn blob_gets(&self, repository: &str, digest: &str) -> usize {
+        let request = format!("\"GET /v2/{repository}/blobs/{digest} ");
+        self.log()
+            .lines()
+            .filter(|line| line.contains(&request) && line.contains("\" 200 "))
+            .count()
     }
 
     fn authorize(
