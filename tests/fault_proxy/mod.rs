@@ -280,11 +280,11 @@ fn serve(
         let mut chunk = buffer[..n].to_vec();
         let mut stop_after = None;
         match fault {
-            Fault::CutAfter(limit) | Fault::StallAfter(limit) if is_blob_body => {
-                if sent + n as u64 >= limit {
-                    chunk.truncate((limit - sent) as usize);
-                    stop_after = Some(fault.clone());
-                }
+            Fault::CutAfter(limit) | Fault::StallAfter(limit)
+                if is_blob_body && sent + n as u64 >= limit =>
+            {
+                chunk.truncate((limit - sent) as usize);
+                stop_after = Some(fault.clone());
             }
             Fault::FlipByteAt(at) if is_blob_body && at >= sent && at < sent + n as u64 => {
                 chunk[(at - sent) as usize] ^= 0xff;
