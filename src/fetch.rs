@@ -44,6 +44,11 @@ pub enum FetchErrorKind {
     )]
     TooLong { expected: u64 },
     #[error(
+        "the registry serves {announced} bytes but the manifest declares {declared}; \
+         the image in the registry is inconsistent, nothing was stored"
+    )]
+    LengthMismatch { declared: u64, announced: u64 },
+    #[error(
         "not in the cache, and --offline forbids downloading it; run `haul pull` for this image once with network access"
     )]
     NotCached,
@@ -257,6 +262,18 @@ impl Fetcher {
             offset: ingest.offset(),
         });
         let mut response = blob.response;
+        // A body whose announced length differs from what the manifest declares can only
+        // fail verification: say so now, without downloading it.
+        let expected = size - ingest.offset();
+        if let Some(announced) = response.content_length()
+            && announced != expected
+        {
+            ingest.restart()?;
+            return Err(FetchErrorKind::LengthMismatch {
+                declared: size,
+                announced: announced + (size - expected),
+            });
+        }
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,

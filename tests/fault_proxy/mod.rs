@@ -32,6 +32,14 @@ pub enum Fault {
     Status(u16),
     /// Answer 429 with `Retry-After: <secs>`.
     TooManyRequests { retry_after_secs: u64 },
+    /// Answer with this status, Content-Type and body instead of asking the registry.
+    Respond {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// Answer 307 to the same path on another host (`127.0.0.1:PORT`).
+    RedirectTo(String),
 }
 
 /// A request seen by the proxy.
@@ -44,6 +52,14 @@ pub struct Seen {
     pub status: u16,
     /// Body bytes passed on to the client.
     pub body_bytes: u64,
+}
+
+/// Options of a proxy.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// Credentials the proxy adds when forwarding (as a storage host that authorizes by
+    /// signed URL would), whatever the client sent.
+    pub basic_auth: Option<(String, String)>,
 }
 
 struct Rule {
@@ -69,6 +85,10 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::start_with(upstream, ProxyOptions::default())
+    }
+
+    pub fn start_with(upstream: &str, options: ProxyOptions) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
@@ -83,10 +103,14 @@ impl FaultProxy {
                         break;
                     }
                     let Ok(client) = client else { continue };
-                    let (state, upstream, blob_bytes) =
-                        (state.clone(), upstream.clone(), blob_bytes.clone());
+                    let (state, upstream, blob_bytes, options) = (
+                        state.clone(),
+                        upstream.clone(),
+                        blob_bytes.clone(),
+                        options.clone(),
+                    );
                     thread::spawn(move || {
-                        let _ = serve(client, &upstream, &state, &blob_bytes);
+                        let _ = serve(client, &upstream, &state, &blob_bytes, &options);
                     });
                 }
             });
@@ -163,6 +187,7 @@ fn serve(
     upstream: &str,
     state: &Mutex<State>,
     blob_bytes: &AtomicU64,
+    options: &ProxyOptions,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -189,11 +214,7 @@ fn serve(
     };
     let range = header("range");
     let authorization = header("authorization").is_some();
-    let fault = if path.contains("/blobs/") {
-        take_fault(state, &path)
-    } else {
-        Fault::None
-    };
+    let fault = take_fault(state, &path);
     let mut record = Seen {
         method: method.clone(),
         path: path.clone(),
@@ -222,6 +243,31 @@ fn serve(
             state.lock().unwrap().seen.push(record);
             return Ok(());
         }
+        Fault::Respond {
+            status,
+            content_type,
+            body,
+        } => {
+            write!(
+                client,
+                "HTTP/1.1 {status} Injected\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            client.write_all(&body)?;
+            record.status = status;
+            record.body_bytes = body.len() as u64;
+            state.lock().unwrap().seen.push(record);
+            return Ok(());
+        }
+        Fault::RedirectTo(host) => {
+            write!(
+                client,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{host}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            record.status = 307;
+            state.lock().unwrap().seen.push(record);
+            return Ok(());
+        }
         _ => {}
     }
 
@@ -235,11 +281,21 @@ fn serve(
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if name == "connection" || (name == "range" && fault == Fault::IgnoreRange) {
+        if name == "connection"
+            || (name == "range" && fault == Fault::IgnoreRange)
+            || (name == "authorization" && options.basic_auth.is_some())
+        {
             continue;
         }
         forwarded.push_str(h);
         forwarded.push_str("\r\n");
+    }
+    if let Some((user, password)) = &options.basic_auth {
+        let token = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{user}:{password}"),
+        );
+        forwarded.push_str(&format!("Authorization: Basic {token}\r\n"));
     }
     forwarded.push_str("Connection: close\r\n\r\n");
     upstream_conn.write_all(forwarded.as_bytes())?;
