@@ -51,7 +51,15 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {error:#}");
+            let message = format!("{error:#}");
+            eprintln!("error: {message}");
+            // ENOSPC, wherever in the chain it was wrapped into text.
+            if message.contains("os error 28") {
+                eprintln!(
+                    "hint: the disk is full. Free space (e.g. `haul cache prune --max-size SIZE`) and run again: \
+                     verified blobs are kept and partial downloads resume"
+                );
+            }
             ExitCode::from(EXIT_FAILURE)
         }
         None => {
