@@ -150,6 +150,35 @@ impl Registry {
     /// Pushes a blob (monolithic upload) and returns its digest.
     pub fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
         let digest = sha256(bytes);
+        self.upload(repository, &digest, bytes.to_vec().into(), http());
+        digest
+    }
+
+    /// Pushes a blob streamed from a file (for blobs too large to hold in memory), whose
+    /// digest the caller computed.
+    pub fn push_blob_file(&self, repository: &str, path: &std::path::Path, digest: &str) {
+        let file = std::fs::File::open(path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let slow = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        self.upload(
+            repository,
+            digest,
+            reqwest::blocking::Body::sized(file, len),
+            slow,
+        );
+    }
+
+    fn upload(
+        &self,
+        repository: &str,
+        digest: &str,
+        body: reqwest::blocking::Body,
+        client: reqwest::blocking::Client,
+    ) {
         let start = self
             .authorize(http().post(format!(
                 "http://{}/v2/{repository}/blobs/uploads/",
@@ -171,13 +200,12 @@ impl Registry {
         };
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = self
-            .authorize(http().put(format!("{location}{separator}digest={digest}")))
+            .authorize(client.put(format!("{location}{separator}digest={digest}")))
             .header("content-type", "application/octet-stream")
-            .body(bytes.to_vec())
+            .body(body)
             .send()
             .unwrap();
         assert_eq!(put.status().as_u16(), 201, "upload: {:?}", put.text());
-        digest
     }
 
     /// Pushes a manifest under `tag` (or a digest) and returns its digest.
