@@ -173,13 +173,7 @@ fn a_cut_download_resumes_with_a_range_request() {
         .proxy
         .inject(hex_of(&big.digest), Fault::CutAfter(cut_at), 1);
     fresh.export(&[&reference], "out.tar");
-    let fetched: u64 = setup
-        .proxy
-        .blob_requests()
-        .iter()
-        .filter(|r| r.path.ends_with(&big.digest))
-        .map(|r| r.body_bytes)
-        .sum();
+    let fetched = setup.proxy.bytes_of(&big.digest);
     assert_eq!(
         fetched, size,
         "cut once, resumed: every byte fetched exactly once"
@@ -686,13 +680,7 @@ fn ctrl_c_and_kill_9_leave_a_partial_download_that_the_next_run_resumes() {
 
         setup.proxy.clear();
         haul.export(&[&reference], "out.tar");
-        let fetched: u64 = setup
-            .proxy
-            .blob_requests()
-            .iter()
-            .filter(|r| r.path.ends_with(&big.digest))
-            .map(|r| r.body_bytes)
-            .sum();
+        let fetched = setup.proxy.bytes_of(&big.digest);
         assert_eq!(
             fetched,
             size - kept,

@@ -154,12 +154,7 @@ fn a_full_cache_keeps_nothing_unverified_and_the_download_resumes() {
     disk.resize("40m");
     proxy.clear();
     haul_on(disk.path(), &["export", &reference, "-o", "out.tar"]).success();
-    let fetched: u64 = proxy
-        .blob_requests()
-        .iter()
-        .filter(|r| r.path.ends_with(&big.digest))
-        .map(|r| r.body_bytes)
-        .sum();
+    let fetched = proxy.bytes_of(&big.digest);
     assert_eq!(
         fetched,
         size - kept,

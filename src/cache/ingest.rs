@@ -2,7 +2,7 @@
 //! that makes this process its only writer.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{BlobStore, CacheError};
@@ -165,17 +165,7 @@ impl Ingest {
 
 /// Re-hashes the bytes already in a partial file and leaves the cursor at its end.
 fn hash_existing(file: &mut File, path: &Path) -> Result<Verifier, CacheError> {
-    let mut verifier = Verifier::new();
-    let mut buffer = vec![0u8; WRITE_BUFFER];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(CacheError::io("cannot read", path))?;
-        if n == 0 {
-            break;
-        }
-        verifier.update(&buffer[..n]);
-    }
+    let verifier = super::hash_reader(&mut *file, path)?;
     file.seek(SeekFrom::End(0))
         .map_err(CacheError::io("cannot seek", path))?;
     Ok(verifier)

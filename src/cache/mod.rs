@@ -71,6 +71,21 @@ impl CacheError {
     }
 }
 
+/// Hashes everything `reader` yields (`path` names it in errors).
+fn hash_reader(mut reader: impl std::io::Read, path: &Path) -> Result<Verifier, CacheError> {
+    let mut verifier = Verifier::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buffer)
+            .map_err(CacheError::io("cannot read", path))?;
+        if n == 0 {
+            return Ok(verifier);
+        }
+        verifier.update(&buffer[..n]);
+    }
+}
+
 /// How the root lock is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
@@ -277,19 +292,8 @@ impl BlobStore {
 
     /// Hashes a stored blob from disk (for checks of the whole cache).
     pub fn hash_file(path: &Path) -> Result<(Digest, u64), CacheError> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path).map_err(CacheError::io("cannot open", path))?;
-        let mut verifier = Verifier::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buffer)
-                .map_err(CacheError::io("cannot read", path))?;
-            if n == 0 {
-                break;
-            }
-            verifier.update(&buffer[..n]);
-        }
+        let file = std::fs::File::open(path).map_err(CacheError::io("cannot open", path))?;
+        let verifier = hash_reader(file, path)?;
         let len = verifier.len();
         Ok((verifier.finish(), len))
     }

@@ -157,6 +157,15 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Body bytes of blob `digest` passed to clients since start or the last clear.
+    pub fn bytes_of(&self, digest: &str) -> u64 {
+        self.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(digest))
+            .map(|r| r.body_bytes)
+            .sum()
+    }
+
     /// Blob body bytes passed to clients since start or the last clear.
     pub fn blob_bytes(&self) -> u64 {
         self.blob_bytes.load(Ordering::SeqCst)
