@@ -38,8 +38,12 @@ demo:
 	$(CARGO) build --release
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example demo
 
+# criterion micro-benchmarks, then the end-to-end comparison (writes BENCHMARKS.md).
 bench:
+	scripts/install-test-deps.sh docker-registry busybox-static skopeo curl time
 	$(CARGO) bench
+	$(CARGO) build --release
+	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench
 
 clean:
 	$(CARGO) clean

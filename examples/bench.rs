@@ -1,0 +1,425 @@
+//! `make bench`, end to end: a local registry, a generated image of over 500 MB in 8 layers
+//! (text, binaries, incompressible data, 20,000 small files), and timed runs, medians of
+//! several: haul cold, warm and incremental; the floor (curl of the same blobs, 4 at a time,
+//! then cat into one file); and the peers where installed (skopeo copy, docker pull + save).
+//! Peak RSS from /usr/bin/time -v. The table is printed and written to BENCHMARKS.md.
+
+#[path = "../tests/harness/images.rs"]
+mod images;
+#[path = "../tests/harness/registry.rs"]
+mod registry;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use images::{Compression, Entry, Image, Layer};
+use registry::Registry;
+
+const RUNS: usize = 3;
+
+/// One measured run: wall time and peak RSS.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    rss_kib: u64,
+}
+
+/// Runs `command` under `/usr/bin/time -v`.
+fn timed(command: &[&str]) -> Sample {
+    let output = Command::new("/usr/bin/time")
+        .arg("-v")
+        .args(command)
+        .output()
+        .expect("/usr/bin/time is missing: apt-get install time");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{command:?} failed:\n{stderr}");
+    let field = |name: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {name} in time's output"))
+    };
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):");
+    let seconds: f64 = wall
+        .split(':')
+        .map(|p| p.parse::<f64>().unwrap())
+        .fold(0.0, |acc, p| acc * 60.0 + p);
+    Sample {
+        wall: Duration::from_secs_f64(seconds),
+        rss_kib: field("Maximum resident set size (kbytes):")
+            .parse()
+            .unwrap(),
+    }
+}
+
+fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by_key(|s| s.wall);
+    samples[samples.len() / 2]
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["bash".into(), "-c".into(), script.into()]
+}
+
+fn run_median(runs: usize, mut before: impl FnMut(), command: &[String]) -> Sample {
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    median(
+        (0..runs)
+            .map(|_| {
+                before();
+                timed(&args)
+            })
+            .collect(),
+    )
+}
+
+fn available(tool: &str) -> bool {
+    Command::new("which")
+        .arg(tool)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Text: log-like lines, compressible.
+fn text_layer(megabytes: usize) -> Layer {
+    let mut text = String::with_capacity(megabytes << 20);
+    let mut i = 0u64;
+    while text.len() < megabytes << 20 {
+        let _ = writeln!(
+            text,
+            "2026-11-23T00:00:{:02}Z INFO request {i} served in {} ms path=/api/v1/items/{}",
+            i % 60,
+            i % 997,
+            i * 7919 % 100_000
+        );
+        i += 1;
+    }
+    Layer::from_entries(
+        &[Entry::File("var/log/app.log", text.as_bytes(), 0o644)],
+        Compression::Gzip,
+    )
+}
+
+/// Binaries: the host's shared libraries, up to `megabytes`.
+fn binaries_layer(megabytes: u64) -> Layer {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut total = 0;
+    for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/lib"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() == 0 {
+                continue;
+            }
+            if total + meta.len() > megabytes << 20 {
+                break;
+            }
+            if let Ok(bytes) = std::fs::read(&path) {
+                total += bytes.len() as u64;
+                files.push((format!("opt/bin{}", path.display()), bytes));
+            }
+        }
+    }
+    let entries: Vec<Entry> = files
+        .iter()
+        .map(|(p, b)| Entry::File(p, b, 0o755))
+        .collect();
+    Layer::from_entries(&entries, Compression::Gzip)
+}
+
+/// 20,000 small files of 1-4 KiB.
+fn small_files_layer() -> Layer {
+    let files: Vec<(String, Vec<u8>)> = (0..20_000u32)
+        .map(|i| {
+            let size = 1024 + (i as usize * 37) % 3072;
+            let body: Vec<u8> = (0..size)
+                .map(|j| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[(i as usize + j * 7) % 37])
+                .collect();
+            (format!("srv/static/{:03}/file-{i}.txt", i % 200), body)
+        })
+        .collect();
+    let entries: Vec<Entry> = files
+        .iter()
+        .map(|(p, b)| Entry::File(p, b, 0o644))
+        .collect();
+    Layer::from_entries(&entries, Compression::Gzip)
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let haul = std::env::var("HAUL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/release/haul"));
+    assert!(
+        haul.exists(),
+        "{} is missing: `make bench` builds it",
+        haul.display()
+    );
+    let haul = haul.to_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let out = work.path().join("out.tar");
+
+    eprintln!("generating the image…");
+    let mut layers = vec![
+        Layer::busybox(Compression::Gzip),
+        text_layer(60),
+        binaries_layer(80),
+        small_files_layer(),
+    ];
+    for seed in 0..4 {
+        layers.push(Layer::random(
+            &format!("data/blob-{seed}"),
+            110 << 20,
+            1000 + seed,
+        ));
+    }
+    let top_v1 = Layer::text("etc/release", "v1\n", Compression::Gzip);
+    let top_v2 = Layer::text("etc/release", "v2\n", Compression::Gzip);
+    let v1 = Image::new(
+        [layers.clone(), vec![top_v1]].concat(),
+        false,
+        "amd64",
+        None,
+        "bench",
+    );
+    let v2 = Image::new(
+        [layers, vec![top_v2]].concat(),
+        false,
+        "amd64",
+        None,
+        "bench",
+    );
+    let image_bytes: u64 = v1
+        .layers
+        .iter()
+        .map(|l| l.compressed.len() as u64)
+        .sum::<u64>()
+        + v1.config.len() as u64;
+
+    eprintln!("starting a registry and pushing…");
+    let registry = Registry::start();
+    let repository = "bench/app";
+    registry.push(repository, "v1", &v1);
+    registry.push(repository, "v2", &v2);
+    let ref_v1 = format!("{}/{repository}:v1", registry.host());
+    let ref_v2 = format!("{}/{repository}:v2", registry.host());
+    let layer_count = v1.layers.len();
+    drop(v2);
+
+    let export = |reference: &str| -> Vec<String> {
+        vec![
+            haul.clone(),
+            "-q".into(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+            "export".into(),
+            reference.into(),
+            "-o".into(),
+            out.display().to_string(),
+        ]
+    };
+    let clear_cache = || {
+        let _ = std::fs::remove_dir_all(&cache);
+    };
+    let sync_drop = || {
+        let _ = Command::new("sync").status();
+    };
+
+    eprintln!("cold…");
+    let cold = run_median(
+        RUNS,
+        || {
+            clear_cache();
+            sync_drop();
+        },
+        &export(&ref_v1),
+    );
+    eprintln!("warm…");
+    let warm = run_median(RUNS, sync_drop, &export(&ref_v1));
+    eprintln!("incremental…");
+    let cache_rm_v2 = || {
+        let _ = Command::new(&haul)
+            .args([
+                "-q",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "cache",
+                "rm",
+                &ref_v2,
+            ])
+            .output();
+        sync_drop();
+    };
+    let incremental = run_median(RUNS, cache_rm_v2, &export(&ref_v2));
+
+    // The floor: the same blobs with curl, 4 at a time, then cat into one file.
+    let blobs_dir = work.path().join("floor");
+    let urls: String = std::iter::once(v1.config.clone())
+        .map(|c| images::sha256(&c))
+        .chain(v1.layers.iter().map(|l| l.digest.clone()))
+        .map(|d| format!("http://{}/v2/{repository}/blobs/{d}", registry.host()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(work.path().join("urls"), &urls).unwrap();
+    let floor_script = format!(
+        "rm -rf {dir} && mkdir -p {dir} && cd {dir} && xargs -P4 -n1 curl -sSfLO < {urls} && cat * > {out}",
+        dir = blobs_dir.display(),
+        urls = work.path().join("urls").display(),
+        out = work.path().join("floor.tar").display()
+    );
+    eprintln!("floor (curl + cat)…");
+    let floor = run_median(RUNS, sync_drop, &sh(&floor_script));
+    let cat_script = format!(
+        "cat {}/* > {}",
+        blobs_dir.display(),
+        work.path().join("cat.out").display()
+    );
+    let cat = run_median(RUNS, sync_drop, &sh(&cat_script));
+
+    let skopeo = available("skopeo").then(|| {
+        eprintln!("skopeo…");
+        let script = format!(
+            "rm -f {out} && skopeo copy -q --src-tls-verify=false docker://{reference} docker-archive:{out}:{reference}",
+            out = work.path().join("skopeo.tar").display(),
+            reference = ref_v1
+        );
+        run_median(RUNS, sync_drop, &sh(&script))
+    });
+    let docker = engine_answers().then(|| {
+        eprintln!("docker pull + save…");
+        let reset = || {
+            let _ = Command::new("docker").args(["rmi", "-f", &ref_v1]).output();
+            sync_drop();
+        };
+        let script = format!(
+            "docker pull -q {ref_v1} > /dev/null && docker save -o {} {ref_v1}",
+            work.path().join("docker.tar").display()
+        );
+        let sample = run_median(RUNS, reset, &sh(&script));
+        reset();
+        sample
+    });
+
+    // Memory must not grow with the image: one cold export of an image four times larger.
+    eprintln!("four times larger…");
+    let extra: u64 = (4 * image_bytes).saturating_sub(image_bytes);
+    let mut big_layers = v1.layers.clone();
+    let mut seed = 2000;
+    let mut added = 0u64;
+    while added < extra {
+        let layer = Layer::random(&format!("data/more-{seed}"), 110 << 20, seed);
+        added += layer.compressed.len() as u64;
+        registry.push_blob(repository, &layer.compressed);
+        big_layers.push(layer);
+        seed += 1;
+    }
+    let big = Image::new(big_layers, false, "amd64", None, "bench");
+    let big_bytes: u64 = big.layers.iter().map(|l| l.compressed.len() as u64).sum();
+    registry.push(repository, "big", &big);
+    drop(big);
+    let ref_big = format!("{}/{repository}:big", registry.host());
+    clear_cache();
+    let four_times = timed(
+        &export(&ref_big)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let secs = |s: Sample| s.wall.as_secs_f64();
+    let mib = |s: Sample| s.rss_kib as f64 / 1024.0;
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "Image: {} layers, {:.0} MB compressed ({} runs each, medians). Machine: {} cores.\n",
+        layer_count,
+        image_bytes as f64 / 1e6,
+        RUNS,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(table, "| run | time (s) | vs floor | peak RSS (MiB) |");
+    let _ = writeln!(table, "|---|---:|---:|---:|");
+    let mut row = |name: &str, s: Sample, rss: bool| {
+        let rss = if rss {
+            format!("{:.1}", mib(s))
+        } else {
+            "-".to_string()
+        };
+        let _ = writeln!(
+            table,
+            "| {name} | {:.2} | {:.2}x | {rss} |",
+            secs(s),
+            secs(s) / secs(floor)
+        );
+    };
+    row("haul cold (empty cache, export to a file)", cold, true);
+    row("haul warm (everything cached)", warm, true);
+    row("haul incremental (top layer changed)", incremental, true);
+    row("floor: curl 4 at a time + cat", floor, false);
+    row("cat of the same blobs into one file", cat, false);
+    if let Some(s) = skopeo {
+        row("skopeo copy docker:// docker-archive:", s, true);
+    }
+    if let Some(s) = docker {
+        row("docker pull + docker save", s, false);
+    }
+    let _ = writeln!(table);
+    let _ = writeln!(
+        table,
+        "- cold / floor: {:.2}x (target ≤ 1.3x)",
+        secs(cold) / secs(floor)
+    );
+    let _ = writeln!(
+        table,
+        "- warm / cat: {:.2}x (target ≤ 1.5x)",
+        secs(warm) / secs(cat)
+    );
+    let _ = writeln!(
+        table,
+        "- peak RSS: {:.1} MiB cold (target < 64 MiB)",
+        mib(cold)
+    );
+    let _ = writeln!(
+        table,
+        "- an image four times larger ({:.0} MB): cold export {:.2} s, peak RSS {:.1} MiB (target < 64 MiB)",
+        big_bytes as f64 / 1e6,
+        secs(four_times),
+        mib(four_times)
+    );
+    if let Some(s) = skopeo {
+        let _ = writeln!(
+            table,
+            "- skopeo / haul cold: {:.2}x (target ≥ 5x)",
+            secs(s) / secs(cold)
+        );
+    }
+    if let Some(s) = docker {
+        let _ = writeln!(
+            table,
+            "- docker pull + save / haul cold: {:.2}x",
+            secs(s) / secs(cold)
+        );
+    }
+    println!("{table}");
+    let report = format!(
+        "# haul benchmarks\n\nWritten by `make bench` ({}).\n\n{table}",
+        "examples/bench.rs"
+    );
+    std::fs::write(root.join("BENCHMARKS.md"), report).unwrap();
+    eprintln!("written to BENCHMARKS.md");
+}
