@@ -122,6 +122,12 @@ pub struct CredentialStore {
     explicit: Option<Credentials>,
     /// From config.json's `auths`, keyed by registry host.
     from_config: HashMap<String, Credentials>,
+    /// config.json's `credHelpers`: registry host → helper name.
+    helpers: HashMap<String, String>,
+    /// config.json's `credsStore`: the helper for every other registry.
+    default_helper: Option<String>,
+    /// What helpers answered, so each runs once per registry and run.
+    from_helpers: std::sync::Arc<std::sync::Mutex<HashMap<String, Option<Credentials>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +151,7 @@ impl CredentialStore {
     pub fn load(explicit: Option<Credentials>) -> Result<CredentialStore, CredentialError> {
         let mut store = CredentialStore {
             explicit,
-            from_config: HashMap::new(),
+            ..CredentialStore::default()
         };
         let Some(path) = docker_config_path() else {
             return Ok(store);
@@ -160,6 +166,12 @@ impl CredentialStore {
                 path: path.clone(),
                 source,
             })?;
+        store.default_helper = config.creds_store.filter(|h| !h.is_empty());
+        store.helpers = config
+            .cred_helpers
+            .into_iter()
+            .map(|(key, helper)| (normalize_registry_key(&key), helper))
+            .collect();
         for (key, entry) in config.auths {
             if let Some(credentials) = entry.credentials() {
                 store
@@ -171,10 +183,95 @@ impl CredentialStore {
     }
 
     /// Credentials for `registry` (as the reference names it: `docker.io`, `host:5000`).
-    pub fn get(&self, registry: &str) -> Option<&Credentials> {
-        self.explicit
-            .as_ref()
-            .or_else(|| self.from_config.get(&normalize_registry_key(registry)))
+    /// Looked up as docker does: the command line, then the registry's `credHelpers` entry,
+    /// then an `auths` entry, then the `credsStore` helper.
+    pub fn get(&self, registry: &str) -> Option<Credentials> {
+        if let Some(explicit) = &self.explicit {
+            return Some(explicit.clone());
+        }
+        let key = normalize_registry_key(registry);
+        if let Some(helper) = self.helpers.get(&key) {
+            return self.from_helper(helper, &key);
+        }
+        if let Some(credentials) = self.from_config.get(&key) {
+            return Some(credentials.clone());
+        }
+        let helper = self.default_helper.as_ref()?;
+        self.from_helper(helper, &key)
+    }
+
+    /// Runs `docker-credential-HELPER get` with the server on stdin, as docker does.
+    fn from_helper(&self, helper: &str, key: &str) -> Option<Credentials> {
+        let mut cache = self.from_helpers.lock().ok()?;
+        if let Some(known) = cache.get(key) {
+            return known.clone();
+        }
+        let found = run_helper(helper, key);
+        cache.insert(key.to_string(), found.clone());
+        found
+    }
+}
+
+/// The server name a helper is asked about: Docker Hub's historic URL, else the host.
+fn helper_server(key: &str) -> String {
+    if key == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        key.to_string()
+    }
+}
+
+fn run_helper(helper: &str, key: &str) -> Option<Credentials> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    #[derive(Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let program = format!("docker-credential-{helper}");
+    let child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::warn!("cannot run the credential helper {program} for {key}: {e}");
+            return None;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(helper_server(key).as_bytes());
+    }
+    let output = child.wait_with_output().ok()?;
+    if !output.status.success() {
+        // "credentials not found" is the helpers' normal answer for an unknown server.
+        let message = String::from_utf8_lossy(&output.stdout);
+        if !message.contains("credentials not found") {
+            tracing::warn!(
+                "the credential helper {program} failed for {key}: {}{}",
+                message.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        return None;
+    }
+    match serde_json::from_slice::<HelperAnswer>(&output.stdout) {
+        Ok(answer) => Some(Credentials {
+            username: answer.username,
+            password: answer.secret,
+        }),
+        Err(e) => {
+            tracing::warn!(
+                "the credential helper {program} answered unreadable JSON for {key}: {e}"
+            );
+            None
+        }
     }
 }
 
@@ -205,6 +302,10 @@ fn normalize_registry_key(key: &str) -> String {
 struct DockerConfig {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]

@@ -369,7 +369,7 @@ impl Client {
             detail: detail.to_string(),
         };
         match challenge {
-            Some(Challenge::Basic) => match credentials {
+            Some(Challenge::Basic) => match &credentials {
                 Some(c) => Ok(c.basic_header()),
                 None => Err(unauthorized(
                     "the registry requires a user name and password",
@@ -389,7 +389,7 @@ impl Client {
                     query.append_pair("scope", &scope);
                 }
                 let mut request = self.http.get(url.clone());
-                if let Some(c) = credentials {
+                if let Some(c) = &credentials {
                     request = request.header(AUTHORIZATION, c.basic_header());
                 }
                 let response = request
