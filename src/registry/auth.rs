@@ -191,17 +191,17 @@ impl CredentialStore {
         }
         let key = normalize_registry_key(registry);
         if let Some(helper) = self.helpers.get(&key) {
-            return self.from_helper(helper, &key);
+            return self.ask_helper(helper, &key);
         }
         if let Some(credentials) = self.from_config.get(&key) {
             return Some(credentials.clone());
         }
         let helper = self.default_helper.as_ref()?;
-        self.from_helper(helper, &key)
+        self.ask_helper(helper, &key)
     }
 
     /// Runs `docker-credential-HELPER get` with the server on stdin, as docker does.
-    fn from_helper(&self, helper: &str, key: &str) -> Option<Credentials> {
+    fn ask_helper(&self, helper: &str, key: &str) -> Option<Credentials> {
         let mut cache = self.from_helpers.lock().ok()?;
         if let Some(known) = cache.get(key) {
             return known.clone();
