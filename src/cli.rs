@@ -140,6 +140,11 @@ pub struct ExportArgs {
     /// <registry>_<repository>_<tag>_<arch>.tar in the current folder]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
+
+    /// Stream the tar into the local Docker engine (`docker load`, honouring DOCKER_HOST)
+    /// instead of writing a file
+    #[arg(long, conflicts_with = "output")]
+    pub load: bool,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).

@@ -17,6 +17,10 @@ use crate::reference::Reference;
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let count = args.images.references.len();
     let output = match args.output.as_deref() {
+        _ if args.load => Some(Output::Command(vec![
+            "docker".to_string(),
+            "load".to_string(),
+        ])),
         Some("-") => {
             if std::io::stdout().is_terminal() {
                 bail!(

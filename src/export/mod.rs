@@ -40,6 +40,8 @@ pub struct ExportImage {
 pub enum Output {
     File(PathBuf),
     Stdout,
+    /// The standard input of a command (`docker load`), streamed: no temporary file.
+    Command(Vec<String>),
 }
 
 impl Output {
@@ -47,6 +49,7 @@ impl Output {
         match self {
             Output::File(path) => path.display().to_string(),
             Output::Stdout => "standard output".to_string(),
+            Output::Command(argv) => format!("`{}`", argv.join(" ")),
         }
     }
 }
@@ -68,6 +71,8 @@ pub enum ExportError {
     },
     #[error(transparent)]
     Blob(BoxError),
+    #[error("{command} failed ({status}); see its message above")]
+    Loader { command: String, status: String },
 }
 
 /// Writes `images` as one tar in the default (docker save) layout. Returns the tar's size.
@@ -96,6 +101,53 @@ pub async fn write_docker_tar<S: BlobSource>(
             let writer = write_entries(images, blobs, TarWriter::new(io::stdout()), output).await?;
             let size = writer.written();
             writer.finish().map_err(write_error)?;
+            size
+        }
+        Output::Command(argv) => {
+            let mut child = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .map_err(write_error)?;
+            let stdin = child.stdin.take().expect("stdin is piped");
+            let written = write_entries(images, blobs, TarWriter::new(stdin), output)
+                .await
+                .and_then(|writer| {
+                    let size = writer.written();
+                    // Finishing closes stdin: the loader sees the end of the tar.
+                    writer.finish().map(|_| size).map_err(write_error)
+                });
+            let size = match written {
+                Ok(size) => size,
+                Err(ExportError::Write { source, .. })
+                    if source.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    // The loader stopped reading: its own exit status and message say why.
+                    let status = child
+                        .wait()
+                        .map_or_else(|e| e.to_string(), |s| s.to_string());
+                    return Err(ExportError::Loader {
+                        command: output.describe(),
+                        status,
+                    });
+                }
+                Err(error) => {
+                    // Stop the loader before it takes a truncated tar as complete.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(error);
+                }
+            };
+            let status = tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .map_err(|e| write_error(io::Error::other(e.to_string())))?
+                .map_err(write_error)?;
+            if !status.success() {
+                return Err(ExportError::Loader {
+                    command: output.describe(),
+                    status: status.to_string(),
+                });
+            }
             size
         }
     };
