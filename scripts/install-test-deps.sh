@@ -8,7 +8,7 @@
 # Runs `apt-get update` first unless the package lists are less than a day old.
 set -euo pipefail
 
-packages=(docker-registry docker.io skopeo busybox-static zstd apache2-utils curl time)
+packages=(docker-registry docker.io skopeo busybox-static zstd apache2-utils curl time openssh-server openssh-client)
 if [ "$#" -gt 0 ]; then packages=("$@"); fi
 
 missing=()

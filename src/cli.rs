@@ -145,6 +145,11 @@ pub struct ExportArgs {
     /// instead of writing a file
     #[arg(long, conflicts_with = "output")]
     pub load: bool,
+
+    /// Stream the tar into `docker load` on another host through the system's ssh:
+    /// ssh://[USER@]HOST[:PORT] (HAUL_SSH_COMMAND replaces `ssh`, e.g. to add -i KEY)
+    #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]", conflicts_with_all = ["output", "load"])]
+    pub to: Option<String>,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).

@@ -21,6 +21,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
             "docker".to_string(),
             "load".to_string(),
         ])),
+        _ if args.to.is_some() => Some(Output::Command(ssh_docker_load(
+            args.to.as_deref().unwrap_or_default(),
+        )?)),
         Some("-") => {
             if std::io::stdout().is_terminal() {
                 bail!(
@@ -57,6 +60,42 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     prepared.record()
 }
 
+/// `ssh://[user@]host[:port]` → `ssh [-p port] [user@]host docker load`, with `ssh` replaced
+/// by `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
+fn ssh_docker_load(target: &str) -> anyhow::Result<Vec<String>> {
+    let Some(rest) = target.strip_prefix("ssh://") else {
+        bail!("--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported");
+    };
+    let rest = rest.trim_end_matches('/');
+    let (user_host, port) = match rest.rsplit_once(':') {
+        Some((user_host, port)) if !port.contains(']') => {
+            let port: u16 = port.parse().map_err(|_| {
+                anyhow::anyhow!("--to {target:?}: the port {port:?} is not a number")
+            })?;
+            (user_host, Some(port))
+        }
+        _ => (rest, None),
+    };
+    let host = user_host.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || user_host.contains(char::is_whitespace) || user_host.starts_with('-') {
+        bail!("--to {target:?}: expected ssh://[USER@]HOST[:PORT]");
+    }
+    let ssh = std::env::var("HAUL_SSH_COMMAND").unwrap_or_else(|_| "ssh".to_string());
+    let mut argv: Vec<String> = ssh.split_whitespace().map(str::to_string).collect();
+    if argv.is_empty() {
+        argv.push("ssh".to_string());
+    }
+    if let Some(port) = port {
+        argv.extend(["-p".to_string(), port.to_string()]);
+    }
+    argv.extend([
+        user_host.to_string(),
+        "docker".to_string(),
+        "load".to_string(),
+    ]);
+    Ok(argv)
+}
+
 /// `<registry>_<repository with / as _>_<tag>_<arch>.tar`; a `:` (registry port) becomes
 /// `_` too, and an untagged reference uses its digest's first 12 hex digits.
 fn default_file_name(reference: &Reference, platform: &Platform) -> PathBuf {
@@ -87,6 +126,20 @@ impl BlobSource for CacheDownloads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_targets() {
+        let argv = |t: &str| ssh_docker_load(t).map(|a| a.join(" "));
+        assert_eq!(argv("ssh://me@host").unwrap(), "ssh me@host docker load");
+        assert_eq!(
+            argv("ssh://host:2222").unwrap(),
+            "ssh -p 2222 host docker load"
+        );
+        assert!(argv("host").is_err());
+        assert!(argv("ssh://").is_err());
+        assert!(argv("ssh://-oProxyCommand=x").is_err());
+        assert!(argv("ssh://h:port").is_err());
+    }
 
     #[test]
     fn default_file_names() {
