@@ -69,7 +69,10 @@ fn a_failed_export_or_loader_loads_nothing() {
     std::fs::write(&path, bytes).unwrap();
     let classic = Engine::Classic;
     classic.remove(&pushed.reference);
-    haul.run(&["export", &pushed.reference, "--load"])
+    // A fresh cache: the first run may have cached the layer before docker load failed.
+    let fresh = Haul::new();
+    fresh
+        .run(&["export", &pushed.reference, "--load"])
         .failure(&["digest mismatch"]);
     let inspect = classic
         .docker()
