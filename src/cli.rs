@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::registry::endpoint::{Mirror, parse_mirror_flag};
+
 const EXAMPLES: &str = "\
 Examples:
   haul export busybox                              # -> docker.io_library_busybox_latest_amd64.tar
@@ -21,10 +23,26 @@ pub struct Cli {
     #[arg(long, global = true, env = "HAUL_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Talk plain HTTP to this registry (host or host:port); repeatable. Loopback
-    /// registries (localhost, 127.0.0.0/8, [::1]) need no flag.
+    /// Accept this registry's TLS certificate unverified, or plain HTTP if it has no TLS
+    /// (host or host:port); repeatable. Loopback registries (localhost, 127.0.0.0/8, [::1])
+    /// may use plain HTTP without it
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+
+    /// Fetch REGISTRY's images from MIRROR first ([http://|https://]HOST[:PORT][/PREFIX]),
+    /// falling back to the registry; repeatable, tried in order. Replaces the configuration
+    /// file's mirrors for that registry
+    #[arg(long = "mirror", global = true, value_name = "REGISTRY=MIRROR", value_parser = parse_mirror_flag)]
+    pub mirrors: Vec<(String, Mirror)>,
+
+    /// Also trust the certificate authorities in this PEM file; repeatable
+    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+
+    /// Configuration file [default: $XDG_CONFIG_HOME/haul/config.toml or
+    /// ~/.config/haul/config.toml]
+    #[arg(long, global = true, env = "HAUL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Print only errors
     #[arg(short, long, global = true)]

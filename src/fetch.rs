@@ -261,6 +261,7 @@ impl Fetcher {
             size,
             offset: ingest.offset(),
         });
+        let source = blob.source;
         let mut response = blob.response;
         // A body whose announced length differs from what the manifest declares can only
         // fail verification: say so now, without downloading it.
@@ -280,7 +281,7 @@ impl Fetcher {
                 Ok(None) => break,
                 Err(e) => {
                     ingest.flush()?;
-                    return Err(transfer_error(&request.reference, &e).into());
+                    return Err(transfer_error(&source, &e).into());
                 }
             };
             // Never write past the declared size: a registry that sends more is wrong.

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod digest;
 pub mod export;
 pub mod fetch;

@@ -120,17 +120,17 @@ impl Reference {
             ..self.clone()
         }
     }
+}
 
-    /// Whether the registry is on this machine (`localhost`, `127.0.0.0/8`, `[::1]`): docker
-    /// talks plain HTTP to those without being told.
-    pub fn is_loopback(&self) -> bool {
-        let host = host_without_port(&self.registry);
-        host == "localhost"
-            || host == "[::1]"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    }
+/// Whether `registry` (`host` or `host:port`) is on this machine: `localhost`, `127.0.0.0/8`
+/// or `[::1]`.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_without_port(registry);
+    host.eq_ignore_ascii_case("localhost")
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `host:port` → `host`; `[::1]:5000` → `[::1]`.
@@ -401,10 +401,10 @@ mod tests {
         assert_eq!(r.manifest_identifier(), format!("sha256:{HEX}"));
         let r = parse("localhost/app");
         assert_eq!(r.registry(), "localhost");
-        assert!(r.is_loopback());
-        assert!(parse("127.0.0.1:5000/x").is_loopback());
-        assert!(parse("[::1]:5000/x").is_loopback());
-        assert!(!parse("ghcr.io/x").is_loopback());
+        assert!(is_loopback(r.registry()));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("ghcr.io"));
         assert_eq!(parse("ghcr.io/a/b-c__d.e").repository(), "a/b-c__d.e");
     }
 

@@ -6,6 +6,7 @@ mod export;
 mod images;
 mod pull;
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,9 +17,11 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, LoginArgs};
+use crate::config;
 use crate::progress::{Lines, Progress, Silent};
 use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
+use crate::registry::endpoint::{Mirror, Routes};
 
 /// Exit codes: 0 success, 1 failure, 2 bad usage (clap's), 130 interrupted.
 const EXIT_FAILURE: u8 = 1;
@@ -97,7 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Settings every subcommand uses.
 pub struct Global {
     pub cache_dir: PathBuf,
-    pub insecure_registries: Vec<String>,
+    /// Mirrors and insecure registries, from the command line and the configuration file.
+    routes: Routes,
+    ca_certs: Vec<PathBuf>,
     pub progress: Arc<dyn Progress>,
     pub retries: u32,
     limit_rate: Option<u64>,
@@ -116,9 +121,28 @@ impl Global {
         } else {
             Arc::new(Lines::default())
         };
+        let config = config::load(cli.config.as_deref())?;
+        let mut mirrors = config.mirrors;
+        // The command line's mirrors for a registry replace the file's, keeping their order.
+        let mut from_cli: HashMap<String, Vec<Mirror>> = HashMap::new();
+        for (registry, mirror) in &cli.mirrors {
+            from_cli
+                .entry(registry.clone())
+                .or_default()
+                .push(mirror.clone());
+        }
+        mirrors.extend(from_cli);
+        let mut insecure_registries = config.insecure_registries;
+        insecure_registries.extend(cli.insecure_registries.iter().cloned());
+        let mut ca_certs = config.ca_certs;
+        ca_certs.extend(cli.ca_certs.iter().cloned());
         Ok(Global {
             cache_dir,
-            insecure_registries: cli.insecure_registries.clone(),
+            routes: Routes {
+                mirrors,
+                insecure_registries,
+            },
+            ca_certs,
             progress,
             retries: cli.retries,
             limit_rate: cli.limit_rate,
@@ -137,7 +161,8 @@ impl Global {
             _ => None,
         };
         Ok(RegistryOptions {
-            insecure_registries: self.insecure_registries.clone(),
+            routes: self.routes.clone(),
+            ca_certs: self.ca_certs.clone(),
             credentials: CredentialStore::load(explicit)?,
             connect_timeout: Some(self.connect_timeout),
             read_timeout: Some(self.stall_timeout),
@@ -180,7 +205,9 @@ fn read_password_stdin() -> anyhow::Result<String> {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // The verifier logs each untrusted certificate as an error; haul's own message says
+        // it and what to do.
+        0 => "warn,rustls_platform_verifier=off",
         1 => "haul=debug,info",
         _ => "haul=trace,debug",
     };

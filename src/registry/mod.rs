@@ -3,9 +3,12 @@
 //! response to stream from.
 
 pub mod auth;
+pub mod endpoint;
 pub mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -18,12 +21,15 @@ use crate::digest::Digest;
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::Reference;
 use auth::{Challenge, CredentialStore, TokenResponse};
+use endpoint::{Endpoint, Routes, Transport};
 
 /// How to reach registries.
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
-    /// Hosts (`host` or `host:port`) spoken to over plain HTTP.
-    pub insecure_registries: Vec<String>,
+    /// Mirrors, and the hosts allowed unverified HTTPS or plain HTTP.
+    pub routes: Routes,
+    /// PEM files of certificate authorities trusted besides the system's.
+    pub ca_certs: Vec<PathBuf>,
     pub credentials: CredentialStore,
     pub connect_timeout: Option<Duration>,
     /// The longest a transfer may go without receiving a byte.
@@ -42,6 +48,16 @@ pub enum RegistryError {
          that it is running and reachable, and whether it needs --insecure-registry"
     )]
     Connect { registry: String, detail: String },
+    #[error(
+        "the TLS certificate of {registry} ({host}) is not trusted: {detail}. If a private \
+         certificate authority signed it, pass --ca-cert FILE (PEM); to skip verification, \
+         --insecure-registry {host}"
+    )]
+    Certificate {
+        registry: String,
+        host: String,
+        detail: String,
+    },
     #[error(
         "{what} not found in {registry} ({detail}); check the repository name and the tag or digest"
     )]
@@ -83,6 +99,8 @@ pub enum RegistryError {
     },
     #[error("transfer from {registry} failed: {detail}")]
     Transfer { registry: String, detail: String },
+    #[error("cannot use --ca-cert {path}: {detail}", path = path.display())]
+    CaCert { path: PathBuf, detail: String },
     #[error("invalid URL {url}: {detail}")]
     Url { url: String, detail: String },
 }
@@ -125,40 +143,44 @@ pub struct BlobResponse {
     /// True when the registry honoured the Range request (206 from the asked offset);
     /// false means the body starts at byte 0 and the caller must start over.
     pub resumed: bool,
+    /// Who served it: the registry, or one of its mirrors (for messages).
+    pub source: String,
 }
 
 /// Registry client shared by every download of a run; cheap to share behind an `Arc`.
 pub struct Client {
+    /// Verifies certificates against the system's roots and `--ca-cert`.
     http: reqwest::Client,
+    /// Accepts any certificate: only for hosts listed with `--insecure-registry`.
+    http_unverified: Option<reqwest::Client>,
     options: RegistryOptions,
-    /// `Authorization` header per (registry, repository); the async lock makes concurrent
+    /// `Authorization` header per (host, repository); the async lock makes concurrent
     /// requests wait for one token instead of each fetching its own.
     auth: tokio::sync::Mutex<HashMap<(String, String), String>>,
+    /// The transport that worked for each host this run, so probing happens once.
+    transports: Mutex<HashMap<String, Transport>>,
+    /// Mirrors that could not be reached this run: not asked again.
+    unreachable_mirrors: Mutex<HashSet<String>>,
     rate_limiter: Option<transport::RateLimiter>,
 }
 
 impl Client {
     pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
-        let http = transport::build_http_client(&options)?;
+        let http = transport::build_http_client(&options, true)?;
+        let http_unverified = if options.routes.insecure_registries.is_empty() {
+            None
+        } else {
+            Some(transport::build_http_client(&options, false)?)
+        };
         Ok(Client {
             http,
+            http_unverified,
             rate_limiter: options.limit_rate.map(transport::RateLimiter::new),
             options,
             auth: tokio::sync::Mutex::new(HashMap::new()),
+            transports: Mutex::new(HashMap::new()),
+            unreachable_mirrors: Mutex::new(HashSet::new()),
         })
-    }
-
-    fn base_url(&self, reference: &Reference) -> String {
-        let scheme = if transport::use_plain_http(reference, &self.options.insecure_registries) {
-            "http"
-        } else {
-            "https"
-        };
-        format!(
-            "{scheme}://{}/v2/{}",
-            reference.api_host(),
-            reference.repository()
-        )
     }
 
     /// GETs the manifest `reference` names (its digest when it has one, else its tag).
@@ -170,20 +192,38 @@ impl Client {
             .await
     }
 
-    /// GETs a manifest of `reference`'s repository by tag or digest.
+    /// GETs a manifest of `reference`'s repository by tag or digest, from the first of its
+    /// mirrors (or the registry) that has it.
     pub async fn get_manifest_by(
         &self,
         reference: &Reference,
         identifier: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let url = format!("{}/manifests/{identifier}", self.base_url(reference));
+        for endpoint in self.endpoints(reference) {
+            match self
+                .get_manifest_from(&endpoint, reference, identifier)
+                .await
+            {
+                Err(error) if endpoint.is_mirror => self.mirror_failed(&endpoint, error),
+                result => return result,
+            }
+        }
+        unreachable!("the registry itself is the last endpoint")
+    }
+
+    async fn get_manifest_from(
+        &self,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        identifier: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
         let separator = if identifier.contains(':') { "@" } else { ":" };
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         let mut response = self
             .get(
-                reference,
-                &url,
+                endpoint,
+                &format!("manifests/{identifier}"),
                 headers,
                 &format!("image {}{}{identifier}", reference.full_name(), separator),
             )
@@ -205,7 +245,7 @@ impl Client {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| transfer_error(reference, &e))?
+            .map_err(|e| transfer_error(&endpoint.registry, &e))?
         {
             if bytes.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
                 return Err(RegistryError::ManifestTooLarge {
@@ -231,39 +271,92 @@ impl Client {
         })
     }
 
-    /// Opens a download of blob `digest` from `reference`'s repository, from byte `offset`.
+    /// Opens a download of blob `digest` from `reference`'s repository, from byte `offset`,
+    /// from the first of its mirrors (or the registry) that has it.
     pub async fn get_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
         offset: u64,
     ) -> Result<BlobResponse, RegistryError> {
-        let url = format!("{}/blobs/{digest}", self.base_url(reference));
         let mut headers = HeaderMap::new();
         if offset > 0 {
             let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("ASCII header");
             headers.insert(RANGE, range);
         }
         let what = format!("blob {digest} of {}", reference.full_name());
-        let response = self.get(reference, &url, headers, &what).await?;
+        let mut served = None;
+        for endpoint in self.endpoints(reference) {
+            let suffix = format!("blobs/{digest}");
+            match self.get(&endpoint, &suffix, headers.clone(), &what).await {
+                Ok(response) => {
+                    served = Some((response, endpoint.registry));
+                    break;
+                }
+                Err(error) if endpoint.is_mirror => self.mirror_failed(&endpoint, error),
+                Err(error) => return Err(error),
+            }
+        }
+        let (response, source) = served.expect("the registry itself is the last endpoint");
         let resumed = offset > 0
             && response.status() == StatusCode::PARTIAL_CONTENT
             && content_range_start(response.headers()) == Some(offset);
-        Ok(BlobResponse { response, resumed })
+        Ok(BlobResponse {
+            response,
+            resumed,
+            source,
+        })
+    }
+
+    /// Where to fetch `reference`'s content: its mirrors in order, less those found
+    /// unreachable this run, then the registry itself.
+    fn endpoints(&self, reference: &Reference) -> Vec<Endpoint> {
+        let unreachable = self.unreachable_mirrors.lock().unwrap();
+        self.options
+            .routes
+            .endpoints(reference)
+            .into_iter()
+            .filter(|e| !(e.is_mirror && unreachable.contains(&e.host)))
+            .collect()
+    }
+
+    /// Logs why a mirror could not serve a request (the next source is asked instead), and
+    /// stops asking a mirror that cannot be reached.
+    fn mirror_failed(&self, mirror: &Endpoint, error: RegistryError) {
+        match error {
+            RegistryError::NotFound { .. } => {
+                tracing::debug!("mirror {}: {error}; trying the next source", mirror.host);
+            }
+            RegistryError::Connect { .. } | RegistryError::Certificate { .. } => {
+                self.unreachable_mirrors
+                    .lock()
+                    .unwrap()
+                    .insert(mirror.host.clone());
+                tracing::warn!(
+                    "mirror {}: {error}; not asking it again this run",
+                    mirror.host
+                );
+            }
+            _ => tracing::warn!("mirror {}: {error}; trying the next source", mirror.host),
+        }
     }
 
     /// A GET, tried again on connection errors, 5xx, 408 and 429 (waiting as `Retry-After`
-    /// says, else with exponential backoff and jitter), up to `retries` more times.
+    /// says, else with exponential backoff and jitter), up to `retries` more times. A mirror
+    /// that cannot be connected to is not retried: the next source is.
     async fn get(
         &self,
-        reference: &Reference,
-        url: &str,
+        endpoint: &Endpoint,
+        suffix: &str,
         headers: HeaderMap,
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut attempt = 0;
         loop {
-            match self.get_once(reference, url, headers.clone(), what).await {
+            match self.get_once(endpoint, suffix, headers.clone(), what).await {
+                Err(error @ RegistryError::Connect { .. }) if endpoint.is_mirror => {
+                    return Err(error);
+                }
                 Err(error) if error.is_retryable() && attempt < self.options.retries => {
                     attempt += 1;
                     let wait = error
@@ -292,26 +385,18 @@ impl Client {
     /// also renews an expired token.
     async fn get_once(
         &self,
-        reference: &Reference,
-        url: &str,
+        endpoint: &Endpoint,
+        suffix: &str,
         headers: HeaderMap,
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
-        let key = (
-            reference.registry().to_string(),
-            reference.repository().to_string(),
-        );
+        let key = (endpoint.host.clone(), endpoint.repository.clone());
         let mut answered_challenge = false;
         loop {
             let sent_auth = self.auth.lock().await.get(&key).cloned();
-            let mut request = self.http.get(url).headers(headers.clone());
-            if let Some(auth) = &sent_auth {
-                request = request.header(AUTHORIZATION, auth);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| connect_error(reference, &e))?;
+            let response = self
+                .send(endpoint, suffix, headers.clone(), sent_auth.as_deref())
+                .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
@@ -325,30 +410,31 @@ impl Client {
                 if cache.get(&key) != sent_auth.as_ref() {
                     continue;
                 }
-                let header = self.answer_challenge(reference, challenge).await?;
+                let header = self.answer_challenge(endpoint, challenge).await?;
                 cache.insert(key.clone(), header);
                 continue;
             }
             if status.is_success() {
                 return Ok(response);
             }
+            let url = response.url().to_string();
             let retry_after = transport::retry_after(response.headers());
             let detail = error_detail(response).await;
             return Err(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                    registry: reference.registry().to_string(),
-                    repository: reference.repository().to_string(),
+                    registry: endpoint.registry.clone(),
+                    repository: endpoint.repository.clone(),
                     detail,
                 },
                 StatusCode::NOT_FOUND => RegistryError::NotFound {
-                    registry: reference.registry().to_string(),
+                    registry: endpoint.registry.clone(),
                     what: what.to_string(),
                     detail,
                 },
                 status => RegistryError::Status {
-                    registry: reference.registry().to_string(),
+                    registry: endpoint.registry.clone(),
                     status,
-                    url: url.to_string(),
+                    url,
                     detail,
                     retry_after,
                 },
@@ -356,16 +442,100 @@ impl Client {
         }
     }
 
-    /// The `Authorization` header that answers `challenge` for `reference`'s repository.
+    /// Sends one GET to `endpoint` over the transport known to work for its host, or else
+    /// over each it may use in turn: HTTPS first, plain HTTP only where allowed and only when
+    /// the host does not speak TLS (a certificate that fails verification is an error, not a
+    /// reason to drop encryption).
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        suffix: &str,
+        headers: HeaderMap,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let known = self.transports.lock().unwrap().get(&endpoint.host).copied();
+        let candidates = match known {
+            Some(transport) => vec![transport],
+            None => endpoint.transports.clone(),
+        };
+        let mut last_error = None;
+        for transport in candidates {
+            let http = match transport {
+                Transport::Https { verify: false } => self.unverified_client(),
+                _ => &self.http,
+            };
+            let mut request = http
+                .get(endpoint.url(transport, suffix))
+                .headers(headers.clone());
+            if let Some(authorization) = authorization {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    if known.is_none() {
+                        self.learn_transport(endpoint, transport);
+                    }
+                    return Ok(response);
+                }
+                Err(error) if transport::is_certificate_error(&error) => {
+                    return Err(RegistryError::Certificate {
+                        registry: endpoint.registry.clone(),
+                        host: endpoint.host.clone(),
+                        detail: transport::describe(&error),
+                    });
+                }
+                Err(error) => {
+                    tracing::debug!(
+                        "{} over {}: {}",
+                        endpoint.host,
+                        transport.scheme(),
+                        transport::describe(&error)
+                    );
+                    last_error = Some(error);
+                }
+            }
+        }
+        let error = last_error.expect("an endpoint has at least one transport");
+        Err(connect_error(&endpoint.registry, &error))
+    }
+
+    fn unverified_client(&self) -> &reqwest::Client {
+        self.http_unverified.as_ref().unwrap_or(&self.http)
+    }
+
+    /// Remembers what worked for the host, and says once when it is not verified HTTPS.
+    fn learn_transport(&self, endpoint: &Endpoint, transport: Transport) {
+        let previous = self
+            .transports
+            .lock()
+            .unwrap()
+            .insert(endpoint.host.clone(), transport);
+        if previous.is_some() {
+            return;
+        }
+        match transport {
+            Transport::Https { verify: false } => tracing::warn!(
+                "{}: not verifying its TLS certificate (--insecure-registry)",
+                endpoint.host
+            ),
+            Transport::Http if !endpoint::is_loopback(&endpoint.host) => tracing::warn!(
+                "{}: talking plain HTTP, unencrypted (--insecure-registry)",
+                endpoint.host
+            ),
+            _ => tracing::debug!("{}: using {}", endpoint.host, transport.scheme()),
+        }
+    }
+
+    /// The `Authorization` header that answers `challenge` for `endpoint`'s repository.
     async fn answer_challenge(
         &self,
-        reference: &Reference,
+        endpoint: &Endpoint,
         challenge: Option<Challenge>,
     ) -> Result<String, RegistryError> {
-        let credentials = self.options.credentials.get(reference.registry());
+        let credentials = self.options.credentials.get(&endpoint.registry);
         let unauthorized = |detail: &str| RegistryError::Unauthorized {
-            registry: reference.registry().to_string(),
-            repository: reference.repository().to_string(),
+            registry: endpoint.registry.clone(),
+            repository: endpoint.repository.clone(),
             detail: detail.to_string(),
         };
         match challenge {
@@ -376,7 +546,7 @@ impl Client {
                 )),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let scope = format!("repository:{}:pull", reference.repository());
+                let scope = format!("repository:{}:pull", endpoint.repository);
                 let mut url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Url {
                     url: realm.clone(),
                     detail: e.to_string(),
@@ -388,14 +558,31 @@ impl Client {
                     }
                     query.append_pair("scope", &scope);
                 }
-                let mut request = self.http.get(url.clone());
+                // The token service is trusted as its host is: verified unless listed insecure.
+                let realm_host = match url.port() {
+                    Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                    None => url.host_str().unwrap_or_default().to_string(),
+                };
+                let http = if self.options.routes.is_insecure(&realm_host) {
+                    self.unverified_client()
+                } else {
+                    &self.http
+                };
+                let mut request = http.get(url.clone());
                 if let Some(c) = &credentials {
                     request = request.header(AUTHORIZATION, c.basic_header());
                 }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| connect_error(reference, &e))?;
+                let response = request.send().await.map_err(|e| {
+                    if transport::is_certificate_error(&e) {
+                        RegistryError::Certificate {
+                            registry: endpoint.registry.clone(),
+                            host: realm_host.clone(),
+                            detail: transport::describe(&e),
+                        }
+                    } else {
+                        connect_error(&endpoint.registry, &e)
+                    }
+                })?;
                 let status = response.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                     let why = if credentials.is_some() {
@@ -407,7 +594,7 @@ impl Client {
                 }
                 if !status.is_success() {
                     return Err(RegistryError::Status {
-                        registry: reference.registry().to_string(),
+                        registry: endpoint.registry.clone(),
                         status,
                         url: url.to_string(),
                         retry_after: transport::retry_after(response.headers()),
@@ -415,7 +602,7 @@ impl Client {
                     });
                 }
                 let unreadable = |detail: String| RegistryError::Transfer {
-                    registry: reference.registry().to_string(),
+                    registry: endpoint.registry.clone(),
                     detail: format!(
                         "the token service {realm} sent an unreadable answer: {detail}"
                     ),
@@ -476,16 +663,16 @@ async fn error_detail(response: reqwest::Response) -> String {
     }
 }
 
-fn connect_error(reference: &Reference, error: &reqwest::Error) -> RegistryError {
+fn connect_error(registry: &str, error: &reqwest::Error) -> RegistryError {
     RegistryError::Connect {
-        registry: reference.registry().to_string(),
+        registry: registry.to_string(),
         detail: transport::describe(error),
     }
 }
 
-pub(crate) fn transfer_error(reference: &Reference, error: &reqwest::Error) -> RegistryError {
+pub(crate) fn transfer_error(registry: &str, error: &reqwest::Error) -> RegistryError {
     RegistryError::Transfer {
-        registry: reference.registry().to_string(),
+        registry: registry.to_string(),
         detail: transport::describe(error),
     }
 }

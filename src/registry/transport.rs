@@ -1,34 +1,75 @@
-//! The HTTP layer under the client: TLS, timeouts, redirects, and which hosts get plain HTTP.
+//! The HTTP layer under the client: TLS trust, proxies, timeouts, redirects.
 
 use std::time::Duration;
 
 use super::{RegistryError, RegistryOptions};
-use crate::reference::{Reference, host_without_port};
 
 const USER_AGENT: &str = concat!("haul/", env!("CARGO_PKG_VERSION"));
 
-/// One HTTP client for the run (connection pool, HTTP/2, system proxy settings).
-/// Redirects are followed; reqwest drops `Authorization` when a redirect leaves the host,
-/// which is what blob GETs redirected to a storage host need.
-pub fn build_http_client(options: &RegistryOptions) -> Result<reqwest::Client, RegistryError> {
-    reqwest::Client::builder()
+/// One HTTP client for the run (connection pool, HTTP/2). It trusts the system's roots plus
+/// `--ca-cert`, or, with `verify` false, any certificate. Proxies come from `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, as curl reads them. Redirects are followed;
+/// reqwest drops `Authorization` when a redirect leaves the host, which is what blob GETs
+/// redirected to a storage host need.
+pub fn build_http_client(
+    options: &RegistryOptions,
+    verify: bool,
+) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(30)))
         .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .build()
-        .map_err(|e| RegistryError::Transfer {
-            registry: String::new(),
-            detail: format!("cannot set up the HTTP client: {}", describe(&e)),
-        })
+        .redirect(reqwest::redirect::Policy::limited(10));
+    if verify {
+        for path in &options.ca_certs {
+            builder = builder.tls_certs_merge(load_ca_certs(path)?);
+        }
+    } else {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(|e| RegistryError::Transfer {
+        registry: String::new(),
+        detail: format!("cannot set up the HTTP client: {}", describe(&e)),
+    })
 }
 
-/// Plain HTTP for loopback registries and those listed with `--insecure-registry`, as docker.
-pub fn use_plain_http(reference: &Reference, insecure: &[String]) -> bool {
-    reference.is_loopback()
-        || insecure
-            .iter()
-            .any(|h| h == reference.registry() || h == host_without_port(reference.registry()))
+/// The certificates of a PEM file (one or several).
+fn load_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, RegistryError> {
+    let invalid = |detail: String| RegistryError::CaCert {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(describe(&e)))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Whether the TLS handshake failed because the server's certificate was not trusted, as
+/// opposed to the server not speaking TLS at all.
+pub fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = next {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
+            );
+        }
+        // io::Error hides what it wraps from source(): step inside it instead.
+        next = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
 }
 
 /// An error and its causes on one line (`error sending request: connection refused`).

@@ -199,6 +199,12 @@ fn serve(
     options: &ProxyOptions,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // A TLS ClientHello (haul tries HTTPS first on loopback): this is a plain HTTP server,
+    // so refuse it at once, as a real one would, without recording a request.
+    let mut first = [0u8; 1];
+    if client.peek(&mut first)? == 1 && first[0] == 0x16 {
+        return Ok(());
+    }
     let mut reader = BufReader::new(client.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;

@@ -9,6 +9,7 @@
 
 pub mod images;
 pub mod registry;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 pub use images::*;
 pub use registry::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 /// The containerd-store engine's socket (scripts/start-docker-containerd-store.sh).
 pub const CONTAINERD_STORE_HOST: &str = "unix:///run/haul-test/docker-cs.sock";
@@ -157,6 +160,17 @@ impl Haul {
             .arg(self.cache.path())
             .current_dir(self.workdir.path())
             .env_remove("HAUL_CACHE_DIR")
+            // Nothing of the machine's: no configuration file, no proxies (tests set their own).
+            .env_remove("HAUL_CONFIG")
+            .env("XDG_CONFIG_HOME", self.workdir.path().join("no-config"))
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY")
+            .env_remove("NO_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("all_proxy")
+            .env_remove("no_proxy")
             .env(
                 "DOCKER_CONFIG",
                 self.workdir.path().join("no-docker-config"),
