@@ -3,12 +3,13 @@
 #   docker-registry  the real registry the tests push to and haul pulls from
 #   docker.io        Docker 20.10 (classic image store) that loads and runs exported tars
 #   skopeo           a second reader of the tars
+#   podman           a third loader (docker, docker-v1 and OCI formats)
 #   busybox-static   the one static binary of the runnable test images
 #   zstd, apache2-utils (htpasswd for the basic-auth registry), curl
 # Runs `apt-get update` first unless the package lists are less than a day old.
 set -euo pipefail
 
-packages=(docker-registry docker.io skopeo busybox-static zstd apache2-utils curl time openssh-server openssh-client)
+packages=(docker-registry docker.io skopeo podman busybox-static zstd apache2-utils curl time openssh-server openssh-client)
 if [ "$#" -gt 0 ]; then packages=("$@"); fi
 
 missing=()

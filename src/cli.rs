@@ -168,6 +168,29 @@ pub struct ExportArgs {
     /// ssh://[USER@]HOST[:PORT] (HAUL_SSH_COMMAND replaces `ssh`, e.g. to add -i KEY)
     #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]", conflicts_with_all = ["output", "load"])]
     pub to: Option<String>,
+
+    /// Layout of the tar
+    #[arg(long, value_enum, default_value_t = Format::Docker)]
+    pub format: Format,
+
+    /// Store layers uncompressed, as `docker save` does (each checked against the config's
+    /// diff_id and kept in the cache): for loaders that cannot read zstd (Docker before 23)
+    #[arg(long)]
+    pub decompress: bool,
+}
+
+/// The tar layouts `export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// What `docker save` writes since Docker 25: blobs/, manifest.json and index.json; every
+    /// Docker, podman, containerd and skopeo reads it
+    Docker,
+    /// The classic layout of `docker save` before Docker 25: <id>/layer.tar (uncompressed),
+    /// <id>/json, <id>/VERSION, <config>.json, manifest.json, repositories
+    #[value(name = "docker-v1")]
+    DockerV1,
+    /// An OCI image layout only: blobs/, index.json, oci-layout
+    Oci,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).

@@ -10,9 +10,10 @@ use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::cache::{BlobStore, CacheError};
+use crate::cache::{BlobStore, CacheError, StoredBlob};
+use crate::decompress::{DecompressError, decompress_layer};
 use crate::digest::Digest;
-use crate::manifest::Descriptor;
+use crate::manifest::{Compression, Descriptor};
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
 use crate::registry::{Client, RegistryError, transfer_error};
@@ -22,6 +23,18 @@ use crate::registry::{Client, RegistryError, transfer_error};
 pub struct BlobRequest {
     pub reference: Reference,
     pub descriptor: Descriptor,
+    /// Wanted uncompressed, as the blob with this digest (the layer's diff_id).
+    pub uncompressed: Option<Digest>,
+}
+
+impl BlobRequest {
+    pub fn new(reference: Reference, descriptor: Descriptor) -> BlobRequest {
+        BlobRequest {
+            reference,
+            descriptor,
+            uncompressed: None,
+        }
+    }
 }
 
 /// A download that failed, naming the image and the blob.
@@ -52,6 +65,10 @@ pub enum FetchErrorKind {
         "not in the cache, and --offline forbids downloading it; run `haul pull` for this image once with network access"
     )]
     NotCached,
+    #[error("its media type {0:?} is not a layer compression haul can undo (gzip, zstd or none)")]
+    UnknownCompression(String),
+    #[error(transparent)]
+    Decompress(#[from] DecompressError),
     #[error("the download task was lost: {0}")]
     Task(String),
 }
@@ -92,7 +109,7 @@ pub struct Fetcher {
 /// Downloads under way, one task per distinct blob, started in plan order. Dropping it
 /// cancels what has not finished (partial files stay for the next run).
 pub struct Downloads {
-    tasks: HashMap<Digest, JoinHandle<Result<PathBuf, FetchError>>>,
+    tasks: HashMap<Digest, JoinHandle<Result<StoredBlob, FetchError>>>,
 }
 
 impl Fetcher {
@@ -131,8 +148,71 @@ impl Fetcher {
         Downloads { tasks }
     }
 
-    /// Makes sure one blob is in the cache and returns its path.
-    pub async fn fetch(&self, request: &BlobRequest) -> Result<PathBuf, FetchError> {
+    /// Makes sure one blob (or its uncompressed form, when asked) is in the cache.
+    pub async fn fetch(&self, request: &BlobRequest) -> Result<StoredBlob, FetchError> {
+        let descriptor = &request.descriptor;
+        let error = |kind: FetchErrorKind| FetchError {
+            image: request.reference.to_string(),
+            digest: descriptor.digest.clone(),
+            kind,
+        };
+        let as_is = |path| StoredBlob {
+            path,
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+        };
+        let Some(diff_id) = &request.uncompressed else {
+            return self.fetch_blob(request).await.map(as_is);
+        };
+        let compression = Compression::of_layer(&descriptor.media_type).ok_or_else(|| {
+            error(FetchErrorKind::UnknownCompression(
+                descriptor.media_type.clone(),
+            ))
+        })?;
+        if compression == Compression::None {
+            return self.fetch_blob(request).await.map(as_is);
+        }
+        // Decompressed by an earlier run: neither the download nor the work is needed.
+        if let Some(size) = self.store.size_of(diff_id) {
+            self.report_cached(diff_id, size);
+            return Ok(StoredBlob {
+                path: self.store.blob_path(diff_id),
+                digest: diff_id.clone(),
+                size,
+            });
+        }
+        let compressed = self.fetch_blob(request).await?;
+        let (path, size) = decompress_layer(&self.store, &compressed, compression, diff_id)
+            .await
+            .map_err(|e| error(e.into()))?;
+        self.progress.event(Event::Decompressed {
+            digest: descriptor.digest.clone(),
+            diff_id: diff_id.clone(),
+            size,
+        });
+        Ok(StoredBlob {
+            path,
+            digest: diff_id.clone(),
+            size,
+        })
+    }
+
+    /// Says once per run that a blob was found in the cache.
+    fn report_cached(&self, digest: &Digest, size: u64) {
+        let first_time = self
+            .reported
+            .lock()
+            .is_ok_and(|mut reported| reported.insert(digest.clone()));
+        if first_time {
+            self.progress.event(Event::Cached {
+                digest: digest.clone(),
+                size,
+            });
+        }
+    }
+
+    /// Makes sure the blob itself is in the cache and returns its path.
+    async fn fetch_blob(&self, request: &BlobRequest) -> Result<PathBuf, FetchError> {
         let digest = &request.descriptor.digest;
         let error = |kind: FetchErrorKind| FetchError {
             image: request.reference.to_string(),
@@ -141,16 +221,7 @@ impl Fetcher {
         };
         let size = request.descriptor.size;
         if self.store.contains(digest, size) {
-            let first_time = self
-                .reported
-                .lock()
-                .is_ok_and(|mut reported| reported.insert(digest.clone()));
-            if first_time {
-                self.progress.event(Event::Cached {
-                    digest: digest.clone(),
-                    size,
-                });
-            }
+            self.report_cached(digest, size);
             return Ok(self.store.blob_path(digest));
         }
         if self.options.offline {
@@ -204,7 +275,7 @@ impl Fetcher {
                 }
             }
         }
-        let path = tokio::task::spawn_blocking(move || ingest.commit(size))
+        let path = tokio::task::spawn_blocking(move || ingest.commit(Some(size)))
             .await
             .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?
             .map_err(|e| error(e.into()))?;
@@ -313,9 +384,9 @@ impl Fetcher {
 }
 
 impl Downloads {
-    /// Waits for blob `digest` and returns its path in the cache. Each blob is waited for
-    /// once (the tar holds it once).
-    pub async fn wait(&mut self, digest: &Digest) -> Result<PathBuf, FetchError> {
+    /// Waits for the request for blob `digest` and returns what it stored. Each blob is
+    /// waited for once (the tar holds it once).
+    pub async fn wait(&mut self, digest: &Digest) -> Result<StoredBlob, FetchError> {
         let lost = |detail: String| FetchError {
             image: String::new(),
             digest: digest.clone(),

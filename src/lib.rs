@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod decompress;
 pub mod digest;
 pub mod export;
 pub mod fetch;

@@ -17,6 +17,8 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// The Accept header for manifest requests: every kind haul reads, images and indexes.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -232,6 +234,41 @@ impl Index {
     }
 }
 
+/// How a layer blob is compressed, from its media type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar: its digest is its diff_id.
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Docker's and OCI's layer media types (foreign and non-distributable ones included);
+    /// `None` for a media type that is not a layer haul knows.
+    pub fn of_layer(media_type: &str) -> Option<Compression> {
+        let media_type = media_type.trim();
+        if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
+            Some(Compression::Gzip)
+        } else if media_type.ends_with("+zstd") {
+            Some(Compression::Zstd)
+        } else if media_type.ends_with(".tar") || media_type.ends_with(".diff.tar") {
+            Some(Compression::None)
+        } else {
+            None
+        }
+    }
+
+    /// The media type of the uncompressed form of a layer in a manifest of `manifest_type`.
+    pub fn uncompressed_media_type(manifest_type: &str) -> &'static str {
+        if manifest_type == DOCKER_MANIFEST {
+            DOCKER_LAYER_TAR
+        } else {
+            OCI_LAYER_TAR
+        }
+    }
+}
+
 impl ImageConfig {
     pub fn parse(
         reference: &str,
@@ -273,6 +310,44 @@ fn is_image_manifest(media_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_layer_compression_from_media_types() {
+        for (media_type, expected) in [
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Some(Compression::Zstd),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                Some(Compression::None),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar",
+                Some(Compression::None),
+            ),
+            ("application/vnd.oci.image.layer.v1.tar+lz4", None),
+            ("application/octet-stream", None),
+        ] {
+            assert_eq!(Compression::of_layer(media_type), expected, "{media_type}");
+        }
+    }
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

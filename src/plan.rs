@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use crate::export::ExportImage;
 use crate::fetch::BlobRequest;
+use crate::manifest::ImageConfig;
 use crate::resolve::ResolvedImage;
 
 /// What one export writes and needs.
@@ -21,26 +22,37 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(resolved: &[ResolvedImage]) -> Plan {
+    /// `configs` are the images' configs, in the same order; with `uncompressed`, every layer
+    /// is wanted in its uncompressed form (its diff_id).
+    pub fn new(resolved: &[ResolvedImage], configs: &[ImageConfig], uncompressed: bool) -> Plan {
         let images: Vec<ExportImage> = resolved
             .iter()
-            .map(|r| ExportImage {
+            .zip(configs)
+            .map(|(r, config)| ExportImage {
                 reference: r.reference.clone(),
                 manifest: r.manifest.bytes.clone(),
                 manifest_digest: r.manifest.digest.clone(),
                 manifest_media_type: r.media_type.clone(),
                 config: r.image.config.clone(),
                 layers: r.image.layers.clone(),
+                diff_ids: config.rootfs.diff_ids.clone(),
             })
             .collect();
         let mut seen = HashSet::new();
         let mut blobs = Vec::new();
         for image in &images {
-            for descriptor in std::iter::once(&image.config).chain(&image.layers) {
-                if seen.insert(descriptor.digest.clone()) {
+            if seen.insert(image.config.digest.clone()) {
+                blobs.push(BlobRequest::new(
+                    image.reference.clone(),
+                    image.config.clone(),
+                ));
+            }
+            for (layer, diff_id) in image.layers.iter().zip(&image.diff_ids) {
+                if seen.insert(layer.digest.clone()) {
                     blobs.push(BlobRequest {
                         reference: image.reference.clone(),
-                        descriptor: descriptor.clone(),
+                        descriptor: layer.clone(),
+                        uncompressed: uncompressed.then(|| diff_id.clone()),
                     });
                 }
             }

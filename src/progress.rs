@@ -43,6 +43,12 @@ pub enum Event {
         size: u64,
         fetched: u64,
     },
+    /// A layer was decompressed into the cache under its diff_id.
+    Decompressed {
+        digest: Digest,
+        diff_id: Digest,
+        size: u64,
+    },
     /// The tar is complete.
     Exported { path: String, bytes: u64 },
 }
@@ -116,6 +122,16 @@ impl Progress for Lines {
                 digest.short(),
                 human_bytes(size),
                 human_bytes(fetched)
+            ),
+            Event::Decompressed {
+                digest,
+                diff_id,
+                size,
+            } => format!(
+                "{}: decompressed to {} ({})",
+                digest.short(),
+                diff_id.short(),
+                human_bytes(size)
             ),
             Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(bytes)),
             Event::DownloadStarted { .. } | Event::Downloaded { .. } => return,

@@ -117,10 +117,10 @@ impl Ingest {
         Ok(())
     }
 
-    /// Verifies and publishes the blob: fsync, size, digest, rename into `blobs/`, fsync the
-    /// folder, read-only. On a mismatch the partial file is deleted (its bytes are wrong,
-    /// resuming it would only repeat the error) and nothing is stored.
-    pub fn commit(mut self, expected_size: u64) -> Result<PathBuf, CacheError> {
+    /// Verifies and publishes the blob: fsync, size (when one was declared), digest, rename
+    /// into `blobs/`, fsync the folder, read-only. On a mismatch the partial file is deleted
+    /// (its bytes are wrong, resuming it would only repeat the error) and nothing is stored.
+    pub fn commit(mut self, expected_size: Option<u64>) -> Result<PathBuf, CacheError> {
         let partial = self.partial_path.clone();
         self.file
             .flush()
@@ -130,7 +130,9 @@ impl Ingest {
             .sync_all()
             .map_err(CacheError::io("cannot sync", &partial))?;
         let size = self.verifier.len();
-        if size != expected_size {
+        if let Some(expected_size) = expected_size
+            && size != expected_size
+        {
             let _ = std::fs::remove_file(&partial);
             return Err(CacheError::SizeMismatch {
                 digest: self.digest.clone(),

@@ -60,6 +60,14 @@ pub enum CacheError {
     },
 }
 
+/// A blob in the cache, ready to be read: what was asked for, or its uncompressed form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
 impl CacheError {
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError {
         let path = path.to_path_buf();
@@ -144,6 +152,15 @@ impl BlobStore {
         std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// The size of blob `digest` if it is in the cache (for blobs whose size no manifest
+    /// declares: uncompressed layers).
+    pub fn size_of(&self, digest: &Digest) -> Option<u64> {
+        std::fs::metadata(self.blob_path(digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     /// Reads a small blob (a config or manifest) and checks it against its digest again,
     /// since its content is about to be trusted.
     pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
@@ -168,7 +185,7 @@ impl BlobStore {
         let mut ingest = self.begin_ingest(digest, || {}).await?;
         ingest.restart()?;
         ingest.write(bytes)?;
-        ingest.commit(bytes.len() as u64)
+        ingest.commit(Some(bytes.len() as u64))
     }
 
     /// Starts (or resumes) writing blob `digest`. Waits while another process writes the
@@ -350,7 +367,7 @@ mod tests {
         let mut ingest = store.begin_ingest(&digest, || {}).await.unwrap();
         assert_eq!(ingest.offset(), 6);
         ingest.write(&data[6..]).unwrap();
-        let path = ingest.commit(data.len() as u64).unwrap();
+        let path = ingest.commit(Some(data.len() as u64)).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), data);
     }
 }

@@ -7,9 +7,10 @@ use anyhow::{Context, bail};
 
 use super::Global;
 use super::images::prepare;
-use crate::cli::ExportArgs;
+use crate::cache::StoredBlob;
+use crate::cli::{ExportArgs, Format};
 use crate::digest::Digest;
-use crate::export::{self, BlobSource, BoxError, Output};
+use crate::export::{self, BlobSource, BoxError, Layout, Output};
 use crate::fetch::Downloads;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -41,7 +42,14 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let prepared = prepare(global, &args.images).await?;
+    let layout = match args.format {
+        Format::Docker => Layout::Docker,
+        Format::DockerV1 => Layout::DockerV1,
+        Format::Oci => Layout::Oci,
+    };
+    // The classic layout's layer.tar files are uncompressed tars.
+    let uncompressed = args.decompress || layout == Layout::DockerV1;
+    let prepared = prepare(global, &args.images, uncompressed).await?;
     let output = output.unwrap_or_else(|| {
         Output::File(default_file_name(
             &prepared.resolved[0].reference,
@@ -49,8 +57,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         ))
     });
     let mut downloads = CacheDownloads(prepared.fetcher.start(prepared.plan.blobs.clone()));
-    export::write_docker_tar(
+    export::write_tar(
         &prepared.plan.images,
+        layout,
         &mut downloads,
         &output,
         global.progress.as_ref(),
@@ -118,7 +127,7 @@ fn default_file_name(reference: &Reference, platform: &Platform) -> PathBuf {
 struct CacheDownloads(Downloads);
 
 impl BlobSource for CacheDownloads {
-    async fn blob(&mut self, digest: &Digest) -> Result<PathBuf, BoxError> {
+    async fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
         Ok(self.0.wait(digest).await?)
     }
 }

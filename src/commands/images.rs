@@ -30,7 +30,13 @@ pub struct Prepared {
     _lock: CacheLock,
 }
 
-pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepared> {
+/// Resolves and checks the images `args` name and plans their blobs: each layer as the
+/// registry serves it, or (`uncompressed`) in its uncompressed form.
+pub async fn prepare(
+    global: &Global,
+    args: &ImageArgs,
+    uncompressed: bool,
+) -> anyhow::Result<Prepared> {
     let references = args
         .references
         .iter()
@@ -85,10 +91,7 @@ pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepar
     let configs = try_join_all(resolved.iter().map(|image| {
         let fetcher = fetcher.clone();
         let store = store.clone();
-        let request = BlobRequest {
-            reference: image.reference.clone(),
-            descriptor: image.image.config.clone(),
-        };
+        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
         async move {
             fetcher.fetch(&request).await?;
             let bytes = store.read_verified(&request.descriptor.digest)?;
@@ -108,7 +111,7 @@ pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepar
             platform: config.platform().to_string(),
         });
     }
-    let plan = Plan::new(&resolved);
+    let plan = Plan::new(&resolved, &configs, uncompressed);
     Ok(Prepared {
         resolved,
         configs,
@@ -146,6 +149,16 @@ impl Prepared {
                 size: blob.descriptor.size,
                 media_type: blob.descriptor.media_type.clone(),
             });
+            // The uncompressed form, when this run made or used it.
+            if let Some(diff_id) = &blob.uncompressed
+                && let Some(size) = self.store.size_of(diff_id)
+            {
+                uses.push(BlobUse {
+                    digest: diff_id.clone(),
+                    size,
+                    media_type: String::new(),
+                });
+            }
         }
         index.touch_blobs(&uses)?;
         Ok(())

@@ -1,23 +1,155 @@
-//! The index files of the default format, the layout `docker save` writes since Docker 25:
-//! `manifest.json` (read by Docker's classic image store), `index.json` + `oci-layout` (read
-//! by the containerd image store and OCI tools), and the legacy `repositories`.
+//! The `blobs/` layouts: the default format, the layout `docker save` writes since Docker 25
+//! (`manifest.json` for Docker's classic image store, `index.json` + `oci-layout` for the
+//! containerd image store and OCI tools, and the legacy `repositories`), and the OCI image
+//! layout alone (`index.json` + `oci-layout`). Both indexes list every image completely:
+//! `Layers` is the manifest's layer list as is, duplicates included.
 //!
-//! Both indexes list every image completely: `Layers` is the manifest's layer list as is,
-//! duplicates included, and `index.json` points at the registry's own manifest bytes.
+//! `index.json` points at the registry's own manifest bytes, so the image keeps its digest;
+//! when the layers are stored uncompressed, it points at the same manifest with each layer
+//! descriptor replaced by the uncompressed one, which is what `docker save` writes too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 
 use serde::Serialize;
 
-use super::ExportImage;
+use super::{BlobSource, Entries, ExportError, ExportImage, Layout};
+use crate::cache::StoredBlob;
 use crate::digest::Digest;
-use crate::manifest::OCI_INDEX;
+use crate::manifest::{Compression, Descriptor, OCI_INDEX};
+use crate::reference::Reference;
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// The path of a blob inside the tar.
 pub fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
+}
+
+/// One image as written: what the index files say of it.
+pub struct Written {
+    pub reference: Reference,
+    pub manifest_digest: Digest,
+    pub manifest_size: u64,
+    pub manifest_media_type: String,
+    /// Paths in the tar.
+    pub config: String,
+    pub layers: Vec<String>,
+    /// What `repositories` names the image by (its top layer).
+    pub top_layer_id: Option<String>,
+}
+
+pub(super) async fn write<W, S>(
+    images: &[ExportImage],
+    layout: Layout,
+    blobs: &mut S,
+    tar: &mut Entries<W>,
+) -> Result<(), ExportError>
+where
+    W: Write + Send + 'static,
+    S: BlobSource,
+{
+    tar.dir("blobs/")?;
+    tar.dir("blobs/sha256/")?;
+    // A blob shared by layers or images is stored once; the indexes still list every use.
+    let mut stored: BTreeMap<Digest, StoredBlob> = BTreeMap::new();
+    let mut in_tar: HashSet<Digest> = HashSet::new();
+    let mut written = Vec::new();
+    for image in images {
+        store_blob(&image.config, blobs, &mut stored, &mut in_tar, tar).await?;
+        let mut layers = Vec::with_capacity(image.layers.len());
+        for descriptor in &image.layers {
+            layers.push(store_blob(descriptor, blobs, &mut stored, &mut in_tar, tar).await?);
+        }
+        let (manifest, manifest_digest) = manifest_for(image, &layers);
+        if in_tar.insert(manifest_digest.clone()) {
+            tar.bytes(&blob_path(&manifest_digest), &manifest)?;
+        }
+        written.push(Written {
+            reference: image.reference.clone(),
+            manifest_size: manifest.len() as u64,
+            manifest_digest,
+            manifest_media_type: image.manifest_media_type.clone(),
+            config: blob_path(&image.config.digest),
+            layers: layers.iter().map(|l| blob_path(&l.digest)).collect(),
+            top_layer_id: layers.last().map(|l| l.digest.hex().to_string()),
+        });
+    }
+    tar.bytes("index.json", &index_json(&written))?;
+    if layout == Layout::Docker {
+        tar.bytes("manifest.json", &manifest_json(&written))?;
+    }
+    tar.bytes("oci-layout", OCI_LAYOUT)?;
+    if layout == Layout::Docker {
+        tar.bytes("repositories", &repositories_json(&written))?;
+    }
+    Ok(())
+}
+
+/// Gets a blob from `blobs` (once per run) and writes it into the tar (once per tar).
+async fn store_blob<W, S>(
+    descriptor: &Descriptor,
+    blobs: &mut S,
+    stored: &mut BTreeMap<Digest, StoredBlob>,
+    in_tar: &mut HashSet<Digest>,
+    tar: &mut Entries<W>,
+) -> Result<StoredBlob, ExportError>
+where
+    W: Write + Send + 'static,
+    S: BlobSource,
+{
+    let blob = match stored.get(&descriptor.digest) {
+        Some(blob) => blob.clone(),
+        None => {
+            let blob = blobs
+                .blob(&descriptor.digest)
+                .await
+                .map_err(ExportError::Blob)?;
+            stored.insert(descriptor.digest.clone(), blob.clone());
+            blob
+        }
+    };
+    if in_tar.insert(blob.digest.clone()) {
+        tar.file(&blob_path(&blob.digest), &blob).await?;
+    }
+    Ok(blob)
+}
+
+/// The manifest for the layers as stored: the registry's bytes when they are stored as
+/// served, else the same manifest with each changed layer descriptor replaced by its
+/// uncompressed form (digest = diff_id, size, tar media type).
+fn manifest_for(image: &ExportImage, layers: &[StoredBlob]) -> (Vec<u8>, Digest) {
+    let unchanged = image
+        .layers
+        .iter()
+        .zip(layers)
+        .all(|(descriptor, blob)| descriptor.digest == blob.digest);
+    if unchanged {
+        return (image.manifest.clone(), image.manifest_digest.clone());
+    }
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&image.manifest).expect("the manifest parsed when resolved");
+    let media_type = Compression::uncompressed_media_type(&image.manifest_media_type);
+    if let Some(entries) = manifest
+        .get_mut("layers")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for ((entry, descriptor), blob) in entries.iter_mut().zip(&image.layers).zip(layers) {
+            if descriptor.digest == blob.digest {
+                continue;
+            }
+            if let Some(entry) = entry.as_object_mut() {
+                entry.insert("mediaType".into(), media_type.into());
+                entry.insert("digest".into(), blob.digest.to_string().into());
+                entry.insert("size".into(), blob.size.into());
+                // Where to fetch the compressed blob from no longer applies.
+                entry.remove("urls");
+            }
+        }
+    }
+    let bytes = serde_json::to_vec(&manifest).expect("a manifest serializes");
+    let digest = Digest::of(&bytes);
+    (bytes, digest)
 }
 
 #[derive(Serialize)]
@@ -32,13 +164,13 @@ struct ManifestEntry {
 
 /// `manifest.json`: one entry per distinct image (by manifest digest), with every name
 /// asked for it in `RepoTags`.
-pub fn manifest_json(images: &[ExportImage]) -> Vec<u8> {
-    let mut entries: Vec<(Digest, ManifestEntry)> = Vec::new();
+pub fn manifest_json(images: &[Written]) -> Vec<u8> {
+    let mut entries: Vec<(&Digest, ManifestEntry)> = Vec::new();
     for image in images {
         let tag = image.reference.familiar_tagged();
         if let Some((_, entry)) = entries
             .iter_mut()
-            .find(|(d, _)| *d == image.manifest_digest)
+            .find(|(d, _)| **d == image.manifest_digest)
         {
             if let Some(tag) = tag
                 && !entry.repo_tags.contains(&tag)
@@ -48,11 +180,11 @@ pub fn manifest_json(images: &[ExportImage]) -> Vec<u8> {
             continue;
         }
         entries.push((
-            image.manifest_digest.clone(),
+            &image.manifest_digest,
             ManifestEntry {
-                config: blob_path(&image.config.digest),
+                config: image.config.clone(),
                 repo_tags: tag.into_iter().collect(),
-                layers: image.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+                layers: image.layers.clone(),
             },
         ));
     }
@@ -77,9 +209,10 @@ struct IndexEntry {
     annotations: BTreeMap<&'static str, String>,
 }
 
-/// `index.json`: one entry per name, pointing at the registry's manifest, named the way
-/// containerd reads names (`io.containerd.image.name` is the full reference).
-pub fn index_json(images: &[ExportImage]) -> Vec<u8> {
+/// `index.json`: one entry per name, pointing at the image's manifest, named the way
+/// containerd reads names (`io.containerd.image.name` is the full reference) and OCI tools
+/// read tags (`org.opencontainers.image.ref.name`).
+pub fn index_json(images: &[Written]) -> Vec<u8> {
     let mut manifests: Vec<IndexEntry> = Vec::new();
     for image in images {
         let mut annotations = BTreeMap::new();
@@ -90,7 +223,7 @@ pub fn index_json(images: &[ExportImage]) -> Vec<u8> {
         let entry = IndexEntry {
             media_type: image.manifest_media_type.clone(),
             digest: image.manifest_digest.clone(),
-            size: image.manifest.len() as u64,
+            size: image.manifest_size,
             annotations,
         };
         let duplicate = manifests
@@ -108,18 +241,18 @@ pub fn index_json(images: &[ExportImage]) -> Vec<u8> {
     serde_json::to_vec(&index).expect("index.json serializes")
 }
 
-/// `repositories`: `{"name":{"tag":"<top layer>"}}`, as docker save writes it; loaders that
+/// `repositories`: `{"name":{"tag":"<top layer id>"}}`, as docker save writes it; loaders that
 /// read `manifest.json` ignore it, older tools still look for it.
-pub fn repositories_json(images: &[ExportImage]) -> Vec<u8> {
+pub fn repositories_json(images: &[Written]) -> Vec<u8> {
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for image in images {
-        let (Some(tag), Some(top)) = (image.reference.tag(), image.layers.last()) else {
+        let (Some(tag), Some(top)) = (image.reference.tag(), &image.top_layer_id) else {
             continue;
         };
         repositories
             .entry(image.reference.familiar_name())
             .or_default()
-            .insert(tag.to_string(), top.digest.hex().to_string());
+            .insert(tag.to_string(), top.clone());
     }
     serde_json::to_vec(&repositories).expect("repositories serializes")
 }

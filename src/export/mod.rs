@@ -8,14 +8,15 @@
 
 mod docker;
 pub mod tar;
+mod v1;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use docker::blob_path;
 
+use crate::cache::StoredBlob;
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
@@ -33,6 +34,20 @@ pub struct ExportImage {
     pub manifest_media_type: String,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The config's diff_ids: the digests of the layers uncompressed, in order.
+    pub diff_ids: Vec<Digest>,
+}
+
+/// How the tar is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// What `docker save` writes since Docker 25: `blobs/`, `manifest.json` and `index.json`.
+    Docker,
+    /// What `docker save` wrote before: `<id>/layer.tar` (uncompressed), `<id>/json`,
+    /// `<id>/VERSION`, `<config>.json`, `manifest.json`, `repositories`.
+    DockerV1,
+    /// An OCI image layout only: `blobs/`, `index.json`, `oci-layout`.
+    Oci,
 }
 
 /// Where the tar goes.
@@ -56,9 +71,13 @@ impl Output {
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Gives the cache path of a blob once it is there (waiting for its download).
+/// Gives a blob from the cache once it is there (waiting for its download): the blob asked
+/// for, or its uncompressed form when the plan asked for that.
 pub trait BlobSource {
-    fn blob(&mut self, digest: &Digest) -> impl Future<Output = Result<PathBuf, BoxError>> + Send;
+    fn blob(
+        &mut self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<StoredBlob, BoxError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +94,10 @@ pub enum ExportError {
     Loader { command: String, status: String },
 }
 
-/// Writes `images` as one tar in the default (docker save) layout. Returns the tar's size.
-pub async fn write_docker_tar<S: BlobSource>(
+/// Writes `images` as one tar in `layout`. Returns the tar's size.
+pub async fn write_tar<S: BlobSource>(
     images: &[ExportImage],
+    layout: Layout,
     blobs: &mut S,
     output: &Output,
     progress: &dyn Progress,
@@ -90,7 +110,7 @@ pub async fn write_docker_tar<S: BlobSource>(
         Output::File(path) => {
             let temp = TempFile::create(path).map_err(write_error)?;
             let file = temp.file.try_clone().map_err(write_error)?;
-            let writer = write_entries(images, blobs, TarWriter::new(file), output).await?;
+            let writer = write_entries(images, layout, blobs, TarWriter::new(file), output).await?;
             let size = writer.written();
             let file = writer.finish().map_err(write_error)?;
             file.sync_all().map_err(write_error)?;
@@ -98,7 +118,8 @@ pub async fn write_docker_tar<S: BlobSource>(
             size
         }
         Output::Stdout => {
-            let writer = write_entries(images, blobs, TarWriter::new(io::stdout()), output).await?;
+            let writer =
+                write_entries(images, layout, blobs, TarWriter::new(io::stdout()), output).await?;
             let size = writer.written();
             writer.finish().map_err(write_error)?;
             size
@@ -110,7 +131,7 @@ pub async fn write_docker_tar<S: BlobSource>(
                 .spawn()
                 .map_err(write_error)?;
             let stdin = child.stdin.take().expect("stdin is piped");
-            let written = write_entries(images, blobs, TarWriter::new(stdin), output)
+            let written = write_entries(images, layout, blobs, TarWriter::new(stdin), output)
                 .await
                 .and_then(|writer| {
                     let size = writer.written();
@@ -160,59 +181,73 @@ pub async fn write_docker_tar<S: BlobSource>(
 
 async fn write_entries<W, S>(
     images: &[ExportImage],
+    layout: Layout,
     blobs: &mut S,
-    mut writer: TarWriter<W>,
+    writer: TarWriter<W>,
     output: &Output,
 ) -> Result<TarWriter<W>, ExportError>
 where
     W: Write + Send + 'static,
     S: BlobSource,
 {
-    let write_error = |source| ExportError::Write {
-        path: output.describe(),
-        source,
+    let mut entries = Entries {
+        writer: Some(writer),
+        output: output.describe(),
     };
-    writer.append_dir("blobs/").map_err(write_error)?;
-    writer.append_dir("blobs/sha256/").map_err(write_error)?;
-    // A blob shared by layers or images is stored once; the indexes still list every use.
-    let mut written: HashSet<Digest> = HashSet::new();
-    for image in images {
-        for descriptor in std::iter::once(&image.config).chain(&image.layers) {
-            if !written.insert(descriptor.digest.clone()) {
-                continue;
-            }
-            let source = blobs
-                .blob(&descriptor.digest)
-                .await
-                .map_err(ExportError::Blob)?;
-            let name = blob_path(&descriptor.digest);
-            let size = descriptor.size;
-            writer = tokio::task::spawn_blocking(move || {
-                writer.append_file(&name, &source, size).map(|()| writer)
-            })
-            .await
-            .map_err(|e| write_error(io::Error::other(e.to_string())))?
-            .map_err(write_error)?;
-        }
-        if written.insert(image.manifest_digest.clone()) {
-            writer
-                .append_bytes(&blob_path(&image.manifest_digest), &image.manifest)
-                .map_err(write_error)?;
+    match layout {
+        Layout::Docker | Layout::Oci => docker::write(images, layout, blobs, &mut entries).await?,
+        Layout::DockerV1 => v1::write(images, blobs, &mut entries).await?,
+    }
+    Ok(entries.writer.take().expect("the writer is back"))
+}
+
+/// The tar being written, as the layouts see it: files from bytes or from the cache.
+struct Entries<W: Write> {
+    /// Away (None) only while a blocking thread copies a file into it.
+    writer: Option<TarWriter<W>>,
+    /// Names the output in errors.
+    output: String,
+}
+
+impl<W: Write + Send + 'static> Entries<W> {
+    fn write_error(&self, source: io::Error) -> ExportError {
+        ExportError::Write {
+            path: self.output.clone(),
+            source,
         }
     }
-    writer
-        .append_bytes("index.json", &docker::index_json(images))
-        .map_err(write_error)?;
-    writer
-        .append_bytes("manifest.json", &docker::manifest_json(images))
-        .map_err(write_error)?;
-    writer
-        .append_bytes("oci-layout", docker::OCI_LAYOUT)
-        .map_err(write_error)?;
-    writer
-        .append_bytes("repositories", &docker::repositories_json(images))
-        .map_err(write_error)?;
-    Ok(writer)
+
+    fn writer(&mut self) -> &mut TarWriter<W> {
+        self.writer.as_mut().expect("the writer is back")
+    }
+
+    fn dir(&mut self, name: &str) -> Result<(), ExportError> {
+        let result = self.writer().append_dir(name);
+        result.map_err(|e| self.write_error(e))
+    }
+
+    fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        let result = self.writer().append_bytes(name, bytes);
+        result.map_err(|e| self.write_error(e))
+    }
+
+    /// Copies a cached blob in, on a blocking thread (the kernel copies file to file).
+    async fn file(&mut self, name: &str, blob: &StoredBlob) -> Result<(), ExportError> {
+        let mut writer = self.writer.take().expect("the writer is back");
+        let (name, path, size) = (name.to_string(), blob.path.clone(), blob.size);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = writer.append_file(&name, &path, size);
+            (writer, result)
+        })
+        .await;
+        match joined {
+            Ok((writer, result)) => {
+                self.writer = Some(writer);
+                result.map_err(|e| self.write_error(e))
+            }
+            Err(e) => Err(self.write_error(io::Error::other(e.to_string()))),
+        }
+    }
 }
 
 /// An output file under a temporary name beside its final one; removed on drop unless

@@ -109,8 +109,13 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// `access_token` (OAuth2) when present, else `token`, as docker and containerd read
+    /// them; an empty one counts as absent.
     pub fn into_token(self) -> Option<String> {
-        self.token.or(self.access_token).filter(|t| !t.is_empty())
+        let non_empty = |t: &String| !t.is_empty();
+        self.access_token
+            .filter(non_empty)
+            .or(self.token.filter(non_empty))
     }
 }
 
@@ -338,6 +343,26 @@ impl AuthEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_answers_prefer_a_non_empty_access_token() {
+        let token = |json: &str| {
+            serde_json::from_str::<TokenResponse>(json)
+                .unwrap()
+                .into_token()
+        };
+        assert_eq!(token(r#"{"token":"a"}"#).as_deref(), Some("a"));
+        assert_eq!(token(r#"{"access_token":"b"}"#).as_deref(), Some("b"));
+        assert_eq!(
+            token(r#"{"token":"","access_token":"b"}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            token(r#"{"token":"a","access_token":""}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(token(r#"{"token":"","expires_in":300}"#), None);
+    }
 
     #[test]
     fn parses_challenges() {

@@ -147,6 +147,9 @@ pub struct BlobResponse {
     pub source: String,
 }
 
+/// The `Authorization` header for one (host, repository), once known.
+type AuthSlot = std::sync::Arc<tokio::sync::Mutex<Option<String>>>;
+
 /// Registry client shared by every download of a run; cheap to share behind an `Arc`.
 pub struct Client {
     /// Verifies certificates against the system's roots and `--ca-cert`.
@@ -154,9 +157,10 @@ pub struct Client {
     /// Accepts any certificate: only for hosts listed with `--insecure-registry`.
     http_unverified: Option<reqwest::Client>,
     options: RegistryOptions,
-    /// `Authorization` header per (host, repository); the async lock makes concurrent
-    /// requests wait for one token instead of each fetching its own.
-    auth: tokio::sync::Mutex<HashMap<(String, String), String>>,
+    /// `Authorization` header per (host, repository). Each has its own async lock, so
+    /// concurrent requests for one repository wait for one token instead of each fetching
+    /// its own, while other repositories go on.
+    auth: Mutex<HashMap<(String, String), AuthSlot>>,
     /// The transport that worked for each host this run, so probing happens once.
     transports: Mutex<HashMap<String, Transport>>,
     /// Mirrors that could not be reached this run: not asked again.
@@ -177,7 +181,7 @@ impl Client {
             http_unverified,
             rate_limiter: options.limit_rate.map(transport::RateLimiter::new),
             options,
-            auth: tokio::sync::Mutex::new(HashMap::new()),
+            auth: Mutex::new(HashMap::new()),
             transports: Mutex::new(HashMap::new()),
             unreachable_mirrors: Mutex::new(HashSet::new()),
         })
@@ -391,9 +395,10 @@ impl Client {
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let key = (endpoint.host.clone(), endpoint.repository.clone());
+        let slot = self.auth.lock().unwrap().entry(key).or_default().clone();
         let mut answered_challenge = false;
         loop {
-            let sent_auth = self.auth.lock().await.get(&key).cloned();
+            let sent_auth = slot.lock().await.clone();
             let response = self
                 .send(endpoint, suffix, headers.clone(), sent_auth.as_deref())
                 .await?;
@@ -405,13 +410,12 @@ impl Client {
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(Challenge::parse);
-                let mut cache = self.auth.lock().await;
+                let mut current = slot.lock().await;
                 // Another request may have renewed it meanwhile: use theirs.
-                if cache.get(&key) != sent_auth.as_ref() {
+                if *current != sent_auth {
                     continue;
                 }
-                let header = self.answer_challenge(endpoint, challenge).await?;
-                cache.insert(key.clone(), header);
+                *current = Some(self.answer_challenge(endpoint, challenge).await?);
                 continue;
             }
             if status.is_success() {
@@ -575,12 +579,15 @@ impl Client {
                 let response = request.send().await.map_err(|e| {
                     if transport::is_certificate_error(&e) {
                         RegistryError::Certificate {
-                            registry: endpoint.registry.clone(),
+                            registry: format!("the token service of {}", endpoint.registry),
                             host: realm_host.clone(),
                             detail: transport::describe(&e),
                         }
                     } else {
-                        connect_error(&endpoint.registry, &e)
+                        connect_error(
+                            &format!("{}'s token service {realm}", endpoint.registry),
+                            &e,
+                        )
                     }
                 })?;
                 let status = response.status();

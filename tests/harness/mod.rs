@@ -440,6 +440,79 @@ pub fn skopeo_inspect(tar: &Path) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// podman with storage of its own (vfs, in a temporary folder): loads tars without touching
+/// the machine's images.
+pub struct Podman {
+    root: tempfile::TempDir,
+}
+
+impl Podman {
+    #[track_caller]
+    pub fn new() -> Podman {
+        require_on_path("podman");
+        Podman {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new("podman");
+        command
+            .arg("--root")
+            .arg(self.root.path().join("storage"))
+            .arg("--runroot")
+            .arg(self.root.path().join("run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .arg("--events-backend")
+            .arg("file");
+        command
+    }
+
+    /// Runs podman with `args`; fails the test unless it succeeds; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = output_within(self.command().args(args), None, COMMAND_TIMEOUT);
+        assert!(
+            output.status.success(),
+            "podman {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // vfs layers can hold read-only folders; podman removes its own storage best.
+        let _ = output_within(
+            self.command().args(["system", "reset", "--force"]),
+            None,
+            COMMAND_TIMEOUT,
+        );
+    }
+}
+
+/// `skopeo copy SOURCE oci:DIR` succeeds: skopeo read every blob and checked its digest.
+#[track_caller]
+pub fn skopeo_copies(source: &str) {
+    require_on_path("skopeo");
+    let dir = tempfile::tempdir().unwrap();
+    let output = output_within(
+        Command::new("skopeo").args([
+            "copy",
+            source,
+            &format!("oci:{}:copied", dir.path().display()),
+        ]),
+        None,
+        COMMAND_TIMEOUT,
+    );
+    assert!(
+        output.status.success(),
+        "skopeo copy {source} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A name unique to this test process and call, for repositories and docker tags.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
