@@ -8,6 +8,9 @@
 mod images;
 #[path = "../tests/harness/registry.rs"]
 mod registry;
+// registry.rs can start a registry in token mode, which needs the token service.
+#[path = "../tests/harness/token.rs"]
+mod token;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
-//! Test harness: a real registry process (Debian's `docker-registry`) on a free loopback port,
-//! images built here from real tar layers and pushed with the registry API, the haul binary,
+//! Test harness: a real registry process (Debian's `docker-registry`) on a free loopback port
+//! (open, basic auth, or token auth with a token service the harness runs), images built here
+//! from real tar layers and pushed with the registry API, the haul binary,
 //! and the two Docker engines `make test` starts (the classic store on the default socket,
 //! the containerd store on /run/haul-test/docker-cs.sock).
 //!
@@ -10,6 +11,7 @@
 pub mod images;
 pub mod registry;
 pub mod tls;
+pub mod token;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -6,9 +6,11 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::images::{DOCKER_LIST, Image, OCI_INDEX, hex_of, require_tool, sha256};
+use super::token::{self, Access, TokenIssuer, TokenServer};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -24,25 +26,47 @@ pub struct Registry {
     port: u16,
     dir: tempfile::TempDir,
     pub credentials: Option<(String, String)>,
+    /// In token mode: the token service's signer, to mint the harness's own push tokens.
+    token_issuer: Option<Arc<TokenIssuer>>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(None, None)
     }
 
     /// A registry behind HTTP basic auth (htpasswd mode).
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user.to_string(), password.to_string())))
+        Registry::start_with(Some((user.to_string(), password.to_string())), None)
     }
 
-    fn start_with(credentials: Option<(String, String)>) -> Registry {
+    /// A registry in token mode (`auth: token`): clients get bearer tokens from `tokens`,
+    /// whose signing certificate is the registry's `rootcertbundle`. The harness pushes with
+    /// tokens it mints itself, so `tokens` records only what clients asked.
+    pub fn start_token_auth(tokens: &TokenServer) -> Registry {
+        Registry::start_with(None, Some((tokens.issuer(), tokens.realm())))
+    }
+
+    fn start_with(
+        credentials: Option<(String, String)>,
+        token: Option<(Arc<TokenIssuer>, String)>,
+    ) -> Registry {
         require_tool("/usr/bin/docker-registry");
         // The port is free when picked but may be taken before the registry binds it: retry.
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let mut auth = String::new();
+            if let Some((issuer, realm)) = &token {
+                let bundle = dir.path().join("token-signer.pem");
+                std::fs::write(&bundle, issuer.cert_pem()).unwrap();
+                auth = format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    token::TOKEN_SERVICE,
+                    token::TOKEN_ISSUER,
+                    bundle.display()
+                );
+            }
             if let Some((user, password)) = &credentials {
                 require_tool("/usr/bin/htpasswd");
                 let out = Command::new("htpasswd")
@@ -76,6 +100,7 @@ impl Registry {
                 port,
                 dir,
                 credentials: credentials.clone(),
+                token_issuer: token.as_ref().map(|(issuer, _)| issuer.clone()),
             };
             if registry.wait_ready() {
                 return registry;
@@ -137,10 +162,17 @@ impl Registry {
             .count()
     }
 
+    /// Adds what a push to `repository` needs: basic credentials, or in token mode a token
+    /// for pull and push there (the registry checks both on uploads).
     fn authorize(
         &self,
+        repository: &str,
         request: reqwest::blocking::RequestBuilder,
     ) -> reqwest::blocking::RequestBuilder {
+        if let Some(issuer) = &self.token_issuer {
+            let access = [Access::repository(repository, &["pull", "push"])];
+            return request.bearer_auth(issuer.mint("harness", &access, Duration::from_secs(300)));
+        }
         match &self.credentials {
             Some((user, password)) => request.basic_auth(user, Some(password)),
             None => request,
@@ -180,10 +212,13 @@ impl Registry {
         client: reqwest::blocking::Client,
     ) {
         let start = self
-            .authorize(http().post(format!(
-                "http://{}/v2/{repository}/blobs/uploads/",
-                self.host()
-            )))
+            .authorize(
+                repository,
+                http().post(format!(
+                    "http://{}/v2/{repository}/blobs/uploads/",
+                    self.host()
+                )),
+            )
             .send()
             .unwrap();
         assert_eq!(
@@ -200,7 +235,10 @@ impl Registry {
         };
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = self
-            .authorize(client.put(format!("{location}{separator}digest={digest}")))
+            .authorize(
+                repository,
+                client.put(format!("{location}{separator}digest={digest}")),
+            )
             .header("content-type", "application/octet-stream")
             .body(body)
             .send()
@@ -217,10 +255,13 @@ impl Registry {
         bytes: &[u8],
     ) -> String {
         let response = self
-            .authorize(http().put(format!(
-                "http://{}/v2/{repository}/manifests/{tag}",
-                self.host()
-            )))
+            .authorize(
+                repository,
+                http().put(format!(
+                    "http://{}/v2/{repository}/manifests/{tag}",
+                    self.host()
+                )),
+            )
             .header("content-type", media_type)
             .body(bytes.to_vec())
             .send()
