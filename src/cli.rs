@@ -127,9 +127,15 @@ pub struct ImageArgs {
     #[arg(required = true, value_name = "REF")]
     pub references: Vec<String>,
 
-    /// Platform to take from multi-platform images: OS/ARCH[/VARIANT] [default: this machine's]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<String>,
+    /// Platform to take from multi-platform images: OS/ARCH[/VARIANT]; repeatable, or
+    /// comma-separated (several need --format oci to export) [default: this machine's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
+    pub platform: Vec<String>,
+
+    /// Take every platform of multi-platform images (the whole index; to export, with
+    /// --format oci)
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
 
     /// Downloads at once
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]

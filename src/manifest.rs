@@ -217,6 +217,16 @@ impl Index {
         }
     }
 
+    /// Every image entry with a real platform, in order: what `--all-platforms` takes
+    /// (attestation entries, `unknown/unknown`, are not images to run).
+    pub fn images(&self) -> Vec<&Descriptor> {
+        self.manifests
+            .iter()
+            .filter(|d| d.platform.as_ref().is_some_and(|p| p.os != "unknown"))
+            .filter(|d| d.media_type.is_empty() || is_image_manifest(&d.media_type))
+            .collect()
+    }
+
     /// The platforms the index offers, for messages: `linux/amd64, linux/arm64/v8`.
     pub fn platforms_listing(&self) -> String {
         let names: Vec<String> = self

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::export::ExportImage;
+use crate::export::{ExportImage, SourceIndex};
 use crate::fetch::BlobRequest;
 use crate::manifest::ImageConfig;
 use crate::resolve::ResolvedImage;
@@ -23,8 +23,14 @@ pub struct Plan {
 
 impl Plan {
     /// `configs` are the images' configs, in the same order; with `uncompressed`, every layer
-    /// is wanted in its uncompressed form (its diff_id).
-    pub fn new(resolved: &[ResolvedImage], configs: &[ImageConfig], uncompressed: bool) -> Plan {
+    /// is wanted in its uncompressed form (its diff_id); with `as_indexes`, the platforms of a
+    /// reference go into the tar as one index, not as separate images.
+    pub fn new(
+        resolved: &[ResolvedImage],
+        configs: &[ImageConfig],
+        uncompressed: bool,
+        as_indexes: bool,
+    ) -> Plan {
         let images: Vec<ExportImage> = resolved
             .iter()
             .zip(configs)
@@ -36,6 +42,14 @@ impl Plan {
                 config: r.image.config.clone(),
                 layers: r.image.layers.clone(),
                 diff_ids: config.rootfs.diff_ids.clone(),
+                index: r
+                    .index
+                    .as_ref()
+                    .filter(|_| as_indexes)
+                    .map(|i| SourceIndex {
+                        bytes: i.bytes.clone(),
+                        digest: i.digest.clone(),
+                    }),
             })
             .collect();
         let mut seen = HashSet::new();

@@ -4,7 +4,7 @@
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::manifest::{
-    DOCKER_MANIFEST, ImageConfig, ImageManifest, Manifest, ManifestError, OCI_MANIFEST,
+    DOCKER_MANIFEST, Descriptor, ImageConfig, ImageManifest, Manifest, ManifestError, OCI_MANIFEST,
 };
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -22,6 +22,9 @@ pub struct ResolvedImage {
     pub platform_from_index: Option<Platform>,
     /// The index the manifest was chosen from, if any (kept in the cache for --offline).
     pub index: Option<FetchedManifest>,
+    /// What the cache index records the resolution under, for --offline: the platform asked
+    /// for, or `all`.
+    pub platform_key: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,53 +56,59 @@ pub enum ResolveError {
     },
 }
 
-/// Fetches the manifest `reference` names and, for an index, the entry for `wanted`.
-pub async fn resolve(
-    client: &Client,
-    reference: &Reference,
-    wanted: &Platform,
-) -> Result<ResolvedImage, ResolveError> {
-    let name = reference.to_string();
-    let top = client.get_manifest(reference).await?;
-    match Manifest::parse(&name, top.content_type.as_deref(), &top.bytes)? {
-        Manifest::Image(image) => Ok(ResolvedImage {
-            reference: reference.clone(),
-            media_type: media_type_of(&image, top.content_type.as_deref()),
-            manifest: top,
-            image,
-            platform_from_index: None,
-            index: None,
-        }),
-        Manifest::Index(index) => {
-            let entry = index.select(&name, wanted)?;
-            let platform = entry.platform.as_ref().map(Platform::normalized);
-            let fetched = client
-                .get_manifest_by(reference, &entry.digest.to_string())
-                .await?;
-            match Manifest::parse(&name, fetched.content_type.as_deref(), &fetched.bytes)? {
-                Manifest::Image(image) => Ok(ResolvedImage {
-                    reference: reference.clone(),
-                    media_type: media_type_of(&image, fetched.content_type.as_deref()),
-                    manifest: fetched,
-                    image,
-                    platform_from_index: platform,
-                    index: Some(top),
-                }),
-                Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
-            }
+/// Which images of a multi-platform reference to take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// These platforms: the ones asked for (`explicit`), else the host's.
+    Some {
+        platforms: Vec<Platform>,
+        explicit: bool,
+    },
+    /// Every platform an index lists (attestation entries excepted).
+    All,
+}
+
+impl PlatformChoice {
+    /// The platforms asked for with --platform (none for the host default or --all-platforms).
+    pub fn explicit(&self) -> &[Platform] {
+        match self {
+            PlatformChoice::Some {
+                platforms,
+                explicit: true,
+            } => platforms,
+            _ => &[],
         }
     }
 }
 
+/// The cache index key under which `--all-platforms` records what a reference resolved to.
+pub const ALL_PLATFORMS_KEY: &str = "all";
+
+/// Fetches the manifest `reference` names and, for an index, the entries `choice` selects.
+pub async fn resolve(
+    client: &Client,
+    reference: &Reference,
+    choice: &PlatformChoice,
+) -> Result<Vec<ResolvedImage>, ResolveError> {
+    let top = client.get_manifest(reference).await?;
+    let fetch = async |digest: &Digest| {
+        client
+            .get_manifest_by(reference, &digest.to_string())
+            .await
+            .map_err(ResolveError::from)
+    };
+    select(reference, top, choice, fetch).await
+}
+
 /// Resolves from the cache alone: a digest reference through its cached manifest (and, for an
-/// index, the cached entry for `wanted`); a tag through what it last resolved to here.
-pub fn resolve_offline(
+/// index, the cached entries); a tag through what it last resolved to here.
+pub async fn resolve_offline(
     store: &BlobStore,
     reference: &Reference,
-    wanted: &Platform,
-) -> Result<ResolvedImage, ResolveError> {
+    choice: &PlatformChoice,
+) -> Result<Vec<ResolvedImage>, ResolveError> {
     let name = reference.to_string();
-    let read = |digest: &Digest| -> Result<FetchedManifest, ResolveError> {
+    let read = async |digest: &Digest| -> Result<FetchedManifest, ResolveError> {
         if !store.blob_path(digest).exists() {
             return Err(ResolveError::ManifestNotCached {
                 reference: name.clone(),
@@ -113,45 +122,115 @@ pub fn resolve_offline(
             content_type: None,
         })
     };
-    let top_digest = match reference.digest() {
-        Some(digest) => digest.clone(),
-        None => {
-            store
-                .index()
-                .lookup_ref(&name, &wanted.to_string())?
-                .ok_or_else(|| ResolveError::NotCached {
-                    reference: name.clone(),
-                    platform: wanted.to_string(),
-                })?
-                .manifest
+    if let Some(digest) = reference.digest() {
+        let top = read(digest).await?;
+        return select(reference, top, choice, read).await;
+    }
+    // A tag: what it last resolved to, per platform (or for all of them).
+    let keys: Vec<String> = match choice {
+        PlatformChoice::All => vec![ALL_PLATFORMS_KEY.to_string()],
+        PlatformChoice::Some { platforms, .. } => {
+            platforms.iter().map(Platform::to_string).collect()
         }
     };
-    let top = read(&top_digest)?;
-    match Manifest::parse(&name, None, &top.bytes)? {
-        Manifest::Image(image) => Ok(ResolvedImage {
-            reference: reference.clone(),
-            media_type: media_type_of(&image, None),
-            manifest: top,
-            image,
-            platform_from_index: None,
-            index: None,
-        }),
-        Manifest::Index(index) => {
-            let entry = index.select(&name, wanted)?;
-            let fetched = read(&entry.digest)?;
-            match Manifest::parse(&name, None, &fetched.bytes)? {
-                Manifest::Image(image) => Ok(ResolvedImage {
-                    reference: reference.clone(),
-                    media_type: media_type_of(&image, None),
-                    manifest: fetched,
-                    image,
-                    platform_from_index: entry.platform.as_ref().map(Platform::normalized),
-                    index: Some(top),
-                }),
-                Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
+    let mut resolved = Vec::new();
+    for key in keys {
+        let digest = store
+            .index()
+            .lookup_ref(&name, &key)?
+            .ok_or_else(|| ResolveError::NotCached {
+                reference: name.clone(),
+                platform: key.clone(),
+            })?
+            .manifest;
+        let top = read(&digest).await?;
+        let platform = key.parse::<Platform>().ok();
+        let one = match &platform {
+            Some(platform) => PlatformChoice::Some {
+                platforms: vec![platform.clone()],
+                explicit: !choice.explicit().is_empty(),
+            },
+            None => PlatformChoice::All,
+        };
+        resolved.extend(select(reference, top, &one, &read).await?);
+    }
+    Ok(resolved)
+}
+
+/// From the top manifest: itself when it is an image, else the index entries `choice` wants,
+/// each fetched (by digest) with `fetch`.
+async fn select(
+    reference: &Reference,
+    top: FetchedManifest,
+    choice: &PlatformChoice,
+    fetch: impl AsyncFn(&Digest) -> Result<FetchedManifest, ResolveError>,
+) -> Result<Vec<ResolvedImage>, ResolveError> {
+    let name = reference.to_string();
+    let index = match Manifest::parse(&name, top.content_type.as_deref(), &top.bytes)? {
+        Manifest::Image(image) => {
+            let platform_key = match choice {
+                PlatformChoice::All => ALL_PLATFORMS_KEY.to_string(),
+                PlatformChoice::Some { platforms, .. } => platforms[0].to_string(),
+            };
+            return Ok(vec![ResolvedImage {
+                reference: reference.clone(),
+                media_type: media_type_of(&image, top.content_type.as_deref()),
+                manifest: top,
+                image,
+                platform_from_index: None,
+                index: None,
+                platform_key,
+            }]);
+        }
+        Manifest::Index(index) => index,
+    };
+    let entries: Vec<(&Descriptor, String)> = match choice {
+        PlatformChoice::All => {
+            let entries = index.images();
+            if entries.is_empty() {
+                return Err(ManifestError::NoMatchingPlatform {
+                    reference: name,
+                    wanted: Platform::host(),
+                    available: index.platforms_listing(),
+                }
+                .into());
+            }
+            entries
+                .into_iter()
+                .map(|d| (d, ALL_PLATFORMS_KEY.to_string()))
+                .collect()
+        }
+        PlatformChoice::Some { platforms, .. } => {
+            let mut entries: Vec<(&Descriptor, String)> = Vec::new();
+            for platform in platforms {
+                let entry = index.select(&name, platform)?;
+                // linux/arm64 and linux/arm64/v8 are one entry: take it once.
+                if !entries.iter().any(|(d, _)| d.digest == entry.digest) {
+                    entries.push((entry, platform.to_string()));
+                }
+            }
+            entries
+        }
+    };
+    let mut resolved = Vec::with_capacity(entries.len());
+    for (entry, platform_key) in entries {
+        let fetched = fetch(&entry.digest).await?;
+        match Manifest::parse(&name, fetched.content_type.as_deref(), &fetched.bytes)? {
+            Manifest::Image(image) => resolved.push(ResolvedImage {
+                reference: reference.clone(),
+                media_type: media_type_of(&image, fetched.content_type.as_deref()),
+                manifest: fetched,
+                image,
+                platform_from_index: entry.platform.as_ref().map(Platform::normalized),
+                index: Some(top.clone()),
+                platform_key,
+            }),
+            Manifest::Index(_) => {
+                return Err(ManifestError::NestedIndex { reference: name }.into());
             }
         }
     }
+    Ok(resolved)
 }
 
 impl ResolvedImage {
@@ -161,14 +240,16 @@ impl ResolvedImage {
     pub fn check_config(
         &self,
         config: &ImageConfig,
-        explicit_platform: Option<&Platform>,
+        explicit_platforms: &[Platform],
     ) -> Result<(), ResolveError> {
         let name = self.reference.to_string();
         config.check_layer_count(&name, self.image.layers.len())?;
-        if let Some(wanted) = explicit_platform
+        let mismatch = explicit_platforms
+            .iter()
+            .find(|wanted| !wanted.matches(&config.platform()));
+        if let Some(wanted) = mismatch
             && self.platform_from_index.is_none()
             && !config.architecture.is_empty()
-            && !wanted.matches(&config.platform())
         {
             return Err(ResolveError::PlatformMismatch {
                 reference: name,

@@ -289,3 +289,156 @@ fn a_layer_that_does_not_decompress_to_its_diff_id_is_refused() {
             .exists()
     );
 }
+
+/// Every `blobs/sha256/<hex>` entry hashes to its name, and everything the index.json tree
+/// names (indexes, manifests, configs, layers) is there.
+fn assert_oci_layout_whole(tar: &std::path::Path) -> serde_json::Value {
+    let entries = entries_by_name(tar);
+    for (name, data) in &entries {
+        if let Some(hex) = name.strip_prefix("blobs/sha256/")
+            && !hex.is_empty()
+        {
+            assert_eq!(hex_of(&sha256(data)), hex, "{name}");
+        }
+    }
+    let blob = |digest: &str| -> &Vec<u8> {
+        entries
+            .get(&format!("blobs/sha256/{}", hex_of(digest)))
+            .unwrap_or_else(|| panic!("{digest} is named but not in the tar"))
+    };
+    let index = tar_json(tar, "index.json");
+    let mut pending: Vec<serde_json::Value> = index["manifests"].as_array().unwrap().clone();
+    while let Some(descriptor) = pending.pop() {
+        let data = blob(descriptor["digest"].as_str().unwrap());
+        assert_eq!(data.len() as u64, descriptor["size"].as_u64().unwrap());
+        let document: serde_json::Value = serde_json::from_slice(data).unwrap();
+        if let Some(children) = document["manifests"].as_array() {
+            pending.extend(children.iter().cloned());
+        } else {
+            blob(document["config"]["digest"].as_str().unwrap());
+            for layer in document["layers"].as_array().unwrap() {
+                let data = blob(layer["digest"].as_str().unwrap());
+                assert_eq!(data.len() as u64, layer["size"].as_u64().unwrap());
+            }
+        }
+    }
+    index
+}
+
+#[test]
+fn several_platforms_go_into_an_oci_layout_as_one_index() {
+    let registry = Registry::start();
+    let repository = unique("formats/multi");
+    let amd64 = Image::new(
+        vec![
+            Layer::busybox(Compression::Gzip),
+            Layer::text("etc/arch", "amd64\n", Compression::Gzip),
+        ],
+        true,
+        "amd64",
+        None,
+        "amd64 of many",
+    );
+    let arm64 = Image::new(
+        vec![Layer::text("etc/arch", "arm64\n", Compression::Gzip)],
+        true,
+        "arm64",
+        Some("v8"),
+        "arm64",
+    );
+    let arm = Image::new(
+        vec![Layer::text("etc/arch", "arm\n", Compression::Gzip)],
+        true,
+        "arm",
+        Some("v7"),
+        "arm",
+    );
+    let index_digest = registry.push_index(
+        &repository,
+        "multi",
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+            (&arm, "linux", "arm", Some("v7")),
+        ],
+        true,
+    );
+    let reference = format!("{}/{repository}:multi", registry.host());
+    let haul = Haul::new();
+
+    // The docker formats keep one platform per name: refused, saying what to do.
+    haul.run(&["export", &reference, "-o", "x.tar", "--all-platforms"])
+        .failure(&["--format oci"]);
+
+    // All platforms: the registry's own index, whole, digest kept.
+    haul.run(&["export", &reference, "--all-platforms", "--format", "oci"])
+        .success();
+    let all = haul.workdir.path().join(format!(
+        "{}_{}_multi_all.tar",
+        registry.host().replace(':', "_"),
+        repository.replace('/', "_")
+    ));
+    let index = assert_oci_layout_whole(&all);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(index["manifests"][0]["digest"], index_digest.as_str());
+    assert_eq!(
+        index["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    skopeo_copies(&format!("oci-archive:{}:multi", all.display()));
+    let engine = Engine::ContainerdStore;
+    let _cleanup = engine.cleanup(&[&reference]);
+    engine.load(&all);
+    assert_eq!(engine.run(&reference, &[]).trim(), "amd64 of many");
+
+    // Two of three: an index of those two; the third platform's content is not in the tar.
+    haul.run(&[
+        "export",
+        &reference,
+        "-o",
+        "two.tar",
+        "--format",
+        "oci",
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ])
+    .success();
+    let two = haul.workdir.path().join("two.tar");
+    let index = assert_oci_layout_whole(&two);
+    let top = index["manifests"][0]["digest"].as_str().unwrap();
+    assert_ne!(top, index_digest);
+    let entries = entries_by_name(&two);
+    let nested: serde_json::Value =
+        serde_json::from_slice(&entries[&format!("blobs/sha256/{}", hex_of(top))]).unwrap();
+    let platforms: Vec<String> = nested["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(platforms, vec!["amd64", "arm64"]);
+    assert!(
+        !entries
+            .keys()
+            .any(|n| n.ends_with(hex_of(&arm.layers[0].digest)))
+    );
+
+    // Uncompressed, from the cache alone: the index points at the rewritten manifests.
+    let run = haul
+        .run(&[
+            "export",
+            &reference,
+            "-o",
+            "plain.tar",
+            "--format",
+            "oci",
+            "--all-platforms",
+            "--decompress",
+            "--offline",
+        ])
+        .success();
+    assert!(run.stderr.contains("decompressed to"), "{}", run.stderr);
+    let plain = haul.workdir.path().join("plain.tar");
+    assert_oci_layout_whole(&plain);
+    skopeo_copies(&format!("oci-archive:{}:multi", plain.display()));
+}

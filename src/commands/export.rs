@@ -12,7 +12,6 @@ use crate::cli::{ExportArgs, Format};
 use crate::digest::Digest;
 use crate::export::{self, BlobSource, BoxError, Layout, Output};
 use crate::fetch::Downloads;
-use crate::platform::Platform;
 use crate::reference::Reference;
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
@@ -47,13 +46,35 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         Format::DockerV1 => Layout::DockerV1,
         Format::Oci => Layout::Oci,
     };
+    let platforms = if args.images.all_platforms {
+        usize::MAX
+    } else {
+        args.images.platform.len()
+    };
+    if platforms > 1 && layout != Layout::Oci {
+        bail!(
+            "the docker formats hold one platform per image name (docker load keeps one); \
+             use --format oci to export several platforms as one index"
+        );
+    }
     // The classic layout's layer.tar files are uncompressed tars.
     let uncompressed = args.decompress || layout == Layout::DockerV1;
     let prepared = prepare(global, &args.images, uncompressed).await?;
     let output = output.unwrap_or_else(|| {
+        // One reference here; several platforms of it are named together.
+        let platform_part = if args.images.all_platforms {
+            "all".to_string()
+        } else {
+            let parts: Vec<String> = prepared
+                .configs
+                .iter()
+                .map(|c| c.platform().file_name_part())
+                .collect();
+            parts.join("+")
+        };
         Output::File(default_file_name(
             &prepared.resolved[0].reference,
-            &prepared.configs[0].platform(),
+            &platform_part,
         ))
     });
     let mut downloads = CacheDownloads(prepared.fetcher.start(prepared.plan.blobs.clone()));
@@ -107,7 +128,7 @@ fn ssh_docker_load(target: &str) -> anyhow::Result<Vec<String>> {
 
 /// `<registry>_<repository with / as _>_<tag>_<arch>.tar`; a `:` (registry port) becomes
 /// `_` too, and an untagged reference uses its digest's first 12 hex digits.
-fn default_file_name(reference: &Reference, platform: &Platform) -> PathBuf {
+fn default_file_name(reference: &Reference, platform_part: &str) -> PathBuf {
     let tag = match (reference.tag(), reference.digest()) {
         (Some(tag), _) => tag.to_string(),
         (None, Some(digest)) => format!("sha256-{}", &digest.hex()[..12]),
@@ -118,7 +139,7 @@ fn default_file_name(reference: &Reference, platform: &Platform) -> PathBuf {
         reference.registry(),
         reference.repository(),
         tag,
-        platform.file_name_part()
+        platform_part
     );
     PathBuf::from(name.replace(['/', ':'], "_"))
 }
@@ -135,6 +156,7 @@ impl BlobSource for CacheDownloads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::Platform;
 
     #[test]
     fn ssh_targets() {
@@ -152,7 +174,7 @@ mod tests {
 
     #[test]
     fn default_file_names() {
-        let amd64 = Platform::new("linux", "amd64", None);
+        let amd64 = Platform::new("linux", "amd64", None).file_name_part();
         let name = |r: &str| default_file_name(&r.parse().unwrap(), &amd64);
         assert_eq!(
             name("busybox"),
@@ -162,7 +184,7 @@ mod tests {
             name("127.0.0.1:5000/test/app:v1"),
             PathBuf::from("127.0.0.1_5000_test_app_v1_amd64.tar")
         );
-        let arm = Platform::new("linux", "arm", Some("v7"));
+        let arm = Platform::new("linux", "arm", Some("v7")).file_name_part();
         assert_eq!(
             default_file_name(&"ghcr.io/a/b:1".parse().unwrap(), &arm),
             PathBuf::from("ghcr.io_a_b_1_armv7.tar")

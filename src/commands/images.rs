@@ -16,7 +16,7 @@ use crate::platform::Platform;
 use crate::progress::Event;
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::resolve::{ResolvedImage, resolve, resolve_offline};
+use crate::resolve::{ALL_PLATFORMS_KEY, PlatformChoice, ResolvedImage, resolve, resolve_offline};
 
 /// Images resolved and checked, ready to fetch and export.
 pub struct Prepared {
@@ -25,7 +25,6 @@ pub struct Prepared {
     pub plan: Plan,
     pub fetcher: Fetcher,
     pub store: BlobStore,
-    wanted: Platform,
     /// The cache's shared lock: no prune removes blobs while this run uses them.
     _lock: CacheLock,
 }
@@ -42,12 +41,7 @@ pub async fn prepare(
         .iter()
         .map(|r| r.parse::<Reference>())
         .collect::<Result<Vec<_>, _>>()?;
-    let explicit_platform = args
-        .platform
-        .as_deref()
-        .map(str::parse::<Platform>)
-        .transpose()?;
-    let wanted = explicit_platform.clone().unwrap_or_else(Platform::host);
+    let choice = platform_choice(args)?;
 
     let store = BlobStore::open(&global.cache_dir)?;
     let progress = global.progress.clone();
@@ -71,13 +65,18 @@ pub async fn prepare(
     );
 
     let resolved: Vec<ResolvedImage> = if args.offline {
-        references
-            .iter()
-            .map(|r| resolve_offline(&store, r, &wanted))
-            .collect::<Result<_, _>>()?
+        try_join_all(
+            references
+                .iter()
+                .map(|r| resolve_offline(&store, r, &choice)),
+        )
+        .await?
     } else {
-        try_join_all(references.iter().map(|r| resolve(&client, r, &wanted))).await?
-    };
+        try_join_all(references.iter().map(|r| resolve(&client, r, &choice))).await?
+    }
+    .into_iter()
+    .flatten()
+    .collect();
     for image in &resolved {
         for manifest in std::iter::once(&image.manifest).chain(&image.index) {
             store
@@ -104,22 +103,46 @@ pub async fn prepare(
     }))
     .await?;
     for (image, config) in resolved.iter().zip(&configs) {
-        image.check_config(config, explicit_platform.as_ref())?;
+        image.check_config(config, choice.explicit())?;
         global.progress.event(Event::Resolved {
             reference: image.reference.to_string(),
             digest: image.manifest.digest.clone(),
             platform: config.platform().to_string(),
         });
     }
-    let plan = Plan::new(&resolved, &configs, uncompressed);
+    // Several platforms of one reference are kept together, as an index.
+    let as_indexes = choice == PlatformChoice::All || choice.explicit().len() > 1;
+    let plan = Plan::new(&resolved, &configs, uncompressed, as_indexes);
     Ok(Prepared {
         resolved,
         configs,
         plan,
         fetcher,
         store,
-        wanted,
         _lock: lock,
+    })
+}
+
+/// What --platform and --all-platforms ask for; the host's platform when neither is given.
+fn platform_choice(args: &ImageArgs) -> anyhow::Result<PlatformChoice> {
+    if args.all_platforms {
+        return Ok(PlatformChoice::All);
+    }
+    let platforms = args
+        .platform
+        .iter()
+        .map(|p| p.parse::<Platform>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(if platforms.is_empty() {
+        PlatformChoice::Some {
+            platforms: vec![Platform::host()],
+            explicit: false,
+        }
+    } else {
+        PlatformChoice::Some {
+            platforms,
+            explicit: true,
+        }
     })
 }
 
@@ -130,11 +153,12 @@ impl Prepared {
         let index = self.store.index();
         let mut uses = Vec::new();
         for image in &self.resolved {
-            index.record_ref(
-                &image.reference.to_string(),
-                &self.wanted.to_string(),
-                &image.manifest.digest,
-            )?;
+            // Per platform: the image's manifest; for all platforms: the index.
+            let top = match (&image.index, image.platform_key == ALL_PLATFORMS_KEY) {
+                (Some(index), true) => &index.digest,
+                _ => &image.manifest.digest,
+            };
+            index.record_ref(&image.reference.to_string(), &image.platform_key, top)?;
             for manifest in std::iter::once(&image.manifest).chain(&image.index) {
                 uses.push(BlobUse {
                     digest: manifest.digest.clone(),

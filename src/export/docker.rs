@@ -13,7 +13,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{BlobSource, Entries, ExportError, ExportImage, Layout};
+use super::{BlobSource, Entries, ExportError, ExportImage, Layout, SourceIndex};
 use crate::cache::StoredBlob;
 use crate::digest::Digest;
 use crate::manifest::{Compression, Descriptor, OCI_INDEX};
@@ -75,7 +75,8 @@ where
             top_layer_id: layers.last().map(|l| l.digest.hex().to_string()),
         });
     }
-    tar.bytes("index.json", &index_json(&written))?;
+    let targets = index_targets(images, &written, &mut in_tar, tar)?;
+    tar.bytes("index.json", &index_json(&targets))?;
     if layout == Layout::Docker {
         tar.bytes("manifest.json", &manifest_json(&written))?;
     }
@@ -84,6 +85,99 @@ where
         tar.bytes("repositories", &repositories_json(&written))?;
     }
     Ok(())
+}
+
+/// What `index.json` points at: each image's manifest, or, for the platforms of one reference
+/// exported together, their index (written here). That is the registry's own index when it
+/// is whole in the tar, else an index of the platforms exported (and of the manifests as
+/// stored).
+fn index_targets<W: Write + Send + 'static>(
+    images: &[ExportImage],
+    written: &[Written],
+    in_tar: &mut HashSet<Digest>,
+    tar: &mut Entries<W>,
+) -> Result<Vec<IndexTarget>, ExportError> {
+    let mut targets: Vec<IndexTarget> = Vec::new();
+    let mut done: HashSet<(String, Digest)> = HashSet::new();
+    for (image, this) in images.iter().zip(written) {
+        let Some(source) = &image.index else {
+            targets.push(IndexTarget {
+                reference: this.reference.clone(),
+                media_type: this.manifest_media_type.clone(),
+                digest: this.manifest_digest.clone(),
+                size: this.manifest_size,
+            });
+            continue;
+        };
+        if !done.insert((image.reference.to_string(), source.digest.clone())) {
+            continue;
+        }
+        // Every platform of this reference from this index, as written.
+        let members: Vec<(&Digest, &Written)> = images
+            .iter()
+            .zip(written)
+            .filter(|(other, _)| {
+                other.reference == image.reference
+                    && other.index.as_ref().map(|i| &i.digest) == Some(&source.digest)
+            })
+            .map(|(other, w)| (&other.manifest_digest, w))
+            .collect();
+        let (bytes, digest, media_type) = index_for(source, &members);
+        if in_tar.insert(digest.clone()) {
+            tar.bytes(&blob_path(&digest), &bytes)?;
+        }
+        targets.push(IndexTarget {
+            reference: image.reference.clone(),
+            media_type,
+            digest,
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(targets)
+}
+
+/// The registry's index when every entry is in the tar unchanged; else the same index with
+/// only the exported entries, each pointing at its manifest as stored.
+fn index_for(source: &SourceIndex, members: &[(&Digest, &Written)]) -> (Vec<u8>, Digest, String) {
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&source.bytes).expect("the index parsed when resolved");
+    let media_type = index
+        .get("mediaType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(OCI_INDEX)
+        .to_string();
+    let mut changed = false;
+    if let Some(entries) = index
+        .get_mut("manifests")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        let before = entries.len();
+        entries.retain(|entry| {
+            members
+                .iter()
+                .any(|(digest, _)| entry["digest"].as_str() == Some(&digest.to_string()))
+        });
+        changed |= entries.len() != before;
+        for entry in entries.iter_mut() {
+            let Some((_, written)) = members
+                .iter()
+                .find(|(digest, _)| entry["digest"].as_str() == Some(&digest.to_string()))
+            else {
+                continue;
+            };
+            if written.manifest_digest.to_string() != entry["digest"].as_str().unwrap_or("") {
+                entry["digest"] = written.manifest_digest.to_string().into();
+                entry["size"] = written.manifest_size.into();
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return (source.bytes.clone(), source.digest.clone(), media_type);
+    }
+    let bytes = serde_json::to_vec(&index).expect("an index serializes");
+    let digest = Digest::of(&bytes);
+    (bytes, digest, media_type)
 }
 
 /// Gets a blob from `blobs` (once per run) and writes it into the tar (once per tar).
@@ -209,21 +303,29 @@ struct IndexEntry {
     annotations: BTreeMap<&'static str, String>,
 }
 
-/// `index.json`: one entry per name, pointing at the image's manifest, named the way
-/// containerd reads names (`io.containerd.image.name` is the full reference) and OCI tools
-/// read tags (`org.opencontainers.image.ref.name`).
-pub fn index_json(images: &[Written]) -> Vec<u8> {
+/// One entry of `index.json`: a name and the manifest or index it points at.
+pub struct IndexTarget {
+    pub reference: Reference,
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// `index.json`: one entry per name, named the way containerd reads names
+/// (`io.containerd.image.name` is the full reference) and OCI tools read tags
+/// (`org.opencontainers.image.ref.name`).
+pub fn index_json(targets: &[IndexTarget]) -> Vec<u8> {
     let mut manifests: Vec<IndexEntry> = Vec::new();
-    for image in images {
+    for target in targets {
         let mut annotations = BTreeMap::new();
-        annotations.insert("io.containerd.image.name", image.reference.full_tagged());
-        if let Some(tag) = image.reference.tag() {
+        annotations.insert("io.containerd.image.name", target.reference.full_tagged());
+        if let Some(tag) = target.reference.tag() {
             annotations.insert("org.opencontainers.image.ref.name", tag.to_string());
         }
         let entry = IndexEntry {
-            media_type: image.manifest_media_type.clone(),
-            digest: image.manifest_digest.clone(),
-            size: image.manifest_size,
+            media_type: target.media_type.clone(),
+            digest: target.digest.clone(),
+            size: target.size,
             annotations,
         };
         let duplicate = manifests

@@ -36,6 +36,16 @@ pub struct ExportImage {
     pub layers: Vec<Descriptor>,
     /// The config's diff_ids: the digests of the layers uncompressed, in order.
     pub diff_ids: Vec<Digest>,
+    /// Set when this image is one platform of several exported together (OCI layout): the
+    /// registry's index it was chosen from.
+    pub index: Option<SourceIndex>,
+}
+
+/// A registry's index (manifest list), exactly as served.
+#[derive(Clone, Debug)]
+pub struct SourceIndex {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
 }
 
 /// How the tar is laid out.
