@@ -262,6 +262,42 @@ impl ImageConfig {
     }
 }
 
+/// How a layer blob is compressed, as its media type says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Uncompressed,
+    /// A media type that names no layer format haul knows (or none at all).
+    Unknown,
+}
+
+impl Compression {
+    /// From a layer's media type: OCI's `…tar`, `…tar+gzip`, `…tar+zstd` (non-distributable
+    /// ones too) and Docker's `…diff.tar.gzip` (foreign ones too).
+    pub fn of_layer(media_type: &str) -> Compression {
+        if media_type.ends_with("tar+gzip") || media_type.ends_with("tar.gzip") {
+            Compression::Gzip
+        } else if media_type.ends_with("tar+zstd") || media_type.ends_with("tar.zstd") {
+            Compression::Zstd
+        } else if media_type.ends_with(".tar") {
+            Compression::Uncompressed
+        } else {
+            Compression::Unknown
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+            Compression::Unknown => "unknown",
+        }
+    }
+}
+
 fn is_index(media_type: &str) -> bool {
     matches!(media_type, DOCKER_MANIFEST_LIST | OCI_INDEX)
 }
@@ -348,6 +384,48 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn layer_compression_from_media_type() {
+        for (media_type, expected) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::Zstd,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                Compression::Uncompressed,
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar",
+                Compression::Uncompressed,
+            ),
+            ("application/vnd.in-toto+json", Compression::Unknown),
+            ("", Compression::Unknown),
+        ] {
+            assert_eq!(Compression::of_layer(media_type), expected, "{media_type}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Compression::Uncompressed).unwrap(),
+            "\"uncompressed\""
+        );
     }
 
     #[test]

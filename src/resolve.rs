@@ -4,7 +4,7 @@
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::manifest::{
-    DOCKER_MANIFEST, ImageConfig, ImageManifest, Manifest, ManifestError, OCI_MANIFEST,
+    DOCKER_MANIFEST, ImageConfig, ImageManifest, Index, Manifest, ManifestError, OCI_MANIFEST,
 };
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -22,6 +22,8 @@ pub struct ResolvedImage {
     pub platform_from_index: Option<Platform>,
     /// The index the manifest was chosen from, if any (kept in the cache for --offline).
     pub index: Option<FetchedManifest>,
+    /// The same index, parsed: every platform it offers.
+    pub parsed_index: Option<Index>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub async fn resolve(
             image,
             platform_from_index: None,
             index: None,
+            parsed_index: None,
         }),
         Manifest::Index(index) => {
             let entry = index.select(&name, wanted)?;
@@ -84,6 +87,7 @@ pub async fn resolve(
                     image,
                     platform_from_index: platform,
                     index: Some(top),
+                    parsed_index: Some(index),
                 }),
                 Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
             }
@@ -135,9 +139,11 @@ pub fn resolve_offline(
             image,
             platform_from_index: None,
             index: None,
+            parsed_index: None,
         }),
         Manifest::Index(index) => {
             let entry = index.select(&name, wanted)?;
+            let platform = entry.platform.as_ref().map(Platform::normalized);
             let fetched = read(&entry.digest)?;
             match Manifest::parse(&name, None, &fetched.bytes)? {
                 Manifest::Image(image) => Ok(ResolvedImage {
@@ -145,8 +151,9 @@ pub fn resolve_offline(
                     media_type: media_type_of(&image, None),
                     manifest: fetched,
                     image,
-                    platform_from_index: entry.platform.as_ref().map(Platform::normalized),
+                    platform_from_index: platform,
                     index: Some(top),
+                    parsed_index: Some(index),
                 }),
                 Manifest::Index(_) => Err(ManifestError::NestedIndex { reference: name }.into()),
             }

@@ -41,7 +41,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let prepared = prepare(global, &args.images).await?;
+    let prepared = prepare(global, &args.images, &args.downloads).await?;
     let output = output.unwrap_or_else(|| {
         Output::File(default_file_name(
             &prepared.resolved[0].reference,

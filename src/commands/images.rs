@@ -1,5 +1,6 @@
-//! What export and pull share: resolve the references (online or from the cache), check the
-//! configs, plan, and record the run in the cache index.
+//! What export, pull and inspect share: resolve the references (online or from the cache)
+//! and check them against their configs; for export and pull, plan and record the run in the
+//! cache index.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use futures::future::try_join_all;
 
 use super::Global;
 use crate::cache::{BlobStore, BlobUse, CacheLock, LockMode};
-use crate::cli::ImageArgs;
+use crate::cli::{DownloadArgs, ImageArgs};
 use crate::fetch::{BlobRequest, FetchOptions, Fetcher};
 use crate::manifest::ImageConfig;
 use crate::plan::Plan;
@@ -18,19 +19,26 @@ use crate::reference::Reference;
 use crate::registry::Client;
 use crate::resolve::{ResolvedImage, resolve, resolve_offline};
 
-/// Images resolved and checked, ready to fetch and export.
-pub struct Prepared {
+/// The references resolved to image manifests (kept in the cache), and what the run uses to
+/// reach the registry and the cache.
+pub struct Resolution {
     pub resolved: Vec<ResolvedImage>,
-    pub configs: Vec<ImageConfig>,
-    pub plan: Plan,
     pub fetcher: Fetcher,
     pub store: BlobStore,
+    /// Given with --platform: a single-platform image must then be for it.
+    explicit_platform: Option<Platform>,
     wanted: Platform,
     /// The cache's shared lock: no prune removes blobs while this run uses them.
-    _lock: CacheLock,
+    lock: CacheLock,
 }
 
-pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepared> {
+/// Resolves every reference (from the cache alone with --offline) and caches the manifests.
+/// `jobs` bounds the fetcher's downloads.
+pub async fn resolve_images(
+    global: &Global,
+    args: &ImageArgs,
+    jobs: usize,
+) -> anyhow::Result<Resolution> {
     let references = args
         .references
         .iter()
@@ -58,7 +66,7 @@ pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepar
         store.clone(),
         global.progress.clone(),
         FetchOptions {
-            jobs: usize::from(args.jobs),
+            jobs,
             retries: global.retries,
             offline: args.offline,
         },
@@ -80,35 +88,86 @@ pub async fn prepare(global: &Global, args: &ImageArgs) -> anyhow::Result<Prepar
                 .with_context(|| format!("{}: cannot cache the manifest", image.reference))?;
         }
     }
+    Ok(Resolution {
+        resolved,
+        fetcher,
+        store,
+        explicit_platform,
+        wanted,
+        lock,
+    })
+}
+
+impl Resolution {
+    /// Parses an image's config and checks the image against it: the platform asked for,
+    /// and the layer count loaders require.
+    pub fn checked_config(
+        &self,
+        image: &ResolvedImage,
+        bytes: &[u8],
+    ) -> anyhow::Result<ImageConfig> {
+        let config = ImageConfig::parse(
+            &image.reference.to_string(),
+            &image.image.config.digest,
+            bytes,
+        )?;
+        image.check_config(&config, self.explicit_platform.as_ref())?;
+        Ok(config)
+    }
+}
+
+/// Images resolved and checked, ready to fetch and export.
+pub struct Prepared {
+    pub resolved: Vec<ResolvedImage>,
+    pub configs: Vec<ImageConfig>,
+    pub plan: Plan,
+    pub fetcher: Fetcher,
+    pub store: BlobStore,
+    wanted: Platform,
+    /// The cache's shared lock: no prune removes blobs while this run uses them.
+    _lock: CacheLock,
+}
+
+pub async fn prepare(
+    global: &Global,
+    images: &ImageArgs,
+    downloads: &DownloadArgs,
+) -> anyhow::Result<Prepared> {
+    let resolution = resolve_images(global, images, usize::from(downloads.jobs)).await?;
 
     // Configs first: they decide whether the image is usable and name the output file.
-    let configs = try_join_all(resolved.iter().map(|image| {
-        let fetcher = fetcher.clone();
-        let store = store.clone();
+    let config_bytes = try_join_all(resolution.resolved.iter().map(|image| {
+        let fetcher = resolution.fetcher.clone();
+        let store = resolution.store.clone();
         let request = BlobRequest {
             reference: image.reference.clone(),
             descriptor: image.image.config.clone(),
         };
         async move {
             fetcher.fetch(&request).await?;
-            let bytes = store.read_verified(&request.descriptor.digest)?;
-            anyhow::Ok(ImageConfig::parse(
-                &request.reference.to_string(),
-                &request.descriptor.digest,
-                &bytes,
-            )?)
+            anyhow::Ok(store.read_verified(&request.descriptor.digest)?)
         }
     }))
     .await?;
-    for (image, config) in resolved.iter().zip(&configs) {
-        image.check_config(config, explicit_platform.as_ref())?;
+    let mut configs = Vec::new();
+    for (image, bytes) in resolution.resolved.iter().zip(&config_bytes) {
+        let config = resolution.checked_config(image, bytes)?;
         global.progress.event(Event::Resolved {
             reference: image.reference.to_string(),
             digest: image.manifest.digest.clone(),
             platform: config.platform().to_string(),
         });
+        configs.push(config);
     }
-    let plan = Plan::new(&resolved);
+    let plan = Plan::new(&resolution.resolved);
+    let Resolution {
+        resolved,
+        fetcher,
+        store,
+        wanted,
+        lock,
+        ..
+    } = resolution;
     Ok(Prepared {
         resolved,
         configs,
