@@ -6,18 +6,91 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::registry::endpoint::{Mirror, parse_mirror_flag};
 
-const EXAMPLES: &str = "\
+/// `haul --help`: a few examples, and the exit codes (`commands::EXIT_*`; a test there checks
+/// that this text lists each of them).
+const HAUL_AFTER_HELP: &str = "\
+Examples:
+  haul export nginx:1.27 -o nginx.tar              # download (what is new) and write a tar
+  haul pull app:1 app:2                            # fill the cache only
+  haul inspect nginx:1.27                          # what it is, and what an export would download
+  haul cache ls
+
+Exit status:
+  0    success; also when standard output is closed early (`haul inspect ... | head`)
+  1    failure: the message on standard error says what failed and what to do. Among them:
+       an image, tag or platform that is not there, `cache verify` finding damaged blobs
+  2    bad usage: an unknown subcommand or option, a missing argument, a value an option
+       does not take (e.g. --jobs 0)
+  130  interrupted (Ctrl-C or SIGTERM); partial downloads are kept and resume";
+
+const EXPORT_EXAMPLES: &str = "\
 Examples:
   haul export busybox                              # -> docker.io_library_busybox_latest_amd64.tar
   haul export nginx:1.27 -o nginx.tar --platform linux/arm64
   haul export app:v1 app:v2 -o bundle.tar          # several images in one tar
-  haul export 127.0.0.1:5000/team/app:1 -o - | docker load";
+  haul export 127.0.0.1:5000/team/app:1 -o - | docker load
+  haul export app:1 --offline -o app.tar           # from the cache alone";
+
+const PULL_EXAMPLES: &str = "\
+Examples:
+  haul pull busybox nginx:1.27                     # warm the cache (e.g. a CI cache step)
+  haul pull nginx:1.27 --platform linux/arm64
+  haul export nginx:1.27 --offline -o nginx.tar    # later, without network";
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  haul inspect nginx:1.27                          # platforms, layers, what is cached
+  haul inspect nginx:1.27 --platform linux/arm64
+  haul inspect app:1 app:2 --json | jq '.[].image.download_size'
+  haul inspect app:1 --offline                     # what this cache holds for app:1";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  haul completions bash > ~/.local/share/bash-completion/completions/haul
+  haul completions zsh > ~/.zfunc/_haul            # with fpath+=(~/.zfunc) before compinit
+  haul completions fish > ~/.config/fish/completions/haul.fish
+  haul completions powershell >> $PROFILE";
+
+const CACHE_EXAMPLES: &str = "\
+Examples:
+  haul cache ls
+  haul cache du
+  haul cache verify
+  haul cache prune --max-size 20G
+  haul cache rm nginx:1.27";
+
+const LS_EXAMPLES: &str = "\
+Examples:
+  haul cache ls
+  haul --cache-dir .haul-cache cache ls";
+
+const DU_EXAMPLES: &str = "\
+Examples:
+  haul cache du
+  HAUL_CACHE_DIR=.haul-cache haul cache du";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  haul cache verify                                # exit status 1 if any blob was damaged
+  haul cache verify || haul pull app:1             # download the damaged blobs again";
+
+const PRUNE_EXAMPLES: &str = "\
+Examples:
+  haul cache prune --max-size 20G                  # least recently used first
+  haul cache prune --older-than 30d
+  haul cache prune --max-size 10G --older-than 2w
+  haul cache prune --all";
+
+const RM_EXAMPLES: &str = "\
+Examples:
+  haul cache rm nginx:1.27
+  haul cache rm 127.0.0.1:5000/team/app:1 127.0.0.1:5000/team/app:2";
 
 /// Pull container images from any OCI / Docker registry, without a Docker daemon, into
 /// tarballs that `docker load` accepts. Every blob is verified and cached, so the next
 /// export downloads only what is new.
 #[derive(Debug, Parser)]
-#[command(name = "haul", version, after_help = EXAMPLES)]
+#[command(name = "haul", version, after_help = HAUL_AFTER_HELP)]
 pub struct Cli {
     /// Cache folder [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
     #[arg(long, global = true, env = "HAUL_CACHE_DIR", value_name = "DIR")]
@@ -75,27 +148,44 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Download images and write them as one tar that docker load accepts
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
     /// Download images into the cache without writing a tar (e.g. to warm a CI cache)
+    #[command(after_help = PULL_EXAMPLES)]
     Pull(PullArgs),
+    /// Show what images are without downloading their layers: platforms, config, layers
+    /// (digest, compression, size), and which blobs are already cached
+    #[command(after_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
     /// Look at and tidy the cache
-    #[command(subcommand)]
+    #[command(subcommand, after_help = CACHE_EXAMPLES)]
     Cache(CacheCommand),
+    /// Print a shell completion script to standard output
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// List the cached images (reference, platform, manifest) and blobs, with sizes and last use
+    #[command(after_help = LS_EXAMPLES)]
     Ls,
     /// Show how much space the cache takes
+    #[command(after_help = DU_EXAMPLES)]
     Du,
     /// Re-hash every blob; move damaged ones aside (to quarantine/) and report them
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify,
     /// Remove blobs: least recently used first down to --max-size, and/or those unused for
     /// --older-than. Waits for running exports, whose blobs are never removed
+    #[command(after_help = PRUNE_EXAMPLES)]
     Prune(PruneArgs),
     /// Forget an image and remove the blobs no other cached image uses
+    #[command(after_help = RM_EXAMPLES)]
     Rm {
         /// Image references as given to export or pull
         #[arg(required = true, value_name = "REF")]
@@ -119,7 +209,7 @@ pub struct PruneArgs {
     pub all: bool,
 }
 
-/// What selects images, shared by export and pull.
+/// What selects images, shared by export, pull and inspect.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     /// Image references: NAME[:TAG][@DIGEST], e.g. busybox, ghcr.io/org/app:1.2,
@@ -137,10 +227,6 @@ pub struct ImageArgs {
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
 
-    /// Downloads at once
-    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub jobs: u16,
-
     /// Use only the cache: no network. Tags resolve to what they last resolved to here
     #[arg(long)]
     pub offline: bool,
@@ -149,16 +235,30 @@ pub struct ImageArgs {
     pub login: LoginArgs,
 }
 
+/// How blobs are downloaded, shared by export and pull.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Downloads at once
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
 #[derive(Debug, Args)]
 pub struct PullArgs {
     #[command(flatten)]
     pub images: ImageArgs,
+
+    #[command(flatten)]
+    pub downloads: DownloadArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub images: ImageArgs,
+
+    #[command(flatten)]
+    pub downloads: DownloadArgs,
 
     /// Output file, or - for standard output [default for one image:
     /// <registry>_<repository>_<tag>_<arch>.tar in the current folder]
@@ -197,6 +297,16 @@ pub enum Format {
     DockerV1,
     /// An OCI image layout only: blobs/, index.json, oci-layout
     Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+
+    /// Print one JSON document (an array, one object per reference) instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).
@@ -294,6 +404,34 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("-1d").is_err());
+    }
+
+    /// `--help` of `haul` and of every subcommand ends with examples of it.
+    #[test]
+    fn every_help_has_examples() {
+        use clap::CommandFactory;
+        fn check(command: &clap::Command, path: &str) {
+            let after_help = command
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                after_help.contains("Examples:\n"),
+                "`{path} --help` has no examples"
+            );
+            if path != command.get_name() {
+                assert!(
+                    after_help
+                        .lines()
+                        .any(|line| line.trim_start().starts_with(path)),
+                    "`{path} --help` has no example of itself:\n{after_help}"
+                );
+            }
+            for subcommand in command.get_subcommands() {
+                check(subcommand, &format!("{path} {}", subcommand.get_name()));
+            }
+        }
+        check(&Cli::command(), "haul");
     }
 
     #[test]

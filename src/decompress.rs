@@ -17,7 +17,10 @@ const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecompressError {
-    #[error("cannot decompress the layer ({compression:?}): {detail}; the blob is damaged")]
+    #[error(
+        "cannot decompress the layer ({}): {detail}; the blob is damaged",
+        compression.name()
+    )]
     Corrupt {
         compression: Compression,
         detail: String,
@@ -68,7 +71,7 @@ pub async fn decompress_layer(
             decoder.multiple_members(true);
             Box::new(decoder)
         }
-        Compression::None => Box::new(input),
+        Compression::Uncompressed | Compression::Unknown => Box::new(input),
     };
     let mut buffer = vec![0u8; CHUNK];
     loop {

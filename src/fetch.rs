@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::cache::{BlobStore, CacheError, StoredBlob};
 use crate::decompress::{DecompressError, decompress_layer};
 use crate::digest::Digest;
-use crate::manifest::{Compression, Descriptor};
+use crate::manifest::{Compression, Descriptor, MAX_MANIFEST_BYTES};
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
 use crate::registry::{Client, RegistryError, transfer_error};
@@ -71,6 +71,8 @@ pub enum FetchErrorKind {
     Decompress(#[from] DecompressError),
     #[error("the download task was lost: {0}")]
     Task(String),
+    #[error("it declares {size} bytes, more than the {limit} haul reads into memory")]
+    TooLargeToRead { size: u64, limit: u64 },
 }
 
 /// Settings for a run's downloads.
@@ -164,14 +166,15 @@ impl Fetcher {
         let Some(diff_id) = &request.uncompressed else {
             return self.fetch_blob(request).await.map(as_is);
         };
-        let compression = Compression::of_layer(&descriptor.media_type).ok_or_else(|| {
-            error(FetchErrorKind::UnknownCompression(
-                descriptor.media_type.clone(),
-            ))
-        })?;
-        if compression == Compression::None {
-            return self.fetch_blob(request).await.map(as_is);
-        }
+        let compression = match Compression::of_layer(&descriptor.media_type) {
+            Compression::Unknown => {
+                return Err(error(FetchErrorKind::UnknownCompression(
+                    descriptor.media_type.clone(),
+                )));
+            }
+            Compression::Uncompressed => return self.fetch_blob(request).await.map(as_is),
+            compression => compression,
+        };
         // Decompressed by an earlier run: neither the download nor the work is needed.
         if let Some(size) = self.store.size_of(diff_id) {
             self.report_cached(diff_id, size);
@@ -288,6 +291,74 @@ impl Fetcher {
             fetched,
         });
         Ok(path)
+    }
+
+    /// A small blob (an image config): from the cache when it is there, else downloaded into
+    /// memory and checked against its size and digest, but not stored (`inspect` looks and
+    /// leaves the cache as it was).
+    pub async fn read_small(&self, request: &BlobRequest) -> Result<Vec<u8>, FetchError> {
+        let digest = &request.descriptor.digest;
+        let size = request.descriptor.size;
+        let error = |kind: FetchErrorKind| FetchError {
+            image: request.reference.to_string(),
+            digest: digest.clone(),
+            kind,
+        };
+        if self.store.contains(digest, size) {
+            return self
+                .store
+                .read_verified(digest)
+                .map_err(|e| error(e.into()));
+        }
+        if self.options.offline {
+            return Err(error(FetchErrorKind::NotCached));
+        }
+        if size > MAX_MANIFEST_BYTES {
+            return Err(error(FetchErrorKind::TooLargeToRead {
+                size,
+                limit: MAX_MANIFEST_BYTES,
+            }));
+        }
+        let blob = self
+            .client
+            .get_blob(&request.reference, digest, 0)
+            .await
+            .map_err(|e| error(e.into()))?;
+        let mut response = blob.response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| error(transfer_error(&blob.source, &e).into()))?
+        {
+            if bytes.len() as u64 + chunk.len() as u64 > size {
+                return Err(error(FetchErrorKind::TooLong { expected: size }));
+            }
+            self.client.throttle(chunk.len()).await;
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != size {
+            return Err(error(
+                CacheError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: size,
+                    actual: bytes.len() as u64,
+                }
+                .into(),
+            ));
+        }
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(error(
+                CacheError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                    size,
+                }
+                .into(),
+            ));
+        }
+        Ok(bytes)
     }
 
     /// One attempt: from the partial file's end (Range) or from 0, up to the declared size.

@@ -244,41 +244,6 @@ impl Index {
     }
 }
 
-/// How a layer blob is compressed, from its media type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar: its digest is its diff_id.
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// Docker's and OCI's layer media types (foreign and non-distributable ones included);
-    /// `None` for a media type that is not a layer haul knows.
-    pub fn of_layer(media_type: &str) -> Option<Compression> {
-        let media_type = media_type.trim();
-        if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
-            Some(Compression::Gzip)
-        } else if media_type.ends_with("+zstd") {
-            Some(Compression::Zstd)
-        } else if media_type.ends_with(".tar") || media_type.ends_with(".diff.tar") {
-            Some(Compression::None)
-        } else {
-            None
-        }
-    }
-
-    /// The media type of the uncompressed form of a layer in a manifest of `manifest_type`.
-    pub fn uncompressed_media_type(manifest_type: &str) -> &'static str {
-        if manifest_type == DOCKER_MANIFEST {
-            DOCKER_LAYER_TAR
-        } else {
-            OCI_LAYER_TAR
-        }
-    }
-}
-
 impl ImageConfig {
     pub fn parse(
         reference: &str,
@@ -309,6 +274,51 @@ impl ImageConfig {
     }
 }
 
+/// How a layer blob is compressed, as its media type says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Uncompressed,
+    /// A media type that names no layer format haul knows (or none at all).
+    Unknown,
+}
+
+impl Compression {
+    /// From a layer's media type: OCI's `…tar`, `…tar+gzip`, `…tar+zstd` (non-distributable
+    /// ones too) and Docker's `…diff.tar.gzip` (foreign ones too).
+    pub fn of_layer(media_type: &str) -> Compression {
+        if media_type.ends_with("tar+gzip") || media_type.ends_with("tar.gzip") {
+            Compression::Gzip
+        } else if media_type.ends_with("tar+zstd") || media_type.ends_with("tar.zstd") {
+            Compression::Zstd
+        } else if media_type.ends_with(".tar") {
+            Compression::Uncompressed
+        } else {
+            Compression::Unknown
+        }
+    }
+
+    /// The media type of the uncompressed form of a layer in a manifest of `manifest_type`.
+    pub fn uncompressed_media_type(manifest_type: &str) -> &'static str {
+        if manifest_type == DOCKER_MANIFEST {
+            DOCKER_LAYER_TAR
+        } else {
+            OCI_LAYER_TAR
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+            Compression::Unknown => "unknown",
+        }
+    }
+}
+
 fn is_index(media_type: &str) -> bool {
     matches!(media_type, DOCKER_MANIFEST_LIST | OCI_INDEX)
 }
@@ -320,44 +330,6 @@ fn is_image_manifest(media_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tells_layer_compression_from_media_types() {
-        for (media_type, expected) in [
-            (
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                Some(Compression::Gzip),
-            ),
-            (
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                Some(Compression::Gzip),
-            ),
-            (
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                Some(Compression::Gzip),
-            ),
-            (
-                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                Some(Compression::Gzip),
-            ),
-            (
-                "application/vnd.oci.image.layer.v1.tar+zstd",
-                Some(Compression::Zstd),
-            ),
-            (
-                "application/vnd.oci.image.layer.v1.tar",
-                Some(Compression::None),
-            ),
-            (
-                "application/vnd.docker.image.rootfs.diff.tar",
-                Some(Compression::None),
-            ),
-            ("application/vnd.oci.image.layer.v1.tar+lz4", None),
-            ("application/octet-stream", None),
-        ] {
-            assert_eq!(Compression::of_layer(media_type), expected, "{media_type}");
-        }
-    }
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -433,6 +405,48 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn layer_compression_from_media_type() {
+        for (media_type, expected) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::Zstd,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                Compression::Uncompressed,
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar",
+                Compression::Uncompressed,
+            ),
+            ("application/vnd.in-toto+json", Compression::Unknown),
+            ("", Compression::Unknown),
+        ] {
+            assert_eq!(Compression::of_layer(media_type), expected, "{media_type}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Compression::Uncompressed).unwrap(),
+            "\"uncompressed\""
+        );
     }
 
     #[test]

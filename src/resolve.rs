@@ -4,7 +4,8 @@
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::manifest::{
-    DOCKER_MANIFEST, Descriptor, ImageConfig, ImageManifest, Manifest, ManifestError, OCI_MANIFEST,
+    DOCKER_MANIFEST, Descriptor, ImageConfig, ImageManifest, Index, Manifest, ManifestError,
+    OCI_MANIFEST,
 };
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -25,6 +26,8 @@ pub struct ResolvedImage {
     /// What the cache index records the resolution under, for --offline: the platform asked
     /// for, or `all`.
     pub platform_key: String,
+    /// The same index, parsed: every platform it offers.
+    pub parsed_index: Option<Index>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,7 @@ async fn select(
                 platform_from_index: None,
                 index: None,
                 platform_key,
+                parsed_index: None,
             }]);
         }
         Manifest::Index(index) => index,
@@ -224,6 +228,7 @@ async fn select(
                 platform_from_index: entry.platform.as_ref().map(Platform::normalized),
                 index: Some(top.clone()),
                 platform_key,
+                parsed_index: Some(index.clone()),
             }),
             Manifest::Index(_) => {
                 return Err(ManifestError::NestedIndex { reference: name }.into());

@@ -1,6 +1,7 @@
 //! `haul cache ls | du | verify | prune | rm`.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use anyhow::bail;
 
@@ -73,15 +74,17 @@ fn ago(last_used: u64) -> String {
 }
 
 fn ls(store: &BlobStore) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let index = store.index();
     let mut refs = index.refs()?;
     refs.sort_by(|a, b| (&a.reference, &a.platform).cmp(&(&b.reference, &b.platform)));
     let records = index.blobs()?;
-    println!("IMAGES");
-    println!(
+    writeln!(out, "IMAGES")?;
+    writeln!(
+        out,
         "{:<50} {:<15} {:<20} {:>10} {:>10}  COMPLETE",
         "REFERENCE", "PLATFORM", "MANIFEST", "SIZE", "LAST USED"
-    );
+    )?;
     for record in &refs {
         let (size, complete) = match image_blobs(store, &record.manifest) {
             Some((blobs, size)) => {
@@ -90,60 +93,67 @@ fn ls(store: &BlobStore) -> anyhow::Result<()> {
             }
             None => ("?".to_string(), "no"),
         };
-        println!(
+        writeln!(
+            out,
             "{:<50} {:<15} {:<20} {:>10} {:>10}  {complete}",
             record.reference,
             record.platform,
             record.manifest.short(),
             size,
             ago(record.last_used)
-        );
+        )?;
     }
-    println!();
-    println!("BLOBS");
-    println!(
+    writeln!(out)?;
+    writeln!(out, "BLOBS")?;
+    writeln!(
+        out,
         "{:<20} {:>10} {:>10}  MEDIA TYPE",
         "DIGEST", "SIZE", "LAST USED"
-    );
+    )?;
     for (digest, size) in store.list_blobs()? {
         let (last_used, media_type) = match records.get(&digest) {
             Some(r) => (ago(r.last_used), r.media_type.as_str()),
             None => ("-".to_string(), ""),
         };
-        println!(
+        writeln!(
+            out,
             "{:<20} {:>10} {:>10}  {media_type}",
             digest.short(),
             human_bytes(size),
             last_used
-        );
+        )?;
     }
     Ok(())
 }
 
 fn du(store: &BlobStore) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let blobs = store.list_blobs()?;
     let blob_bytes: u64 = blobs.iter().map(|(_, size)| size).sum();
     let partials = store.list_partials()?;
     let partial_bytes: u64 = partials.iter().map(|(_, size, _)| size).sum();
-    println!(
+    writeln!(
+        out,
         "{:<18} {:>6} files  {:>10}",
         "blobs",
         blobs.len(),
         human_bytes(blob_bytes)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<18} {:>6} files  {:>10}",
         "partial downloads",
         partials.len(),
         human_bytes(partial_bytes)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<18} {:>6}        {:>10}",
         "total",
         "",
         human_bytes(blob_bytes + partial_bytes)
-    );
-    println!("({})", store.root().display());
+    )?;
+    writeln!(out, "({})", store.root().display())?;
     Ok(())
 }
 
@@ -171,7 +181,12 @@ fn verify(store: &BlobStore) -> anyhow::Result<()> {
             blobs.len()
         );
     }
-    println!("ok: {} blobs, {} verified", blobs.len(), human_bytes(bytes));
+    writeln!(
+        std::io::stdout(),
+        "ok: {} blobs, {} verified",
+        blobs.len(),
+        human_bytes(bytes)
+    )?;
     Ok(())
 }
 
@@ -241,12 +256,13 @@ fn prune(store: &BlobStore, args: &PruneArgs) -> anyhow::Result<()> {
         .filter(|r| !store.blob_path(&r.manifest).exists())
         .collect();
     index.forget_refs(&orphaned)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "removed {} blobs and {removed_partials} partial downloads, freed {}; the cache holds {}",
         removed_blobs.len(),
         human_bytes(freed),
         human_bytes(total - freed)
-    );
+    )?;
     Ok(())
 }
 
@@ -297,11 +313,12 @@ fn rm(store: &BlobStore, references: &[String]) -> anyhow::Result<()> {
     }
     index.forget_refs(&removed)?;
     index.forget_blobs(&deleted)?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "removed {} image records and {} blobs, freed {}",
         removed.len(),
         deleted.len(),
         human_bytes(freed)
-    );
+    )?;
     Ok(())
 }

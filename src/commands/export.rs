@@ -59,7 +59,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     }
     // The classic layout's layer.tar files are uncompressed tars.
     let uncompressed = args.decompress || layout == Layout::DockerV1;
-    let prepared = prepare(global, &args.images, uncompressed).await?;
+    let prepared = prepare(global, &args.images, &args.downloads, uncompressed).await?;
     let output = output.unwrap_or_else(|| {
         // One reference here; several platforms of it are named together.
         let platform_part = if args.images.all_platforms {

@@ -1,5 +1,6 @@
-//! What export and pull share: resolve the references (online or from the cache), check the
-//! configs, plan, and record the run in the cache index.
+//! What export, pull and inspect share: resolve the references (online or from the cache)
+//! and check them against their configs; for export and pull, plan and record the run in the
+//! cache index.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use futures::future::try_join_all;
 
 use super::Global;
 use crate::cache::{BlobStore, BlobUse, CacheLock, LockMode};
-use crate::cli::ImageArgs;
+use crate::cli::{DownloadArgs, ImageArgs};
 use crate::fetch::{BlobRequest, FetchOptions, Fetcher};
 use crate::manifest::ImageConfig;
 use crate::plan::Plan;
@@ -18,24 +19,25 @@ use crate::reference::Reference;
 use crate::registry::Client;
 use crate::resolve::{ALL_PLATFORMS_KEY, PlatformChoice, ResolvedImage, resolve, resolve_offline};
 
-/// Images resolved and checked, ready to fetch and export.
-pub struct Prepared {
+/// The references resolved to image manifests (kept in the cache), and what the run uses to
+/// reach the registry and the cache.
+pub struct Resolution {
     pub resolved: Vec<ResolvedImage>,
-    pub configs: Vec<ImageConfig>,
-    pub plan: Plan,
     pub fetcher: Fetcher,
     pub store: BlobStore,
+    /// The platforms asked for (a single-platform image must then be for them).
+    choice: PlatformChoice,
     /// The cache's shared lock: no prune removes blobs while this run uses them.
-    _lock: CacheLock,
+    lock: CacheLock,
 }
 
-/// Resolves and checks the images `args` name and plans their blobs: each layer as the
-/// registry serves it, or (`uncompressed`) in its uncompressed form.
-pub async fn prepare(
+/// Resolves every reference (from the cache alone with --offline) and caches the manifests.
+/// `jobs` bounds the fetcher's downloads.
+pub async fn resolve_images(
     global: &Global,
     args: &ImageArgs,
-    uncompressed: bool,
-) -> anyhow::Result<Prepared> {
+    jobs: usize,
+) -> anyhow::Result<Resolution> {
     let references = args
         .references
         .iter()
@@ -58,7 +60,7 @@ pub async fn prepare(
         store.clone(),
         global.progress.clone(),
         FetchOptions {
-            jobs: usize::from(args.jobs),
+            jobs,
             retries: global.retries,
             offline: args.offline,
         },
@@ -85,41 +87,12 @@ pub async fn prepare(
                 .with_context(|| format!("{}: cannot cache the manifest", image.reference))?;
         }
     }
-
-    // Configs first: they decide whether the image is usable and name the output file.
-    let configs = try_join_all(resolved.iter().map(|image| {
-        let fetcher = fetcher.clone();
-        let store = store.clone();
-        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
-        async move {
-            fetcher.fetch(&request).await?;
-            let bytes = store.read_verified(&request.descriptor.digest)?;
-            anyhow::Ok(ImageConfig::parse(
-                &request.reference.to_string(),
-                &request.descriptor.digest,
-                &bytes,
-            )?)
-        }
-    }))
-    .await?;
-    for (image, config) in resolved.iter().zip(&configs) {
-        image.check_config(config, choice.explicit())?;
-        global.progress.event(Event::Resolved {
-            reference: image.reference.to_string(),
-            digest: image.manifest.digest.clone(),
-            platform: config.platform().to_string(),
-        });
-    }
-    // Several platforms of one reference are kept together, as an index.
-    let as_indexes = choice == PlatformChoice::All || choice.explicit().len() > 1;
-    let plan = Plan::new(&resolved, &configs, uncompressed, as_indexes);
-    Ok(Prepared {
+    Ok(Resolution {
         resolved,
-        configs,
-        plan,
         fetcher,
         store,
-        _lock: lock,
+        choice,
+        lock,
     })
 }
 
@@ -143,6 +116,87 @@ fn platform_choice(args: &ImageArgs) -> anyhow::Result<PlatformChoice> {
             platforms,
             explicit: true,
         }
+    })
+}
+
+impl Resolution {
+    /// Parses an image's config and checks the image against it: the platform asked for,
+    /// and the layer count loaders require.
+    pub fn checked_config(
+        &self,
+        image: &ResolvedImage,
+        bytes: &[u8],
+    ) -> anyhow::Result<ImageConfig> {
+        let config = ImageConfig::parse(
+            &image.reference.to_string(),
+            &image.image.config.digest,
+            bytes,
+        )?;
+        image.check_config(&config, self.choice.explicit())?;
+        Ok(config)
+    }
+}
+
+/// Images resolved and checked, ready to fetch and export.
+pub struct Prepared {
+    pub resolved: Vec<ResolvedImage>,
+    pub configs: Vec<ImageConfig>,
+    pub plan: Plan,
+    pub fetcher: Fetcher,
+    pub store: BlobStore,
+    /// The cache's shared lock: no prune removes blobs while this run uses them.
+    _lock: CacheLock,
+}
+
+/// Resolves and checks the images `images` name and plans their blobs: each layer as the
+/// registry serves it, or (`uncompressed`) in its uncompressed form.
+pub async fn prepare(
+    global: &Global,
+    images: &ImageArgs,
+    downloads: &DownloadArgs,
+    uncompressed: bool,
+) -> anyhow::Result<Prepared> {
+    let resolution = resolve_images(global, images, usize::from(downloads.jobs)).await?;
+
+    // Configs first: they decide whether the image is usable and name the output file.
+    let config_bytes = try_join_all(resolution.resolved.iter().map(|image| {
+        let fetcher = resolution.fetcher.clone();
+        let store = resolution.store.clone();
+        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
+        async move {
+            fetcher.fetch(&request).await?;
+            anyhow::Ok(store.read_verified(&request.descriptor.digest)?)
+        }
+    }))
+    .await?;
+    let mut configs = Vec::new();
+    for (image, bytes) in resolution.resolved.iter().zip(&config_bytes) {
+        let config = resolution.checked_config(image, bytes)?;
+        global.progress.event(Event::Resolved {
+            reference: image.reference.to_string(),
+            digest: image.manifest.digest.clone(),
+            platform: config.platform().to_string(),
+        });
+        configs.push(config);
+    }
+    // Several platforms of one reference are kept together, as an index.
+    let choice = &resolution.choice;
+    let as_indexes = *choice == PlatformChoice::All || choice.explicit().len() > 1;
+    let plan = Plan::new(&resolution.resolved, &configs, uncompressed, as_indexes);
+    let Resolution {
+        resolved,
+        fetcher,
+        store,
+        lock,
+        ..
+    } = resolution;
+    Ok(Prepared {
+        resolved,
+        configs,
+        plan,
+        fetcher,
+        store,
+        _lock: lock,
     })
 }
 

@@ -2,8 +2,10 @@
 //! that knows the terminal, `anyhow` and exit codes.
 
 mod cache;
+mod completions;
 mod export;
 mod images;
+mod inspect;
 mod pull;
 
 use std::collections::HashMap;
@@ -23,12 +25,27 @@ use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
 use crate::registry::endpoint::{Mirror, Routes};
 
-/// Exit codes: 0 success, 1 failure, 2 bad usage (clap's), 130 interrupted.
+/// Exit codes, as `haul --help` and the README list them. A failure of any kind is 1 (a
+/// damaged cache found by `cache verify`, an image or platform that is not there, …): the
+/// message says which.
+const EXIT_SUCCESS: u8 = 0;
 const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version come here too, printed to stdout: they succeed.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_SUCCESS
+            });
+        }
+    };
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,11 +106,17 @@ async fn interrupted() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Completions need no settings: they work whatever the configuration file holds.
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell);
+    }
     let global = Global::new(&cli)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
         Command::Pull(args) => pull::run(&global, args).await,
+        Command::Inspect(args) => inspect::run(&global, args).await,
         Command::Cache(command) => cache::run(&global, command).await,
+        Command::Completions { .. } => unreachable!("handled above"),
     }
 }
 
@@ -224,4 +247,32 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `haul --help` lists every exit code this module returns, and clap's usage code is ours.
+    #[test]
+    fn help_lists_the_exit_codes() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .get_after_help()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let section = &help[help.find("Exit status:").expect("an exit status section")..];
+        for code in [EXIT_SUCCESS, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED] {
+            assert!(
+                section
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "exit code {code} is not in `haul --help`:\n{section}"
+            );
+        }
+        let usage_error = Cli::try_parse_from(["haul", "--no-such-option"]).unwrap_err();
+        assert_eq!(usage_error.exit_code(), i32::from(EXIT_USAGE));
+        let help_request = Cli::try_parse_from(["haul", "--help"]).unwrap_err();
+        assert_eq!(help_request.exit_code(), i32::from(EXIT_SUCCESS));
+    }
 }
