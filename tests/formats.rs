@@ -442,3 +442,23 @@ fn several_platforms_go_into_an_oci_layout_as_one_index() {
     assert_oci_layout_whole(&plain);
     skopeo_copies(&format!("oci-archive:{}:multi", plain.display()));
 }
+
+#[test]
+fn the_default_format_loads_in_podman_and_skopeo_too() {
+    let registry = Registry::start();
+    let repository = unique("formats/default");
+    let image = image("default layout", Compression::Gzip, false);
+    let pushed = registry.push(&repository, "v1", &image);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "default.tar");
+    let podman = Podman::new();
+    podman.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let inspected = podman.ok(&["image", "inspect", &pushed.reference]);
+    assert!(
+        inspected.contains(hex_of(&pushed.config_digest)),
+        "{inspected}"
+    );
+    // (skopeo's OCI reader skips Docker media types in index.json: docker-archive: is its
+    // reader for this format.)
+    skopeo_copies(&format!("docker-archive:{}", tar.display()));
+}
