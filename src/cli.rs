@@ -13,6 +13,15 @@ Examples:
   haul export app:v1 app:v2 -o bundle.tar          # several images in one tar
   haul export 127.0.0.1:5000/team/app:1 -o - | docker load";
 
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  haul verify app.tar                              # ok: 1 image, 4 blobs, 211.3 MiB verified
+  haul export app:1 -o - | tee app.tar | haul verify -
+  haul verify --json bundle.tar > report.json
+
+Exit status: 0 when the tar is whole, 1 when anything is missing or damaged (each problem is
+listed, naming the file and what names it).";
+
 /// Pull container images from any OCI / Docker registry, without a Docker daemon, into
 /// tarballs that `docker load` accepts. Every blob is verified and cached, so the next
 /// export downloads only what is new.
@@ -82,6 +91,14 @@ pub enum Command {
     /// Look at and tidy the cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Check that an image tar is whole, before carrying it where it cannot be fetched again
+    ///
+    /// Every file manifest.json and index.json name must be in the tar (at the size they say),
+    /// every blob must hash to its name, each image must have as many layers as its config has
+    /// diff_ids, and an uncompressed layer must hash to its diff_id. The tar is read once, as a
+    /// stream: a FILE, or standard input for -. Works offline; uses no cache.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +185,17 @@ pub struct ExportArgs {
     /// ssh://[USER@]HOST[:PORT] (HAUL_SSH_COMMAND replaces `ssh`, e.g. to add -i KEY)
     #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]", conflicts_with_all = ["output", "load"])]
     pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tar to check, or - to read it from standard input
+    #[arg(value_name = "FILE")]
+    pub tar: String,
+
+    /// Print the report as JSON on standard output (also when the tar is not whole)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).

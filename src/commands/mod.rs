@@ -5,6 +5,7 @@ mod cache;
 mod export;
 mod images;
 mod pull;
+mod verify;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -89,11 +90,17 @@ async fn interrupted() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // verify reads only the tar: no cache folder or configuration file to find (the machine
+    // it runs on may have neither).
+    if let Command::Verify(args) = &cli.command {
+        return verify::run(args, cli.quiet).await;
+    }
     let global = Global::new(&cli)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
         Command::Pull(args) => pull::run(&global, args).await,
         Command::Cache(command) => cache::run(&global, command).await,
+        Command::Verify(_) => unreachable!("handled above"),
     }
 }
 
