@@ -15,7 +15,7 @@ Examples:
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:
-  haul verify app.tar                              # ok: 1 image, 4 blobs, 211.3 MiB verified
+  haul verify app.tar                              # ok: 1 image, 7 blobs, 201.3 MiB verified
   haul export app:1 -o - | tee app.tar | haul verify -
   haul verify --json bundle.tar > report.json
 

@@ -460,3 +460,44 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tracked<R> {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalized_and_escapes_refused() {
+        assert_eq!(
+            normalize("./manifest.json", "").as_deref(),
+            Some("manifest.json")
+        );
+        assert_eq!(normalize("a//b/./c/", "").as_deref(), Some("a/b/c"));
+        assert_eq!(normalize("a/../b", "").as_deref(), Some("b"));
+        assert_eq!(
+            normalize("../b/layer.tar", "a").as_deref(),
+            Some("b/layer.tar")
+        );
+        assert_eq!(normalize("./", "").as_deref(), Some(""));
+        for bad in ["../x", "/etc/passwd", "a/../../x"] {
+            assert_eq!(normalize(bad, ""), None, "{bad}");
+        }
+        assert_eq!(normalize("../../x", "a"), None);
+    }
+
+    #[test]
+    fn uncompressed_tars_are_told_from_compressed_data() {
+        let mut writer = crate::export::tar::TarWriter::new(Vec::new());
+        writer.append_bytes("etc/data", b"x").unwrap();
+        let tar = writer.finish().unwrap();
+        assert!(is_tar_header(tar[..BLOCK].try_into().unwrap()));
+        let mut gzip = [0u8; BLOCK];
+        gzip[..4].copy_from_slice(&[0x1f, 0x8b, 8, 0]);
+        assert!(!is_tar_header(&gzip));
+        let mut changed: [u8; BLOCK] = tar[..BLOCK].try_into().unwrap();
+        changed[0] ^= 1;
+        assert!(!is_tar_header(&changed));
+        assert!(looks_like_json(b"  \n{\"a\":1}"));
+        assert!(looks_like_json(b"[1]"));
+        assert!(!looks_like_json(&tar));
+    }
+}
