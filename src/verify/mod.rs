@@ -283,11 +283,11 @@ impl<'a> Checker<'a> {
                 None => format!("image {} of manifest.json", i + 1),
             };
             let named_by = format!("manifest.json ({image}, Config)");
-            let Some(config_path) = self.safe_path(&entry.config, &named_by) else {
-                continue;
-            };
-            configs.insert(config_path.clone());
-            let config = self.require(&config_path, &named_by);
+            let config_path = self.safe_path(&entry.config, &named_by);
+            let config = config_path.as_deref().and_then(|path| {
+                configs.insert(path.to_string());
+                self.require(path, &named_by)
+            });
             let count = entry.layers.len();
             let mut layers = Vec::new();
             for (k, layer) in entry.layers.iter().enumerate() {
@@ -297,8 +297,10 @@ impl<'a> Checker<'a> {
                     layers.push(LayerRef { path, file });
                 }
             }
-            if config.is_some() && layers.len() == count {
-                self.image(&image, &config_path, &layers);
+            if let (Some(path), Some(_)) = (&config_path, config)
+                && layers.len() == count
+            {
+                self.image(&image, path, &layers);
             }
         }
         configs

@@ -506,6 +506,10 @@ async fn hostile_names_are_problems_and_never_paths() {
             .unwrap();
     manifest[0]["Layers"][0] = "../../etc/passwd".into();
     manifest[0]["Layers"][1] = "/etc/shadow".into();
+    // A second image whose Config is unsafe: its layers are still looked at.
+    manifest.as_array_mut().unwrap().push(serde_json::json!(
+        {"Config": "../config.json", "Layers": ["../layer.tar"]}
+    ));
     set(
         &mut files,
         "manifest.json",
@@ -530,6 +534,20 @@ async fn hostile_names_are_problems_and_never_paths() {
     );
     assert_problem(&report, &["unsafe path \"/etc/shadow\"", "layer 2 of 2"]);
     assert_problem(&report, &["unsafe path \"../x\""]);
+    assert_problem(
+        &report,
+        &[
+            "unsafe path \"../config.json\"",
+            "image 2 of manifest.json, Config",
+        ],
+    );
+    assert_problem(
+        &report,
+        &[
+            "unsafe path \"../layer.tar\"",
+            "image 2 of manifest.json, layer 1 of 1",
+        ],
+    );
 }
 
 #[tokio::test]
