@@ -69,7 +69,7 @@ Examples:
   haul cache du
   HAUL_CACHE_DIR=.haul-cache haul cache du";
 
-const VERIFY_EXAMPLES: &str = "\
+const CACHE_VERIFY_EXAMPLES: &str = "\
 Examples:
   haul cache verify                                # exit status 1 if any blob was damaged
   haul cache verify || haul pull app:1             # download the damaged blobs again";
@@ -85,6 +85,15 @@ const RM_EXAMPLES: &str = "\
 Examples:
   haul cache rm nginx:1.27
   haul cache rm 127.0.0.1:5000/team/app:1 127.0.0.1:5000/team/app:2";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  haul verify app.tar                              # ok: 1 image, 7 blobs, 201.3 MiB verified
+  haul export app:1 -o - | tee app.tar | haul verify -
+  haul verify --json bundle.tar > report.json
+
+Exit status: 0 when the tar is whole, 1 when anything is missing or damaged (each problem is
+listed, naming the file and what names it).";
 
 /// Pull container images from any OCI / Docker registry, without a Docker daemon, into
 /// tarballs that `docker load` accepts. Every blob is verified and cached, so the next
@@ -167,6 +176,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+
+    /// Check that an image tar is whole, before carrying it where it cannot be fetched again
+    ///
+    /// Every file manifest.json and index.json name must be in the tar (at the size they say),
+    /// every blob must hash to its name, each image must have as many layers as its config has
+    /// diff_ids, and an uncompressed layer must hash to its diff_id. The tar is read once, as a
+    /// stream: a FILE, or standard input for -. Works offline; uses no cache.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,7 +196,7 @@ pub enum CacheCommand {
     #[command(after_help = DU_EXAMPLES)]
     Du,
     /// Re-hash every blob; move damaged ones aside (to quarantine/) and report them
-    #[command(after_help = VERIFY_EXAMPLES)]
+    #[command(after_help = CACHE_VERIFY_EXAMPLES)]
     Verify,
     /// Remove blobs: least recently used first down to --max-size, and/or those unused for
     /// --older-than. Waits for running exports, whose blobs are never removed
@@ -305,6 +323,17 @@ pub struct InspectArgs {
     pub images: ImageArgs,
 
     /// Print one JSON document (an array, one object per reference) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tar to check, or - to read it from standard input
+    #[arg(value_name = "FILE")]
+    pub tar: String,
+
+    /// Print the report as JSON on standard output (also when the tar is not whole)
     #[arg(long)]
     pub json: bool,
 }

@@ -4,7 +4,8 @@
 //! Data flows one way: [`reference`] → [`resolve`] (registry, manifest, platform) → [`plan`]
 //! → [`fetch`] (registry into [`cache`]) → [`export`] (cache into a tar). [`digest`],
 //! [`reference`], [`platform`] and [`manifest`] are leaves without I/O; only [`cli`] and
-//! [`commands`] know about the terminal and exit codes.
+//! [`commands`] know about the terminal and exit codes. [`verify`] reads an exported tar back
+//! and checks that it is whole.
 
 pub mod cache;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
+pub mod verify;

@@ -319,11 +319,11 @@ impl Compression {
     }
 }
 
-fn is_index(media_type: &str) -> bool {
+pub fn is_index(media_type: &str) -> bool {
     matches!(media_type, DOCKER_MANIFEST_LIST | OCI_INDEX)
 }
 
-fn is_image_manifest(media_type: &str) -> bool {
+pub fn is_image_manifest(media_type: &str) -> bool {
     matches!(media_type, DOCKER_MANIFEST | OCI_MANIFEST)
 }
 

@@ -7,6 +7,7 @@ mod export;
 mod images;
 mod inspect;
 mod pull;
+mod verify;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -110,6 +111,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Completions { shell } = cli.command {
         return completions::run(shell);
     }
+    // verify reads only the tar: no cache folder or configuration file to find (the machine
+    // it runs on may have neither).
+    if let Command::Verify(args) = &cli.command {
+        return verify::run(args, cli.quiet).await;
+    }
     let global = Global::new(&cli)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
@@ -117,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&global, args).await,
         Command::Cache(command) => cache::run(&global, command).await,
         Command::Completions { .. } => unreachable!("handled above"),
+        Command::Verify(_) => unreachable!("handled above"),
     }
 }
 

@@ -194,13 +194,14 @@ impl Haul {
 
     /// Runs haul with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
+        self.run_stdin_bytes(args, input.as_bytes())
+    }
+
+    /// Runs haul with `input` (e.g. a tar) on standard input.
+    pub fn run_stdin_bytes(&self, args: &[&str], input: &[u8]) -> Run {
         let mut command = self.command();
         command.args(args);
-        Run::from(output_within(
-            &mut command,
-            Some(input.as_bytes()),
-            COMMAND_TIMEOUT,
-        ))
+        Run::from(output_within(&mut command, Some(input), COMMAND_TIMEOUT))
     }
 
     /// Exports `references` to `name` in the work folder; returns the tar's path.

@@ -1,0 +1,89 @@
+//! `haul verify FILE | -`: reads an image tar once and says whether it is whole. The checks
+//! are in `crate::verify`; this prints the report and turns it into an exit status.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, bail};
+
+use crate::cli::VerifyArgs;
+use crate::progress::human_bytes;
+use crate::verify::{Report, verify_tar};
+
+pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
+    let (name, report) = if args.tar == "-" {
+        if std::io::stdin().is_terminal() {
+            bail!(
+                "`haul verify -` reads the tar from standard input; pipe it in \
+                 (e.g. haul export REF -o - | haul verify -) or give a FILE"
+            );
+        }
+        (
+            "the tar on standard input".to_string(),
+            verify_tar(tokio::io::stdin()).await,
+        )
+    } else {
+        let file = tokio::fs::File::open(&args.tar)
+            .await
+            .with_context(|| format!("cannot open {}", args.tar))?;
+        (args.tar.clone(), verify_tar(file).await)
+    };
+    if args.json {
+        println!("{}", json(&report));
+    }
+    if report.is_whole() {
+        if !quiet && !args.json {
+            println!("ok: {}", summary(&report));
+        }
+        return Ok(());
+    }
+    for problem in &report.problems {
+        eprintln!("problem: {problem}");
+    }
+    bail!(
+        "{name} is not whole: {} (listed above). Do not carry it; export or copy it again",
+        count(report.problems.len(), "problem")
+    )
+}
+
+/// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.
+fn summary(report: &Report) -> String {
+    let mut text = format!(
+        "{}, {}, {} verified",
+        count(report.images, "image"),
+        count(report.blobs, "blob"),
+        human_bytes(report.bytes)
+    );
+    if report.layers_matching_diff_ids > 0 {
+        text += &format!(
+            "; diff_ids match for {}",
+            count(report.layers_matching_diff_ids, "uncompressed layer")
+        );
+    }
+    if report.layers_unchecked > 0 {
+        text += &format!(
+            "; {} outside blobs/ (compressed) checked for presence only",
+            count(report.layers_unchecked, "layer")
+        );
+    }
+    text
+}
+
+/// The report with `ok` and each problem's message, for scripts.
+fn json(report: &Report) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    value["ok"] = report.is_whole().into();
+    if let Some(problems) = value["problems"].as_array_mut() {
+        for (json, problem) in problems.iter_mut().zip(&report.problems) {
+            json["message"] = problem.to_string().into();
+        }
+    }
+    value
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
