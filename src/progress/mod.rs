@@ -1,8 +1,14 @@
 //! Progress events and how they are shown. Library code only emits [`Event`]s through a
-//! [`Progress`] sink; the command line picks the renderer (plain lines on stderr, or nothing).
+//! [`Progress`] sink; the command line picks the renderer: bars on a terminal ([`Bars`]),
+//! plain lines ([`Lines`]), JSON lines ([`Json`]) or nothing ([`Silent`]).
 
-use std::io::Write;
-use std::sync::Mutex;
+mod bars;
+mod json;
+mod lines;
+
+pub use bars::Bars;
+pub use json::Json;
+pub use lines::Lines;
 
 use crate::digest::Digest;
 
@@ -14,6 +20,14 @@ pub enum Event {
         reference: String,
         digest: Digest,
         platform: String,
+    },
+    /// The distinct blobs the images need are known: `missing` of them (`missing_bytes`)
+    /// are not in the cache and will be downloaded. Sizes are as the registry serves them.
+    Planned {
+        blobs: usize,
+        bytes: u64,
+        missing: usize,
+        missing_bytes: u64,
     },
     /// A blob was already in the cache: nothing to download.
     Cached { digest: Digest, size: u64 },
@@ -53,92 +67,21 @@ pub enum Event {
     Exported { path: String, bytes: u64 },
 }
 
-/// Where events go. Implementations must be cheap: `Downloaded` fires per network chunk.
+/// Where events go. Implementations must be cheap: `Downloaded` fires per network chunk,
+/// from several tasks at once.
 pub trait Progress: Send + Sync {
     fn event(&self, event: Event);
+
+    /// The run is over (done, failed or interrupted): leave the terminal clean before the
+    /// last message. Renderers may ignore events that come after.
+    fn finish(&self) {}
 }
 
-/// Shows nothing (`-q`).
+/// Shows nothing (`-q`, `--progress none`).
 pub struct Silent;
 
 impl Progress for Silent {
     fn event(&self, _: Event) {}
-}
-
-/// One line per finished step on stderr: readable in CI logs, and not chatty.
-#[derive(Default)]
-pub struct Lines {
-    out: Mutex<()>,
-}
-
-impl Progress for Lines {
-    fn event(&self, event: Event) {
-        let line = match event {
-            Event::Resolved {
-                reference,
-                digest,
-                platform,
-            } => format!("{reference}: {digest} ({platform})"),
-            Event::Cached { digest, size } => {
-                format!("{}: cached ({})", digest.short(), human_bytes(size))
-            }
-            Event::Waiting { what } => format!("waiting for {what} to finish…"),
-            Event::WaitingForLock { digest } => {
-                format!(
-                    "{}: waiting for another haul process downloading it",
-                    digest.short()
-                )
-            }
-            Event::DownloadStarted {
-                digest,
-                size,
-                offset,
-            } if offset > 0 => format!(
-                "{}: resuming at {} of {}",
-                digest.short(),
-                human_bytes(offset),
-                human_bytes(size)
-            ),
-            Event::Restarted { digest } => format!(
-                "{}: registry ignored the resume request; starting over",
-                digest.short()
-            ),
-            Event::Retrying {
-                digest,
-                attempt,
-                error,
-            } => {
-                format!(
-                    "{}: attempt {attempt} failed ({error}); retrying",
-                    digest.short()
-                )
-            }
-            Event::DownloadFinished {
-                digest,
-                size,
-                fetched,
-            } => format!(
-                "{}: downloaded {} ({} fetched)",
-                digest.short(),
-                human_bytes(size),
-                human_bytes(fetched)
-            ),
-            Event::Decompressed {
-                digest,
-                diff_id,
-                size,
-            } => format!(
-                "{}: decompressed to {} ({})",
-                digest.short(),
-                diff_id.short(),
-                human_bytes(size)
-            ),
-            Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(bytes)),
-            Event::DownloadStarted { .. } | Event::Downloaded { .. } => return,
-        };
-        let _guard = self.out.lock();
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
-    }
 }
 
 /// `1.5 MiB`.
