@@ -61,7 +61,7 @@ fn json_events_describe_the_run_and_the_cached_rerun() {
     let total: u64 = blobs.iter().map(|(_, size)| size).sum();
     let haul = Haul::new();
 
-    // Slow enough (about 1.5 s) that chunk events would be thousands without the throttle.
+    // Slow enough (about 2 s: 4 MiB at 2 MiB/s) for hundreds of network chunks per blob.
     let run = haul
         .run(&[
             "export",
@@ -111,7 +111,7 @@ fn json_events_describe_the_run_and_the_cached_rerun() {
         // Chunks are added up, not lost.
         assert_eq!(downloaded[digest.as_str()].0, *size, "{digest}");
     }
-    // The 3 MiB layer took over a second at 2 MiB/s: a few reports a second, not one per
+    // The 3 MiB layer took a second or two: a few reports a second, not one per
     // network chunk (hundreds).
     let big = &blobs.last().unwrap().0;
     let started = named(&events, "download_started")
@@ -128,7 +128,7 @@ fn json_events_describe_the_run_and_the_cached_rerun() {
         .unwrap();
     let seconds = (ended - started) as f64 / 1000.0;
     let reports = downloaded[big.as_str()].1;
-    assert!(seconds > 1.0, "the rate limit did not slow the download");
+    assert!(seconds > 0.75, "the rate limit did not slow the download");
     assert!(
         reports >= 2 && reports as f64 <= seconds * 4.0 + 2.0,
         "{reports} downloaded events in {seconds} s"
@@ -313,9 +313,7 @@ fn bars_on_a_terminal() {
     // A bar for the big layer and the total, drawn with escape codes to redraw them.
     let big = &blobs.last().unwrap().0[..19];
     assert!(
-        shown
-            .lines()
-            .any(|l| l.contains(big) && l.contains("[=") && l.contains("MiB")),
+        shown.contains(&format!("{big} [=")) && shown.contains(" MiB/2.00 MiB "),
         "no bar for {big}:\n{shown}"
     );
     assert!(
