@@ -126,9 +126,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "HAUL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print only errors
-    #[arg(short, long, global = true)]
+    /// Print only errors (no progress, no warnings)
+    #[arg(short, long, global = true, conflicts_with = "progress")]
     pub quiet: bool,
+
+    /// How to show progress on standard error
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    pub progress: ProgressMode,
 
     /// Log more (-v: debug, -vv: trace); RUST_LOG works too
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -336,6 +340,21 @@ pub struct VerifyArgs {
     /// Print the report as JSON on standard output (also when the tar is not whole)
     #[arg(long)]
     pub json: bool,
+}
+
+/// How progress is shown on standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when standard error is a terminal, plain lines otherwise
+    Auto,
+    /// Progress bars, even when standard error does not look like a terminal
+    Bars,
+    /// One line per finished step (resolved, downloaded, cached, written)
+    Plain,
+    /// One JSON object per line, for CI and other programs
+    Json,
+    /// Nothing (errors and warnings still show)
+    None,
 }
 
 /// Credentials given on the command line (else docker's config.json is used).

@@ -134,12 +134,22 @@ impl Fetcher {
 
     /// Starts every request at once; at most `jobs` transfer at a time, the rest wait in
     /// order (tokio's semaphore is fair), so the tar writer's next blob comes first.
+    /// First says what the run needs and what of it is missing ([`Event::Planned`]).
     pub fn start(&self, requests: Vec<BlobRequest>) -> Downloads {
+        let mut seen = std::collections::HashSet::new();
+        let requests: Vec<BlobRequest> = requests
+            .into_iter()
+            .filter(|request| seen.insert(request.descriptor.digest.clone()))
+            .collect();
+        let missing: Vec<&BlobRequest> = requests.iter().filter(|r| !self.has(r)).collect();
+        self.progress.event(Event::Planned {
+            blobs: requests.len(),
+            bytes: requests.iter().map(|r| r.descriptor.size).sum(),
+            missing: missing.len(),
+            missing_bytes: missing.iter().map(|r| r.descriptor.size).sum(),
+        });
         let mut tasks = HashMap::new();
         for request in requests {
-            if tasks.contains_key(&request.descriptor.digest) {
-                continue;
-            }
             let fetcher = self.clone();
             let digest = request.descriptor.digest.clone();
             tasks.insert(
@@ -148,6 +158,17 @@ impl Fetcher {
             );
         }
         Downloads { tasks }
+    }
+
+    /// Whether the cache already has what `request` asks for: the blob, or its uncompressed
+    /// form when that is wanted.
+    fn has(&self, request: &BlobRequest) -> bool {
+        let descriptor = &request.descriptor;
+        self.store.contains(&descriptor.digest, descriptor.size)
+            || request
+                .uncompressed
+                .as_ref()
+                .is_some_and(|diff_id| self.store.size_of(diff_id).is_some())
     }
 
     /// Makes sure one blob (or its uncompressed form, when asked) is in the cache.
@@ -245,11 +266,9 @@ impl Fetcher {
             .await
             .map_err(|e| error(e.into()))?;
         if ingest.already_committed(size) {
-            // Another process finished it while this one waited for the lock.
-            self.progress.event(Event::Cached {
-                digest: digest.clone(),
-                size,
-            });
+            // Another process (or task: two images with one config) finished it while this
+            // one waited for the lock.
+            self.report_cached(digest, size);
             return Ok(self.store.blob_path(digest));
         }
 
@@ -278,13 +297,14 @@ impl Fetcher {
                 }
             }
         }
+        // Before the commit releases the lock: a task waiting for it then says nothing more.
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.insert(digest.clone());
+        }
         let path = tokio::task::spawn_blocking(move || ingest.commit(Some(size)))
             .await
             .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?
             .map_err(|e| error(e.into()))?;
-        if let Ok(mut reported) = self.reported.lock() {
-            reported.insert(digest.clone());
-        }
         self.progress.event(Event::DownloadFinished {
             digest: digest.clone(),
             size,

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::cli::{Cli, Command, LoginArgs};
+use crate::cli::{Cli, Command, LoginArgs, ProgressMode};
 use crate::config;
-use crate::progress::{Lines, Progress, Silent};
+use crate::progress::{Bars, Json, Lines, Progress, Silent};
 use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
 use crate::registry::endpoint::{Mirror, Routes};
@@ -47,7 +48,8 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_tracing(cli.verbose);
+    let (progress, logs) = progress_for(&cli);
+    init_tracing(cli.verbose, cli.quiet, logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,12 +62,14 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
-            result = run(cli) => Some(result),
+            result = run(cli, progress.clone()) => Some(result),
             _ = interrupted() => None,
         }
     });
     // Do not wait for blocking tasks (a tar copy) still running: their output is discarded.
     runtime.shutdown_background();
+    // The bars go before the last words.
+    progress.finish();
     match outcome {
         Some(Ok(())) => ExitCode::SUCCESS,
         Some(Err(error)) => {
@@ -106,7 +110,7 @@ async fn interrupted() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     // Completions need no settings: they work whatever the configuration file holds.
     if let Command::Completions { shell } = cli.command {
         return completions::run(shell);
@@ -116,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Verify(args) = &cli.command {
         return verify::run(args, cli.quiet).await;
     }
-    let global = Global::new(&cli)?;
+    let global = Global::new(&cli, progress)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
         Command::Pull(args) => pull::run(&global, args).await,
@@ -141,15 +145,10 @@ pub struct Global {
 }
 
 impl Global {
-    fn new(cli: &Cli) -> anyhow::Result<Global> {
+    fn new(cli: &Cli, progress: Arc<dyn Progress>) -> anyhow::Result<Global> {
         let cache_dir = match &cli.cache_dir {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?,
-        };
-        let progress: Arc<dyn Progress> = if cli.quiet {
-            Arc::new(Silent)
-        } else {
-            Arc::new(Lines::default())
         };
         let config = config::load(cli.config.as_deref())?;
         let mut mirrors = config.mirrors;
@@ -232,9 +231,34 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn init_tracing(verbose: u8) {
+/// The progress display `--progress` and `-q` ask for, and where log lines must go so that
+/// they do not break it.
+fn progress_for(cli: &Cli) -> (Arc<dyn Progress>, BoxMakeWriter) {
+    let bars = |bars: Bars| {
+        let logs = BoxMakeWriter::new(bars.log_writer());
+        (Arc::new(bars) as Arc<dyn Progress>, logs)
+    };
+    let stderr = || BoxMakeWriter::new(std::io::stderr);
+    if cli.quiet {
+        return (Arc::new(Silent), stderr());
+    }
+    match cli.progress {
+        ProgressMode::Auto => match Bars::on_terminal() {
+            Some(on_terminal) => bars(on_terminal),
+            None => (Arc::new(Lines), stderr()),
+        },
+        ProgressMode::Bars => bars(Bars::forced()),
+        ProgressMode::Plain => (Arc::new(Lines), stderr()),
+        ProgressMode::Json => (Arc::new(Json::default()), stderr()),
+        ProgressMode::None => (Arc::new(Silent), stderr()),
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool, writer: BoxMakeWriter) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        // -q: errors only, and haul says those itself.
+        0 if quiet => "error,rustls_platform_verifier=off",
         // The verifier logs each untrusted certificate as an error; haul's own message says
         // it and what to do.
         0 => "warn,rustls_platform_verifier=off",
@@ -244,7 +268,7 @@ fn init_tracing(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
 }
 

@@ -121,7 +121,7 @@ pub async fn write_tar<S: BlobSource>(
             let temp = TempFile::create(path).map_err(write_error)?;
             let file = temp.file.try_clone().map_err(write_error)?;
             let writer = write_entries(images, layout, blobs, TarWriter::new(file), output).await?;
-            let size = writer.written();
+            let size = writer.finished_size();
             let file = writer.finish().map_err(write_error)?;
             file.sync_all().map_err(write_error)?;
             temp.persist().map_err(write_error)?;
@@ -130,7 +130,7 @@ pub async fn write_tar<S: BlobSource>(
         Output::Stdout => {
             let writer =
                 write_entries(images, layout, blobs, TarWriter::new(io::stdout()), output).await?;
-            let size = writer.written();
+            let size = writer.finished_size();
             writer.finish().map_err(write_error)?;
             size
         }
@@ -144,7 +144,7 @@ pub async fn write_tar<S: BlobSource>(
             let written = write_entries(images, layout, blobs, TarWriter::new(stdin), output)
                 .await
                 .and_then(|writer| {
-                    let size = writer.written();
+                    let size = writer.finished_size();
                     // Finishing closes stdin: the loader sees the end of the tar.
                     writer.finish().map(|_| size).map_err(write_error)
                 });

@@ -29,6 +29,11 @@ impl<W: Write> TarWriter<W> {
         self.written
     }
 
+    /// The tar's size once [`finish`](Self::finish) has added the end-of-archive marker.
+    pub fn finished_size(&self) -> u64 {
+        self.written + 2 * BLOCK as u64
+    }
+
     pub fn append_dir(&mut self, name: &str) -> io::Result<()> {
         let header = header(name, 0, tar::EntryType::Directory, 0o755)?;
         self.write(header.as_bytes())
@@ -113,8 +118,10 @@ mod tests {
         writer.append_dir("blobs/").unwrap();
         writer.append_file("blobs/sha256/aa", &blob, 11).unwrap();
         writer.append_bytes("manifest.json", b"[]").unwrap();
+        let size = writer.finished_size();
         let bytes = writer.finish().unwrap();
         assert_eq!(bytes.len() % 512, 0);
+        assert_eq!(bytes.len() as u64, size);
 
         let mut archive = tar::Archive::new(&bytes[..]);
         let entries: Vec<(String, Vec<u8>)> = archive

@@ -1,0 +1,91 @@
+//! Plain lines: one line per finished step on stderr, readable in CI logs and not chatty.
+
+use std::io::Write;
+
+use super::{Event, Progress, human_bytes};
+
+/// One line per finished step on stderr (`--progress plain`, or auto without a terminal).
+#[derive(Default)]
+pub struct Lines;
+
+impl Progress for Lines {
+    fn event(&self, event: Event) {
+        if let Some(line) = line(&event) {
+            // One write per line, so lines from several tasks never interleave.
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// The line an event deserves, if any: finished steps and the unusual (waits, retries).
+/// The bars print the same lines above themselves.
+pub(super) fn line(event: &Event) -> Option<String> {
+    let line = match event {
+        Event::Resolved {
+            reference,
+            digest,
+            platform,
+        } => format!("{reference}: {digest} ({platform})"),
+        Event::Cached { digest, size } => {
+            format!("{}: cached ({})", digest.short(), human_bytes(*size))
+        }
+        Event::Waiting { what } => format!("waiting for {what} to finish…"),
+        Event::WaitingForLock { digest } => {
+            format!(
+                "{}: waiting for another haul process downloading it",
+                digest.short()
+            )
+        }
+        Event::DownloadStarted {
+            digest,
+            size,
+            offset,
+        } if *offset > 0 => format!(
+            "{}: resuming at {} of {}",
+            digest.short(),
+            human_bytes(*offset),
+            human_bytes(*size)
+        ),
+        Event::Restarted { digest } => format!(
+            "{}: registry ignored the resume request; starting over",
+            digest.short()
+        ),
+        Event::Retrying {
+            digest,
+            attempt,
+            error,
+        } => {
+            format!(
+                "{}: attempt {attempt} failed ({error}); retrying",
+                digest.short()
+            )
+        }
+        Event::DownloadFinished {
+            digest,
+            size,
+            fetched,
+        } => format!(
+            "{}: downloaded {} ({} fetched)",
+            digest.short(),
+            human_bytes(*size),
+            human_bytes(*fetched)
+        ),
+        Event::Decompressed {
+            digest,
+            diff_id,
+            size,
+        } => format!(
+            "{}: decompressed to {} ({})",
+            digest.short(),
+            diff_id.short(),
+            human_bytes(*size)
+        ),
+        Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(*bytes)),
+        Event::Planned { .. } | Event::DownloadStarted { .. } | Event::Downloaded { .. } => {
+            return None;
+        }
+    };
+    Some(line)
+}

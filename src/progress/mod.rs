@@ -1,0 +1,111 @@
+//! Progress events and how they are shown. Library code only emits [`Event`]s through a
+//! [`Progress`] sink; the command line picks the renderer: bars on a terminal ([`Bars`]),
+//! plain lines ([`Lines`]), JSON lines ([`Json`]) or nothing ([`Silent`]).
+
+mod bars;
+mod json;
+mod lines;
+
+pub use bars::Bars;
+pub use json::Json;
+pub use lines::Lines;
+
+use crate::digest::Digest;
+
+/// Something worth telling the user about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A reference resolved to a manifest.
+    Resolved {
+        reference: String,
+        digest: Digest,
+        platform: String,
+    },
+    /// The distinct blobs the images need are known: `missing` of them (`missing_bytes`)
+    /// are not in the cache and will be downloaded. Sizes are as the registry serves them.
+    Planned {
+        blobs: usize,
+        bytes: u64,
+        missing: usize,
+        missing_bytes: u64,
+    },
+    /// A blob was already in the cache: nothing to download.
+    Cached { digest: Digest, size: u64 },
+    /// Another process is downloading this blob; waiting for it.
+    WaitingForLock { digest: Digest },
+    /// Waiting for another process (a prune, or exports while pruning).
+    Waiting { what: String },
+    /// A download starts (at `offset` when it resumes a partial file).
+    DownloadStarted {
+        digest: Digest,
+        size: u64,
+        offset: u64,
+    },
+    /// Bytes arrived.
+    Downloaded { digest: Digest, bytes: u64 },
+    /// The registry ignored a resume request; starting the blob over.
+    Restarted { digest: Digest },
+    /// A download failed and will be tried again.
+    Retrying {
+        digest: Digest,
+        attempt: u32,
+        error: String,
+    },
+    /// A blob is verified and in the cache.
+    DownloadFinished {
+        digest: Digest,
+        size: u64,
+        fetched: u64,
+    },
+    /// A layer was decompressed into the cache under its diff_id.
+    Decompressed {
+        digest: Digest,
+        diff_id: Digest,
+        size: u64,
+    },
+    /// The tar is complete.
+    Exported { path: String, bytes: u64 },
+}
+
+/// Where events go. Implementations must be cheap: `Downloaded` fires per network chunk,
+/// from several tasks at once.
+pub trait Progress: Send + Sync {
+    fn event(&self, event: Event);
+
+    /// The run is over (done, failed or interrupted): leave the terminal clean before the
+    /// last message. Renderers may ignore events that come after.
+    fn finish(&self) {}
+}
+
+/// Shows nothing (`-q`, `--progress none`).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn event(&self, _: Event) {}
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_bytes() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}
