@@ -19,6 +19,13 @@ fn image(message: &str, compression: Compression, oci: bool) -> Image {
     )
 }
 
+/// `haul verify` finds the tar whole (every format is one it reads).
+#[track_caller]
+fn assert_verifies(haul: &Haul, tar: &std::path::Path) {
+    let run = haul.run(&["verify", tar.to_str().unwrap()]).success();
+    assert!(run.stderr.contains("ok:") || String::from_utf8_lossy(&run.stdout).contains("ok:"));
+}
+
 fn entries_by_name(tar: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     tar_entries(tar).into_iter().collect()
 }
@@ -44,6 +51,7 @@ fn docker_v1_is_the_classic_layout_and_loads_everywhere() {
     ])
     .success();
     let tar = haul.workdir.path().join("v1.tar");
+    assert_verifies(&haul, &tar);
     let entries = entries_by_name(&tar);
 
     assert!(
@@ -120,6 +128,7 @@ fn oci_is_an_oci_layout_only_and_loads_where_oci_is_read() {
     ])
     .success();
     let tar = haul.workdir.path().join("oci.tar");
+    assert_verifies(&haul, &tar);
     let entries = entries_by_name(&tar);
     assert!(entries.contains_key("oci-layout"));
     assert!(!entries.contains_key("manifest.json"));
@@ -186,6 +195,7 @@ fn decompress_makes_a_zstd_image_loadable_by_docker_20_and_is_done_once() {
         run.stderr
     );
     let tar = haul.workdir.path().join("plain.tar");
+    assert_verifies(&haul, &tar);
     let entries = entries_by_name(&tar);
     let manifest = tar_json(&tar, "manifest.json");
     let layers: Vec<String> = manifest[0]["Layers"]
@@ -378,6 +388,7 @@ fn several_platforms_go_into_an_oci_layout_as_one_index() {
         registry.host().replace(':', "_"),
         repository.replace('/', "_")
     ));
+    assert_verifies(&haul, &all);
     let index = assert_oci_layout_whole(&all);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(index["manifests"][0]["digest"], index_digest.as_str());
@@ -404,6 +415,7 @@ fn several_platforms_go_into_an_oci_layout_as_one_index() {
     ])
     .success();
     let two = haul.workdir.path().join("two.tar");
+    assert_verifies(&haul, &two);
     let index = assert_oci_layout_whole(&two);
     let top = index["manifests"][0]["digest"].as_str().unwrap();
     assert_ne!(top, index_digest);
@@ -439,6 +451,7 @@ fn several_platforms_go_into_an_oci_layout_as_one_index() {
         .success();
     assert!(run.stderr.contains("decompressed to"), "{}", run.stderr);
     let plain = haul.workdir.path().join("plain.tar");
+    assert_verifies(&haul, &plain);
     assert_oci_layout_whole(&plain);
     skopeo_copies(&format!("oci-archive:{}:multi", plain.display()));
 }
@@ -451,6 +464,7 @@ fn the_default_format_loads_in_podman_and_skopeo_too() {
     let pushed = registry.push(&repository, "v1", &image);
     let haul = Haul::new();
     let tar = haul.export(&[&pushed.reference], "default.tar");
+    assert_verifies(&haul, &tar);
     let podman = Podman::new();
     podman.ok(&["load", "-i", tar.to_str().unwrap()]);
     let inspected = podman.ok(&["image", "inspect", &pushed.reference]);
