@@ -645,3 +645,28 @@ fn the_cache_folder_comes_from_haul_cache_dir() {
         &pushed.reference,
     );
 }
+
+#[test]
+fn one_image_under_two_names_is_one_entry_with_both_tags() {
+    let registry = Registry::start();
+    let repository = unique("test/twice");
+    let image = Image::runnable("twice", vec![], Compression::Gzip, false);
+    let a = registry.push(&repository, "a", &image);
+    let b = registry.push(&repository, "b", &image);
+    let haul = Haul::new();
+    let run = haul
+        .run(&["export", &a.reference, &b.reference, "-o", "twice.tar"])
+        .success();
+    // One config, fetched once: no waiting on its own download.
+    assert!(
+        !run.stderr.contains("waiting for another haul process"),
+        "{}",
+        run.stderr
+    );
+    let manifest = tar_json(&haul.workdir.path().join("twice.tar"), "manifest.json");
+    assert_eq!(manifest.as_array().unwrap().len(), 1);
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!([a.reference, b.reference])
+    );
+}

@@ -159,19 +159,27 @@ pub async fn prepare(
     let resolution = resolve_images(global, images, usize::from(downloads.jobs)).await?;
 
     // Configs first: they decide whether the image is usable and name the output file.
-    let config_bytes = try_join_all(resolution.resolved.iter().map(|image| {
-        let fetcher = resolution.fetcher.clone();
-        let store = resolution.store.clone();
-        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
-        async move {
-            fetcher.fetch(&request).await?;
-            anyhow::Ok(store.read_verified(&request.descriptor.digest)?)
+    // Each distinct config once: two images sharing one would otherwise wait on each other's
+    // download lock.
+    let mut distinct: Vec<&ResolvedImage> = Vec::new();
+    for image in &resolution.resolved {
+        if !distinct
+            .iter()
+            .any(|d| d.image.config.digest == image.image.config.digest)
+        {
+            distinct.push(image);
         }
+    }
+    try_join_all(distinct.iter().map(|image| {
+        let fetcher = resolution.fetcher.clone();
+        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
+        async move { fetcher.fetch(&request).await }
     }))
     .await?;
     let mut configs = Vec::new();
-    for (image, bytes) in resolution.resolved.iter().zip(&config_bytes) {
-        let config = resolution.checked_config(image, bytes)?;
+    for image in &resolution.resolved {
+        let bytes = resolution.store.read_verified(&image.image.config.digest)?;
+        let config = resolution.checked_config(image, &bytes)?;
         global.progress.event(Event::Resolved {
             reference: image.reference.to_string(),
             digest: image.manifest.digest.clone(),
