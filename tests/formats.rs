@@ -435,6 +435,31 @@ fn several_platforms_go_into_an_oci_layout_as_one_index() {
             .any(|n| n.ends_with(hex_of(&arm.layers[0].digest)))
     );
 
+    // inspect shows each platform, all cached now.
+    let run = haul
+        .run(&[
+            "inspect",
+            &reference,
+            "--all-platforms",
+            "--json",
+            "--offline",
+        ])
+        .success();
+    let inspected: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let platforms: Vec<&str> = inspected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"]["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        platforms,
+        vec!["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
+    );
+    for image in inspected.as_array().unwrap() {
+        assert_eq!(image["image"]["download_size"], 0, "{image}");
+    }
+
     // Uncompressed, from the cache alone: the index points at the rewritten manifests.
     let run = haul
         .run(&[
