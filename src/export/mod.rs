@@ -281,11 +281,9 @@ impl TempFile {
                 "the output path has no file name",
             )
         })?;
-        let temp_path = dir.join(format!(
-            ".{}.{}.partial",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let name = name.to_string_lossy();
+        remove_stale_temp_files(&dir, &name);
+        let temp_path = dir.join(format!(".{name}.{}.partial", std::process::id()));
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -305,10 +303,70 @@ impl TempFile {
     }
 }
 
+/// Removes `.NAME.PID.partial` files that a killed run (SIGKILL, power loss) left beside
+/// `name`: those whose process is gone, and one with this process's own id, which a run
+/// before a PID reuse left. Only where `/proc` tells which processes live.
+fn remove_stale_temp_files(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(".partial"))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let own = pid == std::process::id().to_string();
+        if own || !proc.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
             let _ = std::fs::remove_file(&self.temp_path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_runs_temporary_file_is_removed_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("out.tar");
+        // Beyond Linux's largest pid: that process cannot be running.
+        let dead = dir.path().join(".out.tar.4294967295.partial");
+        // This process's own id, left by an earlier process with the same id.
+        let own = dir
+            .path()
+            .join(format!(".out.tar.{}.partial", std::process::id()));
+        // pid 1 is always running; other names are not ours to touch.
+        let live = dir.path().join(".out.tar.1.partial");
+        let other = dir.path().join(".other.tar.4294967295.partial");
+        for path in [&dead, &own, &live, &other] {
+            std::fs::write(path, b"partial").unwrap();
+        }
+        let temp = TempFile::create(&final_path).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert!(other.exists());
+        assert_eq!(temp.temp_path, own);
+        temp.persist().unwrap();
+        assert!(final_path.exists());
+        assert!(!own.exists());
     }
 }
