@@ -206,6 +206,10 @@ impl Fetcher {
             });
         }
         let compressed = self.fetch_blob(request).await?;
+        self.progress.event(Event::DecompressStarted {
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+        });
         let (path, size) = decompress_layer(&self.store, &compressed, compression, diff_id)
             .await
             .map_err(|e| error(e.into()))?;

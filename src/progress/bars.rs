@@ -22,6 +22,8 @@ pub struct Bars {
     multi: MultiProgress,
     /// Blobs being downloaded or waited for. Chunks only take the read lock.
     layers: RwLock<HashMap<Digest, Layer>>,
+    /// Layers being decompressed.
+    decompressing: Mutex<HashMap<Digest, ProgressBar>>,
     /// Bytes to download, from the plan on; none before (configs) or when nothing is missing.
     total: OnceLock<ProgressBar>,
     /// Blobs the images need, from the plan.
@@ -59,6 +61,7 @@ impl Bars {
         Bars {
             multi: MultiProgress::with_draw_target(target),
             layers: RwLock::default(),
+            decompressing: Mutex::default(),
             total: OnceLock::new(),
             planned: OnceLock::new(),
             cached: AtomicUsize::new(0),
@@ -115,6 +118,31 @@ impl Bars {
                 started: false,
             }
         });
+    }
+
+    /// A spinner while a layer decompresses: seconds of work with no bytes to count.
+    fn decompressing(&self, digest: &Digest) {
+        let bar = ProgressBar::new_spinner()
+            .with_style(style(SPINNING))
+            .with_prefix(digest.short())
+            .with_message("decompressing");
+        let bar = self.add_bar(bar);
+        bar.enable_steady_tick(TICK);
+        if let Ok(mut decompressing) = self.decompressing.lock() {
+            decompressing.insert(digest.clone(), bar);
+        }
+    }
+
+    fn decompressed(&self, digest: &Digest) {
+        let bar = self
+            .decompressing
+            .lock()
+            .ok()
+            .and_then(|mut decompressing| decompressing.remove(digest));
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
     }
 
     fn download_started(&self, digest: &Digest, size: u64, offset: u64) {
@@ -273,6 +301,11 @@ impl Progress for Bars {
                 offset,
             } => self.download_started(digest, *size, *offset),
             Event::Cached { digest, size } => self.blob_done(digest, *size, false),
+            Event::DecompressStarted { digest, .. } => {
+                self.decompressing(digest);
+                return; // its spinner says it
+            }
+            Event::Decompressed { digest, .. } => self.decompressed(digest),
             Event::DownloadFinished {
                 digest,
                 size,
@@ -303,6 +336,12 @@ impl Progress for Bars {
                 self.multi.remove(&layer.bar);
             }
         }
+        if let Ok(mut decompressing) = self.decompressing.lock() {
+            for (_, bar) in decompressing.drain() {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+        }
         if let Some(total) = self.total.get() {
             total.finish_and_clear();
             self.multi.remove(total);
@@ -317,6 +356,7 @@ impl Progress for Bars {
 /// prefix line the bars up.
 const BAR: &str = "{prefix:<19} [{wide_bar}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta:<3}";
 const WAITING: &str = "{prefix:<19} {msg}";
+const SPINNING: &str = "{prefix:<19} {spinner} {msg}";
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)

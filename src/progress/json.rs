@@ -157,6 +157,10 @@ enum Record<'a> {
         size: u64,
         fetched: u64,
     },
+    DecompressStarted {
+        digest: &'a Digest,
+        size: u64,
+    },
     Decompressed {
         digest: &'a Digest,
         diff_id: &'a Digest,
@@ -228,6 +232,10 @@ impl<'a> From<&'a Event> for Record<'a> {
                 digest,
                 size: *size,
                 fetched: *fetched,
+            },
+            Event::DecompressStarted { digest, size } => Record::DecompressStarted {
+                digest,
+                size: *size,
             },
             Event::Decompressed {
                 digest,
@@ -387,6 +395,13 @@ mod tests {
                     error: "cut \"here\"".into(),
                 },
                 json!({"event": "retrying", "digest": a, "attempt": 2, "error": "cut \"here\""}),
+            ),
+            (
+                Event::DecompressStarted {
+                    digest: digest('a'),
+                    size: 7,
+                },
+                json!({"event": "decompress_started", "digest": a, "size": 7}),
             ),
             (
                 Event::Decompressed {

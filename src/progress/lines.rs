@@ -83,7 +83,10 @@ pub(super) fn line(event: &Event) -> Option<String> {
             human_bytes(*size)
         ),
         Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(*bytes)),
-        Event::Planned { .. } | Event::DownloadStarted { .. } | Event::Downloaded { .. } => {
+        Event::Planned { .. }
+        | Event::DownloadStarted { .. }
+        | Event::Downloaded { .. }
+        | Event::DecompressStarted { .. } => {
             return None;
         }
     };

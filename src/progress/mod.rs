@@ -57,6 +57,8 @@ pub enum Event {
         size: u64,
         fetched: u64,
     },
+    /// A cached layer is being decompressed (`--decompress`, docker-v1).
+    DecompressStarted { digest: Digest, size: u64 },
     /// A layer was decompressed into the cache under its diff_id.
     Decompressed {
         digest: Digest,
