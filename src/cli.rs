@@ -102,56 +102,102 @@ listed, naming the file and what names it).";
 #[command(name = "haul", version, after_help = HAUL_AFTER_HELP)]
 pub struct Cli {
     /// Cache folder [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
-    #[arg(long, global = true, env = "HAUL_CACHE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HAUL_CACHE_DIR",
+        value_name = "DIR"
+    )]
     pub cache_dir: Option<PathBuf>,
 
     /// Accept this registry's TLS certificate unverified, or plain HTTP if it has no TLS
     /// (host or host:port); repeatable. Loopback registries (localhost, 127.0.0.0/8, [::1])
     /// may use plain HTTP without it
-    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        help_heading = "Global options",
+        value_name = "HOST"
+    )]
     pub insecure_registries: Vec<String>,
 
     /// Fetch REGISTRY's images from MIRROR first ([http://|https://]HOST[:PORT][/PREFIX]),
     /// falling back to the registry; repeatable, tried in order. Replaces the configuration
     /// file's mirrors for that registry
-    #[arg(long = "mirror", global = true, value_name = "REGISTRY=MIRROR", value_parser = parse_mirror_flag)]
+    #[arg(long = "mirror", global = true, help_heading = "Global options", value_name = "REGISTRY=MIRROR", value_parser = parse_mirror_flag)]
     pub mirrors: Vec<(String, Mirror)>,
 
     /// Also trust the certificate authorities in this PEM file; repeatable
-    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    #[arg(
+        long = "ca-cert",
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
     pub ca_certs: Vec<PathBuf>,
 
     /// Configuration file [default: $XDG_CONFIG_HOME/haul/config.toml or
     /// ~/.config/haul/config.toml]
-    #[arg(long, global = true, env = "HAUL_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HAUL_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Print only errors (no progress, no warnings)
-    #[arg(short, long, global = true, conflicts_with = "progress")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "progress"
+    )]
     pub quiet: bool,
 
     /// How to show progress on standard error
-    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
     pub progress: ProgressMode,
 
     /// Log more (-v: debug, -vv: trace); RUST_LOG works too
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// Further attempts after a connection error, a 5xx, 408 or 429 (honouring Retry-After)
-    #[arg(long, global = true, default_value_t = 3, value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value_t = 3,
+        value_name = "N"
+    )]
     pub retries: u32,
 
     /// One bandwidth cap shared by all downloads, in bytes per second: 500K, 5M, 1.5G
-    #[arg(long, global = true, value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "RATE", value_parser = parse_size)]
     pub limit_rate: Option<u64>,
 
     /// Seconds to wait for a connection to a registry
-    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
     pub connect_timeout: u64,
 
     /// Seconds a transfer may go without receiving a byte before it counts as failed
-    #[arg(long, global = true, default_value_t = 60, value_name = "SECS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
     pub stall_timeout: u64,
 
     #[command(subcommand)]
