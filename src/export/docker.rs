@@ -13,7 +13,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{BlobSource, Entries, ExportError, ExportImage, Layout, SourceIndex};
+use super::{BlobSource, Blobs, Entries, ExportError, ExportImage, Layout, SourceIndex};
 use crate::cache::StoredBlob;
 use crate::digest::Digest;
 use crate::manifest::{Compression, Descriptor, OCI_INDEX};
@@ -42,7 +42,7 @@ pub struct Written {
 pub(super) async fn write<W, S>(
     images: &[ExportImage],
     layout: Layout,
-    blobs: &mut S,
+    blobs: &mut Blobs<'_, S>,
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
@@ -52,14 +52,13 @@ where
     tar.dir("blobs/")?;
     tar.dir("blobs/sha256/")?;
     // A blob shared by layers or images is stored once; the indexes still list every use.
-    let mut stored: BTreeMap<Digest, StoredBlob> = BTreeMap::new();
     let mut in_tar: HashSet<Digest> = HashSet::new();
     let mut written = Vec::new();
     for image in images {
-        store_blob(&image.config, blobs, &mut stored, &mut in_tar, tar).await?;
+        store_blob(&image.config, blobs, &mut in_tar, tar).await?;
         let mut layers = Vec::with_capacity(image.layers.len());
         for descriptor in &image.layers {
-            layers.push(store_blob(descriptor, blobs, &mut stored, &mut in_tar, tar).await?);
+            layers.push(store_blob(descriptor, blobs, &mut in_tar, tar).await?);
         }
         let (manifest, manifest_digest) = manifest_for(image, &layers);
         if in_tar.insert(manifest_digest.clone()) {
@@ -183,8 +182,7 @@ fn index_for(source: &SourceIndex, members: &[(&Digest, &Written)]) -> (Vec<u8>,
 /// Gets a blob from `blobs` (once per run) and writes it into the tar (once per tar).
 async fn store_blob<W, S>(
     descriptor: &Descriptor,
-    blobs: &mut S,
-    stored: &mut BTreeMap<Digest, StoredBlob>,
+    blobs: &mut Blobs<'_, S>,
     in_tar: &mut HashSet<Digest>,
     tar: &mut Entries<W>,
 ) -> Result<StoredBlob, ExportError>
@@ -192,17 +190,7 @@ where
     W: Write + Send + 'static,
     S: BlobSource,
 {
-    let blob = match stored.get(&descriptor.digest) {
-        Some(blob) => blob.clone(),
-        None => {
-            let blob = blobs
-                .blob(&descriptor.digest)
-                .await
-                .map_err(ExportError::Blob)?;
-            stored.insert(descriptor.digest.clone(), blob.clone());
-            blob
-        }
-    };
+    let blob = blobs.get(&descriptor.digest).await?;
     if in_tar.insert(blob.digest.clone()) {
         tar.file(&blob_path(&blob.digest), &blob).await?;
     }

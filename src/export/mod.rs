@@ -10,6 +10,7 @@ mod docker;
 pub mod tar;
 mod v1;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -204,11 +205,35 @@ where
         writer: Some(writer),
         output: output.describe(),
     };
+    let mut blobs = Blobs {
+        source: blobs,
+        taken: HashMap::new(),
+    };
     match layout {
-        Layout::Docker | Layout::Oci => docker::write(images, layout, blobs, &mut entries).await?,
-        Layout::DockerV1 => v1::write(images, blobs, &mut entries).await?,
+        Layout::Docker | Layout::Oci => {
+            docker::write(images, layout, &mut blobs, &mut entries).await?
+        }
+        Layout::DockerV1 => v1::write(images, &mut blobs, &mut entries).await?,
     }
     Ok(entries.writer.take().expect("the writer is back"))
+}
+
+/// The run's blobs, as the layouts see them: each taken from the [`BlobSource`] once (it
+/// hands each out once) and kept for the layers and images that use it again.
+struct Blobs<'a, S> {
+    source: &'a mut S,
+    taken: HashMap<Digest, StoredBlob>,
+}
+
+impl<S: BlobSource> Blobs<'_, S> {
+    async fn get(&mut self, digest: &Digest) -> Result<StoredBlob, ExportError> {
+        if let Some(blob) = self.taken.get(digest) {
+            return Ok(blob.clone());
+        }
+        let blob = self.source.blob(digest).await.map_err(ExportError::Blob)?;
+        self.taken.insert(digest.clone(), blob.clone());
+        Ok(blob)
+    }
 }
 
 /// The tar being written, as the layouts see it: files from bytes or from the cache.

@@ -13,12 +13,12 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 use super::docker::{Written, manifest_json, repositories_json};
-use super::{BlobSource, Entries, ExportError, ExportImage};
+use super::{BlobSource, Blobs, Entries, ExportError, ExportImage};
 use crate::digest::Digest;
 
 pub(super) async fn write<W, S>(
     images: &[ExportImage],
-    blobs: &mut S,
+    blobs: &mut Blobs<'_, S>,
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
@@ -27,21 +27,8 @@ where
 {
     let mut in_tar: HashSet<String> = HashSet::new();
     let mut written = Vec::new();
-    // Each blob is asked for once (the downloads hand each out once); a layer used twice
-    // keeps its path.
-    let mut stored = std::collections::HashMap::new();
     for image in images {
-        let config = match stored.get(&image.config.digest) {
-            Some(blob) => Clone::clone(blob),
-            None => {
-                let blob = blobs
-                    .blob(&image.config.digest)
-                    .await
-                    .map_err(ExportError::Blob)?;
-                stored.insert(image.config.digest.clone(), blob.clone());
-                blob
-            }
-        };
+        let config = blobs.get(&image.config.digest).await?;
         let config_name = format!("{}.json", image.config.digest.hex());
         let config_json: Value = std::fs::read(&config.path)
             .ok()
@@ -64,17 +51,7 @@ where
                 parent.as_deref(),
                 top.then_some(&image.config.digest),
             );
-            let blob = match stored.get(&descriptor.digest) {
-                Some(blob) => Clone::clone(blob),
-                None => {
-                    let blob = blobs
-                        .blob(&descriptor.digest)
-                        .await
-                        .map_err(ExportError::Blob)?;
-                    stored.insert(descriptor.digest.clone(), blob.clone());
-                    blob
-                }
-            };
+            let blob = blobs.get(&descriptor.digest).await?;
             if in_tar.insert(id.clone()) {
                 tar.dir(&format!("{id}/"))?;
                 tar.bytes(&format!("{id}/VERSION"), b"1.0")?;
