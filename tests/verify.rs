@@ -300,3 +300,26 @@ fn a_layer_over_8_gib_streams_through_standard_input_in_bounded_memory() {
         "peak RSS {peak_kib} KiB for an 8 GiB layer: memory must stay bounded"
     );
 }
+
+#[test]
+fn a_failing_check_still_reads_standard_input_to_the_end() {
+    // Not a tar: the check stops at the first header, but `tee` upstream must still get
+    // to write all of its input (no broken pipe cutting the copy short).
+    let haul = Haul::new();
+    let input = haul.workdir.path().join("input.bin");
+    let copy = haul.workdir.path().join("copy.bin");
+    let noise: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8 | 1).collect();
+    std::fs::write(&input, &noise).unwrap();
+    let script = format!(
+        "tee {} < {} | {} verify -",
+        copy.display(),
+        input.display(),
+        env!("CARGO_BIN_EXE_haul")
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), noise.len() as u64);
+}

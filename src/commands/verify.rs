@@ -17,10 +17,12 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                  (e.g. haul export REF -o - | haul verify -) or give a FILE"
             );
         }
-        (
-            "the tar on standard input".to_string(),
-            verify_tar(tokio::io::stdin()).await,
-        )
+        let mut stdin = tokio::io::stdin();
+        let report = verify_tar(&mut stdin).await;
+        // Read to the end even when the check stopped early, so that a writer upstream (`tee
+        // app.tar`) is not cut off by a broken pipe.
+        let _ = tokio::io::copy(&mut stdin, &mut tokio::io::sink()).await;
+        ("the tar on standard input".to_string(), report)
     } else {
         let file = tokio::fs::File::open(&args.tar)
             .await
