@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::images::{DOCKER_LIST, Image, OCI_INDEX, hex_of, require_tool, sha256};
 use super::token::{self, Access, TokenIssuer, TokenServer};
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -85,16 +85,7 @@ impl Registry {
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 dir.path().join("storage").display()
             );
-            let config_path = dir.path().join("config.yml");
-            std::fs::write(&config_path, config).unwrap();
-            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let child = Command::new("/usr/bin/docker-registry")
-                .arg("serve")
-                .arg(&config_path)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
+            let child = spawn_registry(dir.path(), &config);
             let mut registry = Registry {
                 child,
                 port,
@@ -328,6 +319,21 @@ impl Registry {
         .unwrap();
         self.push_manifest(repository, tag, media_type, &index)
     }
+}
+
+/// Starts `docker-registry serve` with `config` (YAML), written into `dir`, logging to
+/// `dir/registry.log`.
+pub(super) fn spawn_registry(dir: &std::path::Path, config: &str) -> Child {
+    let config_path = dir.join("config.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&config_path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start docker-registry")
 }
 
 impl Drop for Registry {

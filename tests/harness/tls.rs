@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use rcgen::{
 };
 
 use super::images::require_tool;
+use super::registry::{free_port, spawn_registry};
 
 /// A certificate authority whose certificate is in `ca_pem`.
 pub struct TestCa {
@@ -75,11 +76,7 @@ impl TlsRegistry {
         require_tool("/usr/bin/docker-registry");
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let config = format!(
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
@@ -87,16 +84,7 @@ impl TlsRegistry {
                 cert.display(),
                 key.display()
             );
-            let config_path = dir.path().join("config.yml");
-            std::fs::write(&config_path, config).unwrap();
-            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let child = Command::new("/usr/bin/docker-registry")
-                .arg("serve")
-                .arg(&config_path)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
+            let child = spawn_registry(dir.path(), &config);
             let mut registry = TlsRegistry { child, port, dir };
             if registry.wait_listening() {
                 return registry;
