@@ -213,11 +213,17 @@ fn hostile_manifest(
         haul.workdir_files()
     );
     assert_cache_tidy(&haul);
-    assert!(
-        !haul.cache.path().parent().unwrap().join("x").exists(),
-        "a digest escaped into a path"
-    );
+    // Where `blobs/sha256/../../NAME` or one level further would land.
+    for dir in [haul.cache.path(), haul.cache.path().parent().unwrap()] {
+        assert!(
+            !dir.join(ESCAPE_NAME).exists(),
+            "a digest escaped into a path"
+        );
+    }
 }
+
+/// The file name a hostile digest tries to reach: unlikely to exist for any other reason.
+const ESCAPE_NAME: &str = "haul-escaped-digest";
 
 #[test]
 fn hostile_manifests_and_indexes() {
@@ -238,7 +244,7 @@ fn hostile_manifests_and_indexes() {
         &proxy,
         &repository,
         OCI_MANIFEST,
-        with_config_digest("sha256:../../x"),
+        with_config_digest(&format!("sha256:../../{ESCAPE_NAME}")),
         &["invalid digest"],
     );
     hostile_manifest(
