@@ -33,10 +33,11 @@ clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # Starts a local registry with a sample image, exports it, loads it where an engine answers.
+# One build: only the haul binary (scripts/demo.sh needs no dev-dependency).
 demo:
-	scripts/install-test-deps.sh docker-registry busybox-static
+	scripts/install-test-deps.sh docker-registry busybox-static curl
 	$(CARGO) build --release
-	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example demo
+	HAUL_BIN=$(TARGET_DIR)/release/haul scripts/demo.sh
 
 # criterion micro-benchmarks, then the end-to-end comparison (writes BENCHMARKS.md).
 bench:

@@ -39,7 +39,7 @@
 # answers it just prints the ready line and exits 0.
 # Logs: /var/log/haul-test/{containerd,dockerd}.log
 # Env overrides: HAUL_TEST_PREFIX (/opt/haul-test), HAUL_TEST_MIRROR (taken
-# from the system's apt sources, else http://deb.debian.org/debian),
+# from the system's apt sources; the script stops if they name none),
 # HAUL_TEST_SUITE (trixie), HAUL_TEST_TIMEOUT (60 s), HAUL_TEST_BRIDGE
 # (haul-cs0), HAUL_TEST_BRIDGE_CIDR (198.18.254.1/24).
 set -euo pipefail
@@ -150,12 +150,14 @@ have_install() {
     [ -x "$ROOTFS/usr/bin/tini-static" ]
 }
 
-# Same Debian mirror host as the system's apt sources (deb822 or one-line).
+# Same Debian mirror as the system's apt sources (deb822 or one-line); no built-in default:
+# the machine's own configuration says where packages come from.
 detect_mirror() {
     local m
     m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
         grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v -- '-security' | head -n1 | tr -d ' ') || true
-    m=${m:-http://deb.debian.org/debian}
+    [ -n "$m" ] || die "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/; \
+add one there (or set HAUL_TEST_MIRROR=URL of a Debian mirror) and run again"
     echo "${m%/}"
 }
 

@@ -2,28 +2,32 @@
 //! decompressed into the cache under its diff_id. The diff_id is the digest of the
 //! uncompressed tar, so the ingest's verifier checks the result against the image config, and
 //! the next export that wants it finds it there and does neither the download nor the work.
+//!
+//! Decompressing is CPU and disk work: it runs on a blocking thread, reading and writing std
+//! files. async-compression's decoders are driven there synchronously (through
+//! `futures::io::AllowStdIo` and `block_on`), so haul keeps one decompression library.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use async_compression::futures::bufread::{GzipDecoder, ZstdDecoder};
+use futures::io::{AllowStdIo, AsyncRead, AsyncReadExt};
 
-use crate::cache::{BlobStore, CacheError};
+use crate::cache::{BlobStore, CacheError, Ingest};
 use crate::digest::Digest;
 use crate::manifest::Compression;
 
-/// Decompressed data is written in chunks of this size.
+/// Decompressed data is read and written in chunks of this size.
 const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecompressError {
-    #[error(
-        "cannot decompress the layer ({}): {detail}; the blob is damaged",
-        compression.name()
-    )]
+    #[error("cannot decompress the layer ({}); the blob is damaged", compression.name())]
     Corrupt {
         compression: Compression,
-        detail: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error(
         "the layer decompresses to {actual}, but the image config says its diff_id is \
@@ -36,29 +40,35 @@ pub enum DecompressError {
 
 /// Decompresses the layer at `compressed` into the cache as blob `diff_id`, unless it is
 /// there already; returns its path and size. Memory stays at a few buffers whatever the size.
-pub async fn decompress_layer(
+/// Blocks: call it from a blocking thread.
+pub fn decompress_layer(
     store: &BlobStore,
     compressed: &Path,
     compression: Compression,
     diff_id: &Digest,
 ) -> Result<(PathBuf, u64), DecompressError> {
-    if let Some(size) = store.size_of(diff_id) {
-        return Ok((store.blob_path(diff_id), size));
+    let done = |store: &BlobStore| {
+        store
+            .size_of(diff_id)
+            .map(|size| (store.blob_path(diff_id), size))
+    };
+    if let Some(done) = done(store) {
+        return Ok(done);
     }
-    let mut ingest = store
-        .begin_ingest(diff_id, || {})
-        .await
-        .map_err(DecompressError::Cache)?;
-    // Another process may have finished it while this one waited for the blob's lock.
-    if let Some(size) = store.size_of(diff_id) {
-        return Ok((store.blob_path(diff_id), size));
-    }
+    // `None`: another process finished it while this one waited for the blob's lock.
+    let Some(mut ingest) = Ingest::open(store, diff_id, || {}).map_err(DecompressError::Cache)?
+    else {
+        return done(store).ok_or_else(|| {
+            DecompressError::Cache(CacheError::io("cannot read", &store.blob_path(diff_id))(
+                std::io::ErrorKind::NotFound.into(),
+            ))
+        });
+    };
     // Derived data is cheap to redo: never resume a partial one.
     ingest.restart().map_err(DecompressError::Cache)?;
-    let file = tokio::fs::File::open(compressed)
-        .await
+    let file = File::open(compressed)
         .map_err(|e| DecompressError::Cache(CacheError::io("cannot open", compressed)(e)))?;
-    let input = BufReader::with_capacity(CHUNK, file);
+    let input = AllowStdIo::new(BufReader::with_capacity(CHUNK, file));
     let mut decoder: Box<dyn AsyncRead + Unpin + Send> = match compression {
         Compression::Gzip => {
             let mut decoder = GzipDecoder::new(input);
@@ -75,35 +85,26 @@ pub async fn decompress_layer(
     };
     let mut buffer = vec![0u8; CHUNK];
     loop {
-        let n = match decoder.read(&mut buffer).await {
-            Ok(n) => n,
-            Err(e) => {
-                // Keep no partial output: it would be redone from the start anyway.
-                let _ = ingest.restart();
-                return Err(DecompressError::Corrupt {
-                    compression,
-                    detail: e.to_string(),
-                });
+        // The input is a std file: every poll completes at once, nothing waits on a runtime.
+        let n = futures::executor::block_on(decoder.read(&mut buffer)).map_err(|source| {
+            // Keep no partial output: it would be redone from the start anyway.
+            let _ = ingest.restart();
+            DecompressError::Corrupt {
+                compression,
+                source,
             }
-        };
+        })?;
         if n == 0 {
             break;
         }
         ingest.write(&buffer[..n]).map_err(DecompressError::Cache)?;
     }
-    let path = tokio::task::spawn_blocking(move || ingest.commit(None))
-        .await
-        .map_err(|e| {
-            DecompressError::Cache(CacheError::io("lost the task committing", compressed)(
-                std::io::Error::other(e.to_string()),
-            ))
-        })?
-        .map_err(|e| match e {
-            CacheError::DigestMismatch {
-                expected, actual, ..
-            } => DecompressError::DiffIdMismatch { expected, actual },
-            other => DecompressError::Cache(other),
-        })?;
+    let path = ingest.commit(None).map_err(|e| match e {
+        CacheError::DigestMismatch {
+            expected, actual, ..
+        } => DecompressError::DiffIdMismatch { expected, actual },
+        other => DecompressError::Cache(other),
+    })?;
     let size = store.size_of(diff_id).unwrap_or_default();
     Ok((path, size))
 }
@@ -119,8 +120,8 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    #[tokio::test]
-    async fn decompresses_once_and_checks_the_diff_id() {
+    #[test]
+    fn decompresses_once_and_checks_the_diff_id() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("cache")).unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -131,24 +132,18 @@ mod tests {
         std::fs::write(&source, &compressed).unwrap();
         let diff_id = Digest::of(&data);
 
-        let (path, size) = decompress_layer(&store, &source, Compression::Gzip, &diff_id)
-            .await
-            .unwrap();
+        let (path, size) = decompress_layer(&store, &source, Compression::Gzip, &diff_id).unwrap();
         assert_eq!(size, data.len() as u64);
         assert_eq!(std::fs::read(&path).unwrap(), data);
         // Done once: a second call does not read the source at all.
         std::fs::remove_file(&source).unwrap();
-        let (again, _) = decompress_layer(&store, &source, Compression::Gzip, &diff_id)
-            .await
-            .unwrap();
+        let (again, _) = decompress_layer(&store, &source, Compression::Gzip, &diff_id).unwrap();
         assert_eq!(again, path);
 
         // A diff_id that does not match: an error naming both, nothing stored.
         std::fs::write(&source, gzip(b"other")).unwrap();
         let wrong = Digest::of(b"something else");
-        let error = decompress_layer(&store, &source, Compression::Gzip, &wrong)
-            .await
-            .unwrap_err();
+        let error = decompress_layer(&store, &source, Compression::Gzip, &wrong).unwrap_err();
         assert!(
             matches!(&error, DecompressError::DiffIdMismatch { expected, actual }
                 if *expected == wrong && *actual == Digest::of(b"other")),
@@ -158,9 +153,7 @@ mod tests {
 
         // Not gzip at all.
         std::fs::write(&source, b"not compressed").unwrap();
-        let error = decompress_layer(&store, &source, Compression::Gzip, &wrong)
-            .await
-            .unwrap_err();
+        let error = decompress_layer(&store, &source, Compression::Gzip, &wrong).unwrap_err();
         assert!(matches!(error, DecompressError::Corrupt { .. }), "{error}");
         assert!(store.size_of(&wrong).is_none());
     }

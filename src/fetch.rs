@@ -1,22 +1,22 @@
-//! Downloads blobs into the cache: several at once, each streamed through the verifier into
-//! its partial file, resumed with a Range request when a partial file exists, retried on
-//! transient errors. The only module that uses both the registry client and the cache.
+//! Downloads blobs into the cache: several at once, each streamed from the registry's
+//! [`BlobStream`](crate::registry::BlobStream) into its ingest, resumed from the partial file
+//! an earlier run left. The only module that uses both the registry client and the cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::cache::{BlobStore, CacheError, StoredBlob};
+use crate::cache::{BlobStore, CacheError, IngestStart, IngestWriter, StoredBlob};
 use crate::decompress::{DecompressError, decompress_layer};
 use crate::digest::Digest;
 use crate::manifest::{Compression, Descriptor, MAX_MANIFEST_BYTES};
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
-use crate::registry::{Client, RegistryError, transfer_error};
+use crate::registry::{Client, RegistryError};
 
 /// A blob to have in the cache, and the image (repository) to fetch it from.
 #[derive(Clone, Debug)]
@@ -37,12 +37,13 @@ impl BlobRequest {
     }
 }
 
-/// A download that failed, naming the image and the blob.
+/// A download that failed, naming the image and the blob; the cause is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{image}: blob {digest}: {kind}")]
+#[error("{image}: blob {digest}")]
 pub struct FetchError {
     pub image: String,
     pub digest: Digest,
+    #[source]
     pub kind: FetchErrorKind,
 }
 
@@ -53,15 +54,6 @@ pub enum FetchErrorKind {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(
-        "the registry sent more than the {expected} bytes the manifest declares; nothing was stored"
-    )]
-    TooLong { expected: u64 },
-    #[error(
-        "the registry serves {announced} bytes but the manifest declares {declared}; \
-         the image in the registry is inconsistent, nothing was stored"
-    )]
-    LengthMismatch { declared: u64, announced: u64 },
-    #[error(
         "not in the cache, and --offline forbids downloading it; run `haul pull` for this image once with network access"
     )]
     NotCached,
@@ -69,8 +61,6 @@ pub enum FetchErrorKind {
     UnknownCompression(String),
     #[error(transparent)]
     Decompress(#[from] DecompressError),
-    #[error("the download task was lost: {0}")]
-    Task(String),
     #[error("it declares {size} bytes, more than the {limit} haul reads into memory")]
     TooLargeToRead { size: u64, limit: u64 },
 }
@@ -80,8 +70,6 @@ pub enum FetchErrorKind {
 pub struct FetchOptions {
     /// Downloads at once.
     pub jobs: usize,
-    /// Further attempts after a transfer cut mid-way.
-    pub retries: u32,
     /// Use the cache only.
     pub offline: bool,
 }
@@ -90,7 +78,6 @@ impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             jobs: 4,
-            retries: 3,
             offline: false,
         }
     }
@@ -105,7 +92,7 @@ pub struct Fetcher {
     options: FetchOptions,
     slots: Arc<Semaphore>,
     /// Blobs already reported as cached, so a blob checked twice in a run is told once.
-    reported: Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
+    reported: Arc<Mutex<HashSet<Digest>>>,
 }
 
 /// Downloads under way, one task per distinct blob, started in plan order. Dropping it
@@ -135,13 +122,13 @@ impl Fetcher {
     /// Starts every request at once; at most `jobs` transfer at a time, the rest wait in
     /// order (tokio's semaphore is fair), so the tar writer's next blob comes first.
     /// First says what the run needs and what of it is missing ([`Event::Planned`]).
-    pub fn start(&self, requests: Vec<BlobRequest>) -> Downloads {
-        let mut seen = std::collections::HashSet::new();
-        let requests: Vec<BlobRequest> = requests
-            .into_iter()
+    pub fn start(&self, requests: &[BlobRequest]) -> Downloads {
+        let mut seen = HashSet::new();
+        let requests: Vec<&BlobRequest> = requests
+            .iter()
             .filter(|request| seen.insert(request.descriptor.digest.clone()))
             .collect();
-        let missing: Vec<&BlobRequest> = requests.iter().filter(|r| !self.has(r)).collect();
+        let missing: Vec<&&BlobRequest> = requests.iter().filter(|r| !self.has(r)).collect();
         self.progress.event(Event::Planned {
             blobs: requests.len(),
             bytes: requests.iter().map(|r| r.descriptor.size).sum(),
@@ -151,9 +138,9 @@ impl Fetcher {
         let mut tasks = HashMap::new();
         for request in requests {
             let fetcher = self.clone();
-            let digest = request.descriptor.digest.clone();
+            let request = request.clone();
             tasks.insert(
-                digest,
+                request.descriptor.digest.clone(),
                 tokio::spawn(async move { fetcher.fetch(&request).await }),
             );
         }
@@ -210,9 +197,12 @@ impl Fetcher {
             digest: descriptor.digest.clone(),
             size: descriptor.size,
         });
-        let (path, size) = decompress_layer(&self.store, &compressed, compression, diff_id)
-            .await
-            .map_err(|e| error(e.into()))?;
+        let (store, target) = (self.store.clone(), diff_id.clone());
+        let (path, size) = crate::blocking::run(move || {
+            decompress_layer(&store, &compressed, compression, &target)
+        })
+        .await
+        .map_err(|e| error(e.into()))?;
         self.progress.event(Event::Decompressed {
             digest: descriptor.digest.clone(),
             diff_id: diff_id.clone(),
@@ -259,56 +249,94 @@ impl Fetcher {
             .slots
             .acquire()
             .await
-            .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?;
+            .expect("the semaphore is never closed");
         let progress = self.progress.clone();
         let waiting = digest.clone();
-        let mut ingest = self
+        let started = self
             .store
             .begin_ingest(digest, move || {
                 progress.event(Event::WaitingForLock { digest: waiting })
             })
             .await
             .map_err(|e| error(e.into()))?;
-        if ingest.already_committed(size) {
+        let ingest = match started {
+            IngestStart::Writing(ingest) => ingest,
             // Another process (or task: two images with one config) finished it while this
             // one waited for the lock.
-            self.report_cached(digest, size);
-            return Ok(self.store.blob_path(digest));
-        }
+            IngestStart::Committed => {
+                self.report_cached(digest, size);
+                return Ok(self.store.blob_path(digest));
+            }
+        };
+        self.download(request, ingest).await.map_err(error)
+    }
 
+    /// Streams the blob into `ingest`, from where its partial file ends, and commits it.
+    async fn download(
+        &self,
+        request: &BlobRequest,
+        mut ingest: IngestWriter,
+    ) -> Result<PathBuf, FetchErrorKind> {
+        let digest = &request.descriptor.digest;
+        let size = request.descriptor.size;
+        if ingest.offset() > size {
+            ingest.restart().await?;
+        }
         let mut fetched = 0u64;
-        let mut attempt = 0u32;
-        loop {
-            match self.transfer(request, &mut ingest, &mut fetched).await {
-                Ok(()) => break,
-                Err(kind) => {
-                    // Requests are retried inside the client; here only a body cut mid-way,
-                    // which resumes from where it stopped.
-                    let retryable = matches!(
-                        &kind,
-                        FetchErrorKind::Registry(RegistryError::Transfer { .. })
-                    );
-                    if !retryable || attempt >= self.options.retries {
-                        return Err(error(kind));
+        // A partial file complete from an earlier run needs no request: commit verifies it.
+        if ingest.offset() < size || size == 0 {
+            let progress = self.progress.clone();
+            let retrying = digest.clone();
+            let on_retry = move |attempt: u32, error: &RegistryError, _wait: Duration| {
+                progress.event(Event::Retrying {
+                    digest: retrying.clone(),
+                    attempt,
+                    error: crate::error::describe(error),
+                })
+            };
+            let mut stream = self
+                .client
+                .get_blob(&request.reference, digest, size, ingest.offset(), &on_retry)
+                .await?;
+            if stream.start() != ingest.offset() {
+                ingest.restart().await?;
+                self.progress.event(Event::Restarted {
+                    digest: digest.clone(),
+                });
+            }
+            self.progress.event(Event::DownloadStarted {
+                digest: digest.clone(),
+                size,
+                offset: stream.start(),
+            });
+            loop {
+                let chunk = match stream.next_chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    // What was received may be wrong too: resuming it would only repeat this.
+                    Err(
+                        error @ (RegistryError::TooLong { .. }
+                        | RegistryError::LengthMismatch { .. }),
+                    ) => {
+                        ingest.restart().await?;
+                        return Err(error.into());
                     }
-                    attempt += 1;
-                    self.progress.event(Event::Retrying {
-                        digest: digest.clone(),
-                        attempt,
-                        error: kind.to_string(),
-                    });
-                    tokio::time::sleep(crate::registry::transport::backoff(attempt)).await;
-                }
+                    Err(error) => return Err(error.into()),
+                };
+                let bytes = chunk.len() as u64;
+                fetched += bytes;
+                ingest.write(chunk).await?;
+                self.progress.event(Event::Downloaded {
+                    digest: digest.clone(),
+                    bytes,
+                });
             }
         }
         // Before the commit releases the lock: a task waiting for it then says nothing more.
         if let Ok(mut reported) = self.reported.lock() {
             reported.insert(digest.clone());
         }
-        let path = tokio::task::spawn_blocking(move || ingest.commit(Some(size)))
-            .await
-            .map_err(|e| error(FetchErrorKind::Task(e.to_string())))?
-            .map_err(|e| error(e.into()))?;
+        let path = ingest.commit(Some(size)).await?;
         self.progress.event(Event::DownloadFinished {
             digest: digest.clone(),
             size,
@@ -343,33 +371,21 @@ impl Fetcher {
                 limit: MAX_MANIFEST_BYTES,
             }));
         }
-        let blob = self
+        let on_retry = |attempt: u32, e: &RegistryError, _wait: Duration| {
+            tracing::warn!(
+                "{}; retrying (attempt {attempt})",
+                crate::error::describe(e)
+            )
+        };
+        let mut stream = self
             .client
-            .get_blob(&request.reference, digest, 0)
+            .get_blob(&request.reference, digest, size, 0, &on_retry)
             .await
             .map_err(|e| error(e.into()))?;
-        let mut response = blob.response;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| error(transfer_error(&blob.source, &e).into()))?
-        {
-            if bytes.len() as u64 + chunk.len() as u64 > size {
-                return Err(error(FetchErrorKind::TooLong { expected: size }));
-            }
-            self.client.throttle(chunk.len()).await;
+        // The stream hands out exactly `size` bytes, or fails.
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = stream.next_chunk().await.map_err(|e| error(e.into()))? {
             bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() as u64 != size {
-            return Err(error(
-                CacheError::SizeMismatch {
-                    digest: digest.clone(),
-                    expected: size,
-                    actual: bytes.len() as u64,
-                }
-                .into(),
-            ));
         }
         let actual = Digest::of(&bytes);
         if &actual != digest {
@@ -384,114 +400,20 @@ impl Fetcher {
         }
         Ok(bytes)
     }
-
-    /// One attempt: from the partial file's end (Range) or from 0, up to the declared size.
-    async fn transfer(
-        &self,
-        request: &BlobRequest,
-        ingest: &mut crate::cache::Ingest,
-        fetched: &mut u64,
-    ) -> Result<(), FetchErrorKind> {
-        let digest = &request.descriptor.digest;
-        let size = request.descriptor.size;
-        let mut offset = ingest.offset();
-        if offset > size {
-            ingest.restart()?;
-            offset = 0;
-        }
-        if offset == size && size > 0 {
-            return Ok(()); // complete from an earlier run; commit verifies it
-        }
-        let blob = match self
-            .client
-            .get_blob(&request.reference, digest, offset)
-            .await
-        {
-            Err(RegistryError::Status { status, .. })
-                if status == StatusCode::RANGE_NOT_SATISFIABLE =>
-            {
-                ingest.restart()?;
-                offset = 0;
-                self.client.get_blob(&request.reference, digest, 0).await?
-            }
-            other => other?,
-        };
-        if offset > 0 && !blob.resumed {
-            ingest.restart()?;
-            self.progress.event(Event::Restarted {
-                digest: digest.clone(),
-            });
-        }
-        self.progress.event(Event::DownloadStarted {
-            digest: digest.clone(),
-            size,
-            offset: ingest.offset(),
-        });
-        let source = blob.source;
-        let mut response = blob.response;
-        // A body whose announced length differs from what the manifest declares can only
-        // fail verification: say so now, without downloading it.
-        let expected = size - ingest.offset();
-        if let Some(announced) = response.content_length()
-            && announced != expected
-        {
-            ingest.restart()?;
-            return Err(FetchErrorKind::LengthMismatch {
-                declared: size,
-                announced: announced + (size - expected),
-            });
-        }
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    ingest.flush()?;
-                    return Err(transfer_error(&source, &e).into());
-                }
-            };
-            // Never write past the declared size: a registry that sends more is wrong.
-            if ingest.offset() + chunk.len() as u64 > size {
-                ingest.restart()?;
-                return Err(FetchErrorKind::TooLong { expected: size });
-            }
-            self.client.throttle(chunk.len()).await;
-            ingest.write(&chunk)?;
-            *fetched += chunk.len() as u64;
-            self.progress.event(Event::Downloaded {
-                digest: digest.clone(),
-                bytes: chunk.len() as u64,
-            });
-        }
-        ingest.flush()?;
-        if ingest.offset() < size {
-            return Err(RegistryError::Transfer {
-                registry: request.reference.registry().to_string(),
-                detail: format!(
-                    "the connection ended after {} of {size} bytes",
-                    ingest.offset()
-                ),
-            }
-            .into());
-        }
-        Ok(())
-    }
 }
 
 impl Downloads {
     /// Waits for the request for blob `digest` and returns what it stored. Each blob is
     /// waited for once (the tar holds it once).
     pub async fn wait(&mut self, digest: &Digest) -> Result<StoredBlob, FetchError> {
-        let lost = |detail: String| FetchError {
-            image: String::new(),
-            digest: digest.clone(),
-            kind: FetchErrorKind::Task(detail),
-        };
         let task = self
             .tasks
             .remove(digest)
-            .ok_or_else(|| lost("the blob was not planned, or was waited for twice".to_string()))?;
-        task.await.map_err(|e| lost(e.to_string()))?
+            .unwrap_or_else(|| panic!("{digest} was not planned, or was waited for twice"));
+        match task.await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 }
 

@@ -7,15 +7,18 @@
 //! [`commands`] know about the terminal and exit codes. [`verify`] reads an exported tar back
 //! and checks that it is whole.
 
+pub mod blocking;
 pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod decompress;
 pub mod digest;
+pub mod error;
 pub mod export;
 pub mod fetch;
 pub mod manifest;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -12,10 +12,16 @@ use crate::fetch::BlobRequest;
 use crate::manifest::ImageConfig;
 use crate::resolve::ResolvedImage;
 
-/// What one export writes and needs.
+/// What one export (or pull) writes and needs: the last of the pipeline's types, after
+/// [`Reference`](crate::reference::Reference) → [`ResolvedImage`] → (config fetched and
+/// checked) → `Plan`.
 #[derive(Debug)]
 pub struct Plan {
-    /// The images, in the order given.
+    /// The images as resolved, in the order given.
+    pub resolved: Vec<ResolvedImage>,
+    /// Their configs, in the same order.
+    pub configs: Vec<ImageConfig>,
+    /// The images as the tar holds them, in the same order.
     pub images: Vec<ExportImage>,
     /// Every distinct blob the tar holds, in the order the tar writes them.
     pub blobs: Vec<BlobRequest>,
@@ -26,14 +32,14 @@ impl Plan {
     /// is wanted in its uncompressed form (its diff_id); with `as_indexes`, the platforms of a
     /// reference go into the tar as one index, not as separate images.
     pub fn new(
-        resolved: &[ResolvedImage],
-        configs: &[ImageConfig],
+        resolved: Vec<ResolvedImage>,
+        configs: Vec<ImageConfig>,
         uncompressed: bool,
         as_indexes: bool,
     ) -> Plan {
         let images: Vec<ExportImage> = resolved
             .iter()
-            .zip(configs)
+            .zip(&configs)
             .map(|(r, config)| ExportImage {
                 reference: r.reference.clone(),
                 manifest: r.manifest.bytes.clone(),
@@ -71,6 +77,11 @@ impl Plan {
                 }
             }
         }
-        Plan { images, blobs }
+        Plan {
+            resolved,
+            configs,
+            images,
+            blobs,
+        }
     }
 }

@@ -28,6 +28,33 @@ pub struct Reference {
     digest: Option<Digest>,
 }
 
+/// What a manifest is asked for by, in a repository: `manifests/<tag>` or
+/// `manifests/<digest>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl Identifier {
+    /// What joins it to a repository's name: `name:tag`, `name@digest`.
+    pub fn separator(&self) -> char {
+        match self {
+            Identifier::Tag(_) => ':',
+            Identifier::Digest(_) => '@',
+        }
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identifier::Tag(tag) => f.write_str(tag),
+            Identifier::Digest(digest) => write!(f, "{digest}"),
+        }
+    }
+}
+
 /// What is wrong with a reference, in words a user can act on.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid reference {input:?}: {reason}")]
@@ -71,11 +98,11 @@ impl Reference {
     }
 
     /// What to ask the registry for: the digest when there is one, else the tag.
-    pub fn manifest_identifier(&self) -> String {
+    pub fn identifier(&self) -> Identifier {
         match (&self.digest, &self.tag) {
-            (Some(digest), _) => digest.to_string(),
-            (None, Some(tag)) => tag.clone(),
-            (None, None) => DEFAULT_TAG.to_string(),
+            (Some(digest), _) => Identifier::Digest(digest.clone()),
+            (None, Some(tag)) => Identifier::Tag(tag.clone()),
+            (None, None) => Identifier::Tag(DEFAULT_TAG.to_string()),
         }
     }
 
@@ -394,11 +421,11 @@ mod tests {
         assert_eq!(r.tag(), Some("latest"));
         let r = parse(&format!("busybox@sha256:{HEX}"));
         assert_eq!(r.tag(), None);
-        assert_eq!(r.manifest_identifier(), format!("sha256:{HEX}"));
+        assert_eq!(r.identifier().to_string(), format!("sha256:{HEX}"));
         assert_eq!(r.familiar_tagged(), None);
         let r = parse(&format!("busybox:1.36@sha256:{HEX}"));
         assert_eq!(r.tag(), Some("1.36"));
-        assert_eq!(r.manifest_identifier(), format!("sha256:{HEX}"));
+        assert_eq!(r.identifier().to_string(), format!("sha256:{HEX}"));
         let r = parse("localhost/app");
         assert_eq!(r.registry(), "localhost");
         assert!(is_loopback(r.registry()));

@@ -8,7 +8,7 @@ use crate::manifest::{
     OCI_MANIFEST,
 };
 use crate::platform::Platform;
-use crate::reference::Reference;
+use crate::reference::{Identifier, Reference};
 use crate::registry::{Client, FetchedManifest, RegistryError};
 
 /// An image manifest as the registry served it, with what it was resolved from.
@@ -23,9 +23,8 @@ pub struct ResolvedImage {
     pub platform_from_index: Option<Platform>,
     /// The index the manifest was chosen from, if any (kept in the cache for --offline).
     pub index: Option<FetchedManifest>,
-    /// What the cache index records the resolution under, for --offline: the platform asked
-    /// for, or `all`.
-    pub platform_key: String,
+    /// What the cache index records the resolution under, for --offline.
+    pub platform_key: PlatformKey,
     /// The same index, parsed: every platform it offers.
     pub parsed_index: Option<Index>,
 }
@@ -84,8 +83,34 @@ impl PlatformChoice {
     }
 }
 
-/// The cache index key under which `--all-platforms` records what a reference resolved to.
-pub const ALL_PLATFORMS_KEY: &str = "all";
+/// What the cache index records a resolution under, beside the reference: the platform
+/// asked for, or every platform (`--all-platforms`, written `all`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlatformKey {
+    One(Platform),
+    All,
+}
+
+impl PlatformKey {
+    const ALL: &str = "all";
+
+    /// Reads a key as the index stores it; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<PlatformKey> {
+        if text == PlatformKey::ALL {
+            return Some(PlatformKey::All);
+        }
+        text.parse().ok().map(PlatformKey::One)
+    }
+}
+
+impl std::fmt::Display for PlatformKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlatformKey::One(platform) => write!(f, "{platform}"),
+            PlatformKey::All => f.write_str(PlatformKey::ALL),
+        }
+    }
+}
 
 /// Fetches the manifest `reference` names and, for an index, the entries `choice` selects.
 pub async fn resolve(
@@ -96,7 +121,7 @@ pub async fn resolve(
     let top = client.get_manifest(reference).await?;
     let fetch = async |digest: &Digest| {
         client
-            .get_manifest_by(reference, &digest.to_string())
+            .get_manifest_by(reference, &Identifier::Digest(digest.clone()))
             .await
             .map_err(ResolveError::from)
     };
@@ -130,30 +155,30 @@ pub async fn resolve_offline(
         return select(reference, top, choice, read).await;
     }
     // A tag: what it last resolved to, per platform (or for all of them).
-    let keys: Vec<String> = match choice {
-        PlatformChoice::All => vec![ALL_PLATFORMS_KEY.to_string()],
+    let keys: Vec<PlatformKey> = match choice {
+        PlatformChoice::All => vec![PlatformKey::All],
         PlatformChoice::Some { platforms, .. } => {
-            platforms.iter().map(Platform::to_string).collect()
+            platforms.iter().cloned().map(PlatformKey::One).collect()
         }
     };
     let mut resolved = Vec::new();
     for key in keys {
-        let digest = store
-            .index()
-            .lookup_ref(&name, &key)?
+        let (index, lookup_name, lookup_key) = (store.index(), name.clone(), key.to_string());
+        let record =
+            crate::blocking::run(move || index.lookup_ref(&lookup_name, &lookup_key)).await?;
+        let digest = record
             .ok_or_else(|| ResolveError::NotCached {
                 reference: name.clone(),
-                platform: key.clone(),
+                platform: key.to_string(),
             })?
             .manifest;
         let top = read(&digest).await?;
-        let platform = key.parse::<Platform>().ok();
-        let one = match &platform {
-            Some(platform) => PlatformChoice::Some {
+        let one = match &key {
+            PlatformKey::One(platform) => PlatformChoice::Some {
                 platforms: vec![platform.clone()],
                 explicit: !choice.explicit().is_empty(),
             },
-            None => PlatformChoice::All,
+            PlatformKey::All => PlatformChoice::All,
         };
         resolved.extend(select(reference, top, &one, &read).await?);
     }
@@ -172,8 +197,8 @@ async fn select(
     let index = match Manifest::parse(&name, top.content_type.as_deref(), &top.bytes)? {
         Manifest::Image(image) => {
             let platform_key = match choice {
-                PlatformChoice::All => ALL_PLATFORMS_KEY.to_string(),
-                PlatformChoice::Some { platforms, .. } => platforms[0].to_string(),
+                PlatformChoice::All => PlatformKey::All,
+                PlatformChoice::Some { platforms, .. } => PlatformKey::One(platforms[0].clone()),
             };
             return Ok(vec![ResolvedImage {
                 reference: reference.clone(),
@@ -188,7 +213,7 @@ async fn select(
         }
         Manifest::Index(index) => index,
     };
-    let entries: Vec<(&Descriptor, String)> = match choice {
+    let entries: Vec<(&Descriptor, PlatformKey)> = match choice {
         PlatformChoice::All => {
             let entries = index.images();
             if entries.is_empty() {
@@ -199,18 +224,15 @@ async fn select(
                 }
                 .into());
             }
-            entries
-                .into_iter()
-                .map(|d| (d, ALL_PLATFORMS_KEY.to_string()))
-                .collect()
+            entries.into_iter().map(|d| (d, PlatformKey::All)).collect()
         }
         PlatformChoice::Some { platforms, .. } => {
-            let mut entries: Vec<(&Descriptor, String)> = Vec::new();
+            let mut entries: Vec<(&Descriptor, PlatformKey)> = Vec::new();
             for platform in platforms {
                 let entry = index.select(&name, platform)?;
                 // linux/arm64 and linux/arm64/v8 are one entry: take it once.
                 if !entries.iter().any(|(d, _)| d.digest == entry.digest) {
-                    entries.push((entry, platform.to_string()));
+                    entries.push((entry, PlatformKey::One(platform.clone())));
                 }
             }
             entries

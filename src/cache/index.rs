@@ -7,13 +7,13 @@
 //! records come back; the reference records, which only a registry can tell, do not).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::CacheError;
+use super::lock::{LockMode, LockedFile};
 use crate::digest::Digest;
 
 const BLOBS_TREE: &str = "blobs";
@@ -72,20 +72,14 @@ impl CacheIndex {
     /// Runs `f` on the open database, under the index lock. An index that cannot be opened
     /// is rebuilt from `blobs/` first.
     fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, CacheError> {
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(CacheError::io("cannot open lock", &self.lock_path))?;
-        lock.lock()
-            .map_err(CacheError::io("cannot lock", &self.lock_path))?;
+        let lock = LockedFile::acquire_blocking(&self.lock_path, LockMode::Exclusive, || {})?;
         let db = match self.open() {
             Ok(db) => db,
             Err(error) => {
                 tracing::warn!(
-                    "the cache index {} is unreadable ({error}); rebuilding it from blobs/",
-                    self.dir.display()
+                    "the cache index {} is unreadable ({}); rebuilding it from blobs/",
+                    self.dir.display(),
+                    crate::error::describe(&error)
                 );
                 self.rebuild()?
             }
@@ -96,19 +90,18 @@ impl CacheIndex {
         result.map_err(|e| self.sled_error(e))
     }
 
-    fn open(&self) -> sled::Result<sled::Db> {
-        let fresh = !self.dir.exists();
-        let db = sled::Config::new().path(&self.dir).open()?;
-        // Probe both trees: a damaged database may open and fail on first read.
-        db.open_tree(BLOBS_TREE)?.first()?;
-        db.open_tree(REFS_TREE)?.first()?;
-        if fresh {
-            drop(db);
-            return self
-                .rebuild()
-                .map_err(|e| sled::Error::Io(std::io::Error::other(e.to_string())));
+    fn open(&self) -> Result<sled::Db, CacheError> {
+        if !self.dir.exists() {
+            return self.rebuild();
         }
-        Ok(db)
+        let probe = || -> sled::Result<sled::Db> {
+            let db = sled::Config::new().path(&self.dir).open()?;
+            // Probe both trees: a damaged database may open and fail on first read.
+            db.open_tree(BLOBS_TREE)?.first()?;
+            db.open_tree(REFS_TREE)?.first()?;
+            Ok(db)
+        };
+        probe().map_err(|e| self.sled_error(e))
     }
 
     /// Throws the database away and records every blob in `blobs/`, with its file's
@@ -150,10 +143,9 @@ impl CacheIndex {
     }
 
     fn sled_error(&self, error: sled::Error) -> CacheError {
-        CacheError::Io {
-            action: "cannot use the index",
+        CacheError::Index {
             path: self.dir.clone(),
-            source: std::io::Error::other(error.to_string()),
+            source: error,
         }
     }
 
@@ -282,12 +274,12 @@ mod tests {
     use super::*;
     use crate::cache::BlobStore;
 
-    #[tokio::test]
-    async fn records_and_rebuilds() {
+    #[test]
+    fn records_and_rebuilds() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let digest = Digest::of(b"abc");
-        store.put_bytes(&digest, b"abc").await.unwrap();
+        store.put_bytes(&digest, b"abc").unwrap();
         let index = store.index();
         index
             .touch_blobs(&[BlobUse {

@@ -1,18 +1,30 @@
 //! One blob being written into the cache: a partial file, its running hash, and the lock
 //! that makes this process its only writer.
+//!
+//! [`Ingest`] is synchronous: it writes, hashes and fsyncs, so it lives on a blocking thread.
+//! Async code (a download) feeds one through an [`IngestWriter`], which owns such a thread
+//! and hands it the chunks over a bounded channel: memory stays at a few chunks, and the
+//! async workers never wait on the disk.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::lock::{LockMode, LockedFile};
 use super::{BlobStore, CacheError};
 use crate::digest::{Digest, Verifier};
 
 /// Large writes: a download arrives in small chunks, the disk prefers big ones.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Chunks on their way to the writer thread: enough to keep the disk busy, few enough that
+/// memory stays small whatever the blob's size.
+const CHANNEL_CHUNKS: usize = 16;
 
-/// A blob in the making. Dropping it keeps the partial file (the next run resumes it) and
-/// releases the lock.
+/// A blob in the making. Dropping it keeps the partial file (the next run resumes it),
+/// removes the lock file and releases the lock.
 #[must_use = "an ingest does nothing until it is written and committed"]
 pub struct Ingest {
     digest: Digest,
@@ -20,39 +32,28 @@ pub struct Ingest {
     final_path: PathBuf,
     file: BufWriter<File>,
     verifier: Verifier,
-    /// Held (exclusively locked) for the ingest's life; the OS releases it on drop or crash.
-    _lock: File,
+    /// Held for the ingest's life; removed with it, so `ingest/` keeps no lock files.
+    lock: Option<LockedFile>,
 }
 
 impl Ingest {
     /// Takes the blob's lock (waiting for another process that holds it), then opens its
     /// partial file and re-hashes what an earlier run left there, so writing goes on from
-    /// its end.
-    pub(super) fn open(
+    /// its end. `None` when the blob is in the cache already (another process may have
+    /// committed it while this one waited). Blocks.
+    pub fn open(
         store: &BlobStore,
         digest: &Digest,
         on_wait: impl FnOnce(),
-    ) -> Result<Ingest, CacheError> {
+    ) -> Result<Option<Ingest>, CacheError> {
         let ingest_dir = store.ingest_dir();
         let lock_path = ingest_dir.join(format!("{}.lock", digest.hex()));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(CacheError::io("cannot open lock", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                on_wait();
-                lock.lock()
-                    .map_err(CacheError::io("cannot lock", &lock_path))?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(CacheError::io("cannot lock", &lock_path)(e));
-            }
+        let lock = LockedFile::acquire_blocking(&lock_path, LockMode::Exclusive, on_wait)?;
+        let final_path = store.blob_path(digest);
+        if final_path.is_file() {
+            lock.remove();
+            return Ok(None);
         }
-
         let partial_path = ingest_dir.join(format!("{}.partial", digest.hex()));
         let mut file = OpenOptions::new()
             .create(true)
@@ -62,18 +63,14 @@ impl Ingest {
             .open(&partial_path)
             .map_err(CacheError::io("cannot open", &partial_path))?;
         let verifier = hash_existing(&mut file, &partial_path)?;
-        Ok(Ingest {
+        Ok(Some(Ingest {
             digest: digest.clone(),
-            final_path: store.blob_path(digest),
+            final_path,
             partial_path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             verifier,
-            _lock: lock,
-        })
-    }
-
-    pub fn digest(&self) -> &Digest {
-        &self.digest
+            lock: Some(lock),
+        }))
     }
 
     /// Bytes written so far (including those an earlier run left): where a resumed download
@@ -82,23 +79,12 @@ impl Ingest {
         self.verifier.len()
     }
 
-    /// Whether the blob was committed (by another process) while this one waited for the lock.
-    pub fn already_committed(&self, size: u64) -> bool {
-        std::fs::metadata(&self.final_path).is_ok_and(|m| m.len() == size)
-    }
-
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), CacheError> {
         self.file
             .write_all(bytes)
             .map_err(CacheError::io("cannot write", &self.partial_path))?;
         self.verifier.update(bytes);
         Ok(())
-    }
-
-    pub fn flush(&mut self) -> Result<(), CacheError> {
-        self.file
-            .flush()
-            .map_err(CacheError::io("cannot write", &self.partial_path))
     }
 
     /// Throws away what was written and starts from byte 0 (the registry ignored a Range
@@ -184,5 +170,121 @@ impl Drop for Ingest {
     fn drop(&mut self) {
         // Keep what was received for the next run; errors here have nowhere to go.
         let _ = self.file.flush();
+        if let Some(lock) = self.lock.take() {
+            lock.remove();
+        }
+    }
+}
+
+/// What the writer thread is asked to do, in order.
+enum Op {
+    Write(Bytes),
+    Restart,
+    Commit(Option<u64>),
+}
+
+/// An [`Ingest`] on its own blocking thread, fed from async code. Dropping it without
+/// [`commit`](IngestWriter::commit) keeps the partial file for the next run.
+pub struct IngestWriter {
+    digest: Digest,
+    sender: mpsc::Sender<Op>,
+    /// The thread's outcome: the committed path, or `None` when it was dropped uncommitted.
+    worker: tokio::task::JoinHandle<Result<Option<PathBuf>, CacheError>>,
+    offset: u64,
+}
+
+/// What [`BlobStore::begin_ingest`] found.
+pub enum IngestStart {
+    /// This process is the blob's only writer now.
+    Writing(IngestWriter),
+    /// The blob is in the cache already.
+    Committed,
+}
+
+impl IngestWriter {
+    /// Opens the ingest of `digest` on a new blocking thread, which then serves the writer.
+    pub(super) async fn start(
+        store: BlobStore,
+        digest: Digest,
+        on_wait: impl FnOnce() + Send + 'static,
+    ) -> Result<IngestStart, CacheError> {
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let (sender, mut receiver) = mpsc::channel::<Op>(CHANNEL_CHUNKS);
+        let thread_digest = digest.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut ingest = match Ingest::open(&store, &thread_digest, on_wait) {
+                Ok(Some(ingest)) => {
+                    let _ = opened_tx.send(Ok(Some(ingest.offset())));
+                    ingest
+                }
+                Ok(None) => {
+                    let _ = opened_tx.send(Ok(None));
+                    return Ok(None);
+                }
+                Err(error) => {
+                    let _ = opened_tx.send(Err(error));
+                    return Ok(None);
+                }
+            };
+            while let Some(op) = receiver.blocking_recv() {
+                match op {
+                    Op::Write(bytes) => ingest.write(&bytes)?,
+                    Op::Restart => ingest.restart()?,
+                    Op::Commit(size) => return ingest.commit(size).map(Some),
+                }
+            }
+            Ok(None)
+        });
+        let opened = opened_rx
+            .await
+            .unwrap_or_else(|_| panic!("the ingest thread of {digest} ended without a word"));
+        Ok(match opened? {
+            Some(offset) => IngestStart::Writing(IngestWriter {
+                digest,
+                sender,
+                worker,
+                offset,
+            }),
+            None => IngestStart::Committed,
+        })
+    }
+
+    /// Bytes written so far, an earlier run's included: where a resumed download starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Appends `bytes` (written and hashed on the writer thread).
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), CacheError> {
+        self.offset += bytes.len() as u64;
+        self.send(Op::Write(bytes)).await
+    }
+
+    /// Starts over from byte 0.
+    pub async fn restart(&mut self) -> Result<(), CacheError> {
+        self.offset = 0;
+        self.send(Op::Restart).await
+    }
+
+    /// Verifies and publishes the blob (see [`Ingest::commit`]); returns its path.
+    pub async fn commit(mut self, expected_size: Option<u64>) -> Result<PathBuf, CacheError> {
+        self.send(Op::Commit(expected_size)).await?;
+        drop(self.sender);
+        let committed = (&mut self.worker).await.unwrap_or_else(|e| {
+            std::panic::resume_unwind(e.into_panic());
+        })?;
+        Ok(committed.unwrap_or_else(|| panic!("the ingest of {} was not committed", self.digest)))
+    }
+
+    async fn send(&mut self, op: Op) -> Result<(), CacheError> {
+        if self.sender.send(op).await.is_ok() {
+            return Ok(());
+        }
+        // The thread stopped on an error: that is the answer.
+        match (&mut self.worker).await {
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(_)) => panic!("the ingest thread of {} stopped early", self.digest),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! <cache>/blobs/sha256/<hex>      verified blobs, read-only; a file here always hashes to its name
 //! <cache>/ingest/<hex>.partial    a download in progress (kept across runs: it is resumed)
-//! <cache>/ingest/<hex>.lock       held while a process writes that blob (one writer per digest)
+//! <cache>/ingest/<hex>.lock       held while a process writes that blob (one writer per digest);
+//!                                 removed when the write ends
 //! <cache>/index-v1/               sled index: blob sizes, media types, last use; reference →
 //!                                 manifest (derived data, rebuilt from blobs/ if lost)
 //! <cache>/quarantine/<hex>        blobs `haul cache verify` found damaged, moved aside
@@ -15,15 +16,18 @@
 //! flush and fsync, check the size, check the digest, rename, fsync the folder, make it
 //! read-only. Nothing unverified is ever visible under `blobs/`.
 
+pub mod gc;
 pub mod index;
 mod ingest;
+mod lock;
 pub mod prune;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use index::{BlobRecord, BlobUse, CacheIndex, RefRecord};
-pub use ingest::Ingest;
+pub use ingest::{Ingest, IngestStart, IngestWriter};
+pub use lock::{LockMode, LockedFile};
 
 use crate::digest::{Digest, Verifier};
 
@@ -34,12 +38,18 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 /// Cache failures. Each names the path or blob involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache: {action} {path}: {source}")]
+    #[error("cache: {action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("cache: cannot use the index {path}")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
     },
     #[error(
         "digest mismatch: expected {expected}, but the {size} bytes received hash to {actual}; \
@@ -92,19 +102,6 @@ fn hash_reader(mut reader: impl std::io::Read, path: &Path) -> Result<Verifier, 
         }
         verifier.update(&buffer[..n]);
     }
-}
-
-/// How the root lock is held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMode {
-    Shared,
-    Exclusive,
-}
-
-/// The held root lock; released on drop (or by the OS if the process dies).
-#[must_use = "the lock is released when this is dropped"]
-pub struct CacheLock {
-    _file: std::fs::File,
 }
 
 /// The cache's blob store at one root folder.
@@ -177,34 +174,28 @@ impl BlobStore {
         Ok(bytes)
     }
 
-    /// Stores bytes already in memory (a manifest) under their digest.
-    pub async fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<PathBuf, CacheError> {
+    /// Stores bytes already in memory (a manifest) under their digest. Blocks.
+    pub fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<PathBuf, CacheError> {
         if self.contains(digest, bytes.len() as u64) {
             return Ok(self.blob_path(digest));
         }
-        let mut ingest = self.begin_ingest(digest, || {}).await?;
+        let Some(mut ingest) = Ingest::open(self, digest, || {})? else {
+            return Ok(self.blob_path(digest));
+        };
         ingest.restart()?;
         ingest.write(bytes)?;
         ingest.commit(Some(bytes.len() as u64))
     }
 
-    /// Starts (or resumes) writing blob `digest`. Waits while another process writes the
-    /// same blob; when it returns, this process is the only writer.
-    /// `on_wait` is called once if another process holds the blob.
+    /// Starts (or resumes) writing blob `digest` from async code, on a blocking thread.
+    /// Waits while another process writes the same blob; `on_wait` is called once if it
+    /// has to. [`IngestStart::Committed`] when the blob is in the cache by then.
     pub async fn begin_ingest(
         &self,
         digest: &Digest,
         on_wait: impl FnOnce() + Send + 'static,
-    ) -> Result<Ingest, CacheError> {
-        let store = self.clone();
-        let digest = digest.clone();
-        tokio::task::spawn_blocking(move || Ingest::open(&store, &digest, on_wait))
-            .await
-            .map_err(|e| CacheError::Io {
-                action: "lost the task opening",
-                path: PathBuf::from("ingest"),
-                source: io::Error::other(e.to_string()),
-            })?
+    ) -> Result<IngestStart, CacheError> {
+        IngestWriter::start(self.clone(), digest.clone(), on_wait).await
     }
 
     /// The index of this cache (opened per operation).
@@ -218,37 +209,9 @@ impl BlobStore {
     pub async fn lock(
         &self,
         mode: LockMode,
-        on_wait: impl FnOnce(),
-    ) -> Result<CacheLock, CacheError> {
-        let path = self.root.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(CacheError::io("cannot open lock", &path))?;
-        let attempt = match mode {
-            LockMode::Shared => file.try_lock_shared(),
-            LockMode::Exclusive => file.try_lock(),
-        };
-        match attempt {
-            Ok(()) => return Ok(CacheLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => on_wait(),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(CacheError::io("cannot lock", &path)(e));
-            }
-        }
-        let waiting_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            match mode {
-                LockMode::Shared => file.lock_shared(),
-                LockMode::Exclusive => file.lock(),
-            }
-            .map(|()| CacheLock { _file: file })
-        })
-        .await
-        .map_err(|e| CacheError::io("cannot lock", &waiting_path)(io::Error::other(e.to_string())))?
-        .map_err(CacheError::io("cannot lock", &path))
+        on_wait: impl FnOnce() + Send + 'static,
+    ) -> Result<LockedFile, CacheError> {
+        LockedFile::acquire(&self.root.join(".lock"), mode, on_wait).await
     }
 
     /// Every file in `blobs/sha256/` whose name is a digest, with its size.
@@ -287,6 +250,31 @@ impl BlobStore {
         Ok(partials)
     }
 
+    /// Deletes a partial download.
+    pub fn remove_partial(&self, path: &Path) -> Result<(), CacheError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CacheError::io("cannot remove", path)(e)),
+        }
+    }
+
+    /// Deletes the lock files in `ingest/` that no partial download goes with (earlier
+    /// versions of haul left one per blob ever downloaded). Only under the exclusive root
+    /// lock, when no process writes a blob.
+    pub fn remove_stray_locks(&self) -> Result<(), CacheError> {
+        let dir = self.ingest_dir();
+        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("cannot list", &dir))? {
+            let path = entry.map_err(CacheError::io("cannot list", &dir))?.path();
+            if path.extension().is_some_and(|e| e == "lock")
+                && !path.with_extension("partial").exists()
+            {
+                self.remove_partial(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a blob (its file is read-only; the folder is not).
     pub fn remove_blob(&self, digest: &Digest) -> Result<(), CacheError> {
         let path = self.blob_path(digest);
@@ -320,54 +308,74 @@ impl BlobStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn stores_verified_bytes_and_refuses_bad_ones() {
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn stores_verified_bytes_and_refuses_bad_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         assert!(dir.path().join("CACHEDIR.TAG").exists());
         let good = Digest::of(b"hello");
-        let path = store.put_bytes(&good, b"hello").await.unwrap();
+        let path = store.put_bytes(&good, b"hello").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
         assert!(store.contains(&good, 5));
         assert!(std::fs::metadata(&path).unwrap().permissions().readonly());
         // Stored again: no error, same file.
-        store.put_bytes(&good, b"hello").await.unwrap();
+        store.put_bytes(&good, b"hello").unwrap();
 
         let wrong = Digest::of(b"other");
-        let err = store.put_bytes(&wrong, b"hello").await.unwrap_err();
+        let err = store.put_bytes(&wrong, b"hello").unwrap_err();
         assert!(matches!(err, CacheError::DigestMismatch { .. }), "{err}");
         assert!(!store.blob_path(&wrong).exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("ingest"))
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "partial")
-                })
-                .count(),
-            0
-        );
+        // No partial file, and no lock file either: ingest/ is left empty.
+        assert_eq!(files_in(&dir.path().join("ingest")), Vec::<String>::new());
     }
 
     #[tokio::test]
-    async fn resumes_a_partial_ingest() {
+    async fn resumes_a_partial_ingest_and_leaves_no_lock_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let data = b"0123456789abcdef";
         let digest = Digest::of(data);
+        let writer = |start| match start {
+            IngestStart::Writing(writer) => writer,
+            IngestStart::Committed => panic!("not committed yet"),
+        };
         {
-            let mut ingest = store.begin_ingest(&digest, || {}).await.unwrap();
-            ingest.write(&data[..6]).unwrap();
-            ingest.flush().unwrap();
+            let mut ingest = writer(store.begin_ingest(&digest, || {}).await.unwrap());
+            ingest
+                .write(bytes::Bytes::from_static(&data[..6]))
+                .await
+                .unwrap();
             // dropped without commit: the partial file stays
         }
-        let mut ingest = store.begin_ingest(&digest, || {}).await.unwrap();
-        assert_eq!(ingest.offset(), 6);
-        ingest.write(&data[6..]).unwrap();
-        let path = ingest.commit(Some(data.len() as u64)).unwrap();
+        // The writer thread lets go of the blob soon after: wait for it.
+        let mut ingest = loop {
+            let started = store.begin_ingest(&digest, || {}).await.unwrap();
+            let ingest = writer(started);
+            if ingest.offset() == 6 {
+                break ingest;
+            }
+            drop(ingest);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        ingest
+            .write(bytes::Bytes::from_static(&data[6..]))
+            .await
+            .unwrap();
+        let path = ingest.commit(Some(data.len() as u64)).await.unwrap();
         assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(files_in(&dir.path().join("ingest")), Vec::<String>::new());
+        assert!(matches!(
+            store.begin_ingest(&digest, || {}).await.unwrap(),
+            IngestStart::Committed
+        ));
     }
 }

@@ -1,66 +1,52 @@
-//! `haul cache ls | du | verify | prune | rm`.
+//! `haul cache ls | du | verify | prune | rm`: the cache's own commands. The work is
+//! [`crate::cache::gc`]'s; this prints its summaries.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 
 use anyhow::bail;
 
 use super::Global;
 use crate::cache::index::now_secs;
-use crate::cache::prune::{Candidate, PrunePolicy, select};
-use crate::cache::{BlobStore, CacheLock, LockMode, RefRecord};
-use crate::cli::{CacheCommand, PruneArgs};
-use crate::digest::Digest;
-use crate::manifest::Manifest;
+use crate::cache::prune::PrunePolicy;
+use crate::cache::{BlobStore, LockMode, LockedFile, gc};
+use crate::cli::CacheCommand;
 use crate::progress::{Event, human_bytes};
 use crate::reference::Reference;
 
 pub async fn run(global: &Global, command: CacheCommand) -> anyhow::Result<()> {
-    let store = BlobStore::open(&global.cache_dir)?;
-    match command {
+    let cache_dir = global.cache_dir.clone();
+    let store = crate::blocking::run(move || BlobStore::open(&cache_dir)).await?;
+    // Commands that remove or move blobs wait for running exports and pulls.
+    let _lock = match &command {
+        CacheCommand::Ls | CacheCommand::Du => None,
+        _ => Some(exclusive(global, &store).await?),
+    };
+    crate::blocking::run(move || match command {
         CacheCommand::Ls => ls(&store),
         CacheCommand::Du => du(&store),
-        CacheCommand::Verify => {
-            let _lock = exclusive(global, &store).await?;
-            verify(&store)
-        }
-        CacheCommand::Prune(args) => {
-            let _lock = exclusive(global, &store).await?;
-            prune(&store, &args)
-        }
-        CacheCommand::Rm { references } => {
-            let _lock = exclusive(global, &store).await?;
-            rm(&store, &references)
-        }
-    }
+        CacheCommand::Verify => verify(&store),
+        CacheCommand::Prune(args) => prune(
+            &store,
+            &PrunePolicy {
+                max_size: args.max_size,
+                older_than: args.older_than,
+                all: args.all,
+            },
+        ),
+        CacheCommand::Rm { references } => rm(&store, &references),
+    })
+    .await
 }
 
-/// Commands that remove or move blobs wait for running exports and pulls.
-async fn exclusive(global: &Global, store: &BlobStore) -> anyhow::Result<CacheLock> {
+async fn exclusive(global: &Global, store: &BlobStore) -> anyhow::Result<LockedFile> {
     let progress = global.progress.clone();
     Ok(store
-        .lock(LockMode::Exclusive, || {
+        .lock(LockMode::Exclusive, move || {
             progress.event(Event::Waiting {
                 what: "running haul exports and pulls".to_string(),
             })
         })
         .await?)
-}
-
-/// The blobs an image needs (manifest, config, layers), if its manifest is cached.
-fn image_blobs(store: &BlobStore, manifest: &Digest) -> Option<(BTreeSet<Digest>, u64)> {
-    let bytes = store.read_verified(manifest).ok()?;
-    let Ok(Manifest::Image(image)) = Manifest::parse("", None, &bytes) else {
-        return None;
-    };
-    let mut blobs = BTreeSet::from([manifest.clone()]);
-    let mut size = bytes.len() as u64;
-    for descriptor in std::iter::once(&image.config).chain(&image.layers) {
-        if blobs.insert(descriptor.digest.clone()) {
-            size += descriptor.size;
-        }
-    }
-    Some((blobs, size))
 }
 
 fn ago(last_used: u64) -> String {
@@ -75,32 +61,29 @@ fn ago(last_used: u64) -> String {
 
 fn ls(store: &BlobStore) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let index = store.index();
-    let mut refs = index.refs()?;
-    refs.sort_by(|a, b| (&a.reference, &a.platform).cmp(&(&b.reference, &b.platform)));
-    let records = index.blobs()?;
+    let images = gc::images(store)?;
+    let records = store.index().blobs()?;
     writeln!(out, "IMAGES")?;
     writeln!(
         out,
         "{:<50} {:<15} {:<20} {:>10} {:>10}  COMPLETE",
         "REFERENCE", "PLATFORM", "MANIFEST", "SIZE", "LAST USED"
     )?;
-    for record in &refs {
-        let (size, complete) = match image_blobs(store, &record.manifest) {
-            Some((blobs, size)) => {
-                let complete = blobs.iter().all(|d| store.blob_path(d).exists());
-                (human_bytes(size), if complete { "yes" } else { "no" })
-            }
-            None => ("?".to_string(), "no"),
+    for (record, needs) in &images {
+        let size = if needs.resolvable {
+            human_bytes(needs.size)
+        } else {
+            "?".to_string()
         };
         writeln!(
             out,
-            "{:<50} {:<15} {:<20} {:>10} {:>10}  {complete}",
+            "{:<50} {:<15} {:<20} {:>10} {:>10}  {}",
             record.reference,
             record.platform,
             record.manifest.short(),
             size,
-            ago(record.last_used)
+            ago(record.last_used),
+            if needs.complete { "yes" } else { "no" }
         )?;
     }
     writeln!(out)?;
@@ -158,167 +141,56 @@ fn du(store: &BlobStore) -> anyhow::Result<()> {
 }
 
 fn verify(store: &BlobStore) -> anyhow::Result<()> {
-    let blobs = store.list_blobs()?;
-    let mut bad = Vec::new();
-    let mut bytes = 0;
-    for (digest, _) in &blobs {
-        let (actual, size) = BlobStore::hash_file(&store.blob_path(digest))?;
-        bytes += size;
-        if &actual != digest {
-            let moved = store.quarantine_blob(digest)?;
-            eprintln!(
-                "bad: {digest} hashes to {actual}; moved to {}",
-                moved.display()
-            );
-            bad.push(digest.clone());
-        }
+    let verified = gc::verify_all(store)?;
+    for damaged in &verified.damaged {
+        eprintln!(
+            "bad: {} hashes to {}; moved to {}",
+            damaged.digest,
+            damaged.actual,
+            damaged.moved_to.display()
+        );
     }
-    store.index().forget_blobs(&bad)?;
-    if !bad.is_empty() {
+    if !verified.damaged.is_empty() {
         bail!(
             "{} of {} blobs were damaged and moved aside; the next export or pull downloads them again",
-            bad.len(),
-            blobs.len()
+            verified.damaged.len(),
+            verified.blobs
         );
     }
     writeln!(
         std::io::stdout(),
         "ok: {} blobs, {} verified",
-        blobs.len(),
-        human_bytes(bytes)
+        verified.blobs,
+        human_bytes(verified.bytes)
     )?;
     Ok(())
 }
 
-/// Something prune may delete.
-#[derive(Clone, Debug)]
-enum Prunable {
-    Blob(Digest),
-    Partial(std::path::PathBuf),
-}
-
-fn prune(store: &BlobStore, args: &PruneArgs) -> anyhow::Result<()> {
-    let policy = PrunePolicy {
-        max_size: args.max_size,
-        older_than: args.older_than,
-        all: args.all,
-    };
-    let index = store.index();
-    let records = index.blobs()?;
-    let mut candidates = Vec::new();
-    for (digest, size) in store.list_blobs()? {
-        let last_used = match records.get(&digest) {
-            Some(record) => record.last_used,
-            None => modified_secs(&store.blob_path(&digest)),
-        };
-        candidates.push(Candidate {
-            key: Prunable::Blob(digest),
-            size,
-            last_used,
-        });
-    }
-    for (path, size, modified) in store.list_partials()? {
-        let last_used = modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        candidates.push(Candidate {
-            key: Prunable::Partial(path),
-            size,
-            last_used,
-        });
-    }
-    let total: u64 = candidates.iter().map(|c| c.size).sum();
-    let chosen = select(candidates, &policy, now_secs());
-    let mut freed = 0;
-    let mut removed_blobs = Vec::new();
-    let mut removed_partials = 0;
-    for candidate in &chosen {
-        match &candidate.key {
-            Prunable::Blob(digest) => {
-                store.remove_blob(digest)?;
-                removed_blobs.push(digest.clone());
-            }
-            Prunable::Partial(path) => {
-                std::fs::remove_file(path).or_else(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Ok(()),
-                    _ => Err(e),
-                })?;
-                removed_partials += 1;
-            }
-        }
-        freed += candidate.size;
-    }
-    index.forget_blobs(&removed_blobs)?;
-    // Images whose manifest is gone cannot be exported offline any more: forget them.
-    let orphaned: Vec<RefRecord> = index
-        .refs()?
-        .into_iter()
-        .filter(|r| !store.blob_path(&r.manifest).exists())
-        .collect();
-    index.forget_refs(&orphaned)?;
+fn prune(store: &BlobStore, policy: &PrunePolicy) -> anyhow::Result<()> {
+    let pruned = gc::prune(store, policy)?;
     writeln!(
         std::io::stdout(),
-        "removed {} blobs and {removed_partials} partial downloads, freed {}; the cache holds {}",
-        removed_blobs.len(),
-        human_bytes(freed),
-        human_bytes(total - freed)
+        "removed {} blobs and {} partial downloads, freed {}; the cache holds {}",
+        pruned.swept.blobs,
+        pruned.partials,
+        human_bytes(pruned.swept.freed + pruned.partial_bytes),
+        human_bytes(pruned.left)
     )?;
     Ok(())
-}
-
-fn modified_secs(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
 }
 
 fn rm(store: &BlobStore, references: &[String]) -> anyhow::Result<()> {
-    let index = store.index();
-    let records = index.refs()?;
-    let mut removed = Vec::new();
-    for text in references {
-        let name = text.parse::<Reference>()?.to_string();
-        let matching: Vec<RefRecord> = records
-            .iter()
-            .filter(|r| r.reference == name)
-            .cloned()
-            .collect();
-        if matching.is_empty() {
-            bail!("{name} is not in the cache; `haul cache ls` lists what is");
-        }
-        removed.extend(matching);
-    }
-    let kept: BTreeSet<Digest> = records
+    let references = references
         .iter()
-        .filter(|r| !removed.contains(r))
-        .filter_map(|r| image_blobs(store, &r.manifest))
-        .flat_map(|(blobs, _)| blobs)
-        .collect();
-    let mut deleted = Vec::new();
-    let mut freed = 0;
-    for record in &removed {
-        let Some((blobs, _)) = image_blobs(store, &record.manifest) else {
-            continue;
-        };
-        for digest in blobs.difference(&kept) {
-            if deleted.contains(digest) {
-                continue;
-            }
-            freed += std::fs::metadata(store.blob_path(digest)).map_or(0, |m| m.len());
-            store.remove_blob(digest)?;
-            deleted.push(digest.clone());
-        }
-    }
-    index.forget_refs(&removed)?;
-    index.forget_blobs(&deleted)?;
+        .map(|r| r.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let removed = gc::rm(store, &references)?;
     writeln!(
         std::io::stdout(),
         "removed {} image records and {} blobs, freed {}",
-        removed.len(),
-        deleted.len(),
-        human_bytes(freed)
+        removed.records,
+        removed.swept.blobs,
+        human_bytes(removed.swept.freed)
     )?;
     Ok(())
 }

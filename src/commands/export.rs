@@ -1,27 +1,32 @@
 //! `haul export`: resolve → plan → fetch → export, for one tar holding every image asked for.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use super::Global;
-use super::images::prepare;
-use crate::cache::StoredBlob;
+use super::{Global, image_request};
 use crate::cli::{ExportArgs, Format};
-use crate::digest::Digest;
-use crate::export::{self, BlobSource, BoxError, Layout, Output};
-use crate::fetch::Downloads;
+use crate::export::{Layout, Output};
+use crate::pipeline::LayerForm;
+use crate::plan::Plan;
 use crate::reference::Reference;
+
+/// Where `-o` (or its absence) sends the tar, before the images are known.
+enum Destination {
+    Ready(Output),
+    /// The default file name, in this folder.
+    DefaultName(PathBuf),
+}
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let count = args.images.references.len();
-    let output = match args.output.as_deref() {
-        _ if args.load => Some(Output::Command(vec![
+    let destination = match args.output.as_deref() {
+        _ if args.load => Destination::Ready(Output::Command(vec![
             "docker".to_string(),
             "load".to_string(),
         ])),
-        _ if args.to.is_some() => Some(Output::Command(ssh_docker_load(
+        _ if args.to.is_some() => Destination::Ready(Output::Command(ssh_docker_load(
             args.to.as_deref().unwrap_or_default(),
         )?)),
         Some("-") => {
@@ -30,15 +35,25 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
                     "refusing to write a tar to the terminal; redirect it (-o - > file.tar, or | docker load) or give -o FILE"
                 );
             }
-            Some(Output::Stdout)
+            Destination::Ready(Output::Stdout)
         }
-        Some(path) => Some(Output::File(PathBuf::from(path))),
+        // A folder, as `cp` takes one: the tar gets its default name inside it.
+        Some(path) if path.ends_with('/') || Path::new(path).is_dir() => {
+            if count > 1 {
+                bail!(
+                    "{count} images go into one tar: name it with -o {}/FILE (-o DIR names a tar after its one image)",
+                    path.trim_end_matches('/')
+                );
+            }
+            Destination::DefaultName(PathBuf::from(path))
+        }
+        Some(path) => Destination::Ready(Output::File(PathBuf::from(path))),
         None if count > 1 => {
             bail!(
                 "{count} images go into one tar: name it with -o FILE (or -o - for standard output)"
             )
         }
-        None => None,
+        None => Destination::DefaultName(PathBuf::new()),
     };
 
     let layout = match args.format {
@@ -58,36 +73,40 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     // The classic layout's layer.tar files are uncompressed tars.
-    let uncompressed = args.decompress || layout == Layout::DockerV1;
-    let prepared = prepare(global, &args.images, &args.downloads, uncompressed).await?;
-    let output = output.unwrap_or_else(|| {
-        // One reference here; several platforms of it are named together.
-        let platform_part = if args.images.all_platforms {
-            "all".to_string()
-        } else {
-            let parts: Vec<String> = prepared
-                .configs
-                .iter()
-                .map(|c| c.platform().file_name_part())
-                .collect();
-            parts.join("+")
-        };
-        Output::File(default_file_name(
-            &prepared.resolved[0].reference,
-            &platform_part,
-        ))
-    });
-    let mut downloads = CacheDownloads(prepared.fetcher.start(prepared.plan.blobs.clone()));
-    export::write_tar(
-        &prepared.plan.images,
-        layout,
-        &mut downloads,
-        &output,
-        global.progress.as_ref(),
-    )
-    .await
-    .with_context(|| format!("export to {} failed; no tar was written", output.describe()))?;
-    prepared.record()
+    let layers = if args.decompress || layout == Layout::DockerV1 {
+        LayerForm::Uncompressed
+    } else {
+        LayerForm::AsServed
+    };
+    let request = image_request(&args.images)?;
+    let session = global
+        .session(&args.images, usize::from(args.downloads.jobs))
+        .await?;
+    let resolved = session.resolve(&request).await?;
+    let plan = session.plan(resolved, &request.platforms, layers).await?;
+    let output = match destination {
+        Destination::Ready(output) => output,
+        Destination::DefaultName(folder) => Output::File(folder.join(default_file_name(
+            &plan.resolved[0].reference,
+            &platform_part(&args, &plan),
+        ))),
+    };
+    session.export(&plan, layout, &output).await?;
+    Ok(())
+}
+
+/// The platform part of the default file name; several platforms of one reference are named
+/// together.
+fn platform_part(args: &ExportArgs, plan: &Plan) -> String {
+    if args.images.all_platforms {
+        return "all".to_string();
+    }
+    let parts: Vec<String> = plan
+        .configs
+        .iter()
+        .map(|c| c.platform().file_name_part())
+        .collect();
+    parts.join("+")
 }
 
 /// `ssh://[user@]host[:port]` → `ssh [-p port] [user@]host docker load`, with `ssh` replaced
@@ -142,15 +161,6 @@ fn default_file_name(reference: &Reference, platform_part: &str) -> PathBuf {
         platform_part
     );
     PathBuf::from(name.replace(['/', ':'], "_"))
-}
-
-/// The downloads, as the exporter sees them: cache paths that become ready.
-struct CacheDownloads(Downloads);
-
-impl BlobSource for CacheDownloads {
-    async fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
-        Ok(self.0.wait(digest).await?)
-    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,10 @@ use std::io::Write as _;
 use futures::future::try_join_all;
 use serde::Serialize;
 
-use super::Global;
-use super::images::resolve_images;
+use super::{Global, image_request};
 use crate::cli::InspectArgs;
 use crate::digest::Digest;
-use crate::fetch::{BlobRequest, FetchOptions};
+use crate::fetch::FetchOptions;
 use crate::manifest::{
     Compression, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, ImageConfig, OCI_INDEX,
     OCI_MANIFEST,
@@ -23,20 +22,20 @@ use crate::progress::human_bytes;
 use crate::resolve::ResolvedImage;
 
 pub async fn run(global: &Global, args: InspectArgs) -> anyhow::Result<()> {
-    let resolution = resolve_images(global, &args.images, FetchOptions::default().jobs).await?;
+    let request = image_request(&args.images)?;
+    let session = global
+        .session(&args.images, FetchOptions::default().jobs)
+        .await?;
+    let resolved = session.resolve(&request).await?;
     // The config names the image's platform and checks it as export would; it is read from
     // the cache or into memory, never stored.
-    let config_bytes = try_join_all(resolution.resolved.iter().map(|image| {
-        let fetcher = &resolution.fetcher;
-        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
-        async move { fetcher.read_small(&request).await }
-    }))
-    .await?;
+    let config_bytes =
+        try_join_all(resolved.iter().map(|image| session.read_config(image))).await?;
     let mut inspections = Vec::new();
-    for (image, bytes) in resolution.resolved.iter().zip(&config_bytes) {
-        let config = resolution.checked_config(image, bytes)?;
+    for (image, bytes) in resolved.iter().zip(&config_bytes) {
+        let config = session.checked_config(image, &request.platforms, bytes)?;
         inspections.push(Inspection::new(image, &config, |blob| {
-            resolution.store.contains(&blob.digest, blob.size)
+            session.store().contains(&blob.digest, blob.size)
         }));
     }
     let text = if args.json {
@@ -389,7 +388,7 @@ mod tests {
             image: parsed_image,
             platform_from_index: Some(Platform::new("linux", "arm64", None)),
             index: Some(index),
-            platform_key: "linux/arm64".to_string(),
+            platform_key: crate::resolve::PlatformKey::One("linux/arm64".parse().unwrap()),
             parsed_index: Some(parsed_index),
         };
         let config_json = format!(

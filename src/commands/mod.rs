@@ -4,7 +4,6 @@
 mod cache;
 mod completions;
 mod export;
-mod images;
 mod inspect;
 mod pull;
 mod verify;
@@ -20,12 +19,16 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::cli::{Cli, Command, LoginArgs, ProgressMode};
+use crate::cli::{Cli, Command, ImageArgs, LoginArgs, ProgressMode};
 use crate::config;
+use crate::pipeline::{ImageRequest, Session, SessionOptions};
+use crate::platform::Platform;
 use crate::progress::{Bars, Json, Lines, Progress, Silent};
+use crate::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
 use crate::registry::endpoint::{Mirror, Routes};
+use crate::resolve::PlatformChoice;
 
 /// Exit codes, as `haul --help` and the README list them. A failure of any kind is 1 (a
 /// damaged cache found by `cache verify`, an image or platform that is not there, …): the
@@ -76,10 +79,8 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            let message = format!("{error:#}");
-            eprintln!("error: {message}");
-            // ENOSPC, wherever in the chain it was wrapped into text.
-            if message.contains("os error 28") {
+            eprintln!("error: {}", crate::error::describe(error.as_ref()));
+            if is_disk_full(&error) {
                 eprintln!(
                     "hint: the disk is full. Free space (e.g. `haul cache prune --max-size SIZE`) and run again: \
                      verified blobs are kept and partial downloads resume"
@@ -199,6 +200,54 @@ impl Global {
             limit_rate: self.limit_rate,
         })
     }
+
+    /// A session for the images `images` names, with `jobs` downloads at once.
+    async fn session(&self, images: &ImageArgs, jobs: usize) -> anyhow::Result<Session> {
+        Ok(Session::open(SessionOptions {
+            cache_dir: self.cache_dir.clone(),
+            registry: self.registry_options(&images.login)?,
+            progress: self.progress.clone(),
+            jobs,
+            offline: images.offline,
+        })
+        .await?)
+    }
+}
+
+/// The references and platforms `args` name.
+fn image_request(args: &ImageArgs) -> anyhow::Result<ImageRequest> {
+    let references = args
+        .references
+        .iter()
+        .map(|r| r.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ImageRequest {
+        references,
+        platforms: platform_choice(args)?,
+    })
+}
+
+/// What --platform and --all-platforms ask for; the host's platform when neither is given.
+fn platform_choice(args: &ImageArgs) -> anyhow::Result<PlatformChoice> {
+    if args.all_platforms {
+        return Ok(PlatformChoice::All);
+    }
+    let platforms = args
+        .platform
+        .iter()
+        .map(|p| p.parse::<Platform>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(if platforms.is_empty() {
+        PlatformChoice::Some {
+            platforms: vec![Platform::host()],
+            explicit: false,
+        }
+    } else {
+        PlatformChoice::Some {
+            platforms,
+            explicit: true,
+        }
+    })
 }
 
 /// `$XDG_CACHE_HOME/haul`, else `~/.cache/haul`.
@@ -273,10 +322,20 @@ fn init_tracing(verbose: u8, quiet: bool, writer: BoxMakeWriter) {
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    has_io_error(error, std::io::ErrorKind::BrokenPipe)
+}
+
+/// ENOSPC (or a quota), wherever in the chain.
+fn is_disk_full(error: &anyhow::Error) -> bool {
+    has_io_error(error, std::io::ErrorKind::StorageFull)
+        || has_io_error(error, std::io::ErrorKind::QuotaExceeded)
+}
+
+fn has_io_error(error: &anyhow::Error, kind: std::io::ErrorKind) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|e| e.kind() == kind)
     })
 }
 

@@ -39,14 +39,14 @@ pub struct Written {
     pub top_layer_id: Option<String>,
 }
 
-pub(super) async fn write<W, S>(
+pub(super) fn write<W, S>(
     images: &[ExportImage],
     layout: Layout,
     blobs: &mut Blobs<'_, S>,
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
-    W: Write + Send + 'static,
+    W: Write,
     S: BlobSource,
 {
     tar.dir("blobs/")?;
@@ -55,10 +55,10 @@ where
     let mut in_tar: HashSet<Digest> = HashSet::new();
     let mut written = Vec::new();
     for image in images {
-        store_blob(&image.config, blobs, &mut in_tar, tar).await?;
+        store_blob(&image.config, blobs, &mut in_tar, tar)?;
         let mut layers = Vec::with_capacity(image.layers.len());
         for descriptor in &image.layers {
-            layers.push(store_blob(descriptor, blobs, &mut in_tar, tar).await?);
+            layers.push(store_blob(descriptor, blobs, &mut in_tar, tar)?);
         }
         let (manifest, manifest_digest) = manifest_for(image, &layers);
         if in_tar.insert(manifest_digest.clone()) {
@@ -90,7 +90,7 @@ where
 /// exported together, their index (written here). That is the registry's own index when it
 /// is whole in the tar, else an index of the platforms exported (and of the manifests as
 /// stored).
-fn index_targets<W: Write + Send + 'static>(
+fn index_targets<W: Write>(
     images: &[ExportImage],
     written: &[Written],
     in_tar: &mut HashSet<Digest>,
@@ -180,19 +180,19 @@ fn index_for(source: &SourceIndex, members: &[(&Digest, &Written)]) -> (Vec<u8>,
 }
 
 /// Gets a blob from `blobs` (once per run) and writes it into the tar (once per tar).
-async fn store_blob<W, S>(
+fn store_blob<W, S>(
     descriptor: &Descriptor,
     blobs: &mut Blobs<'_, S>,
     in_tar: &mut HashSet<Digest>,
     tar: &mut Entries<W>,
 ) -> Result<StoredBlob, ExportError>
 where
-    W: Write + Send + 'static,
+    W: Write,
     S: BlobSource,
 {
-    let blob = blobs.get(&descriptor.digest).await?;
+    let blob = blobs.get(&descriptor.digest)?;
     if in_tar.insert(blob.digest.clone()) {
-        tar.file(&blob_path(&blob.digest), &blob).await?;
+        tar.file(&blob_path(&blob.digest), &blob)?;
     }
     Ok(blob)
 }

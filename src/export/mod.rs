@@ -83,17 +83,15 @@ impl Output {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Gives a blob from the cache once it is there (waiting for its download): the blob asked
-/// for, or its uncompressed form when the plan asked for that.
-pub trait BlobSource {
-    fn blob(
-        &mut self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<StoredBlob, BoxError>> + Send;
+/// for, or its uncompressed form when the plan asked for that. Called from the writer's
+/// blocking thread; it may block.
+pub trait BlobSource: Send {
+    fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError>;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: String,
         #[source]
@@ -105,82 +103,68 @@ pub enum ExportError {
     Loader { command: String, status: String },
 }
 
-/// Writes `images` as one tar in `layout`. Returns the tar's size.
-pub async fn write_tar<S: BlobSource>(
-    images: &[ExportImage],
+/// Writes `images` as one tar in `layout` to `output`, and returns the tar's size. The tar
+/// is written on a blocking thread, with std files (so that copying a cached blob is the
+/// kernel's work); a file output goes under a temporary name, removed if this future is
+/// dropped (Ctrl-C) or fails, and renamed into place once synced.
+pub async fn write_tar<S: BlobSource + 'static>(
+    images: Vec<ExportImage>,
     layout: Layout,
-    blobs: &mut S,
+    mut blobs: S,
     output: &Output,
     progress: &dyn Progress,
 ) -> Result<u64, ExportError> {
-    let write_error = |source| ExportError::Write {
-        path: output.describe(),
-        source,
+    let name = output.describe();
+    let write_error = {
+        let name = name.clone();
+        move |source| ExportError::Write { path: name, source }
     };
     let size = match output {
         Output::File(path) => {
-            let temp = TempFile::create(path).map_err(write_error)?;
-            let file = temp.file.try_clone().map_err(write_error)?;
-            let writer = write_entries(images, layout, blobs, TarWriter::new(file), output).await?;
-            let size = writer.finished_size();
-            let file = writer.finish().map_err(write_error)?;
-            file.sync_all().map_err(write_error)?;
-            temp.persist().map_err(write_error)?;
+            let path = path.clone();
+            let temp = crate::blocking::run(move || TempFile::create(&path))
+                .await
+                .map_err(write_error.clone())?;
+            let file = temp.file.try_clone().map_err(write_error.clone())?;
+            let size = crate::blocking::run(move || {
+                let writer =
+                    write_entries(&images, layout, &mut blobs, TarWriter::new(file), &name)?;
+                let size = writer.finished_size();
+                let file = writer.finish().map_err(write_error.clone())?;
+                file.sync_all().map_err(write_error.clone())?;
+                Ok::<_, ExportError>(size)
+            })
+            .await?;
+            let write_error = {
+                let name = output.describe();
+                move |source| ExportError::Write { path: name, source }
+            };
+            crate::blocking::run(move || temp.persist())
+                .await
+                .map_err(write_error)?;
             size
         }
         Output::Stdout => {
-            let writer =
-                write_entries(images, layout, blobs, TarWriter::new(io::stdout()), output).await?;
-            let size = writer.finished_size();
-            writer.finish().map_err(write_error)?;
-            size
+            crate::blocking::run(move || {
+                let writer = write_entries(
+                    &images,
+                    layout,
+                    &mut blobs,
+                    TarWriter::new(io::stdout()),
+                    &name,
+                )?;
+                let size = writer.finished_size();
+                writer.finish().map_err(write_error)?;
+                Ok::<_, ExportError>(size)
+            })
+            .await?
         }
         Output::Command(argv) => {
-            let mut child = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .map_err(write_error)?;
-            let stdin = child.stdin.take().expect("stdin is piped");
-            let written = write_entries(images, layout, blobs, TarWriter::new(stdin), output)
-                .await
-                .and_then(|writer| {
-                    let size = writer.finished_size();
-                    // Finishing closes stdin: the loader sees the end of the tar.
-                    writer.finish().map(|_| size).map_err(write_error)
-                });
-            let size = match written {
-                Ok(size) => size,
-                Err(ExportError::Write { source, .. })
-                    if source.kind() == io::ErrorKind::BrokenPipe =>
-                {
-                    // The loader stopped reading: its own exit status and message say why.
-                    let status = child
-                        .wait()
-                        .map_or_else(|e| e.to_string(), |s| s.to_string());
-                    return Err(ExportError::Loader {
-                        command: output.describe(),
-                        status,
-                    });
-                }
-                Err(error) => {
-                    // Stop the loader before it takes a truncated tar as complete.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(error);
-                }
-            };
-            let status = tokio::task::spawn_blocking(move || child.wait())
-                .await
-                .map_err(|e| write_error(io::Error::other(e.to_string())))?
-                .map_err(write_error)?;
-            if !status.success() {
-                return Err(ExportError::Loader {
-                    command: output.describe(),
-                    status: status.to_string(),
-                });
-            }
-            size
+            let argv = argv.clone();
+            crate::blocking::run(move || {
+                write_to_command(&images, layout, &mut blobs, &argv, &name)
+            })
+            .await?
         }
     };
     progress.event(Event::Exported {
@@ -190,32 +174,79 @@ pub async fn write_tar<S: BlobSource>(
     Ok(size)
 }
 
-async fn write_entries<W, S>(
+/// Streams the tar into the standard input of `argv` (`docker load`) and waits for it.
+fn write_to_command<S: BlobSource>(
+    images: &[ExportImage],
+    layout: Layout,
+    blobs: &mut S,
+    argv: &[String],
+    name: &str,
+) -> Result<u64, ExportError> {
+    let write_error = |source| ExportError::Write {
+        path: name.to_string(),
+        source,
+    };
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(write_error)?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let written =
+        write_entries(images, layout, blobs, TarWriter::new(stdin), name).and_then(|writer| {
+            let size = writer.finished_size();
+            // Finishing closes stdin: the loader sees the end of the tar.
+            writer.finish().map(|_| size).map_err(write_error)
+        });
+    let size = match written {
+        Ok(size) => size,
+        Err(ExportError::Write { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+            // The loader stopped reading: its own exit status and message say why.
+            let status = child
+                .wait()
+                .map_or_else(|e| e.to_string(), |s| s.to_string());
+            return Err(ExportError::Loader {
+                command: name.to_string(),
+                status,
+            });
+        }
+        Err(error) => {
+            // Stop the loader before it takes a truncated tar as complete.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+    };
+    let status = child.wait().map_err(write_error)?;
+    if !status.success() {
+        return Err(ExportError::Loader {
+            command: name.to_string(),
+            status: status.to_string(),
+        });
+    }
+    Ok(size)
+}
+
+fn write_entries<W: Write, S: BlobSource>(
     images: &[ExportImage],
     layout: Layout,
     blobs: &mut S,
     writer: TarWriter<W>,
-    output: &Output,
-) -> Result<TarWriter<W>, ExportError>
-where
-    W: Write + Send + 'static,
-    S: BlobSource,
-{
+    output: &str,
+) -> Result<TarWriter<W>, ExportError> {
     let mut entries = Entries {
-        writer: Some(writer),
-        output: output.describe(),
+        writer,
+        output: output.to_string(),
     };
     let mut blobs = Blobs {
         source: blobs,
         taken: HashMap::new(),
     };
     match layout {
-        Layout::Docker | Layout::Oci => {
-            docker::write(images, layout, &mut blobs, &mut entries).await?
-        }
-        Layout::DockerV1 => v1::write(images, &mut blobs, &mut entries).await?,
+        Layout::Docker | Layout::Oci => docker::write(images, layout, &mut blobs, &mut entries)?,
+        Layout::DockerV1 => v1::write(images, &mut blobs, &mut entries)?,
     }
-    Ok(entries.writer.take().expect("the writer is back"))
+    Ok(entries.writer)
 }
 
 /// The run's blobs, as the layouts see them: each taken from the [`BlobSource`] once (it
@@ -226,11 +257,11 @@ struct Blobs<'a, S> {
 }
 
 impl<S: BlobSource> Blobs<'_, S> {
-    async fn get(&mut self, digest: &Digest) -> Result<StoredBlob, ExportError> {
+    fn get(&mut self, digest: &Digest) -> Result<StoredBlob, ExportError> {
         if let Some(blob) = self.taken.get(digest) {
             return Ok(blob.clone());
         }
-        let blob = self.source.blob(digest).await.map_err(ExportError::Blob)?;
+        let blob = self.source.blob(digest).map_err(ExportError::Blob)?;
         self.taken.insert(digest.clone(), blob.clone());
         Ok(blob)
     }
@@ -238,13 +269,12 @@ impl<S: BlobSource> Blobs<'_, S> {
 
 /// The tar being written, as the layouts see it: files from bytes or from the cache.
 struct Entries<W: Write> {
-    /// Away (None) only while a blocking thread copies a file into it.
-    writer: Option<TarWriter<W>>,
+    writer: TarWriter<W>,
     /// Names the output in errors.
     output: String,
 }
 
-impl<W: Write + Send + 'static> Entries<W> {
+impl<W: Write> Entries<W> {
     fn write_error(&self, source: io::Error) -> ExportError {
         ExportError::Write {
             path: self.output.clone(),
@@ -252,36 +282,20 @@ impl<W: Write + Send + 'static> Entries<W> {
         }
     }
 
-    fn writer(&mut self) -> &mut TarWriter<W> {
-        self.writer.as_mut().expect("the writer is back")
-    }
-
     fn dir(&mut self, name: &str) -> Result<(), ExportError> {
-        let result = self.writer().append_dir(name);
+        let result = self.writer.append_dir(name);
         result.map_err(|e| self.write_error(e))
     }
 
     fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
-        let result = self.writer().append_bytes(name, bytes);
+        let result = self.writer.append_bytes(name, bytes);
         result.map_err(|e| self.write_error(e))
     }
 
-    /// Copies a cached blob in, on a blocking thread (the kernel copies file to file).
-    async fn file(&mut self, name: &str, blob: &StoredBlob) -> Result<(), ExportError> {
-        let mut writer = self.writer.take().expect("the writer is back");
-        let (name, path, size) = (name.to_string(), blob.path.clone(), blob.size);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = writer.append_file(&name, &path, size);
-            (writer, result)
-        })
-        .await;
-        match joined {
-            Ok((writer, result)) => {
-                self.writer = Some(writer);
-                result.map_err(|e| self.write_error(e))
-            }
-            Err(e) => Err(self.write_error(io::Error::other(e.to_string()))),
-        }
+    /// Copies a cached blob in (file to file, the kernel copies).
+    fn file(&mut self, name: &str, blob: &StoredBlob) -> Result<(), ExportError> {
+        let result = self.writer.append_file(name, &blob.path, blob.size);
+        result.map_err(|e| self.write_error(e))
     }
 }
 

@@ -16,26 +16,26 @@ use super::docker::{Written, manifest_json, repositories_json};
 use super::{BlobSource, Blobs, Entries, ExportError, ExportImage};
 use crate::digest::Digest;
 
-pub(super) async fn write<W, S>(
+pub(super) fn write<W, S>(
     images: &[ExportImage],
     blobs: &mut Blobs<'_, S>,
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
-    W: Write + Send + 'static,
+    W: Write,
     S: BlobSource,
 {
     let mut in_tar: HashSet<String> = HashSet::new();
     let mut written = Vec::new();
     for image in images {
-        let config = blobs.get(&image.config.digest).await?;
+        let config = blobs.get(&image.config.digest)?;
         let config_name = format!("{}.json", image.config.digest.hex());
         let config_json: Value = std::fs::read(&config.path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_else(|| json!({}));
         if in_tar.insert(config_name.clone()) {
-            tar.file(&config_name, &config).await?;
+            tar.file(&config_name, &config)?;
         }
 
         let mut parent: Option<String> = None;
@@ -51,13 +51,13 @@ where
                 parent.as_deref(),
                 top.then_some(&image.config.digest),
             );
-            let blob = blobs.get(&descriptor.digest).await?;
+            let blob = blobs.get(&descriptor.digest)?;
             if in_tar.insert(id.clone()) {
                 tar.dir(&format!("{id}/"))?;
                 tar.bytes(&format!("{id}/VERSION"), b"1.0")?;
                 let json = layer_json(&id, parent.as_deref(), &config_json, top);
                 tar.bytes(&format!("{id}/json"), &json)?;
-                tar.file(&format!("{id}/layer.tar"), &blob).await?;
+                tar.file(&format!("{id}/layer.tar"), &blob)?;
             }
             layers.push(format!("{id}/layer.tar"));
             parent = Some(id);

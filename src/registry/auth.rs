@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use base64::Engine as _;
+
+use super::RegistryError;
 use serde::Deserialize;
 
 /// A user name and password (or token) for one registry.
@@ -119,6 +121,89 @@ impl TokenResponse {
     }
 }
 
+/// Asks the token service at `realm` for a bearer token with pull access to `repository`
+/// (sending the credentials, if any), and returns the `Authorization` header to use.
+pub(super) async fn fetch_token(
+    http: &reqwest::Client,
+    registry: &str,
+    repository: &str,
+    realm: &str,
+    service: Option<&str>,
+    credentials: Option<&Credentials>,
+) -> Result<String, RegistryError> {
+    let unauthorized = |detail: &str| RegistryError::Unauthorized {
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+        detail: detail.to_string(),
+    };
+    let mut url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Url {
+        url: realm.to_string(),
+        source: e.into(),
+    })?;
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(service) = service {
+            query.append_pair("service", service);
+        }
+        query.append_pair("scope", &format!("repository:{repository}:pull"));
+    }
+    let mut request = http.get(url.clone());
+    if let Some(c) = credentials {
+        request = request.header(reqwest::header::AUTHORIZATION, c.basic_header());
+    }
+    let response = request.send().await.map_err(|source| {
+        if super::http::is_certificate_error(&source) {
+            RegistryError::Certificate {
+                registry: format!("the token service of {registry}"),
+                host: realm_host(&url),
+                source,
+            }
+        } else {
+            RegistryError::Connect {
+                registry: format!("{registry}'s token service {realm}"),
+                source,
+            }
+        }
+    })?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(unauthorized(if credentials.is_some() {
+            "the token service rejected the credentials"
+        } else {
+            "the token service requires credentials"
+        }));
+    }
+    if !status.is_success() {
+        return Err(RegistryError::Status {
+            registry: registry.to_string(),
+            status,
+            url: url.to_string(),
+            retry_after: super::retry::retry_after(response.headers()),
+            detail: super::error_detail(response).await,
+        });
+    }
+    let unreadable =
+        |source: Box<dyn std::error::Error + Send + Sync>| RegistryError::TokenAnswer {
+            registry: registry.to_string(),
+            realm: realm.to_string(),
+            source,
+        };
+    let body = response.bytes().await.map_err(|e| unreadable(e.into()))?;
+    let body: TokenResponse = serde_json::from_slice(&body).map_err(|e| unreadable(e.into()))?;
+    let token = body
+        .into_token()
+        .ok_or_else(|| unauthorized("the token service answered without a token"))?;
+    Ok(format!("Bearer {token}"))
+}
+
+/// `host[:port]` of a token service, as `--insecure-registry` names hosts.
+pub(super) fn realm_host(url: &reqwest::Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    }
+}
+
 /// Where credentials come from, most specific first: the command line, then docker's
 /// `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
 #[derive(Clone, Debug, Default)]
@@ -137,13 +222,13 @@ pub struct CredentialStore {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read docker config {path}: {source}")]
+    #[error("cannot read docker config {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("docker config {path} is not valid JSON: {source}")]
+    #[error("docker config {path} is not valid JSON")]
     Parse {
         path: PathBuf,
         #[source]

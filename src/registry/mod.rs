@@ -1,10 +1,20 @@
-//! The registry client: the distribution API v2 over HTTP(S), with authentication.
-//! It knows HTTP and nothing of files or tars: manifests come back as bytes, blobs as a
-//! response to stream from.
+//! The registry client: the distribution API v2 over HTTP(S), with authentication, mirrors,
+//! retries and the rate limit. It knows HTTP and nothing of files or tars: manifests come back
+//! as bytes, blobs as a [`BlobStream`] of chunks. Nothing outside this module sees `reqwest`.
+//!
+//! - [`error`]: what can go wrong, and what to do about it;
+//! - [`auth`]: challenges, credentials and the token exchange;
+//! - [`endpoint`]: mirrors and transports (which host, which scheme);
+//! - [`http`]: the HTTP client (TLS trust, proxies, timeouts);
+//! - [`retry`]: the retry policy and the rate limiter;
+//! - [`blob`]: a blob download that resumes itself.
 
 pub mod auth;
+mod blob;
 pub mod endpoint;
-pub mod transport;
+mod error;
+mod http;
+pub mod retry;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -13,15 +23,18 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE,
-    WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
 };
+
+pub use blob::{BlobStream, RetryReport};
+pub use error::RegistryError;
 
 use crate::digest::Digest;
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
-use crate::reference::Reference;
-use auth::{Challenge, CredentialStore, TokenResponse};
+use crate::reference::{Identifier, Reference};
+use auth::{Challenge, CredentialStore};
 use endpoint::{Endpoint, Routes, Transport};
+use retry::{RateLimiter, RetryPolicy};
 
 /// How to reach registries.
 #[derive(Clone, Debug, Default)]
@@ -34,98 +47,10 @@ pub struct RegistryOptions {
     pub connect_timeout: Option<Duration>,
     /// The longest a transfer may go without receiving a byte.
     pub read_timeout: Option<Duration>,
-    /// Further attempts after a transient failure (connection, 5xx, 408, 429).
+    /// Further attempts after a transient failure (connection, 5xx, 408, 429, a cut transfer).
     pub retries: u32,
     /// One bandwidth cap, in bytes per second, shared by all downloads.
     pub limit_rate: Option<u64>,
-}
-
-/// What went wrong talking to a registry. Each message names the registry and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error(
-        "could not connect to registry {registry}: {detail}. Check the registry name and port, \
-         that it is running and reachable, and whether it needs --insecure-registry"
-    )]
-    Connect { registry: String, detail: String },
-    #[error(
-        "the TLS certificate of {registry} ({host}) is not trusted: {detail}. If a private \
-         certificate authority signed it, pass --ca-cert FILE (PEM); to skip verification, \
-         --insecure-registry {host}"
-    )]
-    Certificate {
-        registry: String,
-        host: String,
-        detail: String,
-    },
-    #[error(
-        "{what} not found in {registry} ({detail}); check the repository name and the tag or digest"
-    )]
-    NotFound {
-        registry: String,
-        what: String,
-        detail: String,
-    },
-    #[error(
-        "unauthorized: {registry} refused access to {repository} ({detail}). Check the credentials \
-         (docker login, or --username with --password-stdin) and that the repository exists"
-    )]
-    Unauthorized {
-        registry: String,
-        repository: String,
-        detail: String,
-    },
-    #[error("registry {registry} answered {status} for {url}: {detail}")]
-    Status {
-        registry: String,
-        status: StatusCode,
-        url: String,
-        detail: String,
-        /// What the registry's `Retry-After` asked for.
-        retry_after: Option<Duration>,
-    },
-    #[error(
-        "the manifest of {reference} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to read it"
-    )]
-    ManifestTooLarge { reference: String },
-    #[error(
-        "the manifest of {reference} does not match the digest it was asked by: \
-         expected {expected}, got {actual}"
-    )]
-    ManifestDigestMismatch {
-        reference: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("transfer from {registry} failed: {detail}")]
-    Transfer { registry: String, detail: String },
-    #[error("cannot use --ca-cert {path}: {detail}", path = path.display())]
-    CaCert { path: PathBuf, detail: String },
-    #[error("invalid URL {url}: {detail}")]
-    Url { url: String, detail: String },
-}
-
-impl RegistryError {
-    /// How long the registry asked to wait (`Retry-After`), if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            RegistryError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// Whether trying again may help (connection trouble, 5xx, 429, 408).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RegistryError::Connect { .. } | RegistryError::Transfer { .. } => true,
-            RegistryError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-            }
-            _ => false,
-        }
-    }
 }
 
 /// A manifest as the registry served it: the exact bytes (their digest is the image's
@@ -135,16 +60,6 @@ pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
     pub digest: Digest,
-}
-
-/// An open blob download.
-pub struct BlobResponse {
-    pub response: reqwest::Response,
-    /// True when the registry honoured the Range request (206 from the asked offset);
-    /// false means the body starts at byte 0 and the caller must start over.
-    pub resumed: bool,
-    /// Who served it: the registry, or one of its mirrors (for messages).
-    pub source: String,
 }
 
 /// The `Authorization` header for one (host, repository), once known.
@@ -157,6 +72,7 @@ pub struct Client {
     /// Accepts any certificate: only for hosts listed with `--insecure-registry`.
     http_unverified: Option<reqwest::Client>,
     options: RegistryOptions,
+    retry: RetryPolicy,
     /// `Authorization` header per (host, repository). Each has its own async lock, so
     /// concurrent requests for one repository wait for one token instead of each fetching
     /// its own, while other repositories go on.
@@ -165,21 +81,24 @@ pub struct Client {
     transports: Mutex<HashMap<String, Transport>>,
     /// Mirrors that could not be reached this run: not asked again.
     unreachable_mirrors: Mutex<HashSet<String>>,
-    rate_limiter: Option<transport::RateLimiter>,
+    rate_limiter: Option<RateLimiter>,
 }
 
 impl Client {
     pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
-        let http = transport::build_http_client(&options, true)?;
+        let http = http::build_http_client(&options, true)?;
         let http_unverified = if options.routes.insecure_registries.is_empty() {
             None
         } else {
-            Some(transport::build_http_client(&options, false)?)
+            Some(http::build_http_client(&options, false)?)
         };
         Ok(Client {
             http,
             http_unverified,
-            rate_limiter: options.limit_rate.map(transport::RateLimiter::new),
+            rate_limiter: options.limit_rate.map(RateLimiter::new),
+            retry: RetryPolicy {
+                retries: options.retries,
+            },
             options,
             auth: Mutex::new(HashMap::new()),
             transports: Mutex::new(HashMap::new()),
@@ -192,7 +111,7 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<FetchedManifest, RegistryError> {
-        self.get_manifest_by(reference, &reference.manifest_identifier())
+        self.get_manifest_by(reference, &reference.identifier())
             .await
     }
 
@@ -201,7 +120,7 @@ impl Client {
     pub async fn get_manifest_by(
         &self,
         reference: &Reference,
-        identifier: &str,
+        identifier: &Identifier,
     ) -> Result<FetchedManifest, RegistryError> {
         for endpoint in self.endpoints(reference) {
             match self
@@ -219,17 +138,24 @@ impl Client {
         &self,
         endpoint: &Endpoint,
         reference: &Reference,
-        identifier: &str,
+        identifier: &Identifier,
     ) -> Result<FetchedManifest, RegistryError> {
-        let separator = if identifier.contains(':') { "@" } else { ":" };
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        let what = format!(
+            "image {}{}{identifier}",
+            reference.full_name(),
+            identifier.separator()
+        );
+        let mut failures = 0;
         let mut response = self
             .get(
                 endpoint,
                 &format!("manifests/{identifier}"),
                 headers,
-                &format!("image {}{}{identifier}", reference.full_name(), separator),
+                &what,
+                &mut failures,
+                &warn_retry,
             )
             .await?;
         if response
@@ -246,10 +172,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transfer_error(&endpoint.registry, &e))?
+        while let Some(chunk) =
+            response
+                .chunk()
+                .await
+                .map_err(|source| RegistryError::Transfer {
+                    registry: endpoint.registry.clone(),
+                    source,
+                })?
         {
             if bytes.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
                 return Err(RegistryError::ManifestTooLarge {
@@ -259,12 +189,12 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         let digest = Digest::of(&bytes);
-        if let Ok(expected) = identifier.parse::<Digest>()
-            && expected != digest
+        if let Identifier::Digest(expected) = identifier
+            && *expected != digest
         {
             return Err(RegistryError::ManifestDigestMismatch {
                 reference: reference.to_string(),
-                expected,
+                expected: expected.clone(),
                 actual: digest,
             });
         }
@@ -275,41 +205,54 @@ impl Client {
         })
     }
 
-    /// Opens a download of blob `digest` from `reference`'s repository, from byte `offset`,
-    /// from the first of its mirrors (or the registry) that has it.
-    pub async fn get_blob(
+    /// Opens a download of blob `digest` (`size` bytes) from `reference`'s repository,
+    /// resuming at byte `offset`; see [`BlobStream`]. Retries are told to `on_retry`.
+    pub async fn get_blob<'a>(
+        &'a self,
+        reference: &'a Reference,
+        digest: &'a Digest,
+        size: u64,
+        offset: u64,
+        on_retry: &'a RetryReport,
+    ) -> Result<BlobStream<'a>, RegistryError> {
+        BlobStream::open(self, reference, digest, size, offset, on_retry).await
+    }
+
+    /// One GET of the blob from byte `offset`, from the first of the repository's mirrors (or
+    /// the registry) that has it. Returns the response and who served it.
+    async fn open_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
         offset: u64,
-    ) -> Result<BlobResponse, RegistryError> {
+        failures: &mut u32,
+        on_retry: &RetryReport,
+    ) -> Result<(reqwest::Response, String), RegistryError> {
         let mut headers = HeaderMap::new();
         if offset > 0 {
             let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("ASCII header");
-            headers.insert(RANGE, range);
+            headers.insert(reqwest::header::RANGE, range);
         }
         let what = format!("blob {digest} of {}", reference.full_name());
-        let mut served = None;
+        let suffix = format!("blobs/{digest}");
         for endpoint in self.endpoints(reference) {
-            let suffix = format!("blobs/{digest}");
-            match self.get(&endpoint, &suffix, headers.clone(), &what).await {
-                Ok(response) => {
-                    served = Some((response, endpoint.registry));
-                    break;
-                }
+            match self
+                .get(
+                    &endpoint,
+                    &suffix,
+                    headers.clone(),
+                    &what,
+                    failures,
+                    on_retry,
+                )
+                .await
+            {
+                Ok(response) => return Ok((response, endpoint.registry)),
                 Err(error) if endpoint.is_mirror => self.mirror_failed(&endpoint, error),
                 Err(error) => return Err(error),
             }
         }
-        let (response, source) = served.expect("the registry itself is the last endpoint");
-        let resumed = offset > 0
-            && response.status() == StatusCode::PARTIAL_CONTENT
-            && content_range_start(response.headers()) == Some(offset);
-        Ok(BlobResponse {
-            response,
-            resumed,
-            source,
-        })
+        unreachable!("the registry itself is the last endpoint")
     }
 
     /// Where to fetch `reference`'s content: its mirrors in order, less those found
@@ -327,9 +270,10 @@ impl Client {
     /// Logs why a mirror could not serve a request (the next source is asked instead), and
     /// stops asking a mirror that cannot be reached.
     fn mirror_failed(&self, mirror: &Endpoint, error: RegistryError) {
+        let text = crate::error::describe(&error);
         match error {
             RegistryError::NotFound { .. } => {
-                tracing::debug!("mirror {}: {error}; trying the next source", mirror.host);
+                tracing::debug!("mirror {}: {text}; trying the next source", mirror.host);
             }
             RegistryError::Connect { .. } | RegistryError::Certificate { .. } => {
                 self.unreachable_mirrors
@@ -337,16 +281,17 @@ impl Client {
                     .unwrap()
                     .insert(mirror.host.clone());
                 tracing::warn!(
-                    "mirror {}: {error}; not asking it again this run",
+                    "mirror {}: {text}; not asking it again this run",
                     mirror.host
                 );
             }
-            _ => tracing::warn!("mirror {}: {error}; trying the next source", mirror.host),
+            _ => tracing::warn!("mirror {}: {text}; trying the next source", mirror.host),
         }
     }
 
-    /// A GET, tried again on connection errors, 5xx, 408 and 429 (waiting as `Retry-After`
-    /// says, else with exponential backoff and jitter), up to `retries` more times. A mirror
+    /// A GET, tried again as the retry policy says (connection errors, 5xx, 408 and 429,
+    /// waiting as `Retry-After` says, else with backoff). `failures` counts the failed
+    /// attempts of the whole operation (a blob's download may make several GETs). A mirror
     /// that cannot be connected to is not retried: the next source is.
     async fn get(
         &self,
@@ -354,32 +299,29 @@ impl Client {
         suffix: &str,
         headers: HeaderMap,
         what: &str,
+        failures: &mut u32,
+        on_retry: &RetryReport,
     ) -> Result<reqwest::Response, RegistryError> {
-        let mut attempt = 0;
         loop {
             match self.get_once(endpoint, suffix, headers.clone(), what).await {
+                Ok(response) => return Ok(response),
                 Err(error @ RegistryError::Connect { .. }) if endpoint.is_mirror => {
                     return Err(error);
                 }
-                Err(error) if error.is_retryable() && attempt < self.options.retries => {
-                    attempt += 1;
-                    let wait = error
-                        .retry_after()
-                        .unwrap_or_else(|| transport::backoff(attempt));
-                    tracing::warn!(
-                        "{error}; retrying in {:.1}s (attempt {attempt} of {})",
-                        wait.as_secs_f64(),
-                        self.options.retries
-                    );
+                Err(error) => {
+                    *failures += 1;
+                    let Some(wait) = self.retry.wait(&error, *failures) else {
+                        return Err(error);
+                    };
+                    on_retry(*failures, &error, wait);
                     tokio::time::sleep(wait).await;
                 }
-                result => return result,
             }
         }
     }
 
     /// Waits as long as `--limit-rate` requires before `bytes` more may be read.
-    pub async fn throttle(&self, bytes: usize) {
+    async fn throttle(&self, bytes: usize) {
         if let Some(limiter) = &self.rate_limiter {
             limiter.consume(bytes as u64).await;
         }
@@ -422,7 +364,7 @@ impl Client {
                 return Ok(response);
             }
             let url = response.url().to_string();
-            let retry_after = transport::retry_after(response.headers());
+            let retry_after = retry::retry_after(response.headers());
             let detail = error_detail(response).await;
             return Err(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
@@ -481,11 +423,11 @@ impl Client {
                     }
                     return Ok(response);
                 }
-                Err(error) if transport::is_certificate_error(&error) => {
+                Err(source) if http::is_certificate_error(&source) => {
                     return Err(RegistryError::Certificate {
                         registry: endpoint.registry.clone(),
                         host: endpoint.host.clone(),
-                        detail: transport::describe(&error),
+                        source,
                     });
                 }
                 Err(error) => {
@@ -493,14 +435,16 @@ impl Client {
                         "{} over {}: {}",
                         endpoint.host,
                         transport.scheme(),
-                        transport::describe(&error)
+                        crate::error::describe(&error)
                     );
                     last_error = Some(error);
                 }
             }
         }
-        let error = last_error.expect("an endpoint has at least one transport");
-        Err(connect_error(&endpoint.registry, &error))
+        Err(RegistryError::Connect {
+            registry: endpoint.registry.clone(),
+            source: last_error.expect("an endpoint has at least one transport"),
+        })
     }
 
     fn unverified_client(&self) -> &reqwest::Client {
@@ -550,80 +494,23 @@ impl Client {
                 )),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let scope = format!("repository:{}:pull", endpoint.repository);
-                let mut url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Url {
-                    url: realm.clone(),
-                    detail: e.to_string(),
-                })?;
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = &service {
-                        query.append_pair("service", service);
-                    }
-                    query.append_pair("scope", &scope);
-                }
                 // The token service is trusted as its host is: verified unless listed insecure.
-                let realm_host = match url.port() {
-                    Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-                    None => url.host_str().unwrap_or_default().to_string(),
-                };
-                let http = if self.options.routes.is_insecure(&realm_host) {
+                let insecure = reqwest::Url::parse(&realm)
+                    .is_ok_and(|url| self.options.routes.is_insecure(&auth::realm_host(&url)));
+                let http = if insecure {
                     self.unverified_client()
                 } else {
                     &self.http
                 };
-                let mut request = http.get(url.clone());
-                if let Some(c) = &credentials {
-                    request = request.header(AUTHORIZATION, c.basic_header());
-                }
-                let response = request.send().await.map_err(|e| {
-                    if transport::is_certificate_error(&e) {
-                        RegistryError::Certificate {
-                            registry: format!("the token service of {}", endpoint.registry),
-                            host: realm_host.clone(),
-                            detail: transport::describe(&e),
-                        }
-                    } else {
-                        connect_error(
-                            &format!("{}'s token service {realm}", endpoint.registry),
-                            &e,
-                        )
-                    }
-                })?;
-                let status = response.status();
-                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                    let why = if credentials.is_some() {
-                        "the token service rejected the credentials"
-                    } else {
-                        "the token service requires credentials"
-                    };
-                    return Err(unauthorized(why));
-                }
-                if !status.is_success() {
-                    return Err(RegistryError::Status {
-                        registry: endpoint.registry.clone(),
-                        status,
-                        url: url.to_string(),
-                        retry_after: transport::retry_after(response.headers()),
-                        detail: error_detail(response).await,
-                    });
-                }
-                let unreadable = |detail: String| RegistryError::Transfer {
-                    registry: endpoint.registry.clone(),
-                    detail: format!(
-                        "the token service {realm} sent an unreadable answer: {detail}"
-                    ),
-                };
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| unreadable(transport::describe(&e)))?;
-                let body: TokenResponse =
-                    serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()))?;
-                let token = body
-                    .into_token()
-                    .ok_or_else(|| unauthorized("the token service answered without a token"))?;
-                Ok(format!("Bearer {token}"))
+                auth::fetch_token(
+                    http,
+                    &endpoint.registry,
+                    &endpoint.repository,
+                    &realm,
+                    service.as_deref(),
+                    credentials.as_ref(),
+                )
+                .await
             }
             None => Err(unauthorized(
                 "the registry asked for authentication of a kind haul does not know",
@@ -632,11 +519,13 @@ impl Client {
     }
 }
 
-/// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
-fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
-    let range = value.trim().strip_prefix("bytes ")?;
-    range.split('-').next()?.trim().parse().ok()
+/// Says that a request for a manifest is tried again.
+fn warn_retry(attempt: u32, error: &RegistryError, wait: Duration) {
+    tracing::warn!(
+        "{}; retrying in {:.1}s (attempt {attempt})",
+        crate::error::describe(error),
+        wait.as_secs_f64(),
+    );
 }
 
 /// The registry's error text: the `errors` array of the distribution spec, else the status.
@@ -667,19 +556,5 @@ async fn error_detail(response: reqwest::Response) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         _ => status.to_string(),
-    }
-}
-
-fn connect_error(registry: &str, error: &reqwest::Error) -> RegistryError {
-    RegistryError::Connect {
-        registry: registry.to_string(),
-        detail: transport::describe(error),
-    }
-}
-
-pub(crate) fn transfer_error(registry: &str, error: &reqwest::Error) -> RegistryError {
-    RegistryError::Transfer {
-        registry: registry.to_string(),
-        detail: transport::describe(error),
     }
 }

@@ -1,90 +1,27 @@
-//! The HTTP layer under the client: TLS trust, proxies, timeouts, redirects.
+//! When and how long to wait before trying again, and how fast to read: the one retry
+//! policy of every request and transfer, and the `--limit-rate` token bucket.
 
 use std::time::Duration;
 
-use super::{RegistryError, RegistryOptions};
+use super::RegistryError;
 
-const USER_AGENT: &str = concat!("haul/", env!("CARGO_PKG_VERSION"));
-
-/// One HTTP client for the run (connection pool, HTTP/2). It trusts the system's roots plus
-/// `--ca-cert`, or, with `verify` false, any certificate. Proxies come from `HTTPS_PROXY`,
-/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, as curl reads them. Redirects are followed;
-/// reqwest drops `Authorization` when a redirect leaves the host, which is what blob GETs
-/// redirected to a storage host need.
-pub fn build_http_client(
-    options: &RegistryOptions,
-    verify: bool,
-) -> Result<reqwest::Client, RegistryError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(30)))
-        .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
-        .redirect(reqwest::redirect::Policy::limited(10));
-    if verify {
-        for path in &options.ca_certs {
-            builder = builder.tls_certs_merge(load_ca_certs(path)?);
-        }
-    } else {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    builder.build().map_err(|e| RegistryError::Transfer {
-        registry: String::new(),
-        detail: format!("cannot set up the HTTP client: {}", describe(&e)),
-    })
+/// How many times to try again, and how long to wait before each attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Further attempts after a transient failure.
+    pub retries: u32,
 }
 
-/// The certificates of a PEM file (one or several).
-fn load_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, RegistryError> {
-    let invalid = |detail: String| RegistryError::CaCert {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(describe(&e)))?;
-    if certs.is_empty() {
-        return Err(invalid(
-            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-        ));
-    }
-    Ok(certs)
-}
-
-/// Whether the TLS handshake failed because the server's certificate was not trusted, as
-/// opposed to the server not speaking TLS at all.
-pub fn is_certificate_error(error: &reqwest::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = next {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return matches!(
-                tls,
-                rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
-            );
+impl RetryPolicy {
+    /// The wait before attempt `attempt` (1, 2, …) after `error`, or `None` when it is not
+    /// worth trying again: the error is not transient, or the attempts are used up. The
+    /// registry's `Retry-After` wins over the backoff.
+    pub fn wait(&self, error: &RegistryError, attempt: u32) -> Option<Duration> {
+        if !error.is_retryable() || attempt > self.retries {
+            return None;
         }
-        // io::Error hides what it wraps from source(): step inside it instead.
-        next = match cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => cause.source(),
-        };
+        Some(error.retry_after().unwrap_or_else(|| backoff(attempt)))
     }
-    false
-}
-
-/// An error and its causes on one line (`error sending request: connection refused`).
-pub fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The wait before retry `attempt` (1, 2, …): 1 s, 2 s, 4 s … up to 30 s, plus up to 50%

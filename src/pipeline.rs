@@ -1,0 +1,348 @@
+//! The pipeline every image command runs, as library code: open the cache (under its shared
+//! lock, so no prune deletes blobs meanwhile) and a registry client; resolve references
+//! ([`Session::resolve`]); fetch and check the configs and plan ([`Session::plan`]); fetch
+//! the blobs and write the tar ([`Session::export`]) or only fill the cache
+//! ([`Session::pull`]); record the run in the cache index.
+//!
+//! The types follow the data: [`Reference`] → [`ResolvedImage`] → [`Plan`] → a tar.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+
+use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
+use crate::digest::Digest;
+use crate::export::{self, BlobSource, BoxError, ExportError, Layout, Output};
+use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
+use crate::manifest::{ImageConfig, ManifestError};
+use crate::plan::Plan;
+use crate::progress::{Event, Progress};
+use crate::reference::Reference;
+use crate::registry::{Client, RegistryError, RegistryOptions};
+use crate::resolve::{
+    PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
+};
+
+/// What a pipeline step can fail with; each wraps a message that names the image or file.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error("export to {output} failed; no tar was written")]
+    Export {
+        output: String,
+        #[source]
+        source: ExportError,
+    },
+}
+
+impl From<FetchError> for PipelineError {
+    fn from(error: FetchError) -> Self {
+        PipelineError::Fetch(Box::new(error))
+    }
+}
+
+/// How to open a [`Session`].
+pub struct SessionOptions {
+    pub cache_dir: PathBuf,
+    pub registry: RegistryOptions,
+    pub progress: Arc<dyn Progress>,
+    /// Downloads at once.
+    pub jobs: usize,
+    /// Resolve and fetch from the cache alone.
+    pub offline: bool,
+}
+
+/// Which images to work on.
+pub struct ImageRequest {
+    pub references: Vec<Reference>,
+    pub platforms: PlatformChoice,
+}
+
+/// How the plan wants layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerForm {
+    /// As the registry serves them.
+    AsServed,
+    /// Uncompressed (`--decompress`, and the classic layout's `layer.tar`).
+    Uncompressed,
+}
+
+/// One run's cache and registry client.
+pub struct Session {
+    store: BlobStore,
+    client: Arc<Client>,
+    fetcher: Fetcher,
+    progress: Arc<dyn Progress>,
+    offline: bool,
+    /// The cache's shared lock: no prune removes blobs while this run uses them.
+    _lock: LockedFile,
+}
+
+impl Session {
+    /// Opens the cache (creating it) under its shared lock, waiting for a prune or rm that
+    /// holds it, and sets up the registry client.
+    pub async fn open(options: SessionOptions) -> Result<Session, PipelineError> {
+        let cache_dir = options.cache_dir.clone();
+        let store = crate::blocking::run(move || BlobStore::open(&cache_dir)).await?;
+        let progress = options.progress.clone();
+        let lock = store
+            .lock(LockMode::Shared, move || {
+                progress.event(Event::Waiting {
+                    what: "a haul cache prune or rm".to_string(),
+                })
+            })
+            .await?;
+        let client = Arc::new(Client::new(options.registry)?);
+        let fetcher = Fetcher::new(
+            client.clone(),
+            store.clone(),
+            options.progress.clone(),
+            FetchOptions {
+                jobs: options.jobs,
+                offline: options.offline,
+            },
+        );
+        Ok(Session {
+            store,
+            client,
+            fetcher,
+            progress: options.progress,
+            offline: options.offline,
+            _lock: lock,
+        })
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    /// Resolves every reference to image manifests (from the cache alone when offline) and
+    /// keeps the manifests in the cache.
+    pub async fn resolve(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<Vec<ResolvedImage>, PipelineError> {
+        let choice = &request.platforms;
+        let resolved: Vec<ResolvedImage> = if self.offline {
+            try_join_all(
+                request
+                    .references
+                    .iter()
+                    .map(|r| resolve_offline(&self.store, r, choice)),
+            )
+            .await?
+        } else {
+            try_join_all(
+                request
+                    .references
+                    .iter()
+                    .map(|r| resolve(&self.client, r, choice)),
+            )
+            .await?
+        }
+        .into_iter()
+        .flatten()
+        .collect();
+        let manifests: Vec<(String, Digest, Vec<u8>)> = resolved
+            .iter()
+            .flat_map(|image| {
+                std::iter::once(&image.manifest)
+                    .chain(&image.index)
+                    .map(|m| {
+                        (
+                            image.reference.to_string(),
+                            m.digest.clone(),
+                            m.bytes.clone(),
+                        )
+                    })
+            })
+            .collect();
+        let store = self.store.clone();
+        crate::blocking::run(move || {
+            for (_, digest, bytes) in &manifests {
+                store.put_bytes(digest, bytes)?;
+            }
+            Ok::<_, CacheError>(())
+        })
+        .await?;
+        Ok(resolved)
+    }
+
+    /// Parses an image's config and checks the image against it: the platform asked for,
+    /// and the layer count loaders require.
+    pub fn checked_config(
+        &self,
+        image: &ResolvedImage,
+        choice: &PlatformChoice,
+        bytes: &[u8],
+    ) -> Result<ImageConfig, PipelineError> {
+        let config = ImageConfig::parse(
+            &image.reference.to_string(),
+            &image.image.config.digest,
+            bytes,
+        )?;
+        image.check_config(&config, choice.explicit())?;
+        Ok(config)
+    }
+
+    /// An image's config, from the cache or read into memory (and verified), never stored:
+    /// for looking at an image without changing the cache.
+    pub async fn read_config(&self, image: &ResolvedImage) -> Result<Vec<u8>, PipelineError> {
+        let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
+        Ok(self.fetcher.read_small(&request).await?)
+    }
+
+    /// Fetches the configs of `resolved` into the cache, checks each image against its
+    /// config, and plans the blobs: every layer as `layers` asks.
+    pub async fn plan(
+        &self,
+        resolved: Vec<ResolvedImage>,
+        choice: &PlatformChoice,
+        layers: LayerForm,
+    ) -> Result<Plan, PipelineError> {
+        // Configs first: they decide whether the image is usable and name the output file.
+        // Each distinct config once: two images sharing one would otherwise wait on each
+        // other's download lock.
+        let mut distinct: Vec<&ResolvedImage> = Vec::new();
+        for image in &resolved {
+            if !distinct
+                .iter()
+                .any(|d| d.image.config.digest == image.image.config.digest)
+            {
+                distinct.push(image);
+            }
+        }
+        try_join_all(distinct.iter().map(|image| {
+            let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
+            async move { self.fetcher.fetch(&request).await }
+        }))
+        .await?;
+        let mut configs = Vec::new();
+        for image in &resolved {
+            let bytes = self.store.read_verified(&image.image.config.digest)?;
+            let config = self.checked_config(image, choice, &bytes)?;
+            self.progress.event(Event::Resolved {
+                reference: image.reference.to_string(),
+                digest: image.manifest.digest.clone(),
+                platform: config.platform().to_string(),
+            });
+            configs.push(config);
+        }
+        // Several platforms of one reference are kept together, as an index.
+        let as_indexes = *choice == PlatformChoice::All || choice.explicit().len() > 1;
+        let uncompressed = layers == LayerForm::Uncompressed;
+        Ok(Plan::new(resolved, configs, uncompressed, as_indexes))
+    }
+
+    /// Fetches every blob of `plan` into the cache, and records the run.
+    pub async fn pull(&self, plan: &Plan) -> Result<(), PipelineError> {
+        let mut downloads = self.fetcher.start(&plan.blobs);
+        for blob in &plan.blobs {
+            downloads.wait(&blob.descriptor.digest).await?;
+        }
+        self.record(plan).await
+    }
+
+    /// Writes `plan`'s images as one tar in `layout` to `output` while their blobs download,
+    /// and records the run. Returns the tar's size.
+    pub async fn export(
+        &self,
+        plan: &Plan,
+        layout: Layout,
+        output: &Output,
+    ) -> Result<u64, PipelineError> {
+        let downloads = FromDownloads {
+            downloads: self.fetcher.start(&plan.blobs),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let size = export::write_tar(
+            plan.images.clone(),
+            layout,
+            downloads,
+            output,
+            self.progress.as_ref(),
+        )
+        .await
+        .map_err(|source| PipelineError::Export {
+            output: output.describe(),
+            source,
+        })?;
+        self.record(plan).await?;
+        Ok(size)
+    }
+
+    /// After a successful run: what each reference resolved to (for --offline) and that
+    /// every blob was just used (for least-recently-used pruning).
+    async fn record(&self, plan: &Plan) -> Result<(), PipelineError> {
+        let mut refs = Vec::new();
+        let mut uses = Vec::new();
+        for image in &plan.resolved {
+            // Per platform: the image's manifest; for all platforms: the index.
+            let top = match (&image.index, &image.platform_key) {
+                (Some(index), PlatformKey::All) => &index.digest,
+                _ => &image.manifest.digest,
+            };
+            refs.push((
+                image.reference.to_string(),
+                image.platform_key.to_string(),
+                top.clone(),
+            ));
+            for manifest in std::iter::once(&image.manifest).chain(&image.index) {
+                uses.push(BlobUse {
+                    digest: manifest.digest.clone(),
+                    size: manifest.bytes.len() as u64,
+                    media_type: String::new(),
+                });
+            }
+        }
+        for blob in &plan.blobs {
+            uses.push(BlobUse {
+                digest: blob.descriptor.digest.clone(),
+                size: blob.descriptor.size,
+                media_type: blob.descriptor.media_type.clone(),
+            });
+            // The uncompressed form, when this run made or used it.
+            if let Some(diff_id) = &blob.uncompressed
+                && let Some(size) = self.store.size_of(diff_id)
+            {
+                uses.push(BlobUse {
+                    digest: diff_id.clone(),
+                    size,
+                    media_type: String::new(),
+                });
+            }
+        }
+        let index = self.store.index();
+        crate::blocking::run(move || {
+            for (reference, platform, manifest) in &refs {
+                index.record_ref(reference, platform, manifest)?;
+            }
+            index.touch_blobs(&uses)
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// The downloads, as the tar writer's blocking thread sees them: it waits for each blob's
+/// download on the runtime that runs it.
+struct FromDownloads {
+    downloads: Downloads,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlobSource for FromDownloads {
+    fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
+        Ok(self.runtime.block_on(self.downloads.wait(digest))?)
+    }
+}

@@ -1,0 +1,149 @@
+//! What can go wrong talking to a registry. Each message names the registry and what to do;
+//! the cause (an HTTP or I/O error) is the error's source, printed after it once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::digest::Digest;
+use crate::manifest::MAX_MANIFEST_BYTES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "could not connect to registry {registry} (check the registry name and port, that it \
+         is running and reachable, and whether it needs --insecure-registry)"
+    )]
+    Connect {
+        registry: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "the TLS certificate of {registry} ({host}) is not trusted (if a private certificate \
+         authority signed it, pass --ca-cert FILE (PEM); to skip verification, \
+         --insecure-registry {host})"
+    )]
+    Certificate {
+        registry: String,
+        host: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "{what} not found in {registry} ({detail}); check the repository name and the tag or digest"
+    )]
+    NotFound {
+        registry: String,
+        what: String,
+        /// The registry's own words.
+        detail: String,
+    },
+    #[error(
+        "unauthorized: {registry} refused access to {repository} ({detail}). Check the credentials \
+         (docker login, or --username with --password-stdin) and that the repository exists"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("registry {registry} answered {status} for {url}: {detail}")]
+    Status {
+        registry: String,
+        status: StatusCode,
+        url: String,
+        /// The registry's own words.
+        detail: String,
+        /// What the registry's `Retry-After` asked for.
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "the manifest of {reference} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to read it"
+    )]
+    ManifestTooLarge { reference: String },
+    #[error(
+        "the manifest of {reference} does not match the digest it was asked by: \
+         expected {expected}, got {actual}"
+    )]
+    ManifestDigestMismatch {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("transfer from {registry} failed")]
+    Transfer {
+        registry: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the connection to {registry} ended after {received} of {expected} bytes")]
+    Truncated {
+        registry: String,
+        received: u64,
+        expected: u64,
+    },
+    #[error(
+        "{registry} sent more than the {expected} bytes the manifest declares; nothing was stored"
+    )]
+    TooLong { registry: String, expected: u64 },
+    #[error(
+        "{registry} serves {announced} bytes but the manifest declares {declared}; \
+         the image in the registry is inconsistent, nothing was stored"
+    )]
+    LengthMismatch {
+        registry: String,
+        declared: u64,
+        announced: u64,
+    },
+    #[error("the token service {realm} of {registry} sent an unreadable answer")]
+    TokenAnswer {
+        registry: String,
+        realm: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot use --ca-cert {path}", path = path.display())]
+    CaCert {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid URL {url}")]
+    Url {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot set up the HTTP client")]
+    HttpClient {
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl RegistryError {
+    /// How long the registry asked to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether trying again may help (connection trouble, a transfer cut, 5xx, 429, 408).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. }
+            | RegistryError::Transfer { .. }
+            | RegistryError::Truncated { .. } => true,
+            RegistryError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+            }
+            _ => false,
+        }
+    }
+}
