@@ -20,14 +20,14 @@ fn tar_writer(c: &mut Criterion) {
             let mut writer = TarWriter::new(out);
             writer.append_file("blobs/sha256/x", &blob, size).unwrap();
             black_box(writer.finish().unwrap());
-        })
+        });
     });
     group.bench_function("64MiB blob into memory", |b| {
         b.iter(|| {
             let mut writer = TarWriter::new(Vec::with_capacity(size as usize + 4096));
             writer.append_file("blobs/sha256/x", &blob, size).unwrap();
             black_box(writer.finish().unwrap());
-        })
+        });
     });
     group.finish();
 }

@@ -20,7 +20,7 @@ fn verifier(c: &mut Criterion) {
                     verifier.update(black_box(part));
                 }
                 black_box(verifier.finish())
-            })
+            });
         });
     }
     group.finish();

@@ -164,9 +164,8 @@ fn small_files_layer() -> Layer {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let haul = std::env::var("HAUL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/release/haul"));
+    let haul =
+        std::env::var("HAUL_BIN").map_or_else(|_| root.join("target/release/haul"), PathBuf::from);
     assert!(
         haul.exists(),
         "{} is missing: `make bench` builds it",
@@ -353,7 +352,7 @@ fn main() {
         layer_count,
         image_bytes as f64 / 1e6,
         RUNS,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let _ = writeln!(table, "| run | time (s) | vs floor | peak RSS (MiB) |");
     let _ = writeln!(table, "|---|---:|---:|---:|");

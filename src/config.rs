@@ -41,7 +41,7 @@ pub struct Config {
 /// What is wrong with the configuration file, naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path}: {source}", path = path.display())]
+    #[error("cannot read the configuration file {path}", path = path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,

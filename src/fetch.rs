@@ -255,7 +255,7 @@ impl Fetcher {
         let started = self
             .store
             .begin_ingest(digest, move || {
-                progress.event(Event::WaitingForLock { digest: waiting })
+                progress.event(Event::WaitingForLock { digest: waiting });
             })
             .await
             .map_err(|e| error(e.into()))?;
@@ -292,7 +292,7 @@ impl Fetcher {
                     digest: retrying.clone(),
                     attempt,
                     error: crate::error::describe(error),
-                })
+                });
             };
             let mut stream = self
                 .client
@@ -375,7 +375,7 @@ impl Fetcher {
             tracing::warn!(
                 "{}; retrying (attempt {attempt})",
                 crate::error::describe(e)
-            )
+            );
         };
         let mut stream = self
             .client

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod inspect;
 pub mod manifest;
 pub mod pipeline;
 pub mod plan;

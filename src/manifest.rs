@@ -39,8 +39,22 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// Go writes an empty slice or map as `null` (`docker save` writes `"manifests": null` for
+/// an image saved by its ID, and `"RepoTags": null`): read it as empty, as Go does.
+pub fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// An image manifest (Docker schema 2 or OCI).
@@ -51,6 +65,7 @@ pub struct ImageManifest {
     pub media_type: Option<String>,
     pub config: Descriptor,
     /// The layers exactly as listed: duplicates and empty layers stay. Never filtered.
+    #[serde(deserialize_with = "null_as_empty")]
     pub layers: Vec<Descriptor>,
 }
 
@@ -60,6 +75,7 @@ pub struct ImageManifest {
 pub struct Index {
     #[serde(default)]
     pub media_type: Option<String>,
+    #[serde(deserialize_with = "null_as_empty")]
     pub manifests: Vec<Descriptor>,
 }
 
@@ -84,7 +100,7 @@ pub struct ImageConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct RootFs {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub diff_ids: Vec<Digest>,
 }
 
@@ -100,13 +116,13 @@ pub enum ManifestError {
         reference: String,
         media_type: String,
     },
-    #[error("the manifest of {reference} is not valid JSON of its kind: {source}")]
+    #[error("the manifest of {reference} is not valid JSON of its kind")]
     Malformed {
         reference: String,
         #[source]
         source: serde_json::Error,
     },
-    #[error("the config of {reference} ({digest}) is not a valid image config: {source}")]
+    #[error("the config of {reference} ({digest}) is not a valid image config")]
     MalformedConfig {
         reference: String,
         digest: Digest,
@@ -234,7 +250,7 @@ impl Index {
             .iter()
             .filter_map(|d| d.platform.as_ref())
             .filter(|p| p.os != "unknown")
-            .map(|p| p.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         if names.is_empty() {
             "no platforms".to_string()

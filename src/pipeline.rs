@@ -15,6 +15,7 @@ use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredB
 use crate::digest::Digest;
 use crate::export::{self, BlobSource, BoxError, ExportError, Layout, Output};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
+use crate::inspect::Inspection;
 use crate::manifest::{ImageConfig, ManifestError};
 use crate::plan::Plan;
 use crate::progress::{Event, Progress};
@@ -99,7 +100,7 @@ impl Session {
             .lock(LockMode::Shared, move || {
                 progress.event(Event::Waiting {
                     what: "a haul cache prune or rm".to_string(),
-                })
+                });
             })
             .await?;
         let client = Arc::new(Client::new(options.registry)?);
@@ -180,7 +181,7 @@ impl Session {
 
     /// Parses an image's config and checks the image against it: the platform asked for,
     /// and the layer count loaders require.
-    pub fn checked_config(
+    fn checked_config(
         &self,
         image: &ResolvedImage,
         choice: &PlatformChoice,
@@ -197,9 +198,25 @@ impl Session {
 
     /// An image's config, from the cache or read into memory (and verified), never stored:
     /// for looking at an image without changing the cache.
-    pub async fn read_config(&self, image: &ResolvedImage) -> Result<Vec<u8>, PipelineError> {
+    async fn read_config(&self, image: &ResolvedImage) -> Result<Vec<u8>, PipelineError> {
         let request = BlobRequest::new(image.reference.clone(), image.image.config.clone());
         Ok(self.fetcher.read_small(&request).await?)
+    }
+
+    /// What the images `request` names are, and what of them the cache holds: resolves
+    /// (keeping the manifests, as resolving does) and reads each config (from the cache or
+    /// into memory, never stored), checking the image against it as an export would.
+    pub async fn inspect(&self, request: &ImageRequest) -> Result<Vec<Inspection>, PipelineError> {
+        let resolved = self.resolve(request).await?;
+        let configs = try_join_all(resolved.iter().map(|image| self.read_config(image))).await?;
+        let mut inspections = Vec::new();
+        for (image, bytes) in resolved.iter().zip(&configs) {
+            let config = self.checked_config(image, &request.platforms, bytes)?;
+            inspections.push(Inspection::new(image, &config, |blob| {
+                self.store.contains(&blob.digest, blob.size)
+            }));
+        }
+        Ok(inspections)
     }
 
     /// Fetches the configs of `resolved` into the cache, checks each image against its

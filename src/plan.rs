@@ -6,10 +6,12 @@
 //! layers or two images is fetched once).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use crate::export::{ExportImage, SourceIndex};
 use crate::fetch::BlobRequest;
 use crate::manifest::ImageConfig;
+use crate::reference::Reference;
 use crate::resolve::ResolvedImage;
 
 /// What one export (or pull) writes and needs: the last of the pipeline's types, after
@@ -83,5 +85,66 @@ impl Plan {
             images,
             blobs,
         }
+    }
+}
+
+impl Plan {
+    /// The tar's name when none is given: after the first image, with its platforms (`all`
+    /// with `--all-platforms`; several platforms of one reference are named together).
+    pub fn default_file_name(&self, all_platforms: bool) -> PathBuf {
+        let platform_part = if all_platforms {
+            "all".to_string()
+        } else {
+            let parts: Vec<String> = self
+                .configs
+                .iter()
+                .map(|c| c.platform().file_name_part())
+                .collect();
+            parts.join("+")
+        };
+        default_file_name(&self.resolved[0].reference, &platform_part)
+    }
+}
+
+/// `<registry>_<repository with / as _>_<tag>_<arch>.tar`; a `:` (registry port) becomes
+/// `_` too, and an untagged reference uses its digest's first 12 hex digits.
+fn default_file_name(reference: &Reference, platform_part: &str) -> PathBuf {
+    let tag = match (reference.tag(), reference.digest()) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(digest)) => format!("sha256-{}", &digest.hex()[..12]),
+        (None, None) => "latest".to_string(),
+    };
+    let name = format!(
+        "{}_{}_{}_{}.tar",
+        reference.registry(),
+        reference.repository(),
+        tag,
+        platform_part
+    );
+    PathBuf::from(name.replace(['/', ':'], "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    #[test]
+    fn default_file_names() {
+        let amd64 = Platform::new("linux", "amd64", None).file_name_part();
+        let name = |r: &str| default_file_name(&r.parse().unwrap(), &amd64);
+        assert_eq!(
+            name("busybox"),
+            PathBuf::from("docker.io_library_busybox_latest_amd64.tar")
+        );
+        assert_eq!(
+            name("127.0.0.1:5000/test/app:v1"),
+            PathBuf::from("127.0.0.1_5000_test_app_v1_amd64.tar")
+        );
+        let arm = Platform::new("linux", "arm", Some("v7")).file_name_part();
+        assert_eq!(
+            default_file_name(&"ghcr.io/a/b:1".parse().unwrap(), &arm),
+            PathBuf::from("ghcr.io_a_b_1_armv7.tar")
+        );
     }
 }

@@ -269,6 +269,7 @@ fn two_processes_download_a_shared_blob_once() {
         1,
         "the shared blob is downloaded once: {downloads:?}"
     );
+    assert_no_lock_files(&haul);
 
     let engine = Engine::Classic;
     for (_, tar, who) in [(&pa, "a.tar", "a\n"), (&pb, "b.tar", "b\n")] {
@@ -691,4 +692,79 @@ fn ctrl_c_and_kill_9_leave_a_partial_download_that_the_next_run_resumes() {
         haul.run(&["cache", "prune", "--all"]).success();
         std::fs::remove_file(haul.workdir.path().join("out.tar")).unwrap();
     }
+}
+
+/// `cache rm`, `cache ls` and `cache prune` know what an `--all-platforms` record needs: its
+/// index, every platform's manifest, the configs and layers, even when another record shares
+/// them.
+#[test]
+fn the_cache_commands_know_what_an_all_platforms_record_needs() {
+    let registry = Registry::start();
+    let repository = unique("test/gc");
+    let image = Image::runnable(
+        "gc",
+        vec![Layer::text("etc/g", "g\n", Compression::Gzip)],
+        Compression::Gzip,
+        true,
+    );
+    // `idx` is an index whose one entry is `idx-amd64`'s manifest.
+    registry.push_index(
+        &repository,
+        "idx",
+        &[(&image, "linux", "amd64", None)],
+        true,
+    );
+    let all = format!("{}/{repository}:idx", registry.host());
+    let one = format!("{}/{repository}:idx-amd64", registry.host());
+    let haul = Haul::new();
+    let export_all = ["export", &all, "--all-platforms", "--format", "oci"];
+    haul.run(&[&export_all[..], &["-o", "all.tar"]].concat())
+        .success();
+    haul.run(&["export", &one, "-o", "one.tar"]).success();
+
+    let listing = String::from_utf8(haul.run(&["cache", "ls"]).success().stdout).unwrap();
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with(&all) && l.split_whitespace().nth(1) == Some("all"))
+        .unwrap_or_else(|| panic!("no all-platforms record:\n{listing}"));
+    assert!(line.trim_end().ends_with("yes"), "not complete:\n{listing}");
+    assert!(!line.contains(" ? "), "no size:\n{listing}");
+
+    // Removing the single-platform record keeps what the index record still needs.
+    let removed = String::from_utf8(haul.run(&["cache", "rm", &one]).success().stdout).unwrap();
+    assert!(
+        removed.contains("removed 1 image records and 0 blobs"),
+        "{removed}"
+    );
+    haul.run(&[&export_all[..], &["--offline", "-o", "again.tar"]].concat())
+        .success();
+    // A prune that removes nothing keeps the record, complete.
+    haul.run(&["cache", "prune", "--older-than", "1d"])
+        .success();
+    let listing = String::from_utf8(haul.run(&["cache", "ls"]).success().stdout).unwrap();
+    assert!(listing.contains(&all), "{listing}");
+    // Removing it too leaves no blob: index, manifest, config and two layers.
+    let removed = String::from_utf8(haul.run(&["cache", "rm", &all]).success().stdout).unwrap();
+    assert!(
+        removed.contains("removed 1 image records and 5 blobs"),
+        "{removed}"
+    );
+    assert_eq!(
+        std::fs::read_dir(haul.cache.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_no_lock_files(&haul);
+}
+
+/// Lock files live only as long as the write they protect.
+#[track_caller]
+fn assert_no_lock_files(haul: &Haul) {
+    let locks: Vec<String> = std::fs::read_dir(haul.cache.path().join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".lock"))
+        .collect();
+    assert!(locks.is_empty(), "lock files left in ingest/: {locks:?}");
 }

@@ -174,3 +174,44 @@ fn usage_errors_exit_2() {
     let run = haul.run(&["export", "busybox", "--username", "me"]);
     assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
 }
+
+/// An OS error is said once, not once per layer of wrapping; `-o` naming a folder puts the
+/// tar in it under its default name, as `cp` does.
+#[test]
+fn each_cause_once_and_an_output_folder_gets_the_default_name() {
+    let registry = Registry::start();
+    let repository = unique("test/outdir");
+    registry.push(
+        &repository,
+        "v1",
+        &Image::runnable("x", vec![], Compression::Gzip, false),
+    );
+    let reference = format!("{}/{repository}:v1", registry.host());
+    let haul = Haul::new();
+    let run = haul
+        .run(&["export", &reference, "-o", "no-such-folder/out.tar"])
+        .failure(&["cannot write no-such-folder/out.tar", "os error 2"]);
+    assert_eq!(
+        run.stderr.matches("os error").count(),
+        1,
+        "the cause is repeated:\n{}",
+        run.stderr
+    );
+    assert_nothing_left(&haul);
+
+    std::fs::create_dir(haul.workdir.path().join("adir")).unwrap();
+    haul.run(&["export", &reference, "-o", "adir"]).success();
+    let expected = format!(
+        "{}_{}_v1_amd64.tar",
+        registry.host().replace(':', "_"),
+        repository.replace('/', "_")
+    );
+    let written: Vec<String> = std::fs::read_dir(haul.workdir.path().join("adir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(written, vec![expected]);
+    // Two images cannot both take a default name: the message says how to name the tar.
+    haul.run(&["export", &reference, &reference, "-o", "adir/"])
+        .failure(&["2 images go into one tar", "-o adir/FILE"]);
+}

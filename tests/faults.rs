@@ -33,6 +33,11 @@ fn assert_cache_tidy(haul: &Haul) {
     for entry in std::fs::read_dir(root.join("blobs")).unwrap() {
         assert_eq!(entry.unwrap().file_name(), "sha256");
     }
+    // Lock files live only as long as the write they protect.
+    for entry in std::fs::read_dir(root.join("ingest")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(name.ends_with(".partial"), "unexpected ingest/{name}");
+    }
 }
 
 fn verified_tar(path: &Path) {

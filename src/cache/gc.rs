@@ -50,16 +50,13 @@ fn mark_manifest(
     may_be_index: bool,
     needs: &mut Needs,
 ) {
-    let bytes = match store.read_verified(digest) {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            needs.resolvable = false;
-            needs.complete = false;
-            if needs.blobs.insert(digest.clone()) {
-                needs.size += declared_size.unwrap_or(0);
-            }
-            return;
+    let Ok(bytes) = store.read_verified(digest) else {
+        needs.resolvable = false;
+        needs.complete = false;
+        if needs.blobs.insert(digest.clone()) {
+            needs.size += declared_size.unwrap_or(0);
         }
+        return;
     };
     if needs.blobs.insert(digest.clone()) {
         needs.size += bytes.len() as u64;

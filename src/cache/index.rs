@@ -210,7 +210,7 @@ impl CacheIndex {
     pub fn blobs(&self) -> Result<BTreeMap<Digest, BlobRecord>, CacheError> {
         self.with_db(|db| {
             let mut out = BTreeMap::new();
-            for entry in db.open_tree(BLOBS_TREE)?.iter() {
+            for entry in &db.open_tree(BLOBS_TREE)? {
                 let (key, value) = entry?;
                 let digest = std::str::from_utf8(&key)
                     .ok()
@@ -226,7 +226,7 @@ impl CacheIndex {
     pub fn refs(&self) -> Result<Vec<RefRecord>, CacheError> {
         self.with_db(|db| {
             let mut out = Vec::new();
-            for entry in db.open_tree(REFS_TREE)?.iter() {
+            for entry in &db.open_tree(REFS_TREE)? {
                 let (_, value) = entry?;
                 out.extend(decode::<RefRecord>(&value));
             }

@@ -154,7 +154,7 @@ impl BlobStore {
     pub fn size_of(&self, digest: &Digest) -> Option<u64> {
         std::fs::metadata(self.blob_path(digest))
             .ok()
-            .filter(|m| m.is_file())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.len())
     }
 
@@ -222,7 +222,7 @@ impl BlobStore {
             let entry = entry.map_err(CacheError::io("cannot list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let size = entry.metadata().map_or(0, |m| m.len());
                 blobs.push((digest, size));
             }
         }

@@ -44,7 +44,7 @@ async fn exclusive(global: &Global, store: &BlobStore) -> anyhow::Result<LockedF
         .lock(LockMode::Exclusive, move || {
             progress.event(Event::Waiting {
                 what: "running haul exports and pulls".to_string(),
-            })
+            });
         })
         .await?)
 }

@@ -71,6 +71,47 @@ pub enum Output {
 }
 
 impl Output {
+    /// `ssh://[user@]host[:port]` → `ssh [-p port] [user@]host docker load`, with `ssh` replaced
+    /// by `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
+    pub fn ssh_docker_load(target: &str) -> Result<Output, String> {
+        let Some(rest) = target.strip_prefix("ssh://") else {
+            return Err(format!(
+                "--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (user_host, port) = match rest.rsplit_once(':') {
+            Some((user_host, port)) if !port.contains(']') => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("--to {target:?}: the port {port:?} is not a number"))?;
+                (user_host, Some(port))
+            }
+            _ => (rest, None),
+        };
+        let host = user_host.rsplit('@').next().unwrap_or("");
+        if host.is_empty() || user_host.contains(char::is_whitespace) || user_host.starts_with('-')
+        {
+            return Err(format!(
+                "--to {target:?}: expected ssh://[USER@]HOST[:PORT]"
+            ));
+        }
+        let ssh = std::env::var("HAUL_SSH_COMMAND").unwrap_or_else(|_| "ssh".to_string());
+        let mut argv: Vec<String> = ssh.split_whitespace().map(str::to_string).collect();
+        if argv.is_empty() {
+            argv.push("ssh".to_string());
+        }
+        if let Some(port) = port {
+            argv.extend(["-p".to_string(), port.to_string()]);
+        }
+        argv.extend([
+            user_host.to_string(),
+            "docker".to_string(),
+            "load".to_string(),
+        ]);
+        Ok(Output::Command(argv))
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Output::File(path) => path.display().to_string(),
@@ -382,6 +423,24 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_targets() {
+        let argv = |t: &str| match Output::ssh_docker_load(t) {
+            Ok(Output::Command(argv)) => Ok(argv.join(" ")),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(argv("ssh://me@host").unwrap(), "ssh me@host docker load");
+        assert_eq!(
+            argv("ssh://host:2222").unwrap(),
+            "ssh -p 2222 host docker load"
+        );
+        assert!(argv("host").is_err());
+        assert!(argv("ssh://").is_err());
+        assert!(argv("ssh://-oProxyCommand=x").is_err());
+        assert!(argv("ssh://h:port").is_err());
+    }
 
     #[test]
     fn a_killed_runs_temporary_file_is_removed_a_live_ones_kept() {

@@ -359,9 +359,10 @@ const WAITING: &str = "{prefix:<19} {msg}";
 const SPINNING: &str = "{prefix:<19} {spinner} {msg}";
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template)
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(template).map_or_else(
+        |_| ProgressStyle::default_bar(),
+        |style| style.progress_chars("=> "),
+    )
 }
 
 /// Makes a [`LogLine`] per log event.

@@ -201,7 +201,7 @@ struct ManifestEntry {
     config: String,
     #[serde(rename = "RepoTags", default)]
     repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
+    #[serde(rename = "Layers", deserialize_with = "crate::manifest::null_as_empty")]
     layers: Vec<String>,
 }
 
@@ -329,7 +329,7 @@ impl<'a> Checker<'a> {
                         .annotations
                         .get("org.opencontainers.image.ref.name")
                 })
-                .map_or_else(|| descriptor.digest.short(), |name| name.clone());
+                .map_or_else(|| descriptor.digest.short(), std::clone::Clone::clone);
             self.walk(
                 descriptor,
                 &format!("image {image}"),
@@ -380,7 +380,7 @@ impl<'a> Checker<'a> {
                 self.problems.push(Problem::Malformed {
                     path,
                     what: "manifest".to_string(),
-                    detail: e.to_string(),
+                    detail: crate::error::describe(&e),
                 });
                 return;
             }

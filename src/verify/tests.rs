@@ -160,7 +160,11 @@ async fn verify(bytes: &[u8]) -> Report {
 
 #[track_caller]
 fn assert_problem(report: &Report, needles: &[&str]) {
-    let messages: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    let messages: Vec<String> = report
+        .problems
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     assert!(
         messages
             .iter()
@@ -181,6 +185,42 @@ async fn a_whole_tar_in_the_default_layout() {
     let bytes: usize = files.iter().map(|(_, d)| d.len()).sum();
     assert_eq!(report.bytes, bytes as u64);
     assert_eq!(report.layers_unchecked, 0);
+}
+
+/// `docker save IMAGE-ID` (Docker 25): Go writes the empty `manifests` and `RepoTags` as
+/// `null`. Docker 20.10 and 26.1 load such a tar; it is whole.
+#[tokio::test]
+async fn docker_saves_nulls_for_an_image_saved_by_its_id() {
+    let (mut files, layers) = docker_layout();
+    let config_path = {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+                .unwrap();
+        manifest[0]["Config"].as_str().unwrap().to_string()
+    };
+    set(
+        &mut files,
+        "index.json",
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::manifest::OCI_INDEX,
+            "manifests": null,
+        }))
+        .unwrap(),
+    );
+    set(
+        &mut files,
+        "manifest.json",
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": config_path,
+            "RepoTags": null,
+            "Layers": layers.iter().map(blob).collect::<Vec<_>>(),
+        }]))
+        .unwrap(),
+    );
+    let report = verify(&tar_of(&files)).await;
+    assert!(report.is_whole(), "{:#?}", report.problems);
+    assert_eq!(report.images, 1);
 }
 
 #[tokio::test]

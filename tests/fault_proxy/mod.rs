@@ -182,7 +182,7 @@ impl Drop for FaultProxy {
 
 fn take_fault(state: &Mutex<State>, path: &str) -> Fault {
     let mut state = state.lock().unwrap();
-    for rule in state.rules.iter_mut() {
+    for rule in &mut state.rules {
         if rule.remaining > 0 && path.contains(&rule.path_contains) {
             rule.remaining -= 1;
             return rule.fault.clone();

@@ -378,7 +378,10 @@ impl Engine {
     pub fn cleanup(self, references: &[&str]) -> Cleanup {
         let guard = Cleanup {
             engine: self,
-            references: references.iter().map(|r| r.to_string()).collect(),
+            references: references
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         };
         guard.remove();
         guard

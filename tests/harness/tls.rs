@@ -45,7 +45,7 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses) and its key, as PEM files.
     pub fn server_cert(&self, names: &[&str]) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
         params
             .distinguished_name

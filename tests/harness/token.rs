@@ -44,7 +44,10 @@ impl Access {
         Access {
             kind: "repository".to_string(),
             name: name.to_string(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
+            actions: actions
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 
