@@ -56,7 +56,8 @@ pub fn decompress_layer(
         return Ok(done);
     }
     // `None`: another process finished it while this one waited for the blob's lock.
-    let Some(mut ingest) = Ingest::open(store, diff_id, || {}).map_err(DecompressError::Cache)?
+    let Some(mut ingest) =
+        Ingest::open(store, diff_id, None, || {}).map_err(DecompressError::Cache)?
     else {
         return done(store).ok_or_else(|| {
             DecompressError::Cache(CacheError::io("cannot read", &store.blob_path(diff_id))(

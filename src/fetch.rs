@@ -63,6 +63,8 @@ pub enum FetchErrorKind {
     Decompress(#[from] DecompressError),
     #[error("it declares {size} bytes, more than the {limit} haul reads into memory")]
     TooLargeToRead { size: u64, limit: u64 },
+    #[error("the download was cancelled")]
+    Cancelled,
 }
 
 /// Settings for a run's downloads.
@@ -254,7 +256,7 @@ impl Fetcher {
         let waiting = digest.clone();
         let started = self
             .store
-            .begin_ingest(digest, move || {
+            .begin_ingest(digest, size, move || {
                 progress.event(Event::WaitingForLock { digest: waiting });
             })
             .await
@@ -272,6 +274,7 @@ impl Fetcher {
     }
 
     /// Streams the blob into `ingest`, from where its partial file ends, and commits it.
+    /// On failure the partial file keeps what arrived, for the next attempt or run.
     async fn download(
         &self,
         request: &BlobRequest,
@@ -279,59 +282,13 @@ impl Fetcher {
     ) -> Result<PathBuf, FetchErrorKind> {
         let digest = &request.descriptor.digest;
         let size = request.descriptor.size;
-        if ingest.offset() > size {
-            ingest.restart().await?;
-        }
-        let mut fetched = 0u64;
-        // A partial file complete from an earlier run needs no request: commit verifies it.
-        if ingest.offset() < size || size == 0 {
-            let progress = self.progress.clone();
-            let retrying = digest.clone();
-            let on_retry = move |attempt: u32, error: &RegistryError, _wait: Duration| {
-                progress.event(Event::Retrying {
-                    digest: retrying.clone(),
-                    attempt,
-                    error: crate::error::describe(error),
-                });
-            };
-            let mut stream = self
-                .client
-                .get_blob(&request.reference, digest, size, ingest.offset(), &on_retry)
-                .await?;
-            if stream.start() != ingest.offset() {
-                ingest.restart().await?;
-                self.progress.event(Event::Restarted {
-                    digest: digest.clone(),
-                });
+        let fetched = match self.stream_into(request, &mut ingest).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                ingest.close().await;
+                return Err(error);
             }
-            self.progress.event(Event::DownloadStarted {
-                digest: digest.clone(),
-                size,
-                offset: stream.start(),
-            });
-            loop {
-                let chunk = match stream.next_chunk().await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => break,
-                    // What was received may be wrong too: resuming it would only repeat this.
-                    Err(
-                        error @ (RegistryError::TooLong { .. }
-                        | RegistryError::LengthMismatch { .. }),
-                    ) => {
-                        ingest.restart().await?;
-                        return Err(error.into());
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                let bytes = chunk.len() as u64;
-                fetched += bytes;
-                ingest.write(chunk).await?;
-                self.progress.event(Event::Downloaded {
-                    digest: digest.clone(),
-                    bytes,
-                });
-            }
-        }
+        };
         // Before the commit releases the lock: a task waiting for it then says nothing more.
         if let Ok(mut reported) = self.reported.lock() {
             reported.insert(digest.clone());
@@ -343,6 +300,70 @@ impl Fetcher {
             fetched,
         });
         Ok(path)
+    }
+
+    /// Writes what the registry sends into `ingest`, from its offset; returns the bytes
+    /// received.
+    async fn stream_into(
+        &self,
+        request: &BlobRequest,
+        ingest: &mut IngestWriter,
+    ) -> Result<u64, FetchErrorKind> {
+        let digest = &request.descriptor.digest;
+        let size = request.descriptor.size;
+        if ingest.offset() > size {
+            ingest.restart().await?;
+        }
+        // A partial file complete from an earlier run needs no request: commit verifies it.
+        if ingest.offset() == size && size > 0 {
+            return Ok(0);
+        }
+        let progress = self.progress.clone();
+        let retrying = digest.clone();
+        let on_retry = move |attempt: u32, error: &RegistryError, _wait: Duration| {
+            progress.event(Event::Retrying {
+                digest: retrying.clone(),
+                attempt,
+                error: crate::error::describe(error),
+            });
+        };
+        let mut stream = self
+            .client
+            .get_blob(&request.reference, digest, size, ingest.offset(), &on_retry)
+            .await?;
+        if stream.start() != ingest.offset() {
+            ingest.restart().await?;
+            self.progress.event(Event::Restarted {
+                digest: digest.clone(),
+            });
+        }
+        self.progress.event(Event::DownloadStarted {
+            digest: digest.clone(),
+            size,
+            offset: stream.start(),
+        });
+        let mut fetched = 0u64;
+        loop {
+            let chunk = match stream.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(fetched),
+                // What was received may be wrong too: resuming it would only repeat this.
+                Err(
+                    error @ (RegistryError::TooLong { .. } | RegistryError::LengthMismatch { .. }),
+                ) => {
+                    ingest.restart().await?;
+                    return Err(error.into());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let bytes = chunk.len() as u64;
+            fetched += bytes;
+            ingest.write(chunk).await?;
+            self.progress.event(Event::Downloaded {
+                digest: digest.clone(),
+                bytes,
+            });
+        }
     }
 
     /// A small blob (an image config): from the cache when it is there, else downloaded into
@@ -412,7 +433,13 @@ impl Downloads {
             .unwrap_or_else(|| panic!("{digest} was not planned, or was waited for twice"));
         match task.await {
             Ok(result) => result,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down (Ctrl-C).
+            Err(_) => Err(FetchError {
+                image: String::new(),
+                digest: digest.clone(),
+                kind: FetchErrorKind::Cancelled,
+            }),
         }
     }
 }

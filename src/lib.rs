@@ -1,11 +1,13 @@
 //! haul: pull container images from any OCI / Docker registry into tars that `docker load`
 //! accepts, through a verified, content-addressed, resumable cache.
 //!
-//! Data flows one way: [`reference`] → [`resolve`] (registry, manifest, platform) → [`plan`]
-//! → [`fetch`] (registry into [`cache`]) → [`export`] (cache into a tar). [`digest`],
-//! [`reference`], [`platform`] and [`manifest`] are leaves without I/O; only [`cli`] and
-//! [`commands`] know about the terminal and exit codes. [`verify`] reads an exported tar back
-//! and checks that it is whole.
+//! Data flows one way: [`reference`](mod@reference) → [`resolve`] (registry, manifest, platform) → [`plan`]
+//! → [`fetch`] (registry into [`cache`]) → [`export`] (cache into a tar). [`pipeline`] runs
+//! that flow for every image command; [`registry`] is the only module that speaks HTTP, and
+//! [`cache::gc`] decides what the cache keeps. [`digest`], [`reference`](mod@reference), [`platform`] and
+//! [`manifest`] are leaves without I/O; only [`cli`] and [`commands`] know about the terminal
+//! and exit codes. [`verify`] reads an exported tar back and checks that it is whole;
+//! [`inspect`] reports what images are. Blocking work runs through [`blocking`].
 
 pub mod blocking;
 pub mod cache;

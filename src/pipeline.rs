@@ -38,9 +38,11 @@ pub enum PipelineError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Fetch(Box<FetchError>),
-    #[error("export to {output} failed; no tar was written")]
+    #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,
+        /// What is left of the tar.
+        outcome: &'static str,
         #[source]
         source: ExportError,
     },
@@ -278,9 +280,13 @@ impl Session {
         layout: Layout,
         output: &Output,
     ) -> Result<u64, PipelineError> {
+        // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next
+        // blob, and with it the downloads and a loader it feeds.
+        let (_cancel, cancelled) = tokio::sync::watch::channel(());
         let downloads = FromDownloads {
             downloads: self.fetcher.start(&plan.blobs),
             runtime: tokio::runtime::Handle::current(),
+            cancelled,
         };
         let size = export::write_tar(
             plan.images.clone(),
@@ -292,6 +298,10 @@ impl Session {
         .await
         .map_err(|source| PipelineError::Export {
             output: output.describe(),
+            outcome: match output {
+                Output::File(_) => "no tar was written",
+                Output::Stdout | Output::Command(_) => "what was sent is not a whole tar",
+            },
             source,
         })?;
         self.record(plan).await?;
@@ -340,26 +350,32 @@ impl Session {
             }
         }
         let index = self.store.index();
-        crate::blocking::run(move || {
-            for (reference, platform, manifest) in &refs {
-                index.record_ref(reference, platform, manifest)?;
-            }
-            index.touch_blobs(&uses)
-        })
-        .await?;
+        crate::blocking::run(move || index.record_run(&refs, &uses)).await?;
         Ok(())
     }
 }
 
 /// The downloads, as the tar writer's blocking thread sees them: it waits for each blob's
-/// download on the runtime that runs it.
+/// download on the runtime that runs it, unless the export was given up meanwhile.
 struct FromDownloads {
     downloads: Downloads,
     runtime: tokio::runtime::Handle,
+    /// Closed when the export's future is dropped.
+    cancelled: tokio::sync::watch::Receiver<()>,
 }
 
 impl BlobSource for FromDownloads {
     fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
-        Ok(self.runtime.block_on(self.downloads.wait(digest))?)
+        let FromDownloads {
+            downloads,
+            runtime,
+            cancelled,
+        } = self;
+        runtime.block_on(async {
+            tokio::select! {
+                blob = downloads.wait(digest) => Ok(blob?),
+                _ = cancelled.changed() => Err("the export was cancelled".into()),
+            }
+        })
     }
 }

@@ -73,7 +73,7 @@ impl CacheIndex {
     /// is rebuilt from `blobs/` first.
     fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, CacheError> {
         let lock = LockedFile::acquire_blocking(&self.lock_path, LockMode::Exclusive, || {})?;
-        let db = match self.open() {
+        let db = match self.open_patiently() {
             Ok(db) => db,
             Err(error) => {
                 tracing::warn!(
@@ -90,12 +90,35 @@ impl CacheIndex {
         result.map_err(|e| self.sled_error(e))
     }
 
+    /// sled's settings: no background flusher thread (haul flushes before closing), so the
+    /// database, and sled's own lock on it, is let go of when the handle is dropped.
+    fn config(&self) -> sled::Config {
+        sled::Config::new().path(&self.dir).flush_every_ms(None)
+    }
+
+    /// Opens the index, trying again briefly before calling it unreadable: a handle closed a
+    /// moment ago may still hold sled's own file lock, and rebuilding would lose the
+    /// reference records.
+    fn open_patiently(&self) -> Result<sled::Db, CacheError> {
+        let mut attempts = 0;
+        loop {
+            match self.open() {
+                Ok(db) => return Ok(db),
+                Err(_) if attempts < 25 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     fn open(&self) -> Result<sled::Db, CacheError> {
         if !self.dir.exists() {
             return self.rebuild();
         }
         let probe = || -> sled::Result<sled::Db> {
-            let db = sled::Config::new().path(&self.dir).open()?;
+            let db = self.config().open()?;
             // Probe both trees: a damaged database may open and fail on first read.
             db.open_tree(BLOBS_TREE)?.first()?;
             db.open_tree(REFS_TREE)?.first()?;
@@ -111,10 +134,7 @@ impl CacheIndex {
             std::fs::remove_dir_all(&self.dir)
                 .map_err(CacheError::io("cannot remove", &self.dir))?;
         }
-        let db = sled::Config::new()
-            .path(&self.dir)
-            .open()
-            .map_err(|e| self.sled_error(e))?;
+        let db = self.config().open().map_err(|e| self.sled_error(e))?;
         let blobs = db.open_tree(BLOBS_TREE).map_err(|e| self.sled_error(e))?;
         let entries = std::fs::read_dir(&self.blobs_dir)
             .map_err(CacheError::io("cannot list", &self.blobs_dir))?;
@@ -149,28 +169,31 @@ impl CacheIndex {
         }
     }
 
+    /// Records a run in one opening of the index: what each reference resolved to, as
+    /// (reference, platform key, manifest), and the blobs it used.
+    pub fn record_run(
+        &self,
+        refs: &[(String, String, Digest)],
+        uses: &[BlobUse],
+    ) -> Result<(), CacheError> {
+        self.with_db(|db| {
+            let tree = db.open_tree(REFS_TREE)?;
+            for (reference, platform, manifest) in refs {
+                let record = RefRecord {
+                    reference: reference.clone(),
+                    platform: platform.clone(),
+                    manifest: manifest.clone(),
+                    last_used: now_secs(),
+                };
+                tree.insert(ref_key(reference, platform), encode(&record))?;
+            }
+            touch(db, uses)
+        })
+    }
+
     /// Records that these blobs were just used (keeping a known media type).
     pub fn touch_blobs(&self, uses: &[BlobUse]) -> Result<(), CacheError> {
-        let now = now_secs();
-        self.with_db(|db| {
-            let tree = db.open_tree(BLOBS_TREE)?;
-            for blob in uses {
-                let key = blob.digest.to_string();
-                let old: Option<BlobRecord> = tree.get(&key)?.and_then(|v| decode(&v));
-                let media_type = if blob.media_type.is_empty() {
-                    old.map(|o| o.media_type).unwrap_or_default()
-                } else {
-                    blob.media_type.clone()
-                };
-                let record = BlobRecord {
-                    size: blob.size,
-                    media_type,
-                    last_used: now,
-                };
-                tree.insert(key, encode(&record))?;
-            }
-            Ok(())
-        })
+        self.with_db(|db| touch(db, uses))
     }
 
     /// Records what `reference` resolved to for `platform`.
@@ -257,6 +280,28 @@ impl CacheIndex {
     }
 }
 
+/// Marks `uses` as used now, keeping a media type already known.
+fn touch(db: &sled::Db, uses: &[BlobUse]) -> sled::Result<()> {
+    let now = now_secs();
+    let tree = db.open_tree(BLOBS_TREE)?;
+    for blob in uses {
+        let key = blob.digest.to_string();
+        let old: Option<BlobRecord> = tree.get(&key)?.and_then(|v| decode(&v));
+        let media_type = if blob.media_type.is_empty() {
+            old.map(|o| o.media_type).unwrap_or_default()
+        } else {
+            blob.media_type.clone()
+        };
+        let record = BlobRecord {
+            size: blob.size,
+            media_type,
+            last_used: now,
+        };
+        tree.insert(key, encode(&record))?;
+    }
+    Ok(())
+}
+
 fn ref_key(reference: &str, platform: &str) -> String {
     format!("{reference}|{platform}")
 }
@@ -313,5 +358,29 @@ mod tests {
         // A missing index too.
         std::fs::remove_dir_all(&index_dir).unwrap();
         assert_eq!(index.blobs().unwrap()[&digest].size, 3);
+    }
+
+    /// Opening the index right after closing it finds sled's own lock released: the index
+    /// is not taken for damaged and rebuilt, which would lose the reference records.
+    #[test]
+    fn back_to_back_openings_keep_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let index = store.index();
+        let digest = Digest::of(b"m");
+        for n in 0..20 {
+            index
+                .record_run(
+                    &[(format!("r:{n}"), "linux/amd64".to_string(), digest.clone())],
+                    &[BlobUse {
+                        digest: digest.clone(),
+                        size: 1,
+                        media_type: String::new(),
+                    }],
+                )
+                .unwrap();
+            index.touch_blobs(&[]).unwrap();
+        }
+        assert_eq!(index.refs().unwrap().len(), 20);
     }
 }

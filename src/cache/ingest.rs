@@ -39,18 +39,22 @@ pub struct Ingest {
 impl Ingest {
     /// Takes the blob's lock (waiting for another process that holds it), then opens its
     /// partial file and re-hashes what an earlier run left there, so writing goes on from
-    /// its end. `None` when the blob is in the cache already (another process may have
-    /// committed it while this one waited). Blocks.
+    /// its end. `None` when the blob is in the cache already, with `size` bytes when that is
+    /// known (another process may have committed it while this one waited; a file of
+    /// another size was damaged from outside, and is written anew). Blocks.
     pub fn open(
         store: &BlobStore,
         digest: &Digest,
+        size: Option<u64>,
         on_wait: impl FnOnce(),
     ) -> Result<Option<Ingest>, CacheError> {
         let ingest_dir = store.ingest_dir();
         let lock_path = ingest_dir.join(format!("{}.lock", digest.hex()));
         let lock = LockedFile::acquire_blocking(&lock_path, LockMode::Exclusive, on_wait)?;
         let final_path = store.blob_path(digest);
-        if final_path.is_file() {
+        let committed = std::fs::metadata(&final_path)
+            .is_ok_and(|m| m.is_file() && size.is_none_or(|size| m.len() == size));
+        if committed {
             lock.remove();
             return Ok(None);
         }
@@ -189,7 +193,8 @@ pub struct IngestWriter {
     digest: Digest,
     sender: mpsc::Sender<Op>,
     /// The thread's outcome: the committed path, or `None` when it was dropped uncommitted.
-    worker: tokio::task::JoinHandle<Result<Option<PathBuf>, CacheError>>,
+    /// Taken once it has been awaited.
+    worker: Option<tokio::task::JoinHandle<Result<Option<PathBuf>, CacheError>>>,
     offset: u64,
 }
 
@@ -206,13 +211,14 @@ impl IngestWriter {
     pub(super) async fn start(
         store: BlobStore,
         digest: Digest,
+        size: Option<u64>,
         on_wait: impl FnOnce() + Send + 'static,
     ) -> Result<IngestStart, CacheError> {
         let (opened_tx, opened_rx) = oneshot::channel();
         let (sender, mut receiver) = mpsc::channel::<Op>(CHANNEL_CHUNKS);
         let thread_digest = digest.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let mut ingest = match Ingest::open(&store, &thread_digest, on_wait) {
+            let mut ingest = match Ingest::open(&store, &thread_digest, size, on_wait) {
                 Ok(Some(ingest)) => {
                     let _ = opened_tx.send(Ok(Some(ingest.offset())));
                     ingest
@@ -242,7 +248,7 @@ impl IngestWriter {
             Some(offset) => IngestStart::Writing(IngestWriter {
                 digest,
                 sender,
-                worker,
+                worker: Some(worker),
                 offset,
             }),
             None => IngestStart::Committed,
@@ -270,10 +276,15 @@ impl IngestWriter {
     pub async fn commit(mut self, expected_size: Option<u64>) -> Result<PathBuf, CacheError> {
         self.send(Op::Commit(expected_size)).await?;
         drop(self.sender);
-        let committed = (&mut self.worker).await.unwrap_or_else(|e| {
-            std::panic::resume_unwind(e.into_panic());
-        })?;
+        let committed = join(self.worker.take()).await?;
         Ok(committed.unwrap_or_else(|| panic!("the ingest of {} was not committed", self.digest)))
+    }
+
+    /// Stops writing without committing, and waits until what was sent is on disk in the
+    /// partial file (the next run resumes from there) and the blob's lock is released.
+    pub async fn close(mut self) {
+        drop(self.sender);
+        let _ = join(self.worker.take()).await;
     }
 
     async fn send(&mut self, op: Op) -> Result<(), CacheError> {
@@ -281,10 +292,24 @@ impl IngestWriter {
             return Ok(());
         }
         // The thread stopped on an error: that is the answer.
-        match (&mut self.worker).await {
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) => panic!("the ingest thread of {} stopped early", self.digest),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        match join(self.worker.take()).await {
+            Err(error) => Err(error),
+            Ok(_) => panic!("the ingest thread of {} stopped early", self.digest),
         }
+    }
+}
+
+/// The writer thread's outcome (`Ok(None)` when it was awaited already).
+async fn join(
+    worker: Option<tokio::task::JoinHandle<Result<Option<PathBuf>, CacheError>>>,
+) -> Result<Option<PathBuf>, CacheError> {
+    let Some(worker) = worker else {
+        return Ok(None);
+    };
+    match worker.await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down; what the thread wrote stays in the partial file.
+        Err(_) => Ok(None),
     }
 }

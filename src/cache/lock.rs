@@ -88,10 +88,35 @@ impl LockedFile {
         crate::blocking::run(move || LockedFile::acquire_blocking(&path, mode, on_wait)).await
     }
 
-    /// Deletes the lock file, then releases the lock. A process waiting for it finds, once
-    /// it gets the lock, that the path no longer names its file, and starts over.
+    /// Takes the lock on an existing lock file if nobody holds it; `None` if someone does
+    /// or the file is gone.
+    pub fn try_acquire(path: &Path, mode: LockMode) -> Result<Option<LockedFile>, CacheError> {
+        let file = match OpenOptions::new().write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CacheError::io("cannot open lock", path)(e)),
+        };
+        let attempt = match mode {
+            LockMode::Shared => file.try_lock_shared(),
+            LockMode::Exclusive => file.try_lock(),
+        };
+        match attempt {
+            Ok(()) if still_named_by(&file, path) => Ok(Some(LockedFile {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Ok(()) | Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(CacheError::io("cannot lock", path)(e)),
+        }
+    }
+
+    /// Deletes the lock file (if the path still names it), then releases the lock. A process
+    /// waiting for it finds, once it gets the lock, that the path no longer names its file,
+    /// and starts over.
     pub fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
+        if still_named_by(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
         drop(self.file);
     }
 }

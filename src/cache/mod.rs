@@ -179,23 +179,26 @@ impl BlobStore {
         if self.contains(digest, bytes.len() as u64) {
             return Ok(self.blob_path(digest));
         }
-        let Some(mut ingest) = Ingest::open(self, digest, || {})? else {
+        let size = bytes.len() as u64;
+        let Some(mut ingest) = Ingest::open(self, digest, Some(size), || {})? else {
             return Ok(self.blob_path(digest));
         };
         ingest.restart()?;
         ingest.write(bytes)?;
-        ingest.commit(Some(bytes.len() as u64))
+        ingest.commit(Some(size))
     }
 
-    /// Starts (or resumes) writing blob `digest` from async code, on a blocking thread.
-    /// Waits while another process writes the same blob; `on_wait` is called once if it
-    /// has to. [`IngestStart::Committed`] when the blob is in the cache by then.
+    /// Starts (or resumes) writing blob `digest` of `size` bytes from async code, on a
+    /// blocking thread. Waits while another process writes the same blob; `on_wait` is
+    /// called once if it has to. [`IngestStart::Committed`] when the blob is in the cache
+    /// by then.
     pub async fn begin_ingest(
         &self,
         digest: &Digest,
+        size: u64,
         on_wait: impl FnOnce() + Send + 'static,
     ) -> Result<IngestStart, CacheError> {
-        IngestWriter::start(self.clone(), digest.clone(), on_wait).await
+        IngestWriter::start(self.clone(), digest.clone(), Some(size), on_wait).await
     }
 
     /// The index of this cache (opened per operation).
@@ -268,8 +271,9 @@ impl BlobStore {
             let path = entry.map_err(CacheError::io("cannot list", &dir))?.path();
             if path.extension().is_some_and(|e| e == "lock")
                 && !path.with_extension("partial").exists()
+                && let Some(lock) = LockedFile::try_acquire(&path, LockMode::Exclusive)?
             {
-                self.remove_partial(&path)?;
+                lock.remove();
             }
         }
         Ok(())
@@ -349,7 +353,12 @@ mod tests {
             IngestStart::Committed => panic!("not committed yet"),
         };
         {
-            let mut ingest = writer(store.begin_ingest(&digest, || {}).await.unwrap());
+            let mut ingest = writer(
+                store
+                    .begin_ingest(&digest, data.len() as u64, || {})
+                    .await
+                    .unwrap(),
+            );
             ingest
                 .write(bytes::Bytes::from_static(&data[..6]))
                 .await
@@ -358,7 +367,10 @@ mod tests {
         }
         // The writer thread lets go of the blob soon after: wait for it.
         let mut ingest = loop {
-            let started = store.begin_ingest(&digest, || {}).await.unwrap();
+            let started = store
+                .begin_ingest(&digest, data.len() as u64, || {})
+                .await
+                .unwrap();
             let ingest = writer(started);
             if ingest.offset() == 6 {
                 break ingest;
@@ -374,8 +386,29 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), data);
         assert_eq!(files_in(&dir.path().join("ingest")), Vec::<String>::new());
         assert!(matches!(
-            store.begin_ingest(&digest, || {}).await.unwrap(),
+            store
+                .begin_ingest(&digest, data.len() as u64, || {})
+                .await
+                .unwrap(),
             IngestStart::Committed
         ));
+    }
+
+    /// A blob damaged from outside (another size than its digest's) is written anew, not
+    /// taken for committed.
+    #[test]
+    fn a_blob_of_the_wrong_size_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let digest = Digest::of(b"hello");
+        let path = store.put_bytes(&digest, b"hello").unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&path, permissions).unwrap();
+        std::fs::write(&path, b"hel").unwrap();
+        assert!(!store.contains(&digest, 5));
+        store.put_bytes(&digest, b"hello").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello");
     }
 }

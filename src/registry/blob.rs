@@ -66,7 +66,7 @@ impl<'a> BlobStream<'a> {
             failures: 0,
             on_retry,
         };
-        stream.connect().await?;
+        stream.connect(true).await?;
         Ok(stream)
     }
 
@@ -90,7 +90,7 @@ impl<'a> BlobStream<'a> {
                 return Ok(None);
             }
             if self.body.is_none() {
-                match self.connect().await {
+                match self.connect(false).await {
                     Ok(()) => {}
                     Err(error) => {
                         self.after_failure(error).await?;
@@ -135,6 +135,9 @@ impl<'a> BlobStream<'a> {
 
     /// Waits before the next attempt, or gives up with `error`.
     async fn after_failure(&mut self, error: RegistryError) -> Result<(), RegistryError> {
+        if !error.is_retryable() {
+            return Err(error);
+        }
         self.failures += 1;
         let Some(wait) = self.client.retry.wait(&error, self.failures) else {
             return Err(error);
@@ -144,8 +147,10 @@ impl<'a> BlobStream<'a> {
         Ok(())
     }
 
-    /// Requests the blob from `position` on.
-    async fn connect(&mut self) -> Result<(), RegistryError> {
+    /// Requests the blob from `position` on. Only the `opening` request may move where the
+    /// stream starts (the caller checks [`start`](Self::start) once, before the first chunk);
+    /// a later one that is answered from byte 0 skips what was handed out already.
+    async fn connect(&mut self, opening: bool) -> Result<(), RegistryError> {
         let (response, source) = match self
             .client
             .open_blob(
@@ -159,7 +164,7 @@ impl<'a> BlobStream<'a> {
         {
             // The partial copy is longer than what the registry has: start over.
             Err(RegistryError::Status { status, .. })
-                if status == StatusCode::RANGE_NOT_SATISFIABLE && self.position == self.start =>
+                if status == StatusCode::RANGE_NOT_SATISFIABLE && opening =>
             {
                 self.start = 0;
                 self.position = 0;
@@ -180,7 +185,7 @@ impl<'a> BlobStream<'a> {
             && content_range_start(response.headers()) == Some(self.position);
         let mut skip = 0;
         if self.position > 0 && !resumed {
-            if self.position == self.start {
+            if opening {
                 // Nothing handed out yet: the stream simply starts at 0.
                 self.start = 0;
                 self.position = 0;
@@ -197,7 +202,7 @@ impl<'a> BlobStream<'a> {
             return Err(RegistryError::LengthMismatch {
                 registry: source,
                 declared: self.size,
-                announced: announced + from,
+                announced: announced.saturating_add(from),
             });
         }
         self.body = Some(Body {

@@ -2,12 +2,12 @@
 //! retries and the rate limit. It knows HTTP and nothing of files or tars: manifests come back
 //! as bytes, blobs as a [`BlobStream`] of chunks. Nothing outside this module sees `reqwest`.
 //!
-//! - [`error`]: what can go wrong, and what to do about it;
+//! - `error`: what can go wrong, and what to do about it;
 //! - [`auth`]: challenges, credentials and the token exchange;
 //! - [`endpoint`]: mirrors and transports (which host, which scheme);
-//! - [`http`]: the HTTP client (TLS trust, proxies, timeouts);
+//! - `http`: the HTTP client (TLS trust, proxies, timeouts);
 //! - [`retry`]: the retry policy and the rate limiter;
-//! - [`blob`]: a blob download that resumes itself.
+//! - `blob`: a blob download that resumes itself.
 
 pub mod auth;
 mod blob;
@@ -309,6 +309,9 @@ impl Client {
                     return Err(error);
                 }
                 Err(error) => {
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
                     *failures += 1;
                     let Some(wait) = self.retry.wait(&error, *failures) else {
                         return Err(error);
