@@ -12,7 +12,7 @@ use crate::export::{ExportImage, SourceIndex};
 use crate::fetch::BlobRequest;
 use crate::manifest::ImageConfig;
 use crate::reference::Reference;
-use crate::resolve::ResolvedImage;
+use crate::resolve::{PlatformKey, ResolvedImage};
 
 /// What one export (or pull) writes and needs: the last of the pipeline's types, after
 /// [`Reference`](crate::reference::Reference) → [`ResolvedImage`] → (config fetched and
@@ -93,7 +93,7 @@ impl Plan {
     /// with `--all-platforms`; several platforms of one reference are named together).
     pub fn default_file_name(&self, all_platforms: bool) -> PathBuf {
         let platform_part = if all_platforms {
-            "all".to_string()
+            PlatformKey::All.to_string()
         } else {
             let parts: Vec<String> = self
                 .configs
