@@ -29,7 +29,9 @@ Examples:
   haul export nginx:1.27 -o nginx.tar --platform linux/arm64
   haul export app:v1 app:v2 -o bundle.tar          # several images in one tar
   haul export 127.0.0.1:5000/team/app:1 -o - | docker load
-  haul export app:1 --offline -o app.tar           # from the cache alone";
+  haul export app:1 --offline -o app.tar           # from the cache alone
+  haul export app:v1 -o v1.tar --receipt v1.receipt
+  haul export app:v2 -o v2-delta.tar --since v1.receipt   # only what the site lacks";
 
 const PULL_EXAMPLES: &str = "\
 Examples:
@@ -351,6 +353,17 @@ pub struct ExportArgs {
     /// diff_id and kept in the cache): for loaders that cannot read zstd (Docker before 23)
     #[arg(long)]
     pub decompress: bool,
+
+    /// A bundle delivered before (a tar, or its receipt); repeatable. The tar becomes a
+    /// delta: it leaves out the layers the destination holds from those bundles, and keeps
+    /// every image's full layer list, manifests and configs
+    #[arg(long, value_name = "PREV")]
+    pub since: Vec<std::path::PathBuf>,
+
+    /// Also write the bundle's receipt (a small JSON file) to FILE: what a later
+    /// `--since FILE` needs, in place of the tar
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<std::path::PathBuf>,
 }
 
 /// The tar layouts `export` writes.
@@ -386,6 +399,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON on standard output (also when the tar is not whole)
     #[arg(long)]
     pub json: bool,
+
+    /// Write the tar's receipt (for `haul export --since`) to FILE, when the tar is whole
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<std::path::PathBuf>,
 }
 
 /// How progress is shown on standard error.

@@ -35,6 +35,13 @@ impl BlobRequest {
             uncompressed: None,
         }
     }
+
+    /// The blob the request ends in: the one asked for, or its uncompressed form.
+    pub fn tar_blob(&self) -> &Digest {
+        self.uncompressed
+            .as_ref()
+            .unwrap_or(&self.descriptor.digest)
+    }
 }
 
 /// A download that failed, naming the image and the blob; the cause is its source.

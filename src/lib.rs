@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod decompress;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod export;

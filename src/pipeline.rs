@@ -12,8 +12,9 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 
 use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
+use crate::delta::{self, Receipt};
 use crate::digest::Digest;
-use crate::export::{self, BlobSource, BoxError, ExportError, Layout, Output};
+use crate::export::{self, BlobSource, BoxError, ExportError, Exported, Layout, Output, TarJob};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
 use crate::inspect::Inspection;
 use crate::manifest::{ImageConfig, ManifestError};
@@ -269,48 +270,67 @@ impl Session {
         for blob in &plan.blobs {
             downloads.wait(&blob.descriptor.digest).await?;
         }
-        self.record(plan).await
+        self.record(plan, &plan.blobs).await
     }
 
     /// Writes `plan`'s images as one tar in `layout` to `output` while their blobs download,
-    /// and records the run. Returns the tar's size.
+    /// and records the run. With bundles delivered before (`since`, as receipts), the tar is a
+    /// delta: it leaves out the layer blobs the destination holds from them (see
+    /// [`crate::delta`]), which are then not downloaded either.
     pub async fn export(
         &self,
         plan: &Plan,
         layout: Layout,
         output: &Output,
-    ) -> Result<u64, PipelineError> {
+        since: &[Receipt],
+    ) -> Result<Exported, PipelineError> {
+        let candidates: Vec<delta::Candidate> = plan
+            .images
+            .iter()
+            .map(|image| delta::Candidate {
+                diff_ids: &image.diff_ids,
+                blobs: (0..image.layers.len())
+                    .map(|i| image.tar_blob(i).clone())
+                    .collect(),
+            })
+            .collect();
+        let left_out = delta::left_out(&candidates, since);
+        let needed: Vec<BlobRequest> = plan
+            .blobs
+            .iter()
+            .filter(|request| !left_out.contains_key(request.tar_blob()))
+            .cloned()
+            .collect();
         // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next
         // blob, and with it the downloads and a loader it feeds.
         let (_cancel, cancelled) = tokio::sync::watch::channel(());
         let downloads = FromDownloads {
-            downloads: self.fetcher.start(&plan.blobs),
+            downloads: self.fetcher.start(&needed),
             runtime: tokio::runtime::Handle::current(),
             cancelled,
         };
-        let size = export::write_tar(
-            plan.images.clone(),
+        let job = TarJob {
+            images: plan.images.clone(),
             layout,
-            downloads,
-            output,
-            self.progress.as_ref(),
-        )
-        .await
-        .map_err(|source| PipelineError::Export {
-            output: output.describe(),
-            outcome: match output {
-                Output::File(_) => "no tar was written",
-                Output::Stdout | Output::Command(_) => "what was sent is not a whole tar",
-            },
-            source,
-        })?;
-        self.record(plan).await?;
-        Ok(size)
+            left_out,
+        };
+        let exported = export::write_tar(job, downloads, output, self.progress.as_ref())
+            .await
+            .map_err(|source| PipelineError::Export {
+                output: output.describe(),
+                outcome: match output {
+                    Output::File(_) => "no tar was written",
+                    Output::Stdout | Output::Command(_) => "what was sent is not a whole tar",
+                },
+                source,
+            })?;
+        self.record(plan, &needed).await?;
+        Ok(exported)
     }
 
     /// After a successful run: what each reference resolved to (for --offline) and that
     /// every blob was just used (for least-recently-used pruning).
-    async fn record(&self, plan: &Plan) -> Result<(), PipelineError> {
+    async fn record(&self, plan: &Plan, used: &[BlobRequest]) -> Result<(), PipelineError> {
         let mut refs = Vec::new();
         let mut uses = Vec::new();
         for image in &plan.resolved {
@@ -332,7 +352,7 @@ impl Session {
                 });
             }
         }
-        for blob in &plan.blobs {
+        for blob in used {
             uses.push(BlobUse {
                 digest: blob.descriptor.digest.clone(),
                 size: blob.descriptor.size,

@@ -58,6 +58,7 @@ impl Plan {
                         bytes: i.bytes.clone(),
                         digest: i.digest.clone(),
                     }),
+                uncompressed,
             })
             .collect();
         let mut seen = HashSet::new();

@@ -3,10 +3,11 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::{Global, image_request};
 use crate::cli::{ExportArgs, Format};
+use crate::delta::Receipt;
 use crate::export::{Layout, Output};
 use crate::pipeline::LayerForm;
 
@@ -77,6 +78,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     } else {
         LayerForm::AsServed
     };
+    // What the destination holds, read before anything is fetched: a bad --since fails fast.
+    let mut since = Vec::new();
+    for path in &args.since {
+        since.push(Receipt::read(path).await?);
+    }
     let request = image_request(&args.images)?;
     let session = global
         .session(&args.images, usize::from(args.downloads.jobs))
@@ -89,6 +95,15 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
             Output::File(folder.join(plan.default_file_name(args.images.all_platforms)))
         }
     };
-    session.export(&plan, layout, &output).await?;
+    let exported = session.export(&plan, layout, &output, &since).await?;
+    if let Some(path) = args.receipt {
+        let receipt = Receipt::new(exported.bundle);
+        crate::blocking::run({
+            let path = path.clone();
+            move || receipt.write(&path)
+        })
+        .await
+        .with_context(|| format!("cannot write the receipt {}", path.display()))?;
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, bail};
 
 use crate::cli::VerifyArgs;
+use crate::delta::Receipt;
 use crate::progress::human_bytes;
 use crate::verify::{Report, verify_tar};
 
@@ -35,6 +36,19 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     if report.is_whole() {
         if !quiet && !args.json {
             println!("ok: {}", summary(&report));
+            if report.left_out > 0 {
+                println!(
+                    "delta: {} left out, expected at the destination",
+                    count(report.left_out, "blob")
+                );
+            }
+        }
+        if let Some(path) = &args.receipt {
+            let receipt = Receipt::of_report(&report).map_err(anyhow::Error::msg)?;
+            let target = path.clone();
+            crate::blocking::run(move || receipt.write(&target))
+                .await
+                .with_context(|| format!("cannot write the receipt {}", path.display()))?;
         }
         return Ok(());
     }

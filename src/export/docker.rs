@@ -57,9 +57,14 @@ where
     for image in images {
         store_blob(&image.config, blobs, &mut in_tar, tar)?;
         let mut layers = Vec::with_capacity(image.layers.len());
-        for descriptor in &image.layers {
-            layers.push(store_blob(descriptor, blobs, &mut in_tar, tar)?);
+        for (i, descriptor) in image.layers.iter().enumerate() {
+            let path = blob_path(image.tar_blob(i));
+            match blobs.left_out(image, i, &path) {
+                Some(held) => layers.push(held),
+                None => layers.push(store_blob(descriptor, blobs, &mut in_tar, tar)?),
+            }
         }
+        blobs.written(image, &layers);
         let (manifest, manifest_digest) = manifest_for(image, &layers);
         if in_tar.insert(manifest_digest.clone()) {
             tar.bytes(&blob_path(&manifest_digest), &manifest)?;

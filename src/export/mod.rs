@@ -10,7 +10,7 @@ mod docker;
 pub mod tar;
 mod v1;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use docker::blob_path;
 
 use crate::cache::StoredBlob;
+use crate::delta::{BundleBlob, BundleImage, DeltaRecord, LeftOutBlob, RECORD_NAME};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
@@ -40,6 +41,20 @@ pub struct ExportImage {
     /// Set when this image is one platform of several exported together (OCI layout): the
     /// registry's index it was chosen from.
     pub index: Option<SourceIndex>,
+    /// The layers go into the tar uncompressed (each as the blob named by its diff_id).
+    pub uncompressed: bool,
+}
+
+impl ExportImage {
+    /// The digest of the blob the tar holds for layer `i`: the layer as served, or its
+    /// uncompressed form.
+    pub fn tar_blob(&self, i: usize) -> &Digest {
+        if self.uncompressed {
+            &self.diff_ids[i]
+        } else {
+            &self.layers[i].digest
+        }
+    }
 }
 
 /// A registry's index (manifest list), exactly as served.
@@ -144,36 +159,52 @@ pub enum ExportError {
     Loader { command: String, status: String },
 }
 
-/// Writes `images` as one tar in `layout` to `output`, and returns the tar's size. The tar
-/// is written on a blocking thread, with std files (so that copying a cached blob is the
-/// kernel's work); a file output goes under a temporary name, removed if this future is
-/// dropped (Ctrl-C) or fails, and renamed into place once synced.
+/// What to write: the images, their layout, and the layer blobs a delta leaves out (with
+/// their sizes), which the destination already holds.
+pub struct TarJob {
+    pub images: Vec<ExportImage>,
+    pub layout: Layout,
+    pub left_out: BTreeMap<Digest, u64>,
+}
+
+/// A tar written.
+#[derive(Debug)]
+pub struct Exported {
+    /// Its size, the end-of-archive marker included.
+    pub size: u64,
+    /// Its images as it holds them (for its receipt).
+    pub bundle: Vec<BundleImage>,
+}
+
+/// Writes `job` as one tar to `output`. The tar is written on a blocking thread, with std
+/// files (so that copying a cached blob is the kernel's work); a file output goes under a
+/// temporary name, removed if this future is dropped (Ctrl-C) or fails, and renamed into
+/// place once synced.
 pub async fn write_tar<S: BlobSource + 'static>(
-    images: Vec<ExportImage>,
-    layout: Layout,
+    job: TarJob,
     mut blobs: S,
     output: &Output,
     progress: &dyn Progress,
-) -> Result<u64, ExportError> {
+) -> Result<Exported, ExportError> {
     let name = output.describe();
     let write_error = {
         let name = name.clone();
         move |source| ExportError::Write { path: name, source }
     };
-    let size = match output {
+    let exported = match output {
         Output::File(path) => {
             let path = path.clone();
             let temp = crate::blocking::run(move || TempFile::create(&path))
                 .await
                 .map_err(write_error.clone())?;
             let file = temp.file.try_clone().map_err(write_error.clone())?;
-            let size = crate::blocking::run(move || {
-                let writer =
-                    write_entries(&images, layout, &mut blobs, TarWriter::new(file), &name)?;
+            let exported = crate::blocking::run(move || {
+                let (writer, bundle) =
+                    write_entries(&job, &mut blobs, TarWriter::new(file), &name)?;
                 let size = writer.finished_size();
                 let file = writer.finish().map_err(write_error.clone())?;
                 file.sync_all().map_err(write_error.clone())?;
-                Ok::<_, ExportError>(size)
+                Ok::<_, ExportError>(Exported { size, bundle })
             })
             .await?;
             let write_error = {
@@ -183,46 +214,37 @@ pub async fn write_tar<S: BlobSource + 'static>(
             crate::blocking::run(move || temp.persist())
                 .await
                 .map_err(write_error)?;
-            size
+            exported
         }
         Output::Stdout => {
             crate::blocking::run(move || {
-                let writer = write_entries(
-                    &images,
-                    layout,
-                    &mut blobs,
-                    TarWriter::new(io::stdout()),
-                    &name,
-                )?;
+                let (writer, bundle) =
+                    write_entries(&job, &mut blobs, TarWriter::new(io::stdout()), &name)?;
                 let size = writer.finished_size();
                 writer.finish().map_err(write_error)?;
-                Ok::<_, ExportError>(size)
+                Ok::<_, ExportError>(Exported { size, bundle })
             })
             .await?
         }
         Output::Command(argv) => {
             let argv = argv.clone();
-            crate::blocking::run(move || {
-                write_to_command(&images, layout, &mut blobs, &argv, &name)
-            })
-            .await?
+            crate::blocking::run(move || write_to_command(&job, &mut blobs, &argv, &name)).await?
         }
     };
     progress.event(Event::Exported {
         path: output.describe(),
-        bytes: size,
+        bytes: exported.size,
     });
-    Ok(size)
+    Ok(exported)
 }
 
 /// Streams the tar into the standard input of `argv` (`docker load`) and waits for it.
 fn write_to_command<S: BlobSource>(
-    images: &[ExportImage],
-    layout: Layout,
+    job: &TarJob,
     blobs: &mut S,
     argv: &[String],
     name: &str,
-) -> Result<u64, ExportError> {
+) -> Result<Exported, ExportError> {
     let write_error = |source| ExportError::Write {
         path: name.to_string(),
         source,
@@ -234,13 +256,16 @@ fn write_to_command<S: BlobSource>(
         .map_err(write_error)?;
     let stdin = child.stdin.take().expect("stdin is piped");
     let written =
-        write_entries(images, layout, blobs, TarWriter::new(stdin), name).and_then(|writer| {
+        write_entries(job, blobs, TarWriter::new(stdin), name).and_then(|(writer, bundle)| {
             let size = writer.finished_size();
             // Finishing closes stdin: the loader sees the end of the tar.
-            writer.finish().map(|_| size).map_err(write_error)
+            writer
+                .finish()
+                .map(|_| Exported { size, bundle })
+                .map_err(write_error)
         });
-    let size = match written {
-        Ok(size) => size,
+    let exported = match written {
+        Ok(exported) => exported,
         Err(ExportError::Write { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
             // The loader stopped reading: its own exit status and message say why.
             let status = child
@@ -265,16 +290,15 @@ fn write_to_command<S: BlobSource>(
             status: status.to_string(),
         });
     }
-    Ok(size)
+    Ok(exported)
 }
 
 fn write_entries<W: Write, S: BlobSource>(
-    images: &[ExportImage],
-    layout: Layout,
+    job: &TarJob,
     blobs: &mut S,
     writer: TarWriter<W>,
     output: &str,
-) -> Result<TarWriter<W>, ExportError> {
+) -> Result<(TarWriter<W>, Vec<BundleImage>), ExportError> {
     let mut entries = Entries {
         writer,
         output: output.to_string(),
@@ -282,19 +306,36 @@ fn write_entries<W: Write, S: BlobSource>(
     let mut blobs = Blobs {
         source: blobs,
         taken: HashMap::new(),
+        left_out: &job.left_out,
+        record: Vec::new(),
+        bundle: Vec::new(),
     };
-    match layout {
-        Layout::Docker | Layout::Oci => docker::write(images, layout, &mut blobs, &mut entries)?,
-        Layout::DockerV1 => v1::write(images, &mut blobs, &mut entries)?,
+    match job.layout {
+        Layout::Docker | Layout::Oci => {
+            docker::write(&job.images, job.layout, &mut blobs, &mut entries)?;
+        }
+        Layout::DockerV1 => v1::write(&job.images, &mut blobs, &mut entries)?,
     }
-    Ok(entries.writer)
+    // A delta says what it left out, for `haul verify` and `haul load`.
+    if !blobs.record.is_empty() {
+        let record = DeltaRecord::new(std::mem::take(&mut blobs.record));
+        entries.bytes(RECORD_NAME, &record.to_bytes())?;
+    }
+    Ok((entries.writer, blobs.bundle))
 }
 
 /// The run's blobs, as the layouts see them: each taken from the [`BlobSource`] once (it
-/// hands each out once) and kept for the layers and images that use it again.
+/// hands each out once) and kept for the layers and images that use it again; or left out
+/// of a delta, and recorded as such.
 struct Blobs<'a, S> {
     source: &'a mut S,
     taken: HashMap<Digest, StoredBlob>,
+    /// Layer blobs the destination holds: not written.
+    left_out: &'a BTreeMap<Digest, u64>,
+    /// Where the left-out blobs would be (for `haul-delta.json`).
+    record: Vec<LeftOutBlob>,
+    /// Each image as written.
+    bundle: Vec<BundleImage>,
 }
 
 impl<S: BlobSource> Blobs<'_, S> {
@@ -305,6 +346,37 @@ impl<S: BlobSource> Blobs<'_, S> {
         let blob = self.source.blob(digest).map_err(ExportError::Blob)?;
         self.taken.insert(digest.clone(), blob.clone());
         Ok(blob)
+    }
+
+    /// Layer `i` of `image` when the delta leaves it out: the blob as the destination holds
+    /// it (no file: nothing is read), recorded at `path`.
+    fn left_out(&mut self, image: &ExportImage, i: usize, path: &str) -> Option<StoredBlob> {
+        let digest = image.tar_blob(i);
+        let size = *self.left_out.get(digest)?;
+        self.record.push(LeftOutBlob {
+            path: path.to_string(),
+            digest: digest.clone(),
+            size,
+        });
+        Some(StoredBlob {
+            path: PathBuf::new(),
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    /// Notes an image as written, with its layer blobs.
+    fn written(&mut self, image: &ExportImage, layers: &[StoredBlob]) {
+        self.bundle.push(BundleImage {
+            diff_ids: image.diff_ids.clone(),
+            layers: layers
+                .iter()
+                .map(|b| BundleBlob {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                })
+                .collect(),
+        });
     }
 }
 

@@ -41,6 +41,7 @@ where
         let mut parent: Option<String> = None;
         let mut chain: Option<Digest> = None;
         let mut layers = Vec::with_capacity(image.layers.len());
+        let mut stored = Vec::with_capacity(image.layers.len());
         for (position, (descriptor, diff_id)) in
             image.layers.iter().zip(&image.diff_ids).enumerate()
         {
@@ -51,18 +52,28 @@ where
                 parent.as_deref(),
                 top.then_some(&image.config.digest),
             );
-            let blob = blobs.get(&descriptor.digest)?;
+            let layer_path = format!("{id}/layer.tar");
+            let held = blobs.left_out(image, position, &layer_path);
+            let blob = match held.clone() {
+                Some(held) => held,
+                None => blobs.get(&descriptor.digest)?,
+            };
             if in_tar.insert(id.clone()) {
                 tar.dir(&format!("{id}/"))?;
                 tar.bytes(&format!("{id}/VERSION"), b"1.0")?;
                 let json = layer_json(&id, parent.as_deref(), &config_json, top);
                 tar.bytes(&format!("{id}/json"), &json)?;
-                tar.file(&format!("{id}/layer.tar"), &blob)?;
+                // Left out of a delta: the destination has this chain already.
+                if held.is_none() {
+                    tar.file(&layer_path, &blob)?;
+                }
             }
+            stored.push(blob);
             layers.push(format!("{id}/layer.tar"));
             parent = Some(id);
             chain = Some(chain_id);
         }
+        blobs.written(image, &stored);
         written.push(Written {
             reference: image.reference.clone(),
             // manifest.json entries are merged by image: the config names it here.

@@ -14,11 +14,12 @@
 
 mod scan;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
+use crate::delta::{BundleBlob, BundleImage, DeltaRecord, RECORD_NAME};
 use crate::digest::Digest;
 use crate::export::blob_path;
 use crate::manifest::{
@@ -47,7 +48,13 @@ pub struct Report {
     /// Layers outside `blobs/` that are compressed: present, but their content cannot be
     /// checked without decompressing them.
     pub layers_unchecked: usize,
+    /// Layer blobs a delta bundle names but leaves out, as its `haul-delta.json` declares:
+    /// expected at the destination.
+    pub left_out: usize,
     pub problems: Vec<Problem>,
+    /// The images as the tar holds them (diff_ids and layer blobs): its receipt.
+    #[serde(skip)]
+    pub bundle: Vec<BundleImage>,
 }
 
 impl Report {
@@ -166,6 +173,8 @@ pub async fn verify_tar<R: AsyncRead + Unpin>(reader: R) -> Report {
 fn check(contents: Contents) -> Report {
     let mut checker = Checker {
         contents: &contents,
+        left_out: BTreeMap::new(),
+        bundle: Vec::new(),
         problems: contents.problems.clone(),
         reported_missing: BTreeSet::new(),
         checked_sizes: BTreeSet::new(),
@@ -174,6 +183,7 @@ fn check(contents: Contents) -> Report {
         layers_matching_diff_ids: 0,
         layers_unchecked: 0,
     };
+    checker.delta_record();
     let blobs = checker.blobs();
     let has_manifest_json = checker.resolve("manifest.json").is_some();
     let has_index_json = checker.resolve("index.json").is_some();
@@ -190,7 +200,9 @@ fn check(contents: Contents) -> Report {
         bytes: contents.bytes,
         layers_matching_diff_ids: checker.layers_matching_diff_ids,
         layers_unchecked: checker.layers_unchecked,
+        left_out: checker.left_out.len(),
         problems: checker.problems,
+        bundle: checker.bundle,
     }
 }
 
@@ -213,6 +225,10 @@ struct LayerRef<'a> {
 
 struct Checker<'a> {
     contents: &'a Contents,
+    /// What `haul-delta.json` declares left out: path → (digest, size).
+    left_out: BTreeMap<String, (Digest, u64)>,
+    /// Each image seen, as the tar holds it.
+    bundle: Vec<BundleImage>,
     problems: Vec<Problem>,
     /// Each missing file is reported once, with the first name that named it.
     reported_missing: BTreeSet<String>,
@@ -228,6 +244,24 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
+    /// `haul-delta.json`, if the tar is a delta: the blobs it leaves out on purpose.
+    fn delta_record(&mut self) {
+        if self.resolve(RECORD_NAME).is_none() {
+            return;
+        }
+        let Some(bytes) = self.metadata(RECORD_NAME, "delta record") else {
+            return;
+        };
+        match serde_json::from_slice::<DeltaRecord>(bytes) {
+            Ok(record) => {
+                for blob in record.left_out {
+                    self.left_out.insert(blob.path, (blob.digest, blob.size));
+                }
+            }
+            Err(e) => self.malformed(RECORD_NAME, "delta record", e),
+        }
+    }
+
     /// Every file under `blobs/` against its name; returns how many match.
     fn blobs(&mut self) -> usize {
         let mut good = 0;
@@ -444,6 +478,13 @@ impl<'a> Checker<'a> {
             }
         };
         let diff_ids = &config.rootfs.diff_ids;
+        let blobs: Option<Vec<BundleBlob>> = layers.iter().map(|l| self.bundle_blob(l)).collect();
+        if let Some(blobs) = blobs {
+            self.bundle.push(BundleImage {
+                diff_ids: diff_ids.clone(),
+                layers: blobs,
+            });
+        }
         if diff_ids.len() != layers.len() {
             self.problems.push(Problem::LayerCount {
                 image: image.to_string(),
@@ -474,6 +515,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A layer as the tar holds it (or, left out, as the delta record declares it): its
+    /// digest (a `blobs/` name says it) and size.
+    fn bundle_blob(&self, layer: &LayerRef<'_>) -> Option<BundleBlob> {
+        if let Some((digest, size)) = self.left_out.get(&layer.path)
+            && layer.file.is_none()
+        {
+            return Some(BundleBlob {
+                digest: digest.clone(),
+                size: *size,
+            });
+        }
+        let file = layer.file?;
+        Some(BundleBlob {
+            digest: file.digest.clone(),
+            size: file.size,
+        })
+    }
+
     /// The file at `path`, following links; None when absent (or a link goes nowhere).
     fn resolve(&self, path: &str) -> Option<&'a FileRecord> {
         let contents = self.contents;
@@ -490,6 +549,9 @@ impl<'a> Checker<'a> {
     /// The file at `path`, or a Missing problem naming who wanted it.
     fn require(&mut self, path: &str, named_by: &str) -> Option<&'a FileRecord> {
         let file = self.resolve(path);
+        if file.is_none() && self.left_out.contains_key(path) {
+            return None; // left out on purpose: expected at the destination
+        }
         if file.is_none() && self.reported_missing.insert(path.to_string()) {
             self.problems.push(Problem::Missing {
                 path: path.to_string(),

@@ -1,0 +1,329 @@
+//! Delta bundles: a tar that leaves out the layer blobs a site certainly holds because it
+//! loaded an earlier bundle, and still loads there.
+//!
+//! What a site holds after loading a bundle is described by a [`Receipt`]: per image, its
+//! diff_ids and its layer blobs as the tar names them (digest and size). A receipt comes from
+//! `export --receipt`, or from reading the bundle itself (`--since TAR`, `verify --receipt`):
+//! both give the same receipt, so `--since RECEIPT` and `--since TAR` give the same delta.
+//!
+//! The rule ([`left_out`]): layer i of an image in the new bundle may be left out when an
+//! earlier bundle has an image whose first i+1 diff_ids are this image's first i+1, and the
+//! earlier bundles name the very blob the new tar would hold there. Docker's classic store
+//! keys layers by chain ID (the diff_ids up to the layer), so the same layer on other parents
+//! is a different layer there; the containerd store and podman reuse blobs by digest. A blob
+//! the new tar names several times is left out only when every use qualifies.
+//!
+//! The delta says what it is in `haul-delta.json` at the tar's top level ([`DeltaRecord`]),
+//! which every loader ignores and `haul verify` reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// The delta's own record, at the tar's top level.
+pub const RECORD_NAME: &str = "haul-delta.json";
+const RECEIPT_VERSION: u32 = 1;
+const RECORD_VERSION: u32 = 1;
+
+/// What a bundle holds, for deltas against it. Images sorted and distinct.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    #[serde(rename = "haulReceipt")]
+    pub version: u32,
+    pub images: Vec<BundleImage>,
+}
+
+/// One image of a bundle, as the tar holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BundleImage {
+    #[serde(rename = "diffIds")]
+    pub diff_ids: Vec<Digest>,
+    /// The layer blobs, in order, as the tar names them.
+    pub layers: Vec<BundleBlob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BundleBlob {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// `haul-delta.json`: the blobs the tar names but does not hold, expected at the destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaRecord {
+    #[serde(rename = "haulDelta")]
+    pub version: u32,
+    #[serde(rename = "leftOut")]
+    pub left_out: Vec<LeftOutBlob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeftOutBlob {
+    /// Where the tar would hold it.
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("--since {path}: cannot read it", path = path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--since {path}: not a haul receipt ({detail}); give a bundle (a tar) or the receipt \
+         `haul export --receipt` or `haul verify --receipt` wrote for it",
+        path = path.display()
+    )]
+    NotAReceipt {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error(
+        "--since {path}: not a whole image bundle ({problem}); a delta is only as sound as \
+         what it is measured against: give the bundle as delivered, or its receipt",
+        path = path.display()
+    )]
+    NotABundle {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+}
+
+impl Receipt {
+    /// A receipt of these images: sorted, each once.
+    pub fn new(images: impl IntoIterator<Item = BundleImage>) -> Receipt {
+        let images: BTreeSet<BundleImage> = images.into_iter().collect();
+        Receipt {
+            version: RECEIPT_VERSION,
+            images: images.into_iter().collect(),
+        }
+    }
+
+    /// The receipt as a file: pretty JSON, a newline at the end.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a receipt serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Writes the receipt to `path`, whole or not at all (a temporary file beside it,
+    /// renamed). Blocks.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "receipt".into(), |n| n.to_string_lossy().into_owned());
+        let temp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let written =
+            std::fs::write(&temp, self.to_bytes()).and_then(|()| std::fs::rename(&temp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+
+    /// Reads `--since PATH`: a receipt, or a bundle (any tar haul writes, or `docker save`
+    /// output), which is read once, whole, and checked as `haul verify` checks it.
+    pub async fn read(path: &Path) -> Result<Receipt, DeltaError> {
+        use tokio::io::AsyncReadExt;
+        let read_error = |source| DeltaError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let mut start = [0u8; 1];
+        let n = file.read(&mut start).await.map_err(read_error)?;
+        if n == 1 && start[0] == b'{' {
+            let bytes = tokio::fs::read(path).await.map_err(read_error)?;
+            return Receipt::parse(&bytes).map_err(|detail| DeltaError::NotAReceipt {
+                path: path.to_path_buf(),
+                detail,
+            });
+        }
+        let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        Receipt::of_report(&crate::verify::verify_tar(file).await).map_err(|problem| {
+            DeltaError::NotABundle {
+                path: path.to_path_buf(),
+                problem,
+            }
+        })
+    }
+
+    /// The receipt of a tar `haul verify` read: only of a whole one.
+    pub fn of_report(report: &crate::verify::Report) -> Result<Receipt, String> {
+        if let Some(problem) = report.problems.first() {
+            return Err(problem.to_string());
+        }
+        if report.bundle.is_empty() {
+            return Err("it names no image".to_string());
+        }
+        Ok(Receipt::new(report.bundle.iter().cloned()))
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Receipt, String> {
+        let receipt: Receipt = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if receipt.version != RECEIPT_VERSION {
+            return Err(format!(
+                "version {}, this haul reads version {RECEIPT_VERSION}",
+                receipt.version
+            ));
+        }
+        Ok(Receipt::new(receipt.images))
+    }
+}
+
+impl DeltaRecord {
+    pub fn new(left_out: impl IntoIterator<Item = LeftOutBlob>) -> DeltaRecord {
+        let left_out: BTreeSet<LeftOutBlob> = left_out.into_iter().collect();
+        DeltaRecord {
+            version: RECORD_VERSION,
+            left_out: left_out.into_iter().collect(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a delta record serializes")
+    }
+}
+
+/// One image of the new bundle, as the rule sees it: its diff_ids and, per layer, the digest
+/// of the blob the tar would hold there.
+pub struct Candidate<'a> {
+    pub diff_ids: &'a [Digest],
+    pub blobs: Vec<Digest>,
+}
+
+/// The blobs the new bundle may leave out, with their sizes (as the earlier bundles hold
+/// them), under the rule in the module's documentation.
+pub fn left_out(images: &[Candidate<'_>], since: &[Receipt]) -> BTreeMap<Digest, u64> {
+    let held: BTreeMap<&Digest, u64> = since
+        .iter()
+        .flat_map(|r| &r.images)
+        .flat_map(|i| &i.layers)
+        .map(|b| (&b.digest, b.size))
+        .collect();
+    // Chains the destination holds: every prefix of every earlier image's diff_ids.
+    let chains: BTreeSet<&[Digest]> = since
+        .iter()
+        .flat_map(|r| &r.images)
+        .flat_map(|image| (1..=image.diff_ids.len()).map(|n| &image.diff_ids[..n]))
+        .collect();
+    let mut qualifies: BTreeMap<&Digest, bool> = BTreeMap::new();
+    for image in images {
+        for (i, blob) in image.blobs.iter().enumerate() {
+            let ok = i < image.diff_ids.len()
+                && chains.contains(&image.diff_ids[..=i])
+                && held.contains_key(blob);
+            let entry = qualifies.entry(blob).or_insert(true);
+            *entry &= ok;
+        }
+    }
+    qualifies
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(blob, _)| (blob.clone(), held[blob]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(name: &str) -> Digest {
+        Digest::of(name.as_bytes())
+    }
+
+    fn image(diff_ids: &[&str], blobs: &[&str]) -> BundleImage {
+        BundleImage {
+            diff_ids: diff_ids.iter().map(|n| d(n)).collect(),
+            layers: blobs
+                .iter()
+                .map(|n| BundleBlob {
+                    digest: d(n),
+                    size: n.len() as u64,
+                })
+                .collect(),
+        }
+    }
+
+    fn candidate<'a>(diff_ids: &'a [Digest], blobs: &[&str]) -> Candidate<'a> {
+        Candidate {
+            diff_ids,
+            blobs: blobs.iter().map(|n| d(n)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_same_layers_on_the_same_parents_are_left_out() {
+        let v1 = Receipt::new([image(&["a", "b", "c1"], &["A", "B", "C1"])]);
+        let diff_ids: Vec<Digest> = ["a", "b", "c2"].iter().map(|n| d(n)).collect();
+        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C2"])], &[v1]);
+        assert_eq!(out.keys().cloned().collect::<Vec<_>>(), {
+            let mut v = vec![d("A"), d("B")];
+            v.sort();
+            v
+        });
+        assert_eq!(out[&d("A")], 1);
+    }
+
+    #[test]
+    fn a_shared_layer_on_other_parents_is_carried() {
+        // v2 has v1's second layer, but on another base: another chain in docker's store.
+        let v1 = Receipt::new([image(&["a", "b"], &["A", "B"])]);
+        let diff_ids: Vec<Digest> = ["x", "b"].iter().map(|n| d(n)).collect();
+        assert!(left_out(&[candidate(&diff_ids, &["X", "B"])], &[v1]).is_empty());
+    }
+
+    #[test]
+    fn the_same_chain_as_another_blob_is_carried() {
+        // Same diff_ids, but the earlier bundle held the layer compressed otherwise (or
+        // uncompressed): the containerd store and podman would not find this blob.
+        let v1 = Receipt::new([image(&["a"], &["A-gzip"])]);
+        let diff_ids = vec![d("a")];
+        assert!(left_out(&[candidate(&diff_ids, &["A-zstd"])], &[v1]).is_empty());
+    }
+
+    #[test]
+    fn a_blob_used_twice_is_left_out_only_if_both_uses_qualify() {
+        let v1 = Receipt::new([image(&["a"], &["A"])]);
+        let held = vec![d("a")];
+        let other = vec![d("z"), d("a")];
+        let out = left_out(
+            &[candidate(&held, &["A"]), candidate(&other, &["Z", "A"])],
+            &[v1],
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn two_earlier_bundles_together() {
+        let v1 = Receipt::new([image(&["a"], &["A"])]);
+        let v2 = Receipt::new([image(&["a", "b"], &["A", "B"])]);
+        let diff_ids: Vec<Digest> = ["a", "b", "c"].iter().map(|n| d(n)).collect();
+        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C"])], &[v1, v2]);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn receipts_round_trip_and_are_small() {
+        let receipt = Receipt::new([
+            image(
+                &["a", "b", "c", "d", "e", "f", "g"],
+                &["A", "B", "C", "D", "E", "F", "G"],
+            ),
+            image(&["a"], &["A"]),
+            image(&["a"], &["A"]),
+        ]);
+        assert_eq!(receipt.images.len(), 2, "each image once");
+        let bytes = receipt.to_bytes();
+        assert!(bytes.len() < 64 << 10, "{}", bytes.len());
+        assert_eq!(Receipt::parse(&bytes).unwrap(), receipt);
+        assert!(Receipt::parse(br#"{"haulReceipt": 9, "images": []}"#).is_err());
+    }
+}

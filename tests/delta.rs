@@ -1,0 +1,357 @@
+//! Delta bundles: `export --since` leaves out the layers a site holds from a bundle delivered
+//! before, keeps every layer list whole, and the delta loads and runs in real engines after
+//! the earlier bundle. Receipts stand in for the earlier tar, byte for byte.
+
+mod harness;
+
+use std::path::Path;
+
+use harness::*;
+
+/// Two versions of an app that share their first two layers (a unique base, so that no
+/// other test's images hold its chain), and differ in the top one.
+struct App {
+    registry: Registry,
+    repository: String,
+    base: Layer,
+    middle: Layer,
+}
+
+impl App {
+    fn new(name: &str) -> App {
+        let registry = Registry::start();
+        let repository = unique(name);
+        let base = Layer::random("data/base", 300 << 10, unique_seed());
+        let middle = Layer::text("etc/middle", "shared\n", Compression::Gzip);
+        App {
+            registry,
+            repository,
+            base,
+            middle,
+        }
+    }
+
+    /// Pushes version `tag`: busybox, the base, the middle layer, and a top layer of its own.
+    fn push(&self, tag: &str, layers_below: Vec<Layer>) -> Pushed {
+        let mut layers = layers_below;
+        layers.push(Layer::text(
+            "etc/version",
+            &format!("{tag}\n"),
+            Compression::Gzip,
+        ));
+        let image = Image::runnable(&format!("app {tag}"), layers, Compression::Gzip, false);
+        self.registry.push(&self.repository, tag, &image)
+    }
+
+    fn standard(&self, tag: &str) -> Pushed {
+        self.push(tag, vec![self.base.clone(), self.middle.clone()])
+    }
+}
+
+fn unique_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        ^ u64::from(std::process::id())
+}
+
+fn files(tar: &Path) -> Vec<String> {
+    tar_entries(tar).into_iter().map(|(name, _)| name).collect()
+}
+
+fn holds(tar: &Path, digest: &str) -> bool {
+    files(tar).contains(&format!("blobs/sha256/{}", hex_of(digest)))
+}
+
+fn stdout(run: Run) -> String {
+    String::from_utf8(run.stdout).unwrap()
+}
+
+#[test]
+fn a_delta_leaves_out_what_the_site_holds_and_loads_in_both_docker_stores() {
+    let app = App::new("test/delta");
+    let v1 = app.standard("v1");
+    let v2 = app.standard("v2");
+    let haul = Haul::new();
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "v1.tar",
+        "--receipt",
+        "v1.receipt",
+    ])
+    .success();
+    haul.run(&["export", &v2.reference, "-o", "v2.tar"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-delta.tar",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-delta-r.tar",
+        "--since",
+        "v1.receipt",
+    ])
+    .success();
+    let dir = haul.workdir.path();
+    let (full, delta) = (dir.join("v2.tar"), dir.join("v2-delta.tar"));
+
+    // The receipt stands in for the tar, byte for byte; it is small.
+    assert_eq!(
+        std::fs::read(&delta).unwrap(),
+        std::fs::read(dir.join("v2-delta-r.tar")).unwrap()
+    );
+    assert!(std::fs::metadata(dir.join("v1.receipt")).unwrap().len() < 64 << 10);
+    // `haul verify --receipt` of the tar writes the same receipt.
+    haul.run(&["verify", "v1.tar", "--receipt", "v1.again"])
+        .success();
+    assert_eq!(
+        std::fs::read(dir.join("v1.receipt")).unwrap(),
+        std::fs::read(dir.join("v1.again")).unwrap()
+    );
+
+    // busybox, the base and the middle layer are left out; the top layer, the config and
+    // the manifest are carried; the layer lists are whole.
+    let layers = &v2.layer_digests;
+    for shared in &layers[..3] {
+        assert!(!holds(&delta, shared), "{shared} carried");
+        assert!(holds(&full, shared));
+    }
+    assert!(holds(&delta, &layers[3]));
+    assert!(holds(&delta, &v2.config_digest));
+    assert!(holds(&delta, &v2.manifest_digest));
+    assert_eq!(
+        tar_json(&delta, "manifest.json")[0]["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let record = tar_json(&delta, "haul-delta.json");
+    assert_eq!(record["leftOut"].as_array().unwrap().len(), 3, "{record}");
+    assert!(std::fs::metadata(&delta).unwrap().len() < std::fs::metadata(&full).unwrap().len() / 2);
+    let verified = stdout(haul.run(&["verify", "v2-delta.tar"]).success());
+    assert!(
+        verified.contains("delta: 3 blobs left out, expected at the destination"),
+        "{verified}"
+    );
+    // A delta that lost a blob it did not declare left out is still not whole.
+    let broken = dir.join("broken.tar");
+    let kept: Vec<(String, Vec<u8>)> = tar_entries(&delta)
+        .into_iter()
+        .filter(|(name, _)| *name != format!("blobs/sha256/{}", hex_of(&layers[3])))
+        .collect();
+    write_tar(&broken, &kept);
+    haul.run(&["verify", "broken.tar"])
+        .failure(&["is missing", hex_of(&layers[3])]);
+
+    for engine in [Engine::Classic, Engine::ContainerdStore] {
+        let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+        engine.load(&dir.join("v1.tar"));
+        engine.load(&delta);
+        assert_eq!(
+            engine.run(&v2.reference, &[]).trim(),
+            "app v2",
+            "{engine:?}"
+        );
+        assert_eq!(
+            engine.run(&v2.reference, &["/bin/cat", "/etc/middle"]),
+            "shared\n"
+        );
+    }
+}
+
+#[test]
+fn the_rule_carries_a_shared_layer_on_other_parents_and_other_blobs() {
+    let app = App::new("test/delta-rule");
+    let v1 = app.standard("v1");
+    // v3 has v1's middle layer, but on another base: another chain in docker's store.
+    let other_base = Layer::random("data/other", 200 << 10, unique_seed() ^ 7);
+    let v3 = app.push("v3", vec![other_base, app.middle.clone()]);
+    let haul = Haul::new();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&["export", &v3.reference, "-o", "v3.tar", "--since", "v1.tar"])
+        .success();
+    let dir = haul.workdir.path();
+    let v3_tar = dir.join("v3.tar");
+    // busybox (same chain: first layer) is left out; the middle layer is carried.
+    assert!(!holds(&v3_tar, &v3.layer_digests[0]));
+    assert!(holds(&v3_tar, &v3.layer_digests[2]), "the middle layer");
+
+    // The same layers uncompressed are other blobs: nothing is left out of them…
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "v1-plain.tar",
+        "--decompress",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
+    assert!(
+        !files(&dir.join("v1-plain.tar")).contains(&"haul-delta.json".to_string()),
+        "a delta against compressed blobs"
+    );
+    // …but against an uncompressed bundle, they are.
+    let v2 = app.standard("v2");
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-plain.tar",
+        "--decompress",
+        "--since",
+        "v1-plain.tar",
+    ])
+    .success();
+    let record = tar_json(&dir.join("v2-plain.tar"), "haul-delta.json");
+    assert_eq!(record["leftOut"].as_array().unwrap().len(), 3, "{record}");
+
+    // The classic layout: layer folders of held chains lose their layer.tar.
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "v1-classic.tar",
+        "--format",
+        "docker-v1",
+    ])
+    .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-classic.tar",
+        "--format",
+        "docker-v1",
+        "--since",
+        "v1-classic.tar",
+    ])
+    .success();
+    let classic = dir.join("v2-classic.tar");
+    let layer_tars = files(&classic)
+        .iter()
+        .filter(|f| f.ends_with("/layer.tar"))
+        .count();
+    assert_eq!(layer_tars, 1, "{:?}", files(&classic));
+    let verified = stdout(haul.run(&["verify", "v2-classic.tar"]).success());
+    assert!(verified.contains("delta: 3 blobs left out"), "{verified}");
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    engine.load(&dir.join("v1-classic.tar"));
+    engine.load(&classic);
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+}
+
+#[test]
+fn a_delta_of_a_delta_and_two_earlier_bundles() {
+    let app = App::new("test/delta-chain");
+    let v1 = app.standard("v1");
+    let v2 = app.standard("v2");
+    // v3 builds on v2's top layer: it needs what v1 and the v2 delta brought.
+    let v2_top = Layer::text("etc/version", "v2\n", Compression::Gzip);
+    let v3 = app.push("v3", vec![app.base.clone(), app.middle.clone(), v2_top]);
+    let haul = Haul::new();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&["export", &v2.reference, "-o", "v2.tar", "--since", "v1.tar"])
+        .success();
+    haul.run(&[
+        "export",
+        &v3.reference,
+        "-o",
+        "v3.tar",
+        "--since",
+        "v1.tar",
+        "--since",
+        "v2.tar",
+    ])
+    .success();
+    let dir = haul.workdir.path();
+    let v3_tar = dir.join("v3.tar");
+    for held in &v3.layer_digests[..4] {
+        assert!(!holds(&v3_tar, held), "{held} carried");
+    }
+    assert!(holds(&v3_tar, &v3.layer_digests[4]));
+    let engine = Engine::ContainerdStore;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference, &v3.reference]);
+    for tar in ["v1.tar", "v2.tar", "v3.tar"] {
+        engine.load(&dir.join(tar));
+    }
+    assert_eq!(engine.run(&v3.reference, &[]).trim(), "app v3");
+}
+
+#[test]
+fn since_something_that_is_not_a_whole_bundle_is_a_clear_error() {
+    let app = App::new("test/delta-bad");
+    let v1 = app.standard("v1");
+    let haul = Haul::new();
+    let dir = haul.workdir.path();
+    std::fs::write(dir.join("notes.txt"), "not a bundle\n").unwrap();
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "a.tar",
+        "--since",
+        "notes.txt",
+    ])
+    .failure(&["--since notes.txt", "not a whole image bundle"]);
+    std::fs::write(dir.join("bad.receipt"), "{\"haulReceipt\": 7}").unwrap();
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "a.tar",
+        "--since",
+        "bad.receipt",
+    ])
+    .failure(&["--since bad.receipt", "not a haul receipt"]);
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    let whole = std::fs::read(dir.join("v1.tar")).unwrap();
+    std::fs::write(dir.join("cut.tar"), &whole[..whole.len() / 2]).unwrap();
+    haul.run(&["export", &v1.reference, "-o", "a.tar", "--since", "cut.tar"])
+        .failure(&["--since cut.tar", "not a whole image bundle"]);
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "a.tar",
+        "--since",
+        "missing.tar",
+    ])
+    .failure(&["--since missing.tar", "cannot read it"]);
+    assert!(!dir.join("a.tar").exists());
+}
+
+/// Writes `entries` as a tar at `path`.
+fn write_tar(path: &Path, entries: &[(String, Vec<u8>)]) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(if name.ends_with('/') {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        header.set_path(name).unwrap();
+        header.set_cksum();
+        builder.append(&header, &data[..]).unwrap();
+    }
+    builder.finish().unwrap();
+}
