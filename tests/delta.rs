@@ -169,6 +169,28 @@ fn a_delta_leaves_out_what_the_site_holds_and_loads_in_both_docker_stores() {
             "shared\n"
         );
     }
+    // Without its base (v1's unique layers), the delta does not load in the classic store.
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    let load = output_within(
+        engine
+            .docker()
+            .args(["load", "-i", delta.to_str().unwrap()]),
+        None,
+        std::time::Duration::from_secs(120),
+    );
+    assert!(!load.status.success(), "a delta loaded without its base");
+    assert!(
+        String::from_utf8_lossy(&load.stderr).contains("no such file"),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let listed = output_within(
+        engine.docker().args(["image", "inspect", &v2.reference]),
+        None,
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!listed.status.success(), "the image was created");
 }
 
 #[test]
