@@ -269,6 +269,41 @@ fn main() {
     };
     let incremental = run_median(RUNS, cache_rm_v2, &export(&ref_v2));
 
+    // A delta bundle: app:v2 for a site that loaded app:v1 (from the cache, warm).
+    eprintln!("delta…");
+    let receipt = work.path().join("v1.receipt");
+    let v1_tar = work.path().join("v1.tar");
+    let mut first = export(&ref_v1);
+    *first.last_mut().unwrap() = v1_tar.display().to_string();
+    first.extend(["--receipt".into(), receipt.display().to_string()]);
+    timed(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let full_v2 = run_median(RUNS, sync_drop, &export(&ref_v2));
+    let full_v2_tar = work.path().join("v2-full.tar");
+    std::fs::rename(&out, &full_v2_tar).unwrap();
+    let mut since = export(&ref_v2);
+    since.extend(["--since".into(), receipt.display().to_string()]);
+    let delta = run_median(RUNS, sync_drop, &since);
+    let size_of = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let (full_bytes, delta_bytes) = (size_of(&full_v2_tar), size_of(&out));
+    // `docker load` of each into an engine that holds app:v1.
+    let loads = engine_answers().then(|| {
+        let docker_load =
+            |tar: &std::path::Path| sh(&format!("docker load -q -i {}", tar.display()));
+        let reset = || {
+            let _ = Command::new("docker").args(["rmi", "-f", &ref_v2]).output();
+            sync_drop();
+        };
+        let _ = Command::new("docker").args(["rmi", "-f", &ref_v1]).output();
+        let _ = Command::new("docker")
+            .args(["load", "-q", "-i", v1_tar.to_str().unwrap()])
+            .output();
+        let full = run_median(RUNS, reset, &docker_load(&full_v2_tar));
+        let delta = run_median(RUNS, reset, &docker_load(&out));
+        reset();
+        let _ = Command::new("docker").args(["rmi", "-f", &ref_v1]).output();
+        (full, delta)
+    });
+
     // The floor: the same blobs with curl, 4 at a time, then cat into one file.
     let blobs_dir = work.path().join("floor");
     let urls: String = std::iter::once(v1.config.clone())
@@ -403,6 +438,25 @@ fn main() {
         secs(four_times),
         mib(four_times)
     );
+    let _ = writeln!(
+        table,
+        "- delta bundle of app:v2 for a site holding app:v1 (`--since` its receipt, warm cache): \
+         {:.1} MB in {:.2} s, against {:.1} MB in {:.2} s for the full bundle ({:.2}% of the bytes)",
+        delta_bytes as f64 / 1e6,
+        secs(delta),
+        full_bytes as f64 / 1e6,
+        secs(full_v2),
+        100.0 * delta_bytes as f64 / full_bytes.max(1) as f64
+    );
+    if let Some((full, delta)) = loads {
+        let _ = writeln!(
+            table,
+            "- `docker load` into an engine holding app:v1 (Docker's classic store): the delta \
+             {:.2} s, the full bundle {:.2} s",
+            secs(delta),
+            secs(full)
+        );
+    }
     if let Some(s) = skopeo {
         let _ = writeln!(
             table,

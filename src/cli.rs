@@ -360,6 +360,10 @@ pub struct ExportArgs {
     #[arg(long, value_name = "PREV")]
     pub since: Vec<std::path::PathBuf>,
 
+    /// With --load or --to: send every layer, without asking the engine what it holds
+    #[arg(long)]
+    pub full: bool,
+
     /// Also write the bundle's receipt (a small JSON file) to FILE: what a later
     /// `--since FILE` needs, in place of the tar
     #[arg(long, value_name = "FILE")]

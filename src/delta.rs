@@ -192,42 +192,69 @@ impl DeltaRecord {
     }
 }
 
+/// What the destination is known to hold.
+#[derive(Debug)]
+pub enum Destination {
+    /// Nothing is known: the bundle is whole.
+    Unknown,
+    /// It loaded these bundles (their receipts).
+    Bundles(Vec<Receipt>),
+    /// A Docker engine with the classic image store, holding these chains (diff_id
+    /// prefixes): it never opens a layer whose chain it holds, whatever the blob.
+    Chains(BTreeSet<Vec<Digest>>),
+}
+
 /// One image of the new bundle, as the rule sees it: its diff_ids and, per layer, the digest
-/// of the blob the tar would hold there.
+/// of the blob the tar would hold there, and its size when known without the blob.
 pub struct Candidate<'a> {
     pub diff_ids: &'a [Digest],
     pub blobs: Vec<Digest>,
+    pub sizes: Vec<Option<u64>>,
 }
 
-/// The blobs the new bundle may leave out, with their sizes (as the earlier bundles hold
-/// them), under the rule in the module's documentation.
-pub fn left_out(images: &[Candidate<'_>], since: &[Receipt]) -> BTreeMap<Digest, u64> {
-    let held: BTreeMap<&Digest, u64> = since
-        .iter()
-        .flat_map(|r| &r.images)
-        .flat_map(|i| &i.layers)
-        .map(|b| (&b.digest, b.size))
-        .collect();
-    // Chains the destination holds: every prefix of every earlier image's diff_ids.
-    let chains: BTreeSet<&[Digest]> = since
-        .iter()
-        .flat_map(|r| &r.images)
-        .flat_map(|image| (1..=image.diff_ids.len()).map(|n| &image.diff_ids[..n]))
-        .collect();
-    let mut qualifies: BTreeMap<&Digest, bool> = BTreeMap::new();
+/// The blobs the new bundle may leave out, with their sizes, under the rule in the module's
+/// documentation.
+pub fn left_out(images: &[Candidate<'_>], destination: &Destination) -> BTreeMap<Digest, u64> {
+    let (chains, held): (BTreeSet<&[Digest]>, Option<BTreeMap<&Digest, u64>>) = match destination {
+        Destination::Unknown => return BTreeMap::new(),
+        // Chains the destination holds: every prefix of every earlier image's diff_ids; and
+        // the blobs the earlier bundles hold.
+        Destination::Bundles(since) => (
+            since
+                .iter()
+                .flat_map(|r| &r.images)
+                .flat_map(|image| (1..=image.diff_ids.len()).map(|n| &image.diff_ids[..n]))
+                .collect(),
+            Some(
+                since
+                    .iter()
+                    .flat_map(|r| &r.images)
+                    .flat_map(|i| &i.layers)
+                    .map(|b| (&b.digest, b.size))
+                    .collect(),
+            ),
+        ),
+        Destination::Chains(chains) => (chains.iter().map(Vec::as_slice).collect(), None),
+    };
+    // Per blob: its size if every use of it qualifies, else None.
+    let mut qualifies: BTreeMap<&Digest, Option<u64>> = BTreeMap::new();
     for image in images {
         for (i, blob) in image.blobs.iter().enumerate() {
-            let ok = i < image.diff_ids.len()
-                && chains.contains(&image.diff_ids[..=i])
-                && held.contains_key(blob);
-            let entry = qualifies.entry(blob).or_insert(true);
-            *entry &= ok;
+            let chain_held = i < image.diff_ids.len() && chains.contains(&image.diff_ids[..=i]);
+            let size = match &held {
+                Some(held) => held.get(blob).copied(),
+                None => image.sizes.get(i).copied().flatten(),
+            };
+            let this = size.filter(|_| chain_held);
+            let entry = qualifies.entry(blob).or_insert(this);
+            if this.is_none() {
+                *entry = None;
+            }
         }
     }
     qualifies
         .into_iter()
-        .filter(|(_, ok)| *ok)
-        .map(|(blob, _)| (blob.clone(), held[blob]))
+        .filter_map(|(blob, size)| Some((blob.clone(), size?)))
         .collect()
 }
 
@@ -256,14 +283,31 @@ mod tests {
         Candidate {
             diff_ids,
             blobs: blobs.iter().map(|n| d(n)).collect(),
+            sizes: blobs.iter().map(|n| Some(n.len() as u64)).collect(),
         }
+    }
+
+    fn since(receipts: Vec<Receipt>) -> Destination {
+        Destination::Bundles(receipts)
+    }
+
+    #[test]
+    fn an_engine_s_chains_are_enough() {
+        let chains: BTreeSet<Vec<Digest>> = [vec![d("a")], vec![d("a"), d("b")]].into();
+        let diff_ids: Vec<Digest> = ["a", "b", "c"].iter().map(|n| d(n)).collect();
+        let mut candidate = candidate(&diff_ids, &["A", "B", "C"]);
+        candidate.sizes[1] = None; // its size unknown: carried
+        let out = left_out(&[candidate], &Destination::Chains(chains));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[&d("A")], 1);
+        assert!(left_out(&[], &Destination::Unknown).is_empty());
     }
 
     #[test]
     fn the_same_layers_on_the_same_parents_are_left_out() {
         let v1 = Receipt::new([image(&["a", "b", "c1"], &["A", "B", "C1"])]);
         let diff_ids: Vec<Digest> = ["a", "b", "c2"].iter().map(|n| d(n)).collect();
-        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C2"])], &[v1]);
+        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C2"])], &since(vec![v1]));
         assert_eq!(out.keys().cloned().collect::<Vec<_>>(), {
             let mut v = vec![d("A"), d("B")];
             v.sort();
@@ -277,7 +321,7 @@ mod tests {
         // v2 has v1's second layer, but on another base: another chain in docker's store.
         let v1 = Receipt::new([image(&["a", "b"], &["A", "B"])]);
         let diff_ids: Vec<Digest> = ["x", "b"].iter().map(|n| d(n)).collect();
-        assert!(left_out(&[candidate(&diff_ids, &["X", "B"])], &[v1]).is_empty());
+        assert!(left_out(&[candidate(&diff_ids, &["X", "B"])], &since(vec![v1])).is_empty());
     }
 
     #[test]
@@ -286,7 +330,7 @@ mod tests {
         // uncompressed): the containerd store and podman would not find this blob.
         let v1 = Receipt::new([image(&["a"], &["A-gzip"])]);
         let diff_ids = vec![d("a")];
-        assert!(left_out(&[candidate(&diff_ids, &["A-zstd"])], &[v1]).is_empty());
+        assert!(left_out(&[candidate(&diff_ids, &["A-zstd"])], &since(vec![v1])).is_empty());
     }
 
     #[test]
@@ -296,7 +340,7 @@ mod tests {
         let other = vec![d("z"), d("a")];
         let out = left_out(
             &[candidate(&held, &["A"]), candidate(&other, &["Z", "A"])],
-            &[v1],
+            &since(vec![v1]),
         );
         assert!(out.is_empty(), "{out:?}");
     }
@@ -306,7 +350,10 @@ mod tests {
         let v1 = Receipt::new([image(&["a"], &["A"])]);
         let v2 = Receipt::new([image(&["a", "b"], &["A", "B"])]);
         let diff_ids: Vec<Digest> = ["a", "b", "c"].iter().map(|n| d(n)).collect();
-        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C"])], &[v1, v2]);
+        let out = left_out(
+            &[candidate(&diff_ids, &["A", "B", "C"])],
+            &since(vec![v1, v2]),
+        );
         assert_eq!(out.len(), 2);
     }
 

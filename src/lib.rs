@@ -17,6 +17,7 @@ pub mod config;
 pub mod decompress;
 pub mod delta;
 pub mod digest;
+pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 
 use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
-use crate::delta::{self, Receipt};
+use crate::delta::{self, Destination};
 use crate::digest::Digest;
 use crate::export::{self, BlobSource, BoxError, ExportError, Exported, Layout, Output, TarJob};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
@@ -274,15 +274,15 @@ impl Session {
     }
 
     /// Writes `plan`'s images as one tar in `layout` to `output` while their blobs download,
-    /// and records the run. With bundles delivered before (`since`, as receipts), the tar is a
-    /// delta: it leaves out the layer blobs the destination holds from them (see
-    /// [`crate::delta`]), which are then not downloaded either.
+    /// and records the run. When the destination is known to hold some layers (it loaded
+    /// earlier bundles, or an engine said so), the tar is a delta: it leaves out those layer
+    /// blobs (see [`crate::delta`]), which are then not downloaded either.
     pub async fn export(
         &self,
         plan: &Plan,
         layout: Layout,
         output: &Output,
-        since: &[Receipt],
+        destination: &Destination,
     ) -> Result<Exported, PipelineError> {
         let candidates: Vec<delta::Candidate> = plan
             .images
@@ -292,9 +292,18 @@ impl Session {
                 blobs: (0..image.layers.len())
                     .map(|i| image.tar_blob(i).clone())
                     .collect(),
+                sizes: (0..image.layers.len())
+                    .map(|i| {
+                        if image.uncompressed {
+                            self.store.size_of(image.tar_blob(i))
+                        } else {
+                            Some(image.layers[i].size)
+                        }
+                    })
+                    .collect(),
             })
             .collect();
-        let left_out = delta::left_out(&candidates, since);
+        let left_out = delta::left_out(&candidates, destination);
         let needed: Vec<BlobRequest> = plan
             .blobs
             .iter()

@@ -359,6 +359,80 @@ fn since_something_that_is_not_a_whole_bundle_is_a_clear_error() {
     assert!(!dir.join("a.tar").exists());
 }
 
+/// The bytes `--progress json` says the tar had.
+fn exported_bytes(run: &Run) -> u64 {
+    run.stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|event| event["event"] == "exported")
+        .and_then(|event| event["bytes"].as_u64())
+        .unwrap_or_else(|| panic!("no exported event:\n{}", run.stderr))
+}
+
+#[test]
+fn load_asks_the_engine_and_sends_only_what_it_lacks() {
+    let app = App::new("test/delta-load");
+    let v1 = app.standard("v1");
+    let v2 = app.standard("v2");
+    let haul = Haul::new();
+    haul.run(&["export", &v2.reference, "-o", "v2.tar"])
+        .success();
+    let full = std::fs::metadata(haul.workdir.path().join("v2.tar"))
+        .unwrap()
+        .len();
+    let base_size = app.base.compressed.len() as u64;
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+
+    // An engine without v1: v1's own layers are all sent (busybox may be held already).
+    let first = haul
+        .run(&["--progress", "json", "export", &v1.reference, "--load"])
+        .success();
+    assert!(exported_bytes(&first) > base_size, "{}", first.stderr);
+    // Now it holds v1: v2 goes without the base and the middle layer, and runs.
+    let second = haul
+        .run(&["--progress", "json", "export", &v2.reference, "--load"])
+        .success();
+    let sent = exported_bytes(&second);
+    assert!(sent + base_size <= full, "sent {sent} of {full}");
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    // --full sends everything.
+    engine.remove(&v2.reference);
+    let whole = haul
+        .run(&[
+            "--progress",
+            "json",
+            "export",
+            &v2.reference,
+            "--load",
+            "--full",
+        ])
+        .success();
+    assert_eq!(exported_bytes(&whole), full);
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+
+    // The containerd store's blobs cannot be listed: the whole image, with one warning.
+    let containerd = Engine::ContainerdStore;
+    let _cleanup = containerd.cleanup(&[&v2.reference]);
+    let socket = "unix:///run/haul-test/docker-cs.sock";
+    let run = haul
+        .run_with(
+            &["--progress", "json", "export", &v2.reference, "--load"],
+            |c| {
+                c.env("DOCKER_HOST", socket);
+            },
+        )
+        .success();
+    assert_eq!(exported_bytes(&run), full);
+    assert_eq!(
+        run.stderr.matches("sending every layer").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
+}
+
 /// Writes `entries` as a tar at `path`.
 fn write_tar(path: &Path, entries: &[(String, Vec<u8>)]) {
     let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());

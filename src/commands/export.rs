@@ -7,12 +7,13 @@ use anyhow::{Context, bail};
 
 use super::{Global, image_request};
 use crate::cli::{ExportArgs, Format};
-use crate::delta::Receipt;
+use crate::delta::{Destination, Receipt};
+use crate::engine::{self, Holdings};
 use crate::export::{Layout, Output};
 use crate::pipeline::LayerForm;
 
 /// Where `-o` (or its absence) sends the tar, before the images are known.
-enum Destination {
+enum Target {
     Ready(Output),
     /// The default file name, in this folder.
     DefaultName(PathBuf),
@@ -20,12 +21,12 @@ enum Destination {
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let count = args.images.references.len();
-    let destination = match args.output.as_deref() {
-        _ if args.load => Destination::Ready(Output::Command(vec![
+    let target = match args.output.as_deref() {
+        _ if args.load => Target::Ready(Output::Command(vec![
             "docker".to_string(),
             "load".to_string(),
         ])),
-        _ if args.to.is_some() => Destination::Ready(
+        _ if args.to.is_some() => Target::Ready(
             Output::ssh_docker_load(args.to.as_deref().unwrap_or_default())
                 .map_err(anyhow::Error::msg)?,
         ),
@@ -35,7 +36,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
                     "refusing to write a tar to the terminal; redirect it (-o - > file.tar, or | docker load) or give -o FILE"
                 );
             }
-            Destination::Ready(Output::Stdout)
+            Target::Ready(Output::Stdout)
         }
         // A folder, as `cp` takes one: the tar gets its default name inside it.
         Some(path) if path.ends_with('/') || Path::new(path).is_dir() => {
@@ -45,15 +46,15 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
                     path.trim_end_matches('/')
                 );
             }
-            Destination::DefaultName(PathBuf::from(path))
+            Target::DefaultName(PathBuf::from(path))
         }
-        Some(path) => Destination::Ready(Output::File(PathBuf::from(path))),
+        Some(path) => Target::Ready(Output::File(PathBuf::from(path))),
         None if count > 1 => {
             bail!(
                 "{count} images go into one tar: name it with -o FILE (or -o - for standard output)"
             )
         }
-        None => Destination::DefaultName(PathBuf::new()),
+        None => Target::DefaultName(PathBuf::new()),
     };
 
     let layout = match args.format {
@@ -89,13 +90,14 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .await?;
     let resolved = session.resolve(&request).await?;
     let plan = session.plan(resolved, &request.platforms, layers).await?;
-    let output = match destination {
-        Destination::Ready(output) => output,
-        Destination::DefaultName(folder) => {
+    let output = match target {
+        Target::Ready(output) => output,
+        Target::DefaultName(folder) => {
             Output::File(folder.join(plan.default_file_name(args.images.all_platforms)))
         }
     };
-    let exported = session.export(&plan, layout, &output, &since).await?;
+    let destination = what_it_holds(since, &output, args.full).await;
+    let exported = session.export(&plan, layout, &output, &destination).await?;
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);
         crate::blocking::run({
@@ -106,4 +108,30 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
+}
+
+/// What the destination holds: the bundles given with --since; else, for --load and --to,
+/// what the engine says (unless --full); else nothing known.
+async fn what_it_holds(since: Vec<Receipt>, output: &Output, full: bool) -> Destination {
+    if !since.is_empty() {
+        return Destination::Bundles(since);
+    }
+    let Output::Command(argv) = output else {
+        return Destination::Unknown;
+    };
+    if full {
+        return Destination::Unknown;
+    }
+    // The command ends in `docker load`; what comes before reaches the engine's host.
+    let prefix = argv[..argv.len().saturating_sub(2)].to_vec();
+    match crate::blocking::run(move || engine::holdings(&prefix)).await {
+        Holdings::Chains(chains) => Destination::Chains(chains),
+        Holdings::Unknown(why) => {
+            tracing::warn!(
+                "cannot tell what {} holds ({why}); sending every layer",
+                output.describe()
+            );
+            Destination::Unknown
+        }
+    }
 }
