@@ -67,11 +67,14 @@ fn docker(prefix: &[String], args: &[&str]) -> Result<String, String> {
     };
     let mut command = Command::new(program);
     command.args(before);
-    if !prefix.is_empty() {
+    if prefix.is_empty() {
+        command.args(args);
+    } else {
+        // ssh hands the remote shell one line: quote each word so it stays one.
         command.arg("docker");
+        command.args(args.iter().map(|a| shell_quote(a)));
     }
     let output = command
-        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -84,4 +87,20 @@ fn docker(prefix: &[String], args: &[&str]) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `word` in single quotes, for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_survive_the_remote_shell() {
+        assert_eq!(shell_quote("{{json .X}}"), "'{{json .X}}'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

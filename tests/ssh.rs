@@ -104,10 +104,13 @@ fn export_to_ssh_streams_into_a_remote_docker_load() {
     engine.remove(&pushed.reference);
 
     let target = format!("ssh://root@127.0.0.1:{}", sshd.port);
-    haul.run_with(&["export", &pushed.reference, "--to", &target], |c| {
-        c.env("HAUL_SSH_COMMAND", sshd.ssh_command());
-    })
-    .success();
+    let run = haul
+        .run_with(&["export", &pushed.reference, "--to", &target], |c| {
+            c.env("HAUL_SSH_COMMAND", sshd.ssh_command());
+        })
+        .success();
+    // The remote engine was asked what it holds, through the same ssh.
+    assert!(!run.stderr.contains("cannot tell"), "{}", run.stderr);
     assert!(
         haul.workdir_files().is_empty(),
         "--to writes no local file: {:?}",
