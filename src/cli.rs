@@ -88,6 +88,11 @@ Examples:
   haul cache rm nginx:1.27
   haul cache rm 127.0.0.1:5000/team/app:1 127.0.0.1:5000/team/app:2";
 
+const LOAD_EXAMPLES: &str = "\
+Examples:
+  haul load v1.tar                                 # a whole bundle: checked, then loaded
+  haul load v2-delta.tar                           # a delta: only if the engine has its base";
+
 const VERIFY_EXAMPLES: &str = "\
 Examples:
   haul verify app.tar                              # ok: 1 image, 7 blobs, 201.3 MiB verified
@@ -237,6 +242,19 @@ pub enum Command {
     /// stream: a FILE, or standard input for -. Works offline; uses no cache.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
+
+    /// Load a bundle into the local Docker engine (`docker load`, honouring DOCKER_HOST),
+    /// checking first that it is whole and, for a delta, that the engine holds every layer it
+    /// left out; otherwise nothing is loaded
+    #[command(after_help = LOAD_EXAMPLES)]
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The bundle (a tar haul or `docker save` wrote)
+    #[arg(value_name = "FILE")]
+    pub tar: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,10 @@ pub struct Receipt {
 /// One image of a bundle, as the tar holds it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BundleImage {
+    /// What the tar names it (`RepoTags`, or the containerd name in an OCI layout); empty
+    /// for an image exported by digest alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
     #[serde(rename = "diffIds")]
     pub diff_ids: Vec<Digest>,
     /// The layer blobs, in order, as the tar names them.
@@ -58,6 +62,9 @@ pub struct DeltaRecord {
     pub version: u32,
     #[serde(rename = "leftOut")]
     pub left_out: Vec<LeftOutBlob>,
+    /// The images of earlier bundles whose layers it relies on: what to load first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub since: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,12 +104,26 @@ pub enum DeltaError {
 }
 
 impl Receipt {
-    /// A receipt of these images: sorted, each once.
+    /// A receipt of these images: sorted, each once, with all its names.
     pub fn new(images: impl IntoIterator<Item = BundleImage>) -> Receipt {
-        let images: BTreeSet<BundleImage> = images.into_iter().collect();
+        type Key = (Vec<Digest>, Vec<BundleBlob>);
+        let mut merged: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+        for image in images {
+            merged
+                .entry((image.diff_ids, image.layers))
+                .or_default()
+                .extend(image.names);
+        }
         Receipt {
             version: RECEIPT_VERSION,
-            images: images.into_iter().collect(),
+            images: merged
+                .into_iter()
+                .map(|((diff_ids, layers), names)| BundleImage {
+                    names: names.into_iter().collect(),
+                    diff_ids,
+                    layers,
+                })
+                .collect(),
         }
     }
 
@@ -179,11 +200,16 @@ impl Receipt {
 }
 
 impl DeltaRecord {
-    pub fn new(left_out: impl IntoIterator<Item = LeftOutBlob>) -> DeltaRecord {
+    pub fn new(
+        left_out: impl IntoIterator<Item = LeftOutBlob>,
+        since: impl IntoIterator<Item = String>,
+    ) -> DeltaRecord {
         let left_out: BTreeSet<LeftOutBlob> = left_out.into_iter().collect();
+        let since: BTreeSet<String> = since.into_iter().collect();
         DeltaRecord {
             version: RECORD_VERSION,
             left_out: left_out.into_iter().collect(),
+            since: since.into_iter().collect(),
         }
     }
 
@@ -212,9 +238,39 @@ pub struct Candidate<'a> {
     pub sizes: Vec<Option<u64>>,
 }
 
-/// The blobs the new bundle may leave out, with their sizes, under the rule in the module's
-/// documentation.
-pub fn left_out(images: &[Candidate<'_>], destination: &Destination) -> BTreeMap<Digest, u64> {
+/// What a delta leaves out.
+#[derive(Debug, Default)]
+pub struct LeftOut {
+    /// The layer blobs, with their sizes.
+    pub blobs: BTreeMap<Digest, u64>,
+    /// The names of the earlier images whose chains they rely on.
+    pub since: BTreeSet<String>,
+}
+
+/// The blobs the new bundle may leave out, under the rule in the module's documentation,
+/// and whom they rely on.
+pub fn left_out(images: &[Candidate<'_>], destination: &Destination) -> LeftOut {
+    let blobs = left_out_blobs(images, destination);
+    let mut since = BTreeSet::new();
+    if let Destination::Bundles(receipts) = destination {
+        for image in images {
+            for (i, blob) in image.blobs.iter().enumerate() {
+                if !blobs.contains_key(blob) || i >= image.diff_ids.len() {
+                    continue;
+                }
+                let chain = &image.diff_ids[..=i];
+                for earlier in receipts.iter().flat_map(|r| &r.images) {
+                    if earlier.diff_ids.starts_with(chain) {
+                        since.extend(earlier.names.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    LeftOut { blobs, since }
+}
+
+fn left_out_blobs(images: &[Candidate<'_>], destination: &Destination) -> BTreeMap<Digest, u64> {
     let (chains, held): (BTreeSet<&[Digest]>, Option<BTreeMap<&Digest, u64>>) = match destination {
         Destination::Unknown => return BTreeMap::new(),
         // Chains the destination holds: every prefix of every earlier image's diff_ids; and
@@ -268,6 +324,7 @@ mod tests {
 
     fn image(diff_ids: &[&str], blobs: &[&str]) -> BundleImage {
         BundleImage {
+            names: vec![format!("app:{}", diff_ids.len())],
             diff_ids: diff_ids.iter().map(|n| d(n)).collect(),
             layers: blobs
                 .iter()
@@ -297,17 +354,17 @@ mod tests {
         let diff_ids: Vec<Digest> = ["a", "b", "c"].iter().map(|n| d(n)).collect();
         let mut candidate = candidate(&diff_ids, &["A", "B", "C"]);
         candidate.sizes[1] = None; // its size unknown: carried
-        let out = left_out(&[candidate], &Destination::Chains(chains));
+        let out = left_out(&[candidate], &Destination::Chains(chains)).blobs;
         assert_eq!(out.len(), 1);
         assert_eq!(out[&d("A")], 1);
-        assert!(left_out(&[], &Destination::Unknown).is_empty());
+        assert!(left_out(&[], &Destination::Unknown).blobs.is_empty());
     }
 
     #[test]
     fn the_same_layers_on_the_same_parents_are_left_out() {
         let v1 = Receipt::new([image(&["a", "b", "c1"], &["A", "B", "C1"])]);
         let diff_ids: Vec<Digest> = ["a", "b", "c2"].iter().map(|n| d(n)).collect();
-        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C2"])], &since(vec![v1]));
+        let out = left_out(&[candidate(&diff_ids, &["A", "B", "C2"])], &since(vec![v1])).blobs;
         assert_eq!(out.keys().cloned().collect::<Vec<_>>(), {
             let mut v = vec![d("A"), d("B")];
             v.sort();
@@ -321,7 +378,11 @@ mod tests {
         // v2 has v1's second layer, but on another base: another chain in docker's store.
         let v1 = Receipt::new([image(&["a", "b"], &["A", "B"])]);
         let diff_ids: Vec<Digest> = ["x", "b"].iter().map(|n| d(n)).collect();
-        assert!(left_out(&[candidate(&diff_ids, &["X", "B"])], &since(vec![v1])).is_empty());
+        assert!(
+            left_out(&[candidate(&diff_ids, &["X", "B"])], &since(vec![v1]))
+                .blobs
+                .is_empty()
+        );
     }
 
     #[test]
@@ -330,7 +391,11 @@ mod tests {
         // uncompressed): the containerd store and podman would not find this blob.
         let v1 = Receipt::new([image(&["a"], &["A-gzip"])]);
         let diff_ids = vec![d("a")];
-        assert!(left_out(&[candidate(&diff_ids, &["A-zstd"])], &since(vec![v1])).is_empty());
+        assert!(
+            left_out(&[candidate(&diff_ids, &["A-zstd"])], &since(vec![v1]))
+                .blobs
+                .is_empty()
+        );
     }
 
     #[test]
@@ -341,7 +406,8 @@ mod tests {
         let out = left_out(
             &[candidate(&held, &["A"]), candidate(&other, &["Z", "A"])],
             &since(vec![v1]),
-        );
+        )
+        .blobs;
         assert!(out.is_empty(), "{out:?}");
     }
 
@@ -354,7 +420,12 @@ mod tests {
             &[candidate(&diff_ids, &["A", "B", "C"])],
             &since(vec![v1, v2]),
         );
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.blobs.len(), 2);
+        // Both earlier images hold chains it relies on: both are named, to load first.
+        assert_eq!(
+            out.since.into_iter().collect::<Vec<_>>(),
+            vec!["app:1".to_string(), "app:2".to_string()]
+        );
     }
 
     #[test]

@@ -307,7 +307,7 @@ impl Session {
         let needed: Vec<BlobRequest> = plan
             .blobs
             .iter()
-            .filter(|request| !left_out.contains_key(request.tar_blob()))
+            .filter(|request| !left_out.blobs.contains_key(request.tar_blob()))
             .cloned()
             .collect();
         // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next

@@ -191,6 +191,29 @@ fn a_delta_leaves_out_what_the_site_holds_and_loads_in_both_docker_stores() {
         std::time::Duration::from_secs(60),
     );
     assert!(!listed.status.success(), "the image was created");
+
+    // `haul load` says so before loading anything, and names what to load first.
+    haul.run(&["load", "v2-delta.tar"]).failure(&[
+        "is a delta",
+        "of the 3 layers it left out",
+        &v1.reference,
+        "nothing was loaded",
+    ]);
+    let listed = output_within(
+        engine.docker().args(["image", "inspect", &v2.reference]),
+        None,
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!listed.status.success(), "the image was created");
+    haul.run(&["load", "v1.tar"]).success();
+    haul.run(&["load", "v2-delta.tar"]).success();
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    let record = tar_json(&delta, "haul-delta.json");
+    assert_eq!(
+        record["since"],
+        serde_json::json!([v1.reference]),
+        "{record}"
+    );
 }
 
 #[test]

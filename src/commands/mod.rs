@@ -5,6 +5,7 @@ mod cache;
 mod completions;
 mod export;
 mod inspect;
+mod load;
 mod pull;
 mod verify;
 
@@ -121,6 +122,10 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     if let Command::Verify(args) = &cli.command {
         return verify::run(args, cli.quiet).await;
     }
+    // load needs only the tar and the engine.
+    if let Command::Load(args) = &cli.command {
+        return load::run(args).await;
+    }
     let global = Global::new(&cli, progress)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
@@ -128,7 +133,7 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&global, args).await,
         Command::Cache(command) => cache::run(&global, command).await,
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::Verify(_) => unreachable!("handled above"),
+        Command::Verify(_) | Command::Load(_) => unreachable!("handled above"),
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub use docker::blob_path;
 
 use crate::cache::StoredBlob;
-use crate::delta::{BundleBlob, BundleImage, DeltaRecord, LeftOutBlob, RECORD_NAME};
+use crate::delta::{BundleBlob, BundleImage, DeltaRecord, LeftOut, LeftOutBlob, RECORD_NAME};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
@@ -164,7 +164,7 @@ pub enum ExportError {
 pub struct TarJob {
     pub images: Vec<ExportImage>,
     pub layout: Layout,
-    pub left_out: BTreeMap<Digest, u64>,
+    pub left_out: LeftOut,
 }
 
 /// A tar written.
@@ -306,9 +306,10 @@ fn write_entries<W: Write, S: BlobSource>(
     let mut blobs = Blobs {
         source: blobs,
         taken: HashMap::new(),
-        left_out: &job.left_out,
+        left_out: &job.left_out.blobs,
         record: Vec::new(),
         bundle: Vec::new(),
+        layout: job.layout,
     };
     match job.layout {
         Layout::Docker | Layout::Oci => {
@@ -318,7 +319,10 @@ fn write_entries<W: Write, S: BlobSource>(
     }
     // A delta says what it left out, for `haul verify` and `haul load`.
     if !blobs.record.is_empty() {
-        let record = DeltaRecord::new(std::mem::take(&mut blobs.record));
+        let record = DeltaRecord::new(
+            std::mem::take(&mut blobs.record),
+            job.left_out.since.iter().cloned(),
+        );
         entries.bytes(RECORD_NAME, &record.to_bytes())?;
     }
     Ok((entries.writer, blobs.bundle))
@@ -336,6 +340,8 @@ struct Blobs<'a, S> {
     record: Vec<LeftOutBlob>,
     /// Each image as written.
     bundle: Vec<BundleImage>,
+    /// Names images in the receipt as the layout's index files do.
+    layout: Layout,
 }
 
 impl<S: BlobSource> Blobs<'_, S> {
@@ -367,7 +373,13 @@ impl<S: BlobSource> Blobs<'_, S> {
 
     /// Notes an image as written, with its layer blobs.
     fn written(&mut self, image: &ExportImage, layers: &[StoredBlob]) {
+        // As the tar names it: RepoTags in manifest.json, the containerd name in index.json.
+        let name = match self.layout {
+            Layout::Docker | Layout::DockerV1 => image.reference.familiar_tagged(),
+            Layout::Oci => Some(image.reference.full_tagged()),
+        };
         self.bundle.push(BundleImage {
+            names: name.into_iter().collect(),
             diff_ids: image.diff_ids.clone(),
             layers: layers
                 .iter()

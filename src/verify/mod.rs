@@ -55,6 +55,13 @@ pub struct Report {
     /// The images as the tar holds them (diff_ids and layer blobs): its receipt.
     #[serde(skip)]
     pub bundle: Vec<BundleImage>,
+    /// For a delta: the chains (diff_id prefixes) of the layers it left out, which the
+    /// destination must hold.
+    #[serde(skip)]
+    pub needed_chains: BTreeSet<Vec<Digest>>,
+    /// For a delta: the images of earlier bundles it relies on, as its record names them.
+    #[serde(skip)]
+    pub since: Vec<String>,
 }
 
 impl Report {
@@ -175,6 +182,9 @@ fn check(contents: Contents) -> Report {
         contents: &contents,
         left_out: BTreeMap::new(),
         bundle: Vec::new(),
+        names: Vec::new(),
+        needed_chains: BTreeSet::new(),
+        since: Vec::new(),
         problems: contents.problems.clone(),
         reported_missing: BTreeSet::new(),
         checked_sizes: BTreeSet::new(),
@@ -203,6 +213,8 @@ fn check(contents: Contents) -> Report {
         left_out: checker.left_out.len(),
         problems: checker.problems,
         bundle: checker.bundle,
+        needed_chains: checker.needed_chains,
+        since: checker.since,
     }
 }
 
@@ -229,6 +241,12 @@ struct Checker<'a> {
     left_out: BTreeMap<String, (Digest, u64)>,
     /// Each image seen, as the tar holds it.
     bundle: Vec<BundleImage>,
+    /// The names of the image being checked (RepoTags, or the containerd name).
+    names: Vec<String>,
+    /// Chains (diff_id prefixes) whose layer a delta left out.
+    needed_chains: BTreeSet<Vec<Digest>>,
+    /// Who the delta record says it relies on.
+    since: Vec<String>,
     problems: Vec<Problem>,
     /// Each missing file is reported once, with the first name that named it.
     reported_missing: BTreeSet<String>,
@@ -254,6 +272,7 @@ impl<'a> Checker<'a> {
         };
         match serde_json::from_slice::<DeltaRecord>(bytes) {
             Ok(record) => {
+                self.since = record.since;
                 for blob in record.left_out {
                     self.left_out.insert(blob.path, (blob.digest, blob.size));
                 }
@@ -334,6 +353,7 @@ impl<'a> Checker<'a> {
             if let (Some(path), Some(_)) = (&config_path, config)
                 && layers.len() == count
             {
+                self.names = entry.repo_tags.clone().unwrap_or_default();
                 self.image(&image, path, &layers);
             }
         }
@@ -364,6 +384,12 @@ impl<'a> Checker<'a> {
                         .get("org.opencontainers.image.ref.name")
                 })
                 .map_or_else(|| descriptor.digest.short(), std::clone::Clone::clone);
+            self.names = descriptor
+                .annotations
+                .get("io.containerd.image.name")
+                .cloned()
+                .into_iter()
+                .collect();
             self.walk(
                 descriptor,
                 &format!("image {image}"),
@@ -481,9 +507,17 @@ impl<'a> Checker<'a> {
         let blobs: Option<Vec<BundleBlob>> = layers.iter().map(|l| self.bundle_blob(l)).collect();
         if let Some(blobs) = blobs {
             self.bundle.push(BundleImage {
+                names: self.names.clone(),
                 diff_ids: diff_ids.clone(),
                 layers: blobs,
             });
+        }
+        // The chains of the layers a delta left out: what the destination must hold.
+        for (k, layer) in layers.iter().enumerate() {
+            if layer.file.is_none() && self.left_out.contains_key(&layer.path) && k < diff_ids.len()
+            {
+                self.needed_chains.insert(diff_ids[..=k].to_vec());
+            }
         }
         if diff_ids.len() != layers.len() {
             self.problems.push(Problem::LayerCount {

@@ -1,0 +1,64 @@
+//! `haul load FILE.tar`: the far side of a delta. The bundle is read once and checked as
+//! `haul verify` checks it; a delta is loaded only if the engine holds every layer it left
+//! out (else the error names what to load first); then `docker load` reads it.
+
+use anyhow::{Context, bail};
+
+use crate::cli::LoadArgs;
+use crate::engine::{self, Holdings};
+use crate::verify::verify_tar;
+
+pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
+    let name = args.tar.display().to_string();
+    let file = tokio::fs::File::open(&args.tar)
+        .await
+        .with_context(|| format!("cannot open {name}"))?;
+    let report = verify_tar(file).await;
+    if let Some(problem) = report.problems.first() {
+        bail!(
+            "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
+        );
+    }
+    if !report.needed_chains.is_empty() {
+        match crate::blocking::run(|| engine::holdings(&[])).await {
+            Holdings::Chains(held) => {
+                let missing = report
+                    .needed_chains
+                    .iter()
+                    .filter(|chain| !held.contains(*chain))
+                    .count();
+                if missing > 0 {
+                    let first = if report.since.is_empty() {
+                        "the bundles it was made against".to_string()
+                    } else {
+                        report.since.join(", ")
+                    };
+                    bail!(
+                        "{name} is a delta, and the engine lacks {missing} of the {} layers it \
+                         left out: load {first} first (or export a full bundle); nothing was loaded",
+                        report.needed_chains.len()
+                    );
+                }
+            }
+            Holdings::Unknown(why) => tracing::warn!(
+                "cannot check that the engine holds the {} layers {name} left out ({why}); \
+                 loading it anyway",
+                report.needed_chains.len()
+            ),
+        }
+    }
+    let path = args.tar.clone();
+    let status = crate::blocking::run(move || {
+        std::process::Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(path)
+            .status()
+    })
+    .await
+    .context("cannot run `docker load`")?;
+    if !status.success() {
+        bail!("`docker load -i {name}` failed ({status}); see its message above");
+    }
+    Ok(())
+}
