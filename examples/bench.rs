@@ -441,8 +441,8 @@ fn main() {
     let _ = writeln!(
         table,
         "- delta bundle of app:v2 for a site holding app:v1 (`--since` its receipt, warm cache): \
-         {:.1} MB in {:.2} s, against {:.1} MB in {:.2} s for the full bundle ({:.2}% of the bytes)",
-        delta_bytes as f64 / 1e6,
+         {:.1} KiB in {:.2} s, against {:.1} MB in {:.2} s for the full bundle ({:.3}% of the bytes)",
+        delta_bytes as f64 / 1024.0,
         secs(delta),
         full_bytes as f64 / 1e6,
         secs(full_v2),
