@@ -474,3 +474,70 @@ fn write_tar(path: &Path, entries: &[(String, Vec<u8>)]) {
     }
     builder.finish().unwrap();
 }
+
+/// A delta of two images with zstd layers, against a bundle of a third: in the OCI layout it
+/// loads in the containerd store, in the default layout in podman, after that bundle.
+#[test]
+fn an_oci_zstd_delta_of_two_images_loads_in_the_containerd_store_and_podman() {
+    let app = App::new("test/delta-oci");
+    let middle = Layer::text("etc/middle", "shared\n", Compression::Zstd);
+    let push = |tag: &str| {
+        let layers = vec![
+            app.base.clone(),
+            middle.clone(),
+            Layer::text("etc/version", &format!("{tag}\n"), Compression::Zstd),
+        ];
+        let image = Image::runnable(&format!("app {tag}"), layers, Compression::Zstd, true);
+        app.registry.push(&app.repository, tag, &image)
+    };
+    let (v1, v2, v3) = (push("v1"), push("v2"), push("v3"));
+    let haul = Haul::new();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar", "--format", "oci"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        &v3.reference,
+        "-o",
+        "v23.tar",
+        "--format",
+        "oci",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
+    let dir = haul.workdir.path();
+    let delta = dir.join("v23.tar");
+    let verified = stdout(haul.run(&["verify", "v23.tar"]).success());
+    assert!(verified.contains("delta: 3 blobs left out"), "{verified}");
+    for held in &v2.layer_digests[..3] {
+        assert!(!holds(&delta, held), "{held} carried");
+    }
+    assert!(holds(&delta, &v2.layer_digests[3]) && holds(&delta, &v3.layer_digests[3]));
+
+    let engine = Engine::ContainerdStore;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference, &v3.reference]);
+    engine.load(&dir.join("v1.tar"));
+    engine.load(&delta);
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    assert_eq!(engine.run(&v3.reference, &[]).trim(), "app v3");
+
+    // podman reads one image from an OCI archive, and its docker-archive reader wants every
+    // layer file ("Some layer tarfiles are missing"): it gets a one-image OCI delta.
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2.tar",
+        "--format",
+        "oci",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
+    let podman = Podman::new();
+    podman.ok(&["load", "-i", dir.join("v1.tar").to_str().unwrap()]);
+    podman.ok(&["load", "-i", dir.join("v2.tar").to_str().unwrap()]);
+    let inspected = podman.ok(&["image", "inspect", &v2.reference]);
+    assert!(inspected.contains(hex_of(&v2.config_digest)), "{inspected}");
+}
