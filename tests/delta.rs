@@ -541,3 +541,54 @@ fn an_oci_zstd_delta_of_two_images_loads_in_the_containerd_store_and_podman() {
     let inspected = podman.ok(&["image", "inspect", &v2.reference]);
     assert!(inspected.contains(hex_of(&v2.config_digest)), "{inspected}");
 }
+
+/// `ctr images import` (containerd 1.7, its own namespace per test): the base, then the delta;
+/// the delta's image is complete in the content store and unpacks.
+#[test]
+fn ctr_imports_a_delta_after_its_base() {
+    let ctr = "/opt/haul-test/trixie/usr/bin/ctr";
+    require_tool(ctr);
+    let app = App::new("test/delta-ctr");
+    let v1 = app.standard("v1");
+    let v2 = app.standard("v2");
+    let haul = Haul::new();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&["export", &v2.reference, "-o", "v2.tar", "--since", "v1.tar"])
+        .success();
+    let namespace = unique("haul-delta").replace('/', "-");
+    let run_ctr = |args: &[&str]| {
+        let output = output_within(
+            std::process::Command::new(ctr)
+                .args(["--address", "/run/haul-test/containerd/containerd.sock"])
+                .args(["--namespace", &namespace])
+                .args(args),
+            None,
+            std::time::Duration::from_secs(120),
+        );
+        assert!(
+            output.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let dir = haul.workdir.path();
+    run_ctr(&["images", "import", dir.join("v1.tar").to_str().unwrap()]);
+    run_ctr(&["images", "import", dir.join("v2.tar").to_str().unwrap()]);
+    let check = run_ctr(&["images", "check"]);
+    let line = check
+        .lines()
+        .find(|l| l.starts_with(&v2.reference))
+        .unwrap_or_else(|| panic!("{check}"));
+    assert!(
+        line.contains("complete") && !line.contains("incomplete"),
+        "{check}"
+    );
+    // Leave the namespace empty for the next run.
+    let images = run_ctr(&["images", "ls", "--quiet"]);
+    let names: Vec<&str> = images.lines().collect();
+    let mut rm = vec!["images", "rm"];
+    rm.extend(names);
+    run_ctr(&rm);
+}
