@@ -299,9 +299,36 @@ fn main() {
             .output();
         let full = run_median(RUNS, reset, &docker_load(&full_v2_tar));
         let delta = run_median(RUNS, reset, &docker_load(&out));
+        // `haul export --load`, which asks the engine what it holds, against `--full`.
+        let load = |extra: &[&str]| {
+            let mut command = export(&ref_v2);
+            command.truncate(command.len() - 2); // no -o
+            command.push("--load".into());
+            command.extend(extra.iter().map(ToString::to_string));
+            command
+        };
+        let asked = run_median(RUNS, reset, &load(&[]));
+        let whole = run_median(RUNS, reset, &load(&["--full"]));
+        // The bytes each streamed, from `--progress json`.
+        let streamed = |extra: &[&str]| {
+            reset();
+            let mut command = load(extra);
+            command[1] = "--progress=json".into();
+            let output = Command::new(&command[0])
+                .args(&command[1..])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| e["event"] == "exported")
+                .and_then(|e| e["bytes"].as_u64())
+                .unwrap_or(0)
+        };
+        let (asked_bytes, whole_bytes) = (streamed(&[]), streamed(&["--full"]));
         reset();
         let _ = Command::new("docker").args(["rmi", "-f", &ref_v1]).output();
-        (full, delta)
+        (full, delta, asked, whole, asked_bytes, whole_bytes)
     });
 
     // The floor: the same blobs with curl, 4 at a time, then cat into one file.
@@ -448,13 +475,22 @@ fn main() {
         secs(full_v2),
         100.0 * delta_bytes as f64 / full_bytes.max(1) as f64
     );
-    if let Some((full, delta)) = loads {
+    if let Some((full, delta, asked, whole, asked_bytes, whole_bytes)) = loads {
         let _ = writeln!(
             table,
             "- `docker load` into an engine holding app:v1 (Docker's classic store): the delta \
              {:.2} s, the full bundle {:.2} s",
             secs(delta),
             secs(full)
+        );
+        let _ = writeln!(
+            table,
+            "- `haul export app:v2 --load` into that engine (warm cache, `docker load` included): \
+             {:.1} KiB streamed in {:.2} s, against {:.1} MB in {:.2} s with `--full`",
+            asked_bytes as f64 / 1024.0,
+            secs(asked),
+            whole_bytes as f64 / 1e6,
+            secs(whole)
         );
     }
     if let Some(s) = skopeo {
