@@ -199,6 +199,39 @@ impl Receipt {
     }
 }
 
+impl Receipt {
+    /// What a containerd image store holds, as a receipt: each image whose ID is a manifest
+    /// digest that `manifest_of` can give (content-addressed: any copy of those bytes is that
+    /// manifest) stands for its diff_ids and the blobs it names. Images pointing at an index,
+    /// or at a manifest not at hand, count for nothing.
+    pub fn of_engine_images(
+        images: &[(Digest, Vec<Digest>)],
+        manifest_of: impl Fn(&Digest) -> Option<Vec<u8>>,
+    ) -> Receipt {
+        let known = images.iter().filter_map(|(id, diff_ids)| {
+            let bytes = manifest_of(id)?;
+            let Ok(crate::manifest::Manifest::Image(manifest)) =
+                crate::manifest::Manifest::parse("", None, &bytes)
+            else {
+                return None;
+            };
+            (manifest.layers.len() == diff_ids.len()).then(|| BundleImage {
+                names: Vec::new(),
+                diff_ids: diff_ids.clone(),
+                layers: manifest
+                    .layers
+                    .iter()
+                    .map(|l| BundleBlob {
+                        digest: l.digest.clone(),
+                        size: l.size,
+                    })
+                    .collect(),
+            })
+        });
+        Receipt::new(known)
+    }
+}
+
 impl DeltaRecord {
     pub fn new(
         left_out: impl IntoIterator<Item = LeftOutBlob>,
@@ -443,5 +476,41 @@ mod tests {
         assert!(bytes.len() < 64 << 10, "{}", bytes.len());
         assert_eq!(Receipt::parse(&bytes).unwrap(), receipt);
         assert!(Receipt::parse(br#"{"haulReceipt": 9, "images": []}"#).is_err());
+    }
+
+    #[test]
+    fn an_engine_s_images_stand_for_their_manifests_blobs() {
+        let layer = d("L");
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":7}}]}}"#,
+            d("config")
+        );
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#.to_string();
+        let (m, x, unknown) = (
+            Digest::of(manifest.as_bytes()),
+            Digest::of(index.as_bytes()),
+            d("gone"),
+        );
+        let at_hand = |digest: &Digest| match digest {
+            digest if *digest == m => Some(manifest.clone().into_bytes()),
+            digest if *digest == x => Some(index.clone().into_bytes()),
+            _ => None,
+        };
+        let receipt = Receipt::of_engine_images(
+            &[
+                (m.clone(), vec![d("a")]),
+                (x.clone(), vec![d("b")]),
+                (unknown, vec![d("c")]),
+                // Layer count and diff_ids disagree: not trusted.
+                (m.clone(), vec![d("a"), d("b")]),
+            ],
+            at_hand,
+        );
+        assert_eq!(receipt.images.len(), 1, "{receipt:?}");
+        assert_eq!(receipt.images[0].diff_ids, vec![d("a")]);
+        assert_eq!(receipt.images[0].layers[0].digest, layer);
+        assert_eq!(receipt.images[0].layers[0].size, 7);
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Docker's classic image store keeps layers by chain ID and never opens the file of a layer
 //! whose chain it holds: every prefix of every image's `RootFS.Layers` is held. The
-//! containerd image store reuses blobs by digest, which its CLI does not list: for it, and for
-//! an engine that cannot be asked, the answer is "unknown", and the full tar is sent.
+//! containerd image store reuses blobs by digest, which its CLI does not list; it does say
+//! what each image points at (its ID is its manifest's digest), and a manifest names its
+//! blobs. An engine that cannot be asked holds nothing known: the full tar is sent.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -17,6 +18,10 @@ use crate::digest::Digest;
 pub enum Holdings {
     /// Docker's classic store: these chains (diff_id prefixes) are loaded.
     Chains(BTreeSet<Vec<Digest>>),
+    /// The containerd image store: its images, each as the digest of what it points at (a
+    /// manifest, or an index) and its diff_ids. The blobs an image manifest names are in its
+    /// content store; which they are, only that manifest says.
+    Images(Vec<(Digest, Vec<Digest>)>),
     /// Cannot tell, and why (the full tar is sent).
     Unknown(String),
 }
@@ -32,26 +37,39 @@ pub fn holdings(prefix: &[String]) -> Holdings {
 
 fn ask(prefix: &[String]) -> Result<Holdings, String> {
     let driver = docker(prefix, &["info", "--format", "{{json .DriverStatus}}"])?;
-    if driver.contains("io.containerd.snapshotter") {
-        return Ok(Holdings::Unknown(
-            "it uses the containerd image store, whose blobs its CLI does not list".to_string(),
-        ));
-    }
+    let containerd_store = driver.contains("io.containerd.snapshotter");
     let ids = docker(prefix, &["image", "ls", "--quiet", "--no-trunc"])?;
     let ids: BTreeSet<&str> = ids.split_whitespace().collect();
-    let mut chains = BTreeSet::new();
-    if ids.is_empty() {
-        return Ok(Holdings::Chains(chains));
+    let mut images = Vec::new();
+    if !ids.is_empty() {
+        let mut args = vec![
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{json .RootFS.Layers}}",
+        ];
+        args.extend(ids.iter().copied());
+        for line in docker(prefix, &args)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let unreadable =
+                |detail: String| format!("`docker image inspect` printed {line:?}: {detail}");
+            let (id, layers) = line
+                .split_once(' ')
+                .ok_or_else(|| unreadable("no layers".to_string()))?;
+            let id: Digest = id.parse().map_err(|e| unreadable(format!("{e}")))?;
+            let layers: Vec<Digest> = serde_json::from_str::<Option<Vec<Digest>>>(layers)
+                .map_err(|e| unreadable(e.to_string()))?
+                .unwrap_or_default();
+            images.push((id, layers));
+        }
     }
-    let mut args = vec!["image", "inspect", "--format", "{{json .RootFS.Layers}}"];
-    args.extend(ids.iter().copied());
-    for line in docker(prefix, &args)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        let layers: Vec<Digest> = serde_json::from_str::<Option<Vec<Digest>>>(line)
-            .map_err(|e| format!("`docker image inspect` printed {line:?}: {e}"))?
-            .unwrap_or_default();
+    if containerd_store {
+        return Ok(Holdings::Images(images));
+    }
+    let mut chains = BTreeSet::new();
+    for (_, layers) in &images {
         for n in 1..=layers.len() {
             chains.insert(layers[..n].to_vec());
         }

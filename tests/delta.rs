@@ -434,26 +434,51 @@ fn load_asks_the_engine_and_sends_only_what_it_lacks() {
     assert_eq!(exported_bytes(&whole), full);
     assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
 
-    // The containerd store's blobs cannot be listed: the whole image, with one warning.
+    // The containerd store: its images' manifests name the blobs it holds. v1's own layers go
+    // in whole; then v2 without what v1 brought, and v2 is complete there (`docker save`).
     let containerd = Engine::ContainerdStore;
-    let _cleanup = containerd.cleanup(&[&v2.reference]);
+    let _cleanup = containerd.cleanup(&[&v1.reference, &v2.reference]);
     let socket = "unix:///run/haul-test/docker-cs.sock";
-    let run = haul
-        .run_with(
-            &["--progress", "json", "export", &v2.reference, "--load"],
+    let load_into = |reference: &str| {
+        haul.run_with(
+            &["--progress", "json", "export", reference, "--load"],
             |c| {
                 c.env("DOCKER_HOST", socket);
             },
         )
-        .success();
-    assert_eq!(exported_bytes(&run), full);
+        .success()
+    };
+    let first = load_into(&v1.reference);
+    assert!(exported_bytes(&first) > base_size, "{}", first.stderr);
+    let second = load_into(&v2.reference);
+    assert!(!second.stderr.contains("cannot tell"), "{}", second.stderr);
+    let sent = exported_bytes(&second);
+    assert!(sent + base_size <= full, "sent {sent} of {full}");
+    assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
+    let saved = haul.workdir.path().join("saved.tar");
+    containerd
+        .docker()
+        .args(["save", "-o", saved.to_str().unwrap(), &v2.reference])
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .expect("docker save of the delta-loaded image");
+    haul.run(&["verify", "saved.tar"]).success();
+
+    // An engine that cannot be asked: one warning, and the whole image (which then fails to
+    // load there, as any export would).
+    let run = haul
+        .run_with(&["export", &v2.reference, "--load"], |c| {
+            c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        })
+        .failure(&["docker load"]);
     assert_eq!(
         run.stderr.matches("sending every layer").count(),
         1,
         "{}",
         run.stderr
     );
-    assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
 }
 
 /// Writes `entries` as a tar at `path`.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::{Global, image_request};
+use crate::cache::BlobStore;
 use crate::cli::{ExportArgs, Format};
 use crate::delta::{Destination, Receipt};
 use crate::engine::{self, Holdings};
@@ -96,7 +97,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
             Output::File(folder.join(plan.default_file_name(args.images.all_platforms)))
         }
     };
-    let destination = what_it_holds(since, &output, args.full).await;
+    let destination = what_it_holds(since, &output, args.full, session.store()).await;
     let exported = session.export(&plan, layout, &output, &destination).await?;
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);
@@ -112,7 +113,12 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
 
 /// What the destination holds: the bundles given with --since; else, for --load and --to,
 /// what the engine says (unless --full); else nothing known.
-async fn what_it_holds(since: Vec<Receipt>, output: &Output, full: bool) -> Destination {
+async fn what_it_holds(
+    since: Vec<Receipt>,
+    output: &Output,
+    full: bool,
+    store: &BlobStore,
+) -> Destination {
     if !since.is_empty() {
         return Destination::Bundles(since);
     }
@@ -126,6 +132,12 @@ async fn what_it_holds(since: Vec<Receipt>, output: &Output, full: bool) -> Dest
     let prefix = argv[..argv.len().saturating_sub(2)].to_vec();
     match crate::blocking::run(move || engine::holdings(&prefix)).await {
         Holdings::Chains(chains) => Destination::Chains(chains),
+        // Its images' manifests name the blobs its content store holds.
+        Holdings::Images(images) => {
+            Destination::Bundles(vec![Receipt::of_engine_images(&images, |digest| {
+                store.read_verified(digest).ok()
+            })])
+        }
         Holdings::Unknown(why) => {
             tracing::warn!(
                 "cannot tell what {} holds ({why}); sending every layer",

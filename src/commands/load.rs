@@ -20,7 +20,18 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         );
     }
     if !report.needed_chains.is_empty() {
-        match crate::blocking::run(|| engine::holdings(&[])).await {
+        let holdings = crate::blocking::run(|| engine::holdings(&[])).await;
+        // The containerd store holds its images' chains unpacked, like the classic store.
+        let holdings = match holdings {
+            Holdings::Images(images) => Holdings::Chains(
+                images
+                    .iter()
+                    .flat_map(|(_, layers)| (1..=layers.len()).map(|n| layers[..n].to_vec()))
+                    .collect(),
+            ),
+            other => other,
+        };
+        match holdings {
             Holdings::Chains(held) => {
                 let missing = report
                     .needed_chains
@@ -40,6 +51,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
                     );
                 }
             }
+            Holdings::Images(_) => unreachable!("turned into chains above"),
             Holdings::Unknown(why) => tracing::warn!(
                 "cannot check that the engine holds the {} layers {name} left out ({why}); \
                  loading it anyway",
