@@ -68,13 +68,27 @@ fn ask(prefix: &[String]) -> Result<Holdings, String> {
     if containerd_store {
         return Ok(Holdings::Images(images));
     }
-    let mut chains = BTreeSet::new();
-    for (_, layers) in &images {
-        for n in 1..=layers.len() {
-            chains.insert(layers[..n].to_vec());
+    Ok(Holdings::Chains(chains_of(&images)))
+}
+
+impl Holdings {
+    /// The chains (diff_id prefixes) the engine holds unpacked, in either store; or why it
+    /// cannot tell.
+    pub fn chains(self) -> Result<BTreeSet<Vec<Digest>>, String> {
+        match self {
+            Holdings::Chains(chains) => Ok(chains),
+            Holdings::Images(images) => Ok(chains_of(&images)),
+            Holdings::Unknown(why) => Err(why),
         }
     }
-    Ok(Holdings::Chains(chains))
+}
+
+/// Every prefix of every image's diff_ids.
+fn chains_of(images: &[(Digest, Vec<Digest>)]) -> BTreeSet<Vec<Digest>> {
+    images
+        .iter()
+        .flat_map(|(_, layers)| (1..=layers.len()).map(|n| layers[..n].to_vec()))
+        .collect()
 }
 
 /// Runs `prefix docker args…` and returns its standard output.

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 
 use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
-use crate::delta::{self, Destination};
+use crate::delta::{self, Destination, Receipt};
 use crate::digest::Digest;
+use crate::engine::{self, Holdings};
 use crate::export::{self, BlobSource, BoxError, ExportError, Exported, Layout, Output, TarJob};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
 use crate::inspect::Inspection;
@@ -157,23 +158,15 @@ impl Session {
         .into_iter()
         .flatten()
         .collect();
-        let manifests: Vec<(String, Digest, Vec<u8>)> = resolved
+        // Each manifest once (the platforms of one index share it).
+        let manifests: std::collections::BTreeMap<Digest, Vec<u8>> = resolved
             .iter()
-            .flat_map(|image| {
-                std::iter::once(&image.manifest)
-                    .chain(&image.index)
-                    .map(|m| {
-                        (
-                            image.reference.to_string(),
-                            m.digest.clone(),
-                            m.bytes.clone(),
-                        )
-                    })
-            })
+            .flat_map(|image| std::iter::once(&image.manifest).chain(&image.index))
+            .map(|m| (m.digest.clone(), m.bytes.clone()))
             .collect();
         let store = self.store.clone();
         crate::blocking::run(move || {
-            for (_, digest, bytes) in &manifests {
+            for (digest, bytes) in &manifests {
                 store.put_bytes(digest, bytes)?;
             }
             Ok::<_, CacheError>(())
@@ -271,6 +264,45 @@ impl Session {
             downloads.wait(&blob.descriptor.digest).await?;
         }
         self.record(plan, &plan.blobs).await
+    }
+
+    /// What the destination of `output` holds: the bundles delivered before (`since`, as
+    /// receipts); else, for a loader (`--load`, `--to`), what its engine says, unless `full`;
+    /// else nothing known. An engine that cannot be asked is warned about once.
+    pub async fn destination(
+        &self,
+        since: Vec<Receipt>,
+        output: &Output,
+        full: bool,
+    ) -> Destination {
+        if !since.is_empty() {
+            return Destination::Bundles(since);
+        }
+        let Output::Command(argv) = output else {
+            return Destination::Unknown;
+        };
+        if full {
+            return Destination::Unknown;
+        }
+        // The command ends in `docker load`; what comes before reaches the engine's host.
+        let prefix = argv[..argv.len().saturating_sub(2)].to_vec();
+        match crate::blocking::run(move || engine::holdings(&prefix)).await {
+            Holdings::Chains(chains) => Destination::Chains(chains),
+            // Its images' manifests (by digest: any copy is that manifest) name the blobs its
+            // content store holds.
+            Holdings::Images(images) => {
+                Destination::Bundles(vec![Receipt::of_engine_images(&images, |digest| {
+                    self.store.read_verified(digest).ok()
+                })])
+            }
+            Holdings::Unknown(why) => {
+                tracing::warn!(
+                    "cannot tell what {} holds ({why}); sending every layer",
+                    output.describe()
+                );
+                Destination::Unknown
+            }
+        }
     }
 
     /// Writes `plan`'s images as one tar in `layout` to `output` while their blobs download,

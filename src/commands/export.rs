@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::{Global, image_request};
-use crate::cache::BlobStore;
 use crate::cli::{ExportArgs, Format};
-use crate::delta::{Destination, Receipt};
-use crate::engine::{self, Holdings};
+use crate::delta::Receipt;
 use crate::export::{Layout, Output};
 use crate::pipeline::LayerForm;
 
@@ -97,7 +95,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
             Output::File(folder.join(plan.default_file_name(args.images.all_platforms)))
         }
     };
-    let destination = what_it_holds(since, &output, args.full, session.store()).await;
+    let destination = session.destination(since, &output, args.full).await;
     let exported = session.export(&plan, layout, &output, &destination).await?;
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);
@@ -109,41 +107,4 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
-}
-
-/// What the destination holds: the bundles given with --since; else, for --load and --to,
-/// what the engine says (unless --full); else nothing known.
-async fn what_it_holds(
-    since: Vec<Receipt>,
-    output: &Output,
-    full: bool,
-    store: &BlobStore,
-) -> Destination {
-    if !since.is_empty() {
-        return Destination::Bundles(since);
-    }
-    let Output::Command(argv) = output else {
-        return Destination::Unknown;
-    };
-    if full {
-        return Destination::Unknown;
-    }
-    // The command ends in `docker load`; what comes before reaches the engine's host.
-    let prefix = argv[..argv.len().saturating_sub(2)].to_vec();
-    match crate::blocking::run(move || engine::holdings(&prefix)).await {
-        Holdings::Chains(chains) => Destination::Chains(chains),
-        // Its images' manifests name the blobs its content store holds.
-        Holdings::Images(images) => {
-            Destination::Bundles(vec![Receipt::of_engine_images(&images, |digest| {
-                store.read_verified(digest).ok()
-            })])
-        }
-        Holdings::Unknown(why) => {
-            tracing::warn!(
-                "cannot tell what {} holds ({why}); sending every layer",
-                output.describe()
-            );
-            Destination::Unknown
-        }
-    }
 }

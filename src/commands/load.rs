@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 
 use crate::cli::LoadArgs;
-use crate::engine::{self, Holdings};
+use crate::engine;
 use crate::verify::verify_tar;
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
@@ -20,19 +20,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         );
     }
     if !report.needed_chains.is_empty() {
-        let holdings = crate::blocking::run(|| engine::holdings(&[])).await;
-        // The containerd store holds its images' chains unpacked, like the classic store.
-        let holdings = match holdings {
-            Holdings::Images(images) => Holdings::Chains(
-                images
-                    .iter()
-                    .flat_map(|(_, layers)| (1..=layers.len()).map(|n| layers[..n].to_vec()))
-                    .collect(),
-            ),
-            other => other,
-        };
-        match holdings {
-            Holdings::Chains(held) => {
+        match crate::blocking::run(|| engine::holdings(&[]).chains()).await {
+            Ok(held) => {
                 let missing = report
                     .needed_chains
                     .iter()
@@ -51,8 +40,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            Holdings::Images(_) => unreachable!("turned into chains above"),
-            Holdings::Unknown(why) => tracing::warn!(
+            Err(why) => tracing::warn!(
                 "cannot check that the engine holds the {} layers {name} left out ({why}); \
                  loading it anyway",
                 report.needed_chains.len()
