@@ -173,7 +173,8 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Further attempts after a connection error, a 5xx, 408 or 429 (honouring Retry-After)
+    /// Further attempts after a connection error, a 5xx, 408, 429 (honouring Retry-After) or a
+    /// download cut mid-way (resumed where it stopped)
     #[arg(
         long,
         global = true,

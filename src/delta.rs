@@ -137,6 +137,7 @@ impl Receipt {
     /// Writes the receipt to `path`, whole or not at all (a temporary file beside it,
     /// renamed). Blocks.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        crate::export::refuse_to_replace_special(path)?;
         let name = path
             .file_name()
             .map_or_else(|| "receipt".into(), |n| n.to_string_lossy().into_owned());

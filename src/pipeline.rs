@@ -291,9 +291,20 @@ impl Session {
             // Its images' manifests (by digest: any copy is that manifest) name the blobs its
             // content store holds.
             Holdings::Images(images) => {
-                Destination::Bundles(vec![Receipt::of_engine_images(&images, |digest| {
+                let receipt = Receipt::of_engine_images(&images, |digest| {
                     self.store.read_verified(digest).ok()
-                })])
+                });
+                if receipt.images.len() < images.len() {
+                    tracing::warn!(
+                        "{} of the {} images {} holds are unknown here (their manifests are not \
+                         in this cache): what they hold is sent again; `--since RECEIPT` of the \
+                         bundles loaded there tells more",
+                        images.len() - receipt.images.len(),
+                        images.len(),
+                        output.describe()
+                    );
+                }
+                Destination::Bundles(vec![receipt])
             }
             Holdings::Unknown(why) => {
                 tracing::warn!(

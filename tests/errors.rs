@@ -211,6 +211,24 @@ fn each_cause_once_and_an_output_folder_gets_the_default_name() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(written, vec![expected]);
+    // A symbolic link (or a device, or a FIFO) is not replaced by the tar, nor by a receipt.
+    let dir = haul.workdir.path();
+    std::fs::write(dir.join("target.txt"), "keep me\n").unwrap();
+    std::os::unix::fs::symlink("target.txt", dir.join("link.tar")).unwrap();
+    haul.run(&["export", &reference, "-o", "link.tar"])
+        .failure(&["link.tar", "does not replace"]);
+    haul.run(&["export", &reference, "-o", "x.tar", "--receipt", "link.tar"])
+        .failure(&["link.tar", "does not replace"]);
+    assert!(
+        std::fs::symlink_metadata(dir.join("link.tar"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("target.txt")).unwrap(),
+        "keep me\n"
+    );
     // Two images cannot both take a default name: the message says how to name the tar.
     haul.run(&["export", &reference, &reference, "-o", "adir/"])
         .failure(&["2 images go into one tar", "-o adir/FILE"]);

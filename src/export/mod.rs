@@ -446,6 +446,7 @@ impl TempFile {
             )
         })?;
         let name = name.to_string_lossy();
+        refuse_to_replace_special(final_path)?;
         remove_stale_temp_files(&dir, &name);
         let temp_path = dir.join(format!(".{name}.{}.partial", std::process::id()));
         let file = File::options()
@@ -464,6 +465,19 @@ impl TempFile {
         std::fs::rename(&self.temp_path, &self.final_path)?;
         self.persisted = true;
         Ok(())
+    }
+}
+
+/// The tar is renamed over its final path, which would replace a device (`-o /dev/null`), a
+/// FIFO or a symbolic link with a regular file: refuse those, saying what to do instead.
+pub fn refuse_to_replace_special(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() && !meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "it is a device, a FIFO or a symbolic link, which haul does not replace; name a \
+             regular file, or write to standard output (-o -) and redirect that",
+        )),
+        _ => Ok(()),
     }
 }
 
