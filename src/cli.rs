@@ -93,6 +93,23 @@ Examples:
   haul load v1.tar                                 # a whole bundle: checked, then loaded
   haul load v2-delta.tar                           # a delta: only if the engine has its base";
 
+const PUSH_EXAMPLES: &str = "\
+Examples:
+  haul push bundle.tar registry.site:5000           # docker.io/library/nginx:1.27 -> registry.site:5000/library/nginx:1.27
+  haul push bundle.tar registry.site:5000/mirror    # -> registry.site:5000/mirror/library/nginx:1.27
+  haul push app.tar registry.site:5000 --as team/app:1.2   # a one-image tar, under the name given
+  haul push v2-delta.tar registry.site:5000         # a delta: only after its base was pushed there
+  ssh build-host haul export app:1 -o - | haul push - registry.site:5000
+
+Manifests go up byte for byte, so every digest is kept; a tar without them (--format docker-v1,
+docker save before Docker 25) gets a new manifest, printed. Tags are written last.";
+
+const COPY_EXAMPLES: &str = "\
+Examples:
+  haul copy nginx:1.27 registry.site:5000/library/nginx            # keeps the tag 1.27
+  haul copy nginx:1.27 registry.site:5000/web/nginx:stable --all-platforms   # index digest kept
+  haul copy app:1 registry.site:5000/team/app:1 --offline          # from the cache alone";
+
 const VERIFY_EXAMPLES: &str = "\
 Examples:
   haul verify app.tar                              # ok: 1 image, 7 blobs, 201.3 MiB verified
@@ -174,7 +191,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Further attempts after a connection error, a 5xx, 408, 429 (honouring Retry-After) or a
-    /// download cut mid-way (resumed where it stopped)
+    /// download or upload cut mid-way (resumed where it stopped)
     #[arg(
         long,
         global = true,
@@ -184,7 +201,7 @@ pub struct Cli {
     )]
     pub retries: u32,
 
-    /// One bandwidth cap shared by all downloads, in bytes per second: 500K, 5M, 1.5G
+    /// One bandwidth cap shared by all downloads and uploads, in bytes per second: 500K, 5M, 1.5G
     #[arg(long, global = true, help_heading = "Global options", value_name = "RATE", value_parser = parse_size)]
     pub limit_rate: Option<u64>,
 
@@ -249,6 +266,17 @@ pub enum Command {
     /// left out; otherwise nothing is loaded
     #[command(after_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
+
+    /// Push the images of a tar (any layout haul writes, or `docker save` output) into a
+    /// registry, every digest kept: blobs the registry lacks (resumable, in chunks), then
+    /// manifests, then tags
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(PushArgs),
+
+    /// Copy an image from one registry to another through the cache, every digest kept (a
+    /// later copy or --offline export downloads nothing)
+    #[command(after_help = COPY_EXAMPLES)]
+    Copy(CopyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +284,69 @@ pub struct LoadArgs {
     /// The bundle (a tar haul or `docker save` wrote)
     #[arg(value_name = "FILE")]
     pub tar: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The tar, or - to read it from standard input
+    #[arg(value_name = "FILE")]
+    pub tar: String,
+
+    /// Where the images go: REGISTRY[/PREFIX]. Each image goes to DEST/<repository>:<tag>,
+    /// <repository> being its name in the tar without the registry
+    /// (docker.io/library/nginx:1.27 -> DEST/library/nginx:1.27)
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+
+    /// Push the tar's only image as DEST/REPOSITORY:TAG instead (TAG defaults to latest)
+    #[arg(long = "as", value_name = "REPOSITORY[:TAG]")]
+    pub as_name: Option<String>,
+
+    #[command(flatten)]
+    pub transfers: TransferArgs,
+
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to copy: NAME[:TAG][@DIGEST]
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// Where it goes: REGISTRY/REPOSITORY[:TAG] (without a tag: the source's tag, or by
+    /// digest only when the source names a digest alone)
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+
+    /// Platform to take from a multi-platform image: OS/ARCH[/VARIANT] [default: this
+    /// machine's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
+    /// Copy every platform and the index itself (its digest is kept)
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+
+    /// Use only the cache for the source: no download. Tags resolve to what they last
+    /// resolved to here
+    #[arg(long)]
+    pub offline: bool,
+
+    #[command(flatten)]
+    pub transfers: TransferArgs,
+
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+/// How many transfers run at once, for push and copy.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Downloads and uploads at once
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }
 
 #[derive(Debug, Subcommand)]

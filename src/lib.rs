@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod progress;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod resolve;

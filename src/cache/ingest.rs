@@ -157,6 +157,66 @@ impl Ingest {
     }
 }
 
+/// See [`BlobStore::put_derived`]. The file is private to this call (no lock needed): two
+/// processes making the same blob each rename a whole, verified copy into place.
+pub(super) fn put_derived(
+    store: &BlobStore,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(Digest, u64), CacheError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = store
+        .ingest_dir()
+        .join(format!("derived-{}-{n}.partial", std::process::id()));
+    let file = File::create(&temp).map_err(CacheError::io("cannot create", &temp))?;
+    let mut writer = HashingWriter {
+        inner: BufWriter::with_capacity(WRITE_BUFFER, file),
+        verifier: Verifier::new(),
+    };
+    let result = write(&mut writer)
+        .and_then(|()| writer.inner.flush())
+        .and_then(|()| writer.inner.get_ref().sync_all());
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(CacheError::io("cannot write", &temp)(e));
+    }
+    let size = writer.verifier.len();
+    let digest = writer.verifier.finish();
+    let final_path = store.blob_path(&digest);
+    if store.contains(&digest, size) {
+        let _ = std::fs::remove_file(&temp);
+        return Ok((digest, size));
+    }
+    let mut permissions = std::fs::metadata(&temp)
+        .map_err(CacheError::io("cannot stat", &temp))?
+        .permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&temp, permissions)
+        .map_err(CacheError::io("cannot make read-only", &temp))?;
+    std::fs::rename(&temp, &final_path)
+        .map_err(CacheError::io("cannot move into place", &final_path))?;
+    sync_dir(final_path.parent().expect("blob paths have a parent"));
+    Ok((digest, size))
+}
+
+/// Hashes what goes through it.
+struct HashingWriter<W> {
+    inner: W,
+    verifier: Verifier,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.verifier.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Re-hashes the bytes already in a partial file and leaves the cursor at its end.
 fn hash_existing(file: &mut File, path: &Path) -> Result<Verifier, CacheError> {
     let verifier = super::hash_reader(&mut *file, path)?;

@@ -188,6 +188,16 @@ impl BlobStore {
         ingest.commit(Some(size))
     }
 
+    /// Stores a blob made here whose digest is known only once it is written (a layer
+    /// compressed for a push): `write` fills a new file, which is hashed as it is written and
+    /// moved into place under its digest. Returns the digest and size. Blocks.
+    pub fn put_derived(
+        &self,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(Digest, u64), CacheError> {
+        ingest::put_derived(self, write)
+    }
+
     /// Starts (or resumes) writing blob `digest` of `size` bytes from async code, on a
     /// blocking thread. Waits while another process writes the same blob; `on_wait` is
     /// called once if it has to. [`IngestStart::Committed`] when the blob is in the cache

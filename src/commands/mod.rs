@@ -3,10 +3,12 @@
 
 mod cache;
 mod completions;
+mod copy;
 mod export;
 mod inspect;
 mod load;
 mod pull;
+mod push;
 mod verify;
 
 use std::collections::HashMap;
@@ -132,6 +134,8 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Pull(args) => pull::run(&global, args).await,
         Command::Inspect(args) => inspect::run(&global, args).await,
         Command::Cache(command) => cache::run(&global, command).await,
+        Command::Push(args) => push::run(&global, args).await,
+        Command::Copy(args) => copy::run(&global, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
         Command::Verify(_) | Command::Load(_) => unreachable!("handled above"),
     }
@@ -144,6 +148,8 @@ pub struct Global {
     routes: Routes,
     ca_certs: Vec<PathBuf>,
     pub progress: Arc<dyn Progress>,
+    /// `-q`: nothing but errors on standard error.
+    pub quiet: bool,
     pub retries: u32,
     limit_rate: Option<u64>,
     connect_timeout: Duration,
@@ -179,6 +185,7 @@ impl Global {
             },
             ca_certs,
             progress,
+            quiet: cli.quiet,
             retries: cli.retries,
             limit_rate: cli.limit_rate,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
@@ -208,15 +215,49 @@ impl Global {
 
     /// A session for the images `images` names, with `jobs` downloads at once.
     async fn session(&self, images: &ImageArgs, jobs: usize) -> anyhow::Result<Session> {
+        self.session_with(&images.login, jobs, images.offline).await
+    }
+
+    /// A session logged in as `login` says, with `jobs` transfers at once.
+    async fn session_with(
+        &self,
+        login: &LoginArgs,
+        jobs: usize,
+        offline: bool,
+    ) -> anyhow::Result<Session> {
         Ok(Session::open(SessionOptions {
             cache_dir: self.cache_dir.clone(),
-            registry: self.registry_options(&images.login)?,
+            registry: self.registry_options(login)?,
             progress: self.progress.clone(),
             jobs,
-            offline: images.offline,
+            offline,
         })
         .await?)
     }
+}
+
+/// What a push or copy wrote: each image's name and digest on standard output (for
+/// scripts: `DEST/REPOSITORY:TAG@DIGEST`), and what went up on standard error.
+fn print_pushed(global: &Global, summary: &crate::push::PushSummary) {
+    for (repository, tags, digest) in &summary.images {
+        if tags.is_empty() {
+            println!("{}@{digest}", repository.full_name());
+        }
+        for tag in tags {
+            println!("{}:{tag}@{digest}", repository.full_name());
+        }
+    }
+    if global.quiet {
+        return;
+    }
+    let blobs = summary.present + summary.mounted + summary.uploaded;
+    eprintln!(
+        "{blobs} blobs: {} uploaded ({} sent), {} mounted, {} already there",
+        summary.uploaded,
+        crate::progress::human_bytes(summary.sent_bytes),
+        summary.mounted,
+        summary.present
+    );
 }
 
 /// The references and platforms `args` name.

@@ -271,7 +271,7 @@ fn blobs(count: usize) -> String {
 
 impl Progress for Bars {
     fn event(&self, event: Event) {
-        if let Event::Downloaded { digest, bytes } = &event {
+        if let Event::Downloaded { digest, bytes } | Event::Uploaded { digest, bytes } = &event {
             if let Ok(layers) = self.layers.read()
                 && let Some(layer) = layers.get(digest)
             {
@@ -301,6 +301,16 @@ impl Progress for Bars {
                 offset,
             } => self.download_started(digest, *size, *offset),
             Event::Cached { digest, size } => self.blob_done(digest, *size, false),
+            // Uploads show as downloads do, one bar per blob; the push prints its own summary.
+            Event::UploadStarted { digest, size } => self.download_started(digest, *size, 0),
+            Event::UploadFinished { digest, .. } => {
+                if let Ok(mut layers) = self.layers.write()
+                    && let Some(layer) = layers.remove(digest)
+                {
+                    layer.bar.finish_and_clear();
+                    self.multi.remove(&layer.bar);
+                }
+            }
             Event::DecompressStarted { digest, .. } => {
                 self.decompressing(digest);
                 return; // its spinner says it

@@ -36,21 +36,18 @@ impl Progress for Json {
     fn event(&self, event: Event) {
         let now_ms = self.started.elapsed().as_millis() as u64;
         match &event {
-            Event::Downloaded { digest, bytes } => {
+            Event::Downloaded { digest, bytes } | Event::Uploaded { digest, bytes } => {
                 let due = self
                     .downloads
                     .read()
                     .ok()
                     .and_then(|downloads| downloads.get(digest)?.add(*bytes, now_ms));
                 if let Some(bytes) = due {
-                    write_line(&Event::Downloaded {
-                        digest: digest.clone(),
-                        bytes,
-                    });
+                    write_line(&same_kind(&event, digest, bytes));
                 }
                 return;
             }
-            Event::DownloadStarted { digest, .. } => {
+            Event::DownloadStarted { digest, .. } | Event::UploadStarted { digest, .. } => {
                 if let Ok(mut downloads) = self.downloads.write() {
                     // A retry keeps what the earlier attempts have not reported yet.
                     downloads
@@ -58,8 +55,9 @@ impl Progress for Json {
                         .or_insert_with(|| Arc::new(Throttle::new(now_ms)));
                 }
             }
-            Event::DownloadFinished { digest, .. } => {
-                // The rest, so that a blob's `downloaded` bytes add up to its `fetched`.
+            Event::DownloadFinished { digest, .. } | Event::UploadFinished { digest, .. } => {
+                // The rest, so that a blob's `downloaded` bytes add up to its `fetched` (and
+                // `uploaded` to its `sent`).
                 let rest = self
                     .downloads
                     .write()
@@ -67,15 +65,32 @@ impl Progress for Json {
                     .and_then(|mut downloads| downloads.remove(digest))
                     .map_or(0, |throttle| throttle.take());
                 if rest > 0 {
-                    write_line(&Event::Downloaded {
-                        digest: digest.clone(),
-                        bytes: rest,
-                    });
+                    let chunk = if matches!(event, Event::UploadFinished { .. }) {
+                        Event::Uploaded {
+                            digest: digest.clone(),
+                            bytes: 0,
+                        }
+                    } else {
+                        Event::Downloaded {
+                            digest: digest.clone(),
+                            bytes: 0,
+                        }
+                    };
+                    write_line(&same_kind(&chunk, digest, rest));
                 }
             }
             _ => {}
         }
         write_line(&event);
+    }
+}
+
+/// A `downloaded` or `uploaded` event like `event`, for `bytes`.
+fn same_kind(event: &Event, digest: &Digest, bytes: u64) -> Event {
+    let digest = digest.clone();
+    match event {
+        Event::Uploaded { .. } => Event::Uploaded { digest, bytes },
+        _ => Event::Downloaded { digest, bytes },
     }
 }
 
@@ -170,6 +185,30 @@ enum Record<'a> {
         path: &'a str,
         bytes: u64,
     },
+    BlobPresent {
+        digest: &'a Digest,
+        size: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mounted_from: Option<&'a str>,
+    },
+    UploadStarted {
+        digest: &'a Digest,
+        size: u64,
+    },
+    Uploaded {
+        digest: &'a Digest,
+        bytes: u64,
+    },
+    UploadFinished {
+        digest: &'a Digest,
+        size: u64,
+        sent: u64,
+        resumed_at: u64,
+    },
+    Pushed {
+        reference: &'a str,
+        digest: &'a Digest,
+    },
 }
 
 impl<'a> From<&'a Event> for Record<'a> {
@@ -250,6 +289,35 @@ impl<'a> From<&'a Event> for Record<'a> {
                 path,
                 bytes: *bytes,
             },
+            Event::BlobPresent {
+                digest,
+                size,
+                mounted_from,
+            } => Record::BlobPresent {
+                digest,
+                size: *size,
+                mounted_from: mounted_from.as_deref(),
+            },
+            Event::UploadStarted { digest, size } => Record::UploadStarted {
+                digest,
+                size: *size,
+            },
+            Event::Uploaded { digest, bytes } => Record::Uploaded {
+                digest,
+                bytes: *bytes,
+            },
+            Event::UploadFinished {
+                digest,
+                size,
+                sent,
+                resumed_at,
+            } => Record::UploadFinished {
+                digest,
+                size: *size,
+                sent: *sent,
+                resumed_at: *resumed_at,
+            },
+            Event::Pushed { reference, digest } => Record::Pushed { reference, digest },
         }
     }
 }

@@ -83,6 +83,40 @@ pub(super) fn line(event: &Event) -> Option<String> {
             human_bytes(*size)
         ),
         Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(*bytes)),
+        Event::BlobPresent {
+            digest,
+            size,
+            mounted_from,
+        } => match mounted_from {
+            None => format!("{}: already there ({})", digest.short(), human_bytes(*size)),
+            Some(from) => format!(
+                "{}: mounted from {from} ({})",
+                digest.short(),
+                human_bytes(*size)
+            ),
+        },
+        Event::UploadFinished {
+            digest,
+            size,
+            sent,
+            resumed_at,
+        } => {
+            let resumed = if *resumed_at > 0 {
+                format!(", resumed at {}", human_bytes(*resumed_at))
+            } else {
+                String::new()
+            };
+            format!(
+                "{}: uploaded {} ({} sent{resumed})",
+                digest.short(),
+                human_bytes(*size),
+                human_bytes(*sent)
+            )
+        }
+        // Standard output names what was pushed.
+        Event::Pushed { .. } | Event::UploadStarted { .. } | Event::Uploaded { .. } => {
+            return None;
+        }
         Event::Planned { .. }
         | Event::DownloadStarted { .. }
         | Event::Downloaded { .. }

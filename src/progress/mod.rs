@@ -67,6 +67,27 @@ pub enum Event {
     },
     /// The tar is complete.
     Exported { path: String, bytes: u64 },
+    /// A push found a blob at the destination: there already, or linked from another
+    /// repository of the registry (`mounted_from`). Nothing to upload.
+    BlobPresent {
+        digest: Digest,
+        size: u64,
+        mounted_from: Option<String>,
+    },
+    /// An upload starts.
+    UploadStarted { digest: Digest, size: u64 },
+    /// Bytes went up.
+    Uploaded { digest: Digest, bytes: u64 },
+    /// A blob is in the destination repository: `sent` body bytes, after the `resumed_at`
+    /// bytes the registry had from an earlier, cut upload.
+    UploadFinished {
+        digest: Digest,
+        size: u64,
+        sent: u64,
+        resumed_at: u64,
+    },
+    /// An image's manifests and tags are in place.
+    Pushed { reference: String, digest: Digest },
 }
 
 /// Where events go. Implementations must be cheap: `Downloaded` fires per network chunk,

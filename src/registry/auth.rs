@@ -3,7 +3,8 @@
 //!
 //! The flow is docker's: ask without credentials; on 401 read the challenge; for `Basic`,
 //! send the user's credentials; for `Bearer`, get a token for the repository's pull scope
-//! from the realm (with the credentials, if any) and keep it for every later request to that
+//! from the realm (with the credentials, if any; push scope for uploads, and whatever scope the
+//! challenge names, such as a mount's source) and keep it for every later request to that
 //! repository. A 401 with a token in hand means it expired: the caller drops it and asks once more.
 
 use std::collections::HashMap;
@@ -121,14 +122,16 @@ impl TokenResponse {
     }
 }
 
-/// Asks the token service at `realm` for a bearer token with pull access to `repository`
-/// (sending the credentials, if any), and returns the `Authorization` header to use.
+/// Asks the token service at `realm` for a bearer token for `scopes` (one `scope` parameter
+/// each, as docker sends them), sending the credentials, if any, and returns the
+/// `Authorization` header to use.
 pub(super) async fn fetch_token(
     http: &reqwest::Client,
     registry: &str,
     repository: &str,
     realm: &str,
     service: Option<&str>,
+    scopes: &[String],
     credentials: Option<&Credentials>,
 ) -> Result<String, RegistryError> {
     let unauthorized = |detail: &str| RegistryError::Unauthorized {
@@ -145,7 +148,9 @@ pub(super) async fn fetch_token(
         if let Some(service) = service {
             query.append_pair("service", service);
         }
-        query.append_pair("scope", &format!("repository:{repository}:pull"));
+        for scope in scopes {
+            query.append_pair("scope", scope);
+        }
     }
     let mut request = http.get(url.clone());
     if let Some(c) = credentials {

@@ -15,19 +15,21 @@ pub mod endpoint;
 mod error;
 mod http;
 pub mod retry;
+mod upload;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
 };
+use reqwest::{Method, StatusCode};
 
 pub use blob::{BlobStream, RetryReport};
 pub use error::RegistryError;
+pub use upload::{BlobFile, CHUNK_BYTES, UploadJournal, UploadProgress, UploadReport};
 
 use crate::digest::Digest;
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
@@ -81,7 +83,7 @@ pub struct Client {
     transports: Mutex<HashMap<String, Transport>>,
     /// Mirrors that could not be reached this run: not asked again.
     unreachable_mirrors: Mutex<HashSet<String>>,
-    rate_limiter: Option<RateLimiter>,
+    rate_limiter: Option<std::sync::Arc<RateLimiter>>,
 }
 
 impl Client {
@@ -95,7 +97,9 @@ impl Client {
         Ok(Client {
             http,
             http_unverified,
-            rate_limiter: options.limit_rate.map(RateLimiter::new),
+            rate_limiter: options
+                .limit_rate
+                .map(|rate| std::sync::Arc::new(RateLimiter::new(rate))),
             retry: RetryPolicy {
                 retries: options.retries,
             },
@@ -330,8 +334,7 @@ impl Client {
         }
     }
 
-    /// A GET with authentication: on 401 it answers the challenge once and tries again, which
-    /// also renews an expired token.
+    /// A GET with authentication (pull access); see [`Client::request_once`].
     async fn get_once(
         &self,
         endpoint: &Endpoint,
@@ -339,14 +342,31 @@ impl Client {
         headers: HeaderMap,
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
+        let call = Call {
+            method: Method::GET,
+            target: Target::Suffix(suffix.to_string()),
+            headers,
+            body: None,
+            access: Access::Pull,
+            what,
+        };
+        self.request_once(endpoint, &call).await
+    }
+
+    /// One request with authentication: on 401 it answers the challenge once and tries
+    /// again, which also renews an expired token and widens a token's scope (pull, then
+    /// push). A non-success answer becomes the error that says what to do.
+    async fn request_once(
+        &self,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let key = (endpoint.host.clone(), endpoint.repository.clone());
         let slot = self.auth.lock().unwrap().entry(key).or_default().clone();
         let mut answered_challenge = false;
         loop {
             let sent_auth = slot.lock().await.clone();
-            let response = self
-                .send(endpoint, suffix, headers.clone(), sent_auth.as_deref())
-                .await?;
+            let response = self.send(endpoint, call, sent_auth.as_deref()).await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
@@ -360,7 +380,10 @@ impl Client {
                 if *current != sent_auth {
                     continue;
                 }
-                *current = Some(self.answer_challenge(endpoint, challenge).await?);
+                *current = Some(
+                    self.answer_challenge(endpoint, challenge, call.access)
+                        .await?,
+                );
                 continue;
             }
             if status.is_success() {
@@ -377,7 +400,7 @@ impl Client {
                 },
                 StatusCode::NOT_FOUND => RegistryError::NotFound {
                     registry: endpoint.registry.clone(),
-                    what: what.to_string(),
+                    what: call.what.to_string(),
                     detail,
                 },
                 status => RegistryError::Status {
@@ -391,15 +414,15 @@ impl Client {
         }
     }
 
-    /// Sends one GET to `endpoint` over the transport known to work for its host, or else
+    /// Sends one request to `endpoint` over the transport known to work for its host, or else
     /// over each it may use in turn: HTTPS first, plain HTTP only where allowed and only when
     /// the host does not speak TLS (a certificate that fails verification is an error, not a
-    /// reason to drop encryption).
+    /// reason to drop encryption). Credentials go only to the endpoint's own host: an upload
+    /// location elsewhere (a storage service) gets none.
     async fn send(
         &self,
         endpoint: &Endpoint,
-        suffix: &str,
-        headers: HeaderMap,
+        call: &Call<'_>,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
         let known = self.transports.lock().unwrap().get(&endpoint.host).copied();
@@ -413,11 +436,32 @@ impl Client {
                 Transport::Https { verify: false } => self.unverified_client(),
                 _ => &self.http,
             };
+            let url = match &call.target {
+                Target::Suffix(suffix) => endpoint.url(transport, suffix),
+                Target::Location(location) => {
+                    let base = format!("{}://{}/", transport.scheme(), endpoint.host);
+                    reqwest::Url::parse(&base)
+                        .and_then(|base| base.join(location))
+                        .map_err(|e| RegistryError::Url {
+                            url: location.clone(),
+                            source: e.into(),
+                        })?
+                        .to_string()
+                }
+            };
+            let same_host = reqwest::Url::parse(&url)
+                .is_ok_and(|u| auth::realm_host(&u).eq_ignore_ascii_case(&endpoint.host));
             let mut request = http
-                .get(endpoint.url(transport, suffix))
-                .headers(headers.clone());
-            if let Some(authorization) = authorization {
+                .request(call.method.clone(), &url)
+                .headers(call.headers.clone());
+            if let Some(authorization) = authorization.filter(|_| same_host) {
                 request = request.header(AUTHORIZATION, authorization);
+            }
+            if let Some(body) = call.body {
+                let (length, body) = body();
+                request = request
+                    .header(reqwest::header::CONTENT_LENGTH, length)
+                    .body(body);
             }
             match request.send().await {
                 Ok(response) => {
@@ -482,6 +526,7 @@ impl Client {
         &self,
         endpoint: &Endpoint,
         challenge: Option<Challenge>,
+        access: Access,
     ) -> Result<String, RegistryError> {
         let credentials = self.options.credentials.get(&endpoint.registry);
         let unauthorized = |detail: &str| RegistryError::Unauthorized {
@@ -496,7 +541,11 @@ impl Client {
                     "the registry requires a user name and password",
                 )),
             },
-            Some(Challenge::Bearer { realm, service, .. }) => {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
                 // The token service is trusted as its host is: verified unless listed insecure.
                 let insecure = reqwest::Url::parse(&realm)
                     .is_ok_and(|url| self.options.routes.is_insecure(&auth::realm_host(&url)));
@@ -505,12 +554,25 @@ impl Client {
                 } else {
                     &self.http
                 };
+                // What the registry asked for (a mount also needs the source repository),
+                // and what this request needs.
+                let mut scopes: Vec<String> = scope
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                let own = format!("repository:{}:{}", endpoint.repository, access.actions());
+                if !scopes.contains(&own) {
+                    scopes.push(own);
+                }
                 auth::fetch_token(
                     http,
                     &endpoint.registry,
                     &endpoint.repository,
                     &realm,
                     service.as_deref(),
+                    &scopes,
                     credentials.as_ref(),
                 )
                 .await
@@ -520,6 +582,44 @@ impl Client {
             )),
         }
     }
+}
+
+/// What a request needs of the repository, for the token's scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Pull,
+    Push,
+}
+
+impl Access {
+    fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+}
+
+/// Where a request goes: a path under the repository, or a location the registry gave
+/// (an upload's, absolute or relative to the host).
+enum Target {
+    Suffix(String),
+    Location(String),
+}
+
+/// A request body that can be made again (a 401 or a retry sends it anew): its length and
+/// the body.
+type BodyFactory = dyn Fn() -> (u64, reqwest::Body) + Send + Sync;
+
+/// One request, as [`Client::request_once`] sends it.
+struct Call<'a> {
+    method: Method,
+    target: Target,
+    headers: HeaderMap,
+    body: Option<&'a BodyFactory>,
+    access: Access,
+    /// What is asked for, for a 404's message.
+    what: &'a str,
 }
 
 /// Says that a request for a manifest is tried again.

@@ -26,7 +26,7 @@ use crate::manifest::{
     DOCKER_CONFIG, Descriptor, ImageConfig, Index, MAX_MANIFEST_BYTES, Manifest, OCI_CONFIG,
     is_image_manifest, is_index,
 };
-use scan::{Contents, FileRecord, Kept};
+pub use scan::{Contents, FileRecord, Kept};
 
 /// Indexes nested deeper than this are not followed (a hostile tar could loop otherwise).
 const MAX_DEPTH: usize = 8;
@@ -173,13 +173,20 @@ fn named(named_by: &Option<String>) -> String {
 /// Reads the tar from `reader` once and checks it.
 pub async fn verify_tar<R: AsyncRead + Unpin>(reader: R) -> Report {
     let contents = scan::scan(reader).await;
-    check(contents)
+    check(&contents)
+}
+
+/// As [`verify_tar`], and what the pass saw: each file's digest, size and place in the tar,
+/// and the metadata's bytes (for a push, which reads blobs from the tar file itself).
+pub async fn verify_tar_contents<R: AsyncRead + Unpin>(reader: R) -> (Report, Contents) {
+    let contents = scan::scan(reader).await;
+    (check(&contents), contents)
 }
 
 /// The checks on what the pass saw.
-fn check(contents: Contents) -> Report {
+fn check(contents: &Contents) -> Report {
     let mut checker = Checker {
-        contents: &contents,
+        contents,
         left_out: BTreeMap::new(),
         bundle: Vec::new(),
         names: Vec::new(),
@@ -569,15 +576,7 @@ impl<'a> Checker<'a> {
 
     /// The file at `path`, following links; None when absent (or a link goes nowhere).
     fn resolve(&self, path: &str) -> Option<&'a FileRecord> {
-        let contents = self.contents;
-        let mut path = path;
-        for _ in 0..MAX_LINKS {
-            if let Some(file) = contents.files.get(path) {
-                return Some(file);
-            }
-            path = contents.links.get(path)?;
-        }
-        None
+        self.contents.resolve(path)
     }
 
     /// The file at `path`, or a Missing problem naming who wanted it.

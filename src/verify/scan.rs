@@ -44,10 +44,35 @@ pub struct Contents {
     pub complete: bool,
 }
 
+impl Contents {
+    /// The file at `path`, following links (a few; a loop names nothing).
+    pub fn resolve(&self, path: &str) -> Option<&FileRecord> {
+        let mut path = path;
+        for _ in 0..super::MAX_LINKS {
+            if let Some(file) = self.files.get(path) {
+                return Some(file);
+            }
+            path = self.links.get(path)?;
+        }
+        None
+    }
+
+    /// The kept bytes of the (JSON) file at `path`.
+    pub fn bytes_of(&self, path: &str) -> Option<&[u8]> {
+        match &self.resolve(path)?.kept {
+            Kept::Bytes(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct FileRecord {
     pub digest: Digest,
     pub size: u64,
+    /// Where its bytes start in the tar (they run on, unbroken, for `size` bytes): a push
+    /// reads a blob straight from a tar file.
+    pub offset: u64,
     /// The content starts with a tar header (or a zero block) and is whole 512-byte blocks:
     /// an uncompressed tar, whose digest is then a diff_id.
     pub is_tar: bool,
@@ -135,8 +160,10 @@ pub async fn scan<R: AsyncRead + Unpin>(reader: R) -> Contents {
             } else {
                 None // decided on the first bytes
             };
+            let offset = entry.raw_file_position();
             match hash_entry(&mut entry, &mut buffer, size, keep, is_index_file(path)).await {
-                Ok(record) => {
+                Ok(mut record) => {
+                    record.offset = offset;
                     if let Kept::Bytes(bytes) = &record.kept {
                         kept_total += bytes.len() as u64;
                     }
@@ -338,6 +365,7 @@ async fn hash_entry<R: AsyncRead + Unpin>(
         && size.is_multiple_of(BLOCK as u64)
         && (first.iter().all(|b| *b == 0) || is_tar_header(&first));
     Ok(FileRecord {
+        offset: 0,
         digest: verifier.finish(),
         size,
         is_tar,

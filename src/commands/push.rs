@@ -1,0 +1,85 @@
+//! `haul push FILE|- DEST`: the images of a tar into a registry. The tar is checked whole
+//! first, as `haul verify` checks it (nothing is pushed from a damaged tar); its blobs are then
+//! read from the file in place. Standard input is first kept in a file in the cache folder
+//! (removed afterwards), since a push reads blobs in the registry's order, not the tar's.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use super::{Global, print_pushed};
+use crate::cli::PushArgs;
+use crate::push::tar::tar_images;
+use crate::verify::verify_tar_contents;
+
+pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
+    let jobs = usize::from(args.transfers.jobs);
+    let session = global.session_with(&args.login, jobs, false).await?;
+    let store = session.store().clone();
+    let (name, path, _spool) = if args.tar == "-" {
+        if std::io::stdin().is_terminal() {
+            bail!(
+                "`haul push -` reads the tar from standard input; pipe it in \
+                 (e.g. haul export REF -o - | haul push - DEST) or give a FILE"
+            );
+        }
+        let spool = Spool(
+            store
+                .root()
+                .join("ingest")
+                .join(format!("push-stdin-{}.tar", std::process::id())),
+        );
+        let mut file = tokio::fs::File::create(&spool.0)
+            .await
+            .with_context(|| format!("cannot create {}", spool.0.display()))?;
+        tokio::io::copy(&mut tokio::io::stdin(), &mut file)
+            .await
+            .with_context(|| format!("cannot keep standard input in {}", spool.0.display()))?;
+        let path = spool.0.clone();
+        ("the tar on standard input".to_string(), path, Some(spool))
+    } else {
+        (args.tar.clone(), PathBuf::from(&args.tar), None)
+    };
+    let file = tokio::fs::File::open(&path)
+        .await
+        .with_context(|| format!("cannot open {name}"))?;
+    let (report, contents) = verify_tar_contents(file).await;
+    if !report.is_whole() {
+        for problem in &report.problems {
+            eprintln!("problem: {problem}");
+        }
+        bail!(
+            "{name} is not whole ({} listed above; `haul verify` lists them too); nothing was pushed",
+            if report.problems.len() == 1 {
+                "the problem".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        );
+    }
+    let images = tar_images(
+        &store,
+        &path,
+        &contents,
+        &args.dest,
+        args.as_name.as_deref(),
+        jobs,
+    )
+    .await?;
+    let summary = session
+        .pusher(jobs)
+        .push(&images.images, &images.holders, &images.first)
+        .await?;
+    print_pushed(global, &summary);
+    Ok(())
+}
+
+/// Standard input kept in a file; removed when the push is over, however it ends.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,504 @@
+//! What a push asks of a registry: whether it holds a blob (HEAD), a mount from another
+//! repository of the same registry, a blob upload, and a manifest (PUT, byte for byte).
+//!
+//! A blob larger than [`CHUNK_BYTES`] goes up in chunks (`PATCH` with `Content-Range`); after
+//! each, the registry's new upload location is handed to an [`UploadJournal`], so a cut upload
+//! resumes where the registry says it stands (`GET` of the location, its `Range` header), in
+//! this run or the next. A registry that no longer knows the session (distribution drops one
+//! whose last chunk was cut mid-way: the bytes it kept no longer match the session's state)
+//! gets the blob from its start. Smaller blobs go in one `PUT`.
+//!
+//! Every request goes to the registry itself, never to a mirror, with push scope.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::endpoint::Endpoint;
+use super::retry::RateLimiter;
+use super::{Access, BodyFactory, Call, Client, RegistryError, Target, warn_retry};
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+/// Blobs up to this size go up in one request; larger ones in chunks of this size, the most a
+/// cut upload sends again.
+pub const CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Where one blob's upload session is remembered between attempts and runs: the location the
+/// registry gave after the last chunk it took.
+pub trait UploadJournal: Send + Sync {
+    fn load(&self) -> Option<String>;
+    fn save(&self, location: &str);
+    fn clear(&self);
+}
+
+/// Told of body bytes as they are sent.
+pub type UploadProgress = dyn Fn(u64) + Send + Sync;
+
+/// How one upload went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Where the first attempt started: the bytes the registry already had.
+    pub resumed_at: u64,
+    /// Body bytes sent, over every attempt.
+    pub sent: u64,
+}
+
+/// A blob's bytes: `size` bytes of a file from `offset` (a cached blob, or a file inside a tar).
+#[derive(Clone, Debug)]
+pub struct BlobFile {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Client {
+    /// The registry itself: pushes never go to mirrors.
+    fn push_endpoint(&self, repository: &Reference) -> Endpoint {
+        let mut endpoints = self.options.routes.endpoints(repository);
+        endpoints
+            .pop()
+            .expect("the registry itself is the last endpoint")
+    }
+
+    /// A request of a push, tried again as the retry policy says.
+    async fn push_request(
+        &self,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut failures = 0;
+        loop {
+            match self.request_once(endpoint, call).await {
+                Ok(response) => return Ok(response),
+                Err(error) if error.is_retryable() => {
+                    failures += 1;
+                    let Some(wait) = self.retry.wait(&error, failures) else {
+                        return Err(error);
+                    };
+                    warn_retry(failures, &error, wait);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Whether `repository` holds blob `digest`.
+    pub async fn has_blob(
+        &self,
+        repository: &Reference,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let endpoint = self.push_endpoint(repository);
+        let what = format!("blob {digest} in {}", repository.full_name());
+        let call = Call {
+            method: Method::HEAD,
+            target: Target::Suffix(format!("blobs/{digest}")),
+            headers: HeaderMap::new(),
+            body: None,
+            access: Access::Push,
+            what: &what,
+        };
+        match self.push_request(&endpoint, &call).await {
+            Ok(_) => Ok(true),
+            Err(RegistryError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Asks the registry to link blob `digest` from its repository `from` into `repository`
+    /// (no bytes sent). Whether it did: a registry that cannot (the blob is not there, mounts
+    /// are off, the token does not cover `from`) is not an error.
+    pub async fn mount_blob(
+        &self,
+        repository: &Reference,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        let endpoint = self.push_endpoint(repository);
+        let what = format!("a mount of blob {digest} from {from}");
+        let call = Call {
+            method: Method::POST,
+            target: Target::Suffix(format!("blobs/uploads/?mount={digest}&from={from}")),
+            headers: HeaderMap::new(),
+            body: None,
+            access: Access::Push,
+            what: &what,
+        };
+        let response = match self.push_request(&endpoint, &call).await {
+            Ok(response) => response,
+            Err(error @ (RegistryError::Connect { .. } | RegistryError::Certificate { .. })) => {
+                return Err(error);
+            }
+            Err(error) => {
+                tracing::debug!("{what}: {}", crate::error::describe(&error));
+                return Ok(false);
+            }
+        };
+        if response.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // 202: the registry opened an upload instead; give it back.
+        if let Some(location) = header(&response, LOCATION) {
+            let cancel = Call {
+                method: Method::DELETE,
+                target: Target::Location(location),
+                headers: HeaderMap::new(),
+                body: None,
+                access: Access::Push,
+                what: &what,
+            };
+            let _ = self.request_once(&endpoint, &cancel).await;
+        }
+        Ok(false)
+    }
+
+    /// Uploads blob `digest` from `file` into `repository`, resuming the session `journal`
+    /// remembers when the registry still has it. Transient failures are retried as the retry
+    /// policy says, each attempt resuming where the registry stands.
+    pub async fn upload_blob(
+        &self,
+        repository: &Reference,
+        digest: &Digest,
+        file: &BlobFile,
+        journal: &dyn UploadJournal,
+        progress: Arc<UploadProgress>,
+    ) -> Result<UploadReport, RegistryError> {
+        let endpoint = self.push_endpoint(repository);
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted: Arc<UploadProgress> = {
+            let sent = sent.clone();
+            Arc::new(move |bytes| {
+                sent.fetch_add(bytes, Ordering::Relaxed);
+                progress(bytes);
+            })
+        };
+        let mut resumed_at = None;
+        let mut failures = 0;
+        loop {
+            let attempt = self
+                .upload_attempt(&endpoint, digest, file, journal, &counted, &mut resumed_at)
+                .await;
+            match attempt {
+                Ok(()) => {
+                    journal.clear();
+                    return Ok(UploadReport {
+                        resumed_at: resumed_at.unwrap_or(0),
+                        sent: sent.load(Ordering::Relaxed),
+                    });
+                }
+                Err(error) if error.is_retryable() => {
+                    failures += 1;
+                    let Some(wait) = self.retry.wait(&error, failures) else {
+                        return Err(error);
+                    };
+                    warn_retry(failures, &error, wait);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn upload_attempt(
+        &self,
+        endpoint: &Endpoint,
+        digest: &Digest,
+        file: &BlobFile,
+        journal: &dyn UploadJournal,
+        progress: &Arc<UploadProgress>,
+        resumed_at: &mut Option<u64>,
+    ) -> Result<(), RegistryError> {
+        let what = format!("the upload of blob {digest} to {}", endpoint.repository);
+        let saved = journal.load();
+        let resumed = match &saved {
+            Some(location) => self.upload_status(endpoint, location, &what).await?,
+            None => None,
+        };
+        let (mut location, mut offset) = match resumed {
+            Some((location, offset)) if offset <= file.size => (location, offset),
+            _ => {
+                if saved.is_some() {
+                    tracing::warn!(
+                        "{}: the registry no longer has {what} begun earlier; starting it over",
+                        endpoint.registry
+                    );
+                }
+                (self.start_upload(endpoint, &what).await?, 0)
+            }
+        };
+        resumed_at.get_or_insert(offset);
+        journal.save(&location);
+        let limiter = self.rate_limiter.clone();
+        let range_body = |start: u64, len: u64| -> Box<BodyFactory> {
+            let (file, limiter, progress) = (file.clone(), limiter.clone(), progress.clone());
+            Box::new(move || {
+                let body = file_range_body(
+                    file.path.clone(),
+                    file.offset + start,
+                    len,
+                    limiter.clone(),
+                    progress.clone(),
+                );
+                (len, body)
+            })
+        };
+        if file.size <= CHUNK_BYTES && offset == 0 {
+            // Small: the whole blob with the closing PUT.
+            let body = range_body(0, file.size);
+            return self
+                .finish_upload(endpoint, &location, digest, Some(&*body), &what)
+                .await;
+        }
+        while offset < file.size {
+            let len = CHUNK_BYTES.min(file.size - offset);
+            let body = range_body(offset, len);
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            let range = format!("{offset}-{}", offset + len - 1);
+            headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&range).expect("ASCII header"),
+            );
+            let call = Call {
+                method: Method::PATCH,
+                target: Target::Location(location.clone()),
+                headers,
+                body: Some(&*body),
+                access: Access::Push,
+                what: &what,
+            };
+            let response = self.request_once(endpoint, &call).await?;
+            let expected = offset + len;
+            offset = upload_range_end(&response).unwrap_or(expected);
+            if offset != expected {
+                tracing::debug!("{what}: the registry holds {offset} bytes, not {expected}");
+            }
+            location = header(&response, LOCATION).unwrap_or(location);
+            journal.save(&location);
+        }
+        self.finish_upload(endpoint, &location, digest, None, &what)
+            .await
+    }
+
+    /// Opens an upload session; returns its location.
+    async fn start_upload(&self, endpoint: &Endpoint, what: &str) -> Result<String, RegistryError> {
+        let call = Call {
+            method: Method::POST,
+            target: Target::Suffix("blobs/uploads/".to_string()),
+            headers: HeaderMap::new(),
+            body: None,
+            access: Access::Push,
+            what,
+        };
+        let response = self.request_once(endpoint, &call).await?;
+        header(&response, LOCATION).ok_or_else(|| RegistryError::Status {
+            registry: endpoint.registry.clone(),
+            status: response.status(),
+            url: response.url().to_string(),
+            detail: "the answer to a blob upload has no Location".to_string(),
+            retry_after: None,
+        })
+    }
+
+    /// Where the session at `location` stands: its current location and how many bytes it
+    /// holds, or `None` when the registry no longer has it.
+    async fn upload_status(
+        &self,
+        endpoint: &Endpoint,
+        location: &str,
+        what: &str,
+    ) -> Result<Option<(String, u64)>, RegistryError> {
+        let call = Call {
+            method: Method::GET,
+            target: Target::Location(location.to_string()),
+            headers: HeaderMap::new(),
+            body: None,
+            access: Access::Push,
+            what,
+        };
+        match self.request_once(endpoint, &call).await {
+            Ok(response) => {
+                let offset = upload_range_end(&response).unwrap_or(0);
+                let location = header(&response, LOCATION).unwrap_or(location.to_string());
+                Ok(Some((location, offset)))
+            }
+            Err(error) if error.is_retryable() => Err(error),
+            Err(error) => {
+                tracing::debug!("{what}: {}", crate::error::describe(&error));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The closing PUT (with the whole blob when `body` is given): the registry checks the
+    /// digest and keeps the blob.
+    async fn finish_upload(
+        &self,
+        endpoint: &Endpoint,
+        location: &str,
+        digest: &Digest,
+        body: Option<&BodyFactory>,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let empty: &BodyFactory = &|| (0, reqwest::Body::from(Bytes::new()));
+        let call = Call {
+            method: Method::PUT,
+            target: Target::Location(format!("{location}{separator}digest={digest}")),
+            headers,
+            body: Some(body.unwrap_or(empty)),
+            access: Access::Push,
+            what,
+        };
+        self.request_once(endpoint, &call).await?;
+        Ok(())
+    }
+
+    /// PUTs a manifest (or index) byte for byte under `identifier` (its digest, or a tag) in
+    /// `repository`. A registry that answers with another digest changed it: an error.
+    pub async fn put_manifest(
+        &self,
+        repository: &Reference,
+        identifier: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let endpoint = self.push_endpoint(repository);
+        let what = format!(
+            "manifest {identifier} of {} (a blob it names may be missing)",
+            repository.full_name()
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Url {
+                url: media_type.to_string(),
+                source: e.into(),
+            })?,
+        );
+        let body = Bytes::copy_from_slice(bytes);
+        let factory: &BodyFactory = &move || (body.len() as u64, reqwest::Body::from(body.clone()));
+        let call = Call {
+            method: Method::PUT,
+            target: Target::Suffix(format!("manifests/{identifier}")),
+            headers,
+            body: Some(factory),
+            access: Access::Push,
+            what: &what,
+        };
+        let response = self.push_request(&endpoint, &call).await?;
+        let expected = Digest::of(bytes);
+        if let Some(stored) = header(
+            &response,
+            reqwest::header::HeaderName::from_static("docker-content-digest"),
+        ) && stored != expected.to_string()
+        {
+            return Err(RegistryError::Status {
+                registry: endpoint.registry.clone(),
+                status: response.status(),
+                url: response.url().to_string(),
+                detail: format!(
+                    "the registry stored manifest {identifier} as {stored}, not {expected}: it \
+                     changed the bytes, so the image's digest would not be kept"
+                ),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The byte after the last one the registry holds, from an upload's `Range: 0-N` (or
+/// `bytes=0-N`). `0-0` is read as nothing held: distribution says the same for 0 and 1 bytes.
+fn upload_range_end(response: &reqwest::Response) -> Option<u64> {
+    let range = header(response, reqwest::header::RANGE)?;
+    let range = range.trim().trim_start_matches("bytes=");
+    let (_, end) = range.split_once('-')?;
+    let end: u64 = end.trim().parse().ok()?;
+    Some(if end == 0 { 0 } else { end + 1 })
+}
+
+/// `len` bytes of `path` from `offset`, read as they are sent, under the rate limit.
+fn file_range_body(
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    limiter: Option<Arc<RateLimiter>>,
+    progress: Arc<UploadProgress>,
+) -> reqwest::Body {
+    const READ_BYTES: u64 = 256 * 1024;
+    struct State {
+        file: Option<tokio::fs::File>,
+        remaining: u64,
+    }
+    let stream = futures::stream::try_unfold(
+        State {
+            file: None,
+            remaining: len,
+        },
+        move |mut state| {
+            let (path, limiter, progress) = (path.clone(), limiter.clone(), progress.clone());
+            async move {
+                if state.remaining == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                let file = match &mut state.file {
+                    Some(file) => file,
+                    None => {
+                        let mut file = tokio::fs::File::open(&path).await?;
+                        file.seek(std::io::SeekFrom::Start(offset)).await?;
+                        state.file.insert(file)
+                    }
+                };
+                let mut buffer = vec![0u8; READ_BYTES.min(state.remaining) as usize];
+                let read = file.read(&mut buffer).await?;
+                if read == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{} ended before the blob did", path.display()),
+                    ));
+                }
+                buffer.truncate(read);
+                state.remaining -= read as u64;
+                if let Some(limiter) = &limiter {
+                    limiter.consume(read as u64).await;
+                }
+                progress(read as u64);
+                Ok(Some((Bytes::from(buffer), state)))
+            }
+        },
+    );
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_large_enough_for_every_registry() {
+        // Some registries refuse chunks under 5 MiB (but the last).
+        const { assert!(super::CHUNK_BYTES >= 5 * 1024 * 1024) };
+    }
+}
