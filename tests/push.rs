@@ -252,3 +252,224 @@ fn a_classic_tar_gets_a_new_manifest_and_standard_input_works() {
     assert!(stdout(&again).contains(&digest), "{}", stdout(&again));
     assert!(again.stderr.contains("0 uploaded"), "{}", again.stderr);
 }
+
+/// A 40 MiB layer (three chunks: 16 + 16 + 8 MiB), pushed to a fresh registry.
+fn large_image(registry: &Registry, repository: &str) -> Pushed {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let image = Image::runnable(
+        "large",
+        vec![Layer::random("data/large", 40 << 20, seed)],
+        Compression::Gzip,
+        false,
+    );
+    registry.push(repository, "v1", &image)
+}
+
+const CHUNK: u64 = 16 << 20;
+
+/// Starts `haul push` slowed down, and kills it (SIGKILL) once `committed` says enough went up.
+fn push_and_kill(haul: &Haul, tar: &Path, dest: &str, committed: impl Fn() -> bool) {
+    let mut child = haul
+        .command()
+        .args(["push", tar.to_str().unwrap(), dest, "--limit-rate", "6M"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !committed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never got going"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "haul push ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_push_killed_mid_blob_resumes_from_what_the_registry_holds() {
+    let source = Registry::start();
+    let repository = unique("test/push-kill");
+    let pushed = large_image(&source, &repository);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "large.tar");
+    let dest = Registry::start();
+    // In front of the registry, a proxy that passes on only whole requests (as nginx does).
+    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    let chunks_taken = || {
+        proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.status == 202)
+            .count() as u64
+    };
+    push_and_kill(&haul, &tar, &proxy.host(), || chunks_taken() >= 1);
+    let taken = chunks_taken() * CHUNK;
+    let layer_size = 40u64 << 20; // about: the gzip of random data is a little larger
+    assert!(!exists(&format!("{}/{repository}:v1", dest.host())));
+
+    proxy.clear();
+    let run = haul
+        .run(&["push", tar.to_str().unwrap(), &proxy.host(), "--progress", "plain"])
+        .success();
+    let sent = proxy.request_bytes();
+    // At most what was missing, plus one chunk (the one cut), plus the small blobs.
+    assert!(
+        sent <= layer_size + (64 << 10) - taken + CHUNK,
+        "sent {sent} bytes after the registry took {taken}\n{}",
+        run.stderr
+    );
+    assert!(sent < layer_size, "nothing was resumed: sent {sent}\n{}", run.stderr);
+    assert!(run.stderr.contains("resumed at"), "{}", run.stderr);
+    let target = format!("{}/{repository}:v1", dest.host());
+    assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
+}
+
+#[test]
+fn a_push_cut_mid_chunk_straight_to_distribution_starts_that_blob_over_and_completes() {
+    // distribution drops an upload whose last chunk was cut mid-way (the bytes it kept no
+    // longer match the session's state): the rerun must notice and send the blob again.
+    let source = Registry::start();
+    let repository = unique("test/push-cut");
+    let pushed = large_image(&source, &repository);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "large.tar");
+    let dest = Registry::start();
+    let uploads = dest.storage_dir();
+    push_and_kill(&haul, &tar, &dest.host(), || {
+        // Some bytes of the large blob are in the registry's upload folder.
+        walk_sizes(&uploads).iter().any(|size| *size > 4 << 20)
+    });
+    let run = haul
+        .run(&["push", tar.to_str().unwrap(), &dest.host(), "--progress", "plain"])
+        .success();
+    let target = format!("{}/{repository}:v1", dest.host());
+    assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
+    assert!(
+        run.stderr.contains("starting it over") && run.stderr.contains("1 uploaded"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Sizes of the files under `dir`.
+fn walk_sizes(dir: &Path) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return sizes;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sizes.extend(walk_sizes(&path));
+        } else if let Ok(meta) = entry.metadata() {
+            sizes.push(meta.len());
+        }
+    }
+    sizes
+}
+
+#[test]
+fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
+    let source = Registry::start();
+    let base_repository = unique("test/push-base");
+    let next_repository = unique("test/push-next");
+    let shared = Layer::random("data/shared", 256 << 10, 7);
+    let image = |message: &str| {
+        Image::runnable(
+            message,
+            vec![
+                shared.clone(),
+                Layer::text("etc/message", &format!("{message}\n"), Compression::Gzip),
+            ],
+            Compression::Gzip,
+            false,
+        )
+    };
+    let v1 = source.push(&base_repository, "v1", &image("base"));
+    let v2 = source.push(&next_repository, "v2", &image("next"));
+    let haul = Haul::new();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"]).success();
+    haul.run(&["export", &v2.reference, "-o", "v2-delta.tar", "--since", "v1.tar"])
+        .success();
+    let delta = haul.workdir.path().join("v2-delta.tar");
+    let v1_tar = haul.workdir.path().join("v1.tar");
+    let dest = Registry::start();
+    let target = format!("{}/{next_repository}:v2", dest.host());
+
+    // The base is not there: refused before anything is written, naming what to push first.
+    haul.run(&["push", delta.to_str().unwrap(), &dest.host()])
+        .failure(&["left out of this delta", "missing at", &base_repository, "nothing was written"]);
+    assert!(!exists(&target));
+
+    // Its base first, then the delta: the left-out layers are mounted from the base.
+    haul.run(&["push", v1_tar.to_str().unwrap(), &dest.host()])
+        .success();
+    let run = haul
+        .run(&["push", delta.to_str().unwrap(), &dest.host(), "--progress", "plain"])
+        .success();
+    assert!(run.stderr.contains(&format!("mounted from {base_repository}")), "{}", run.stderr);
+    assert_eq!(sha256(&raw_manifest(&target, None)), v2.manifest_digest);
+    let _cleanup = Engine::Classic.cleanup(&[&target]);
+    let output = output_within(
+        Engine::Classic.docker().args(["pull", &target]),
+        None,
+        COMMAND_TIMEOUT,
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(Engine::Classic.run(&target, &[]).trim(), "next");
+}
+
+#[test]
+fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
+    use harness::token::{Access, TokenServer};
+    let source = Registry::start();
+    let repository = unique("test/push-auth");
+    let pushed = source_image(&source, &repository, "authenticated");
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "app.tar");
+    let tar = tar.to_str().unwrap();
+    let target = |registry: &Registry| format!("{}/{repository}:v1", registry.host());
+
+    // htpasswd: without credentials, a clear refusal and no tag; with them, the push.
+    let basic = Registry::start_with_basic_auth("pusher", "s3cret");
+    haul.run(&["push", tar, &basic.host()])
+        .failure(&["unauthorized", "credentials"]);
+    haul.run_stdin(
+        &["push", tar, &basic.host(), "--username", "pusher", "--password-stdin"],
+        "s3cret\n",
+    )
+    .success();
+    assert_eq!(
+        sha256(&raw_manifest(&target(&basic), Some(("pusher", "s3cret")))),
+        pushed.manifest_digest
+    );
+
+    // Token mode: the token service is asked for pull and push on the repository.
+    let tokens = TokenServer::start("pusher", "s3cret");
+    let token_registry = Registry::start_token_auth(&tokens);
+    haul.run_stdin(
+        &["push", tar, &token_registry.host(), "--username", "pusher", "--password-stdin"],
+        "s3cret\n",
+    )
+    .success();
+    assert!(
+        tokens.requests().iter().any(|r| r
+            .scopes
+            .iter()
+            .filter_map(|s| Access::parse(s))
+            .any(|a| a.name == repository && a.actions.iter().any(|x| x == "push"))),
+        "{:?}",
+        tokens.requests()
+    );
+    assert_eq!(
+        sha256(&raw_manifest(&target(&token_registry), Some(("pusher", "s3cret")))),
+        pushed.manifest_digest
+    );
+}

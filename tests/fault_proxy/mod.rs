@@ -5,6 +5,10 @@
 //!
 //! One request per connection (`Connection: close` both ways) keeps it simple: no keep-alive
 //! bookkeeping, and reqwest opens a new connection for the next request.
+//!
+//! A request body (a push's chunk) is read whole before it is passed on, as nginx does by
+//! default (`proxy_request_buffering on`): a client that dies mid-body sends the registry
+//! nothing of that request. Its bytes are counted either way.
 
 #![allow(dead_code)]
 
@@ -52,6 +56,9 @@ pub struct Seen {
     pub status: u16,
     /// Body bytes passed on to the client.
     pub body_bytes: u64,
+    /// Request body bytes received from the client (all of them, or as many as came before
+    /// it went away).
+    pub request_bytes: u64,
 }
 
 /// Options of a proxy.
@@ -166,6 +173,11 @@ impl FaultProxy {
             .sum()
     }
 
+    /// Request body bytes received from clients (uploads) since start or the last clear.
+    pub fn request_bytes(&self) -> u64 {
+        self.requests().iter().map(|r| r.request_bytes).sum()
+    }
+
     /// Blob body bytes passed to clients since start or the last clear.
     pub fn blob_bytes(&self) -> u64 {
         self.blob_bytes.load(Ordering::SeqCst)
@@ -237,6 +249,7 @@ fn serve(
         authorization,
         status: 0,
         body_bytes: 0,
+        request_bytes: 0,
     };
     let mut client = client;
     match fault {
@@ -286,6 +299,18 @@ fn serve(
         _ => {}
     }
 
+    // The request's body, whole, before anything goes upstream.
+    let declared: u64 = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = Vec::new();
+    let received = (&mut reader).take(declared).read_to_end(&mut body);
+    record.request_bytes = body.len() as u64;
+    if received.is_err() || (body.len() as u64) < declared {
+        state.lock().unwrap().seen.push(record);
+        return Ok(());
+    }
+
     // Forward the request, one per connection.
     let mut upstream_conn = TcpStream::connect(upstream)?;
     let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
@@ -314,6 +339,7 @@ fn serve(
     }
     forwarded.push_str("Connection: close\r\n\r\n");
     upstream_conn.write_all(forwarded.as_bytes())?;
+    upstream_conn.write_all(&body)?;
 
     // Response head: pass through, but force Connection: close.
     let mut upstream_reader = BufReader::new(upstream_conn);
