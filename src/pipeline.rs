@@ -43,11 +43,6 @@ pub enum PipelineError {
     Fetch(Box<FetchError>),
     #[error(transparent)]
     Push(#[from] PushError),
-    #[error(
-        "{dest}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the digest \
-         is the source's, and is kept)"
-    )]
-    DestinationDigest { dest: String },
     #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,
@@ -153,18 +148,15 @@ impl Session {
     /// Copies `plan`'s images (pulled into the cache: see [`Session::pull`]) into `dest`'s
     /// repository: each image's manifest as the registry served it, and for all platforms
     /// every manifest the index names and the index itself, so every digest is kept. Tags:
-    /// `dest`'s, else the source's; none when the source names a digest alone.
+    /// `dest_tag` (the tag DEST spells out), else the source's; none when the source names a
+    /// digest alone.
     pub async fn copy(
         &self,
         plan: &Plan,
         dest: &Reference,
+        dest_tag: Option<&str>,
         jobs: usize,
     ) -> Result<PushSummary, PipelineError> {
-        if dest.digest().is_some() {
-            return Err(PipelineError::DestinationDigest {
-                dest: dest.to_string(),
-            });
-        }
         let mut images: Vec<PushImage> = Vec::new();
         for resolved in &plan.resolved {
             let top = match (&resolved.index, &resolved.platform_key) {
@@ -192,7 +184,7 @@ impl Session {
                     ),
                 ),
             };
-            let tags = match (dest.tag(), resolved.reference.tag()) {
+            let tags = match (dest_tag, resolved.reference.tag()) {
                 (Some(tag), _) | (None, Some(tag)) => vec![tag.to_string()],
                 (None, None) => Vec::new(),
             };

@@ -473,3 +473,90 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
         pushed.manifest_digest
     );
 }
+
+#[test]
+fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
+    let source = Registry::start();
+    let repository = unique("test/copy");
+    let busybox = Layer::busybox(Compression::Gzip);
+    let amd64 = Image::new(vec![busybox.clone()], true, "amd64", None, "amd64 copy");
+    let arm64 = Image::new(
+        vec![busybox, Layer::text("etc/arch", "arm64\n", Compression::Gzip)],
+        true,
+        "arm64",
+        Some("v8"),
+        "arm64 copy",
+    );
+    let index_digest = source.push_index(
+        &repository,
+        "multi",
+        &[(&amd64, "linux", "amd64", None), (&arm64, "linux", "arm64", Some("v8"))],
+        true,
+    );
+    let haul = Haul::new();
+    let dest = Registry::start();
+    let src = format!("{}/{repository}:multi", source.host());
+
+    // Every platform and the index: the index keeps its digest, under the source's tag.
+    let run = haul
+        .run(&["copy", &src, &format!("{}/mirror/app", dest.host()), "--all-platforms"])
+        .success();
+    let target = format!("{}/mirror/app:multi", dest.host());
+    assert!(stdout(&run).contains(&format!("{target}@{index_digest}")), "{}", stdout(&run));
+    assert_eq!(sha256(&raw_manifest(&target, None)), index_digest);
+    // Each platform's manifest is there by digest too.
+    let index: serde_json::Value = serde_json::from_slice(&raw_manifest(&target, None)).unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let digest = child["digest"].as_str().unwrap();
+        assert!(exists(&format!("{}/mirror/app@{digest}", dest.host())), "{digest}");
+    }
+
+    // One platform under a tag of its own: that platform's manifest, digest kept.
+    let run = haul
+        .run(&[
+            "copy",
+            &src,
+            &format!("{}/mirror/app:arm", dest.host()),
+            "--platform",
+            "linux/arm64/v8",
+        ])
+        .success();
+    let arm_digest = sha256(&arm64.manifest());
+    assert!(stdout(&run).contains(&arm_digest), "{}", stdout(&run));
+    assert_eq!(
+        sha256(&raw_manifest(&format!("{}/mirror/app:arm", dest.host()), None)),
+        arm_digest
+    );
+    // Everything was there already: nothing uploaded.
+    assert!(run.stderr.contains("0 uploaded"), "{}", run.stderr);
+
+    // The copy went through the cache: it works offline now, and so does an export.
+    drop(source);
+    haul.run(&[
+        "copy",
+        &src,
+        &format!("{}/offline/app", dest.host()),
+        "--all-platforms",
+        "--offline",
+    ])
+    .success();
+    assert_eq!(
+        sha256(&raw_manifest(&format!("{}/offline/app:multi", dest.host()), None)),
+        index_digest
+    );
+    haul.run(&[
+        "export",
+        &src,
+        "--offline",
+        "--all-platforms",
+        "--format",
+        "oci",
+        "-o",
+        "all.tar",
+    ])
+    .success();
+
+    // A digest in DEST is refused: the digest is the source's.
+    haul.run(&["copy", &src, &format!("{}/x@{index_digest}", dest.host()), "--offline"])
+        .failure(&["without a digest"]);
+}

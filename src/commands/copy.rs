@@ -11,6 +11,13 @@ use crate::resolve::PlatformChoice;
 pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     let source: Reference = args.source.parse()?;
     let dest: Reference = args.dest.parse()?;
+    if dest.digest().is_some() {
+        anyhow::bail!(
+            "{}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the \
+             digest is the source's, and is kept)",
+            args.dest
+        );
+    }
     let platforms = if args.all_platforms {
         PlatformChoice::All
     } else {
@@ -36,7 +43,14 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         .plan(resolved, &request.platforms, LayerForm::AsServed)
         .await?;
     session.pull(&plan).await?;
-    let summary = session.copy(&plan, &dest, jobs).await?;
+    // A tag DEST spells out (parsing fills in `latest` when it names none).
+    let dest_tag = args
+        .dest
+        .rsplit('/')
+        .next()
+        .filter(|last| last.contains(':') && !args.dest.contains('@'))
+        .and(dest.tag());
+    let summary = session.copy(&plan, &dest, dest_tag, jobs).await?;
     print_pushed(global, &summary);
     Ok(())
 }

@@ -42,7 +42,8 @@ pub enum RegistryError {
     },
     #[error(
         "unauthorized: {registry} refused access to {repository} ({detail}). Check the credentials \
-         (docker login, or --username with --password-stdin) and that the repository exists"
+         (docker login, or --username with --password-stdin), that the repository exists and, for \
+         a push, that they may push to it"
     )]
     Unauthorized {
         registry: String,
