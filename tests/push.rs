@@ -560,3 +560,36 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     haul.run(&["copy", &src, &format!("{}/x@{index_digest}", dest.host()), "--offline"])
         .failure(&["without a digest"]);
 }
+
+#[test]
+fn a_pull_through_registry_is_the_shared_cache_of_many_machines() {
+    // Upstream, seen through a counting proxy; a pull-through distribution in front of it.
+    let upstream = Registry::start();
+    let repository = unique("test/fleet");
+    let pushed = source_image(&upstream, &repository, "fleet");
+    let counter = fault_proxy::FaultProxy::start(&upstream.host());
+    let shared = Registry::start_pull_through(&format!("http://{}", counter.host()));
+    let reference = format!("{}/{repository}:v1", counter.host());
+    let mirror = format!("{}=http://{}", counter.host(), shared.host());
+
+    // The first machine fills the shared tier.
+    let first = Haul::new();
+    first.run(&["pull", &reference, "--mirror", &mirror]).success();
+    assert!(counter.blob_bytes() > 1 << 20, "{:?}", counter.requests());
+
+    // The second downloads everything from it: no blob request reaches upstream (a tag is
+    // still checked there by the pull-through, as distribution does), and by digest nothing
+    // at all does.
+    counter.clear();
+    let second = Haul::new();
+    second.run(&["pull", &reference, "--mirror", &mirror]).success();
+    assert!(counter.blob_requests().is_empty(), "{:?}", counter.requests());
+    counter.clear();
+    let third = Haul::new();
+    let by_digest = format!("{}/{repository}@{}", counter.host(), pushed.manifest_digest);
+    third.run(&["pull", &by_digest, "--mirror", &mirror]).success();
+    assert!(counter.requests().is_empty(), "{:?}", counter.requests());
+    third
+        .run(&["export", &by_digest, "--offline", "-o", "fleet.tar"])
+        .success();
+}

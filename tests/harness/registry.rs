@@ -32,24 +32,31 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        Registry::start_with(None, None)
+        Registry::start_with(None, None, "")
+    }
+
+    /// A pull-through cache (distribution's `proxy: remoteurl:`) in front of `upstream`
+    /// (`http://host:port`): it serves what it fetched once from its own storage.
+    pub fn start_pull_through(upstream: &str) -> Registry {
+        Registry::start_with(None, None, &format!("proxy:\n  remoteurl: {upstream}\n"))
     }
 
     /// A registry behind HTTP basic auth (htpasswd mode).
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user.to_string(), password.to_string())), None)
+        Registry::start_with(Some((user.to_string(), password.to_string())), None, "")
     }
 
     /// A registry in token mode (`auth: token`): clients get bearer tokens from `tokens`,
     /// whose signing certificate is the registry's `rootcertbundle`. The harness pushes with
     /// tokens it mints itself, so `tokens` records only what clients asked.
     pub fn start_token_auth(tokens: &TokenServer) -> Registry {
-        Registry::start_with(None, Some((tokens.issuer(), tokens.realm())))
+        Registry::start_with(None, Some((tokens.issuer(), tokens.realm())), "")
     }
 
     fn start_with(
         credentials: Option<(String, String)>,
         token: Option<(Arc<TokenIssuer>, String)>,
+        extra: &str,
     ) -> Registry {
         require_tool("/usr/bin/docker-registry");
         // The port is free when picked but may be taken before the registry binds it: retry.
@@ -82,7 +89,7 @@ impl Registry {
             }
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}{extra}",
                 dir.path().join("storage").display()
             );
             let child = spawn_registry(dir.path(), &config);
