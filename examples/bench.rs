@@ -331,6 +331,89 @@ fn main() {
         (full, delta, asked, whole, asked_bytes, whole_bytes)
     });
 
+    // Pushes of the v1 bundle into a site registry (a fresh one each run), against skopeo;
+    // then again (nothing to upload), and the v2 delta onto it.
+    eprintln!("push…");
+    let push = |tar: &std::path::Path, dest: &str| -> Vec<String> {
+        vec![
+            haul.clone(),
+            "-q".into(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+            "push".into(),
+            tar.display().to_string(),
+            dest.into(),
+        ]
+    };
+    let forget_pushes = || {
+        let _ = std::fs::remove_dir_all(cache.join("uploads"));
+        sync_drop();
+    };
+    let mut sites = Vec::new();
+    let push_first = median(
+        (0..RUNS)
+            .map(|_| {
+                let site = Registry::start();
+                forget_pushes();
+                let command = push(&v1_tar, &site.host());
+                let sample = timed(&command.iter().map(String::as_str).collect::<Vec<_>>());
+                sites.push(site);
+                sample
+            })
+            .collect(),
+    );
+    let site = sites.pop().unwrap();
+    let push_again = run_median(RUNS, sync_drop, &push(&v1_tar, &site.host()));
+    let delta_tar = work.path().join("v2-delta.tar");
+    std::fs::copy(&out, &delta_tar).unwrap();
+    let push_delta = median(
+        (0..RUNS)
+            .map(|_| {
+                let site = Registry::start();
+                let first = push(&v1_tar, &site.host());
+                timed(&first.iter().map(String::as_str).collect::<Vec<_>>());
+                sync_drop();
+                let command = push(&delta_tar, &site.host());
+                timed(&command.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect(),
+    );
+    let pushed_digest = |site: &Registry| {
+        let output = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{}/{repository}:v1", site.host()),
+            ])
+            .output()
+            .unwrap();
+        images::sha256(&output.stdout)
+    };
+    let v1_digest = images::sha256(&v1.manifest());
+    let haul_kept = pushed_digest(&site) == v1_digest;
+    let skopeo_push = available("skopeo").then(|| {
+        eprintln!("skopeo push…");
+        let mut kept = false;
+        let sample = median(
+            (0..RUNS)
+                .map(|_| {
+                    let site = Registry::start();
+                    sync_drop();
+                    let script = format!(
+                        "skopeo copy -q --dest-tls-verify=false docker-archive:{} docker://{}/{repository}:v1",
+                        v1_tar.display(),
+                        site.host()
+                    );
+                    let sample = timed(&sh(&script).iter().map(String::as_str).collect::<Vec<_>>());
+                    kept = pushed_digest(&site) == v1_digest;
+                    sample
+                })
+                .collect(),
+        );
+        (sample, kept)
+    });
+
     // The floor: the same blobs with curl, 4 at a time, then cat into one file.
     let blobs_dir = work.path().join("floor");
     let urls: String = std::iter::once(v1.config.clone())
@@ -491,6 +574,34 @@ fn main() {
             secs(asked),
             whole_bytes as f64 / 1e6,
             secs(whole)
+        );
+    }
+    let kept = |kept: bool| {
+        if kept {
+            "digest kept"
+        } else {
+            "digest changed"
+        }
+    };
+    let _ = writeln!(
+        table,
+        "- `haul push` of the v1 bundle into an empty site registry: {:.2} s, peak RSS {:.1} MiB \
+         ({}); again, nothing to upload: {:.2} s; the v2 delta onto it: {:.2} s",
+        secs(push_first),
+        mib(push_first),
+        kept(haul_kept),
+        secs(push_again),
+        secs(push_delta)
+    );
+    if let Some((s, skopeo_kept)) = skopeo_push {
+        let _ = writeln!(
+            table,
+            "- `skopeo copy docker-archive: docker://` of the same bundle: {:.2} s, peak RSS {:.1} \
+             MiB ({}); skopeo / haul: {:.2}x",
+            secs(s),
+            mib(s),
+            kept(skopeo_kept),
+            secs(s) / secs(push_first)
         );
     }
     if let Some(s) = skopeo {

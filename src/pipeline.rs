@@ -196,7 +196,14 @@ impl Session {
                 source_name: resolved.reference.to_string(),
             });
         }
-        Ok(self.pusher(jobs).push(&images, &[], "").await?)
+        // A source in the destination's registry lends its blobs by mount.
+        let holders: Vec<Reference> = plan
+            .resolved
+            .iter()
+            .map(|r| r.reference.clone())
+            .filter(|r| r.registry() == dest.registry())
+            .collect();
+        Ok(self.pusher(jobs).push(&images, &holders, "").await?)
     }
 
     /// An index and every manifest it names, children first, with their blobs: those the

@@ -316,7 +316,13 @@ fn a_push_killed_mid_blob_resumes_from_what_the_registry_holds() {
 
     proxy.clear();
     let run = haul
-        .run(&["push", tar.to_str().unwrap(), &proxy.host(), "--progress", "plain"])
+        .run(&[
+            "push",
+            tar.to_str().unwrap(),
+            &proxy.host(),
+            "--progress",
+            "plain",
+        ])
         .success();
     let sent = proxy.request_bytes();
     // At most what was missing, plus one chunk (the one cut), plus the small blobs.
@@ -325,7 +331,11 @@ fn a_push_killed_mid_blob_resumes_from_what_the_registry_holds() {
         "sent {sent} bytes after the registry took {taken}\n{}",
         run.stderr
     );
-    assert!(sent < layer_size, "nothing was resumed: sent {sent}\n{}", run.stderr);
+    assert!(
+        sent < layer_size,
+        "nothing was resumed: sent {sent}\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("resumed at"), "{}", run.stderr);
     let target = format!("{}/{repository}:v1", dest.host());
     assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
@@ -347,7 +357,13 @@ fn a_push_cut_mid_chunk_straight_to_distribution_starts_that_blob_over_and_compl
         walk_sizes(&uploads).iter().any(|size| *size > 4 << 20)
     });
     let run = haul
-        .run(&["push", tar.to_str().unwrap(), &dest.host(), "--progress", "plain"])
+        .run(&[
+            "push",
+            tar.to_str().unwrap(),
+            &dest.host(),
+            "--progress",
+            "plain",
+        ])
         .success();
     let target = format!("{}/{repository}:v1", dest.host());
     assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
@@ -395,9 +411,17 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
     let v1 = source.push(&base_repository, "v1", &image("base"));
     let v2 = source.push(&next_repository, "v2", &image("next"));
     let haul = Haul::new();
-    haul.run(&["export", &v1.reference, "-o", "v1.tar"]).success();
-    haul.run(&["export", &v2.reference, "-o", "v2-delta.tar", "--since", "v1.tar"])
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
         .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-delta.tar",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
     let delta = haul.workdir.path().join("v2-delta.tar");
     let v1_tar = haul.workdir.path().join("v1.tar");
     let dest = Registry::start();
@@ -405,16 +429,32 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
 
     // The base is not there: refused before anything is written, naming what to push first.
     haul.run(&["push", delta.to_str().unwrap(), &dest.host()])
-        .failure(&["left out of this delta", "missing at", &base_repository, "nothing was written"]);
+        .failure(&[
+            "left out of this delta",
+            "missing at",
+            &base_repository,
+            "nothing was written",
+        ]);
     assert!(!exists(&target));
 
     // Its base first, then the delta: the left-out layers are mounted from the base.
     haul.run(&["push", v1_tar.to_str().unwrap(), &dest.host()])
         .success();
     let run = haul
-        .run(&["push", delta.to_str().unwrap(), &dest.host(), "--progress", "plain"])
+        .run(&[
+            "push",
+            delta.to_str().unwrap(),
+            &dest.host(),
+            "--progress",
+            "plain",
+        ])
         .success();
-    assert!(run.stderr.contains(&format!("mounted from {base_repository}")), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("mounted from {base_repository}")),
+        "{}",
+        run.stderr
+    );
     assert_eq!(sha256(&raw_manifest(&target, None)), v2.manifest_digest);
     let _cleanup = Engine::Classic.cleanup(&[&target]);
     let output = output_within(
@@ -422,7 +462,11 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
         None,
         COMMAND_TIMEOUT,
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(Engine::Classic.run(&target, &[]).trim(), "next");
 }
 
@@ -442,7 +486,14 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
     haul.run(&["push", tar, &basic.host()])
         .failure(&["unauthorized", "credentials"]);
     haul.run_stdin(
-        &["push", tar, &basic.host(), "--username", "pusher", "--password-stdin"],
+        &[
+            "push",
+            tar,
+            &basic.host(),
+            "--username",
+            "pusher",
+            "--password-stdin",
+        ],
         "s3cret\n",
     )
     .success();
@@ -455,7 +506,14 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
     let tokens = TokenServer::start("pusher", "s3cret");
     let token_registry = Registry::start_token_auth(&tokens);
     haul.run_stdin(
-        &["push", tar, &token_registry.host(), "--username", "pusher", "--password-stdin"],
+        &[
+            "push",
+            tar,
+            &token_registry.host(),
+            "--username",
+            "pusher",
+            "--password-stdin",
+        ],
         "s3cret\n",
     )
     .success();
@@ -469,7 +527,10 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
         tokens.requests()
     );
     assert_eq!(
-        sha256(&raw_manifest(&target(&token_registry), Some(("pusher", "s3cret")))),
+        sha256(&raw_manifest(
+            &target(&token_registry),
+            Some(("pusher", "s3cret"))
+        )),
         pushed.manifest_digest
     );
 }
@@ -481,7 +542,10 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     let busybox = Layer::busybox(Compression::Gzip);
     let amd64 = Image::new(vec![busybox.clone()], true, "amd64", None, "amd64 copy");
     let arm64 = Image::new(
-        vec![busybox, Layer::text("etc/arch", "arm64\n", Compression::Gzip)],
+        vec![
+            busybox,
+            Layer::text("etc/arch", "arm64\n", Compression::Gzip),
+        ],
         true,
         "arm64",
         Some("v8"),
@@ -490,7 +554,10 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     let index_digest = source.push_index(
         &repository,
         "multi",
-        &[(&amd64, "linux", "amd64", None), (&arm64, "linux", "arm64", Some("v8"))],
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+        ],
         true,
     );
     let haul = Haul::new();
@@ -499,16 +566,28 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
 
     // Every platform and the index: the index keeps its digest, under the source's tag.
     let run = haul
-        .run(&["copy", &src, &format!("{}/mirror/app", dest.host()), "--all-platforms"])
+        .run(&[
+            "copy",
+            &src,
+            &format!("{}/mirror/app", dest.host()),
+            "--all-platforms",
+        ])
         .success();
     let target = format!("{}/mirror/app:multi", dest.host());
-    assert!(stdout(&run).contains(&format!("{target}@{index_digest}")), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains(&format!("{target}@{index_digest}")),
+        "{}",
+        stdout(&run)
+    );
     assert_eq!(sha256(&raw_manifest(&target, None)), index_digest);
     // Each platform's manifest is there by digest too.
     let index: serde_json::Value = serde_json::from_slice(&raw_manifest(&target, None)).unwrap();
     for child in index["manifests"].as_array().unwrap() {
         let digest = child["digest"].as_str().unwrap();
-        assert!(exists(&format!("{}/mirror/app@{digest}", dest.host())), "{digest}");
+        assert!(
+            exists(&format!("{}/mirror/app@{digest}", dest.host())),
+            "{digest}"
+        );
     }
 
     // One platform under a tag of its own: that platform's manifest, digest kept.
@@ -524,7 +603,10 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     let arm_digest = sha256(&arm64.manifest());
     assert!(stdout(&run).contains(&arm_digest), "{}", stdout(&run));
     assert_eq!(
-        sha256(&raw_manifest(&format!("{}/mirror/app:arm", dest.host()), None)),
+        sha256(&raw_manifest(
+            &format!("{}/mirror/app:arm", dest.host()),
+            None
+        )),
         arm_digest
     );
     // Everything was there already: nothing uploaded.
@@ -541,7 +623,10 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     ])
     .success();
     assert_eq!(
-        sha256(&raw_manifest(&format!("{}/offline/app:multi", dest.host()), None)),
+        sha256(&raw_manifest(
+            &format!("{}/offline/app:multi", dest.host()),
+            None
+        )),
         index_digest
     );
     haul.run(&[
@@ -557,8 +642,13 @@ fn copy_keeps_the_index_digest_with_all_platforms_and_fills_the_cache() {
     .success();
 
     // A digest in DEST is refused: the digest is the source's.
-    haul.run(&["copy", &src, &format!("{}/x@{index_digest}", dest.host()), "--offline"])
-        .failure(&["without a digest"]);
+    haul.run(&[
+        "copy",
+        &src,
+        &format!("{}/x@{index_digest}", dest.host()),
+        "--offline",
+    ])
+    .failure(&["without a digest"]);
 }
 
 #[test]
@@ -574,7 +664,9 @@ fn a_pull_through_registry_is_the_shared_cache_of_many_machines() {
 
     // The first machine fills the shared tier.
     let first = Haul::new();
-    first.run(&["pull", &reference, "--mirror", &mirror]).success();
+    first
+        .run(&["pull", &reference, "--mirror", &mirror])
+        .success();
     assert!(counter.blob_bytes() > 1 << 20, "{:?}", counter.requests());
 
     // The second downloads everything from it: no blob request reaches upstream (a tag is
@@ -582,14 +674,72 @@ fn a_pull_through_registry_is_the_shared_cache_of_many_machines() {
     // at all does.
     counter.clear();
     let second = Haul::new();
-    second.run(&["pull", &reference, "--mirror", &mirror]).success();
-    assert!(counter.blob_requests().is_empty(), "{:?}", counter.requests());
+    second
+        .run(&["pull", &reference, "--mirror", &mirror])
+        .success();
+    assert!(
+        counter.blob_requests().is_empty(),
+        "{:?}",
+        counter.requests()
+    );
     counter.clear();
     let third = Haul::new();
     let by_digest = format!("{}/{repository}@{}", counter.host(), pushed.manifest_digest);
-    third.run(&["pull", &by_digest, "--mirror", &mirror]).success();
+    third
+        .run(&["pull", &by_digest, "--mirror", &mirror])
+        .success();
     assert!(counter.requests().is_empty(), "{:?}", counter.requests());
     third
         .run(&["export", &by_digest, "--offline", "-o", "fleet.tar"])
         .success();
+}
+
+#[test]
+fn uploads_retry_a_failing_registry_and_report_as_json() {
+    let source = Registry::start();
+    let repository = unique("test/push-retry");
+    let pushed = large_image(&source, &repository);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "large.tar");
+    let dest = Registry::start();
+    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    // The second chunk's PATCH is answered 503 once.
+    proxy.inject("/blobs/uploads/", fault_proxy::Fault::None, 2);
+    proxy.inject("/blobs/uploads/", fault_proxy::Fault::Status(503), 1);
+    let run = haul
+        .run(&[
+            "push",
+            tar.to_str().unwrap(),
+            &proxy.host(),
+            "--progress",
+            "json",
+        ])
+        .success();
+    assert!(run.stderr.contains("retrying"), "{}", run.stderr);
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "upload_finished")
+        .collect();
+    assert_eq!(finished.len(), 3, "{}", run.stderr);
+    // Each blob's `uploaded` events add up to its `sent`.
+    for done in &finished {
+        let sum: u64 = events
+            .iter()
+            .filter(|e| e["event"] == "uploaded" && e["digest"] == done["digest"])
+            .map(|e| e["bytes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, done["sent"].as_u64().unwrap(), "{done}");
+    }
+    assert!(
+        events.iter().any(|e| e["event"] == "pushed"),
+        "{}",
+        run.stderr
+    );
+    let target = format!("{}/{repository}:v1", dest.host());
+    assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
 }

@@ -28,7 +28,8 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
             store
                 .root()
                 .join("ingest")
-                .join(format!("push-stdin-{}.tar", std::process::id())),
+                // `.partial`: a copy a killed run leaves is cleared by `cache prune`.
+                .join(format!("push-stdin-{}.partial", std::process::id())),
         );
         let mut file = tokio::fs::File::create(&spool.0)
             .await

@@ -21,7 +21,7 @@ use crate::cache::{BlobStore, CacheError};
 use crate::delta::{DeltaRecord, RECORD_NAME};
 use crate::digest::Digest;
 use crate::export::blob_path;
-use crate::manifest::{Descriptor, Index, Manifest};
+use crate::manifest::{Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::Reference;
 use crate::registry::BlobFile;
 use crate::verify::Contents;
@@ -295,7 +295,14 @@ impl<'a> TarReader<'a> {
             let mut manifests = Vec::new();
             let mut blobs = Vec::new();
             let mut configs = Vec::new();
-            self.walk(descriptor, 0, &mut manifests, &mut blobs, &mut configs)?;
+            self.walk(
+                descriptor,
+                "index.json",
+                0,
+                &mut manifests,
+                &mut blobs,
+                &mut configs,
+            )?;
             let mut names: Vec<String> = descriptor
                 .annotations
                 .get("io.containerd.image.name")
@@ -329,6 +336,7 @@ impl<'a> TarReader<'a> {
     fn walk(
         &self,
         descriptor: &Descriptor,
+        named_by: &str,
         depth: usize,
         manifests: &mut Vec<PushManifest>,
         blobs: &mut Vec<PushBlob>,
@@ -352,20 +360,22 @@ impl<'a> TarReader<'a> {
             .bytes_of(&path)
             .ok_or_else(|| TarError::Missing {
                 path: path.clone(),
-                named_by: "index.json".to_string(),
+                named_by: named_by.to_string(),
             })?;
         let content_type = Some(descriptor.media_type.as_str()).filter(|t| !t.is_empty());
         let manifest = Manifest::parse(&path, content_type, bytes)
             .map_err(|e| malformed(crate::error::describe(&e)))?;
+        // The descriptor's, else the manifest's own, else OCI's (whose manifests may omit it).
         let media_type = match (&manifest, content_type) {
             (_, Some(t)) => t.to_string(),
-            (Manifest::Image(m), None) => m.media_type.clone().unwrap_or_default(),
-            (Manifest::Index(i), None) => i.media_type.clone().unwrap_or_default(),
+            (Manifest::Image(m), None) => m.media_type.clone().unwrap_or(OCI_MANIFEST.to_string()),
+            (Manifest::Index(i), None) => i.media_type.clone().unwrap_or(OCI_INDEX.to_string()),
         };
         match &manifest {
             Manifest::Index(index) => {
+                let named_by = format!("the index {path}");
                 for child in &index.manifests {
-                    self.walk(child, depth + 1, manifests, blobs, configs)?;
+                    self.walk(child, &named_by, depth + 1, manifests, blobs, configs)?;
                 }
             }
             Manifest::Image(image) => {

@@ -434,7 +434,10 @@ fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Op
 /// The byte after the last one the registry holds, from an upload's `Range: 0-N` (or
 /// `bytes=0-N`). `0-0` is read as nothing held: distribution says the same for 0 and 1 bytes.
 fn upload_range_end(response: &reqwest::Response) -> Option<u64> {
-    let range = header(response, reqwest::header::RANGE)?;
+    range_end(&header(response, reqwest::header::RANGE)?)
+}
+
+fn range_end(range: &str) -> Option<u64> {
     let range = range.trim().trim_start_matches("bytes=");
     let (_, end) = range.split_once('-')?;
     let end: u64 = end.trim().parse().ok()?;
@@ -496,6 +499,14 @@ fn file_range_body(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_how_much_the_registry_holds() {
+        assert_eq!(super::range_end("0-16777215"), Some(16 << 20));
+        assert_eq!(super::range_end("bytes=0-99"), Some(100));
+        assert_eq!(super::range_end("0-0"), Some(0));
+        assert_eq!(super::range_end("garbage"), None);
+    }
+
     #[test]
     fn chunks_are_large_enough_for_every_registry() {
         // Some registries refuse chunks under 5 MiB (but the last).
