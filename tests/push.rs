@@ -226,7 +226,15 @@ fn a_classic_tar_gets_a_new_manifest_and_standard_input_works() {
     );
     let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(parsed["config"]["digest"], pushed.config_digest.as_str());
-    // The standard input's copy is gone.
+    // A FILE that is a pipe is kept in a file first too.
+    let bytes = std::fs::read(&tar).unwrap();
+    haul.run_stdin_bytes(
+        &["push", "/dev/stdin", &dest.host(), "--as", "piped/app"],
+        &bytes,
+    )
+    .success();
+    assert!(exists(&format!("{}/piped/app:latest", dest.host())));
+    // The standard input's copies are gone.
     let leftovers: Vec<_> = std::fs::read_dir(haul.cache.path().join("ingest"))
         .unwrap()
         .flatten()
@@ -433,8 +441,33 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
             "left out of this delta",
             "missing at",
             &base_repository,
-            "nothing was written",
+            "no manifest or tag was written",
         ]);
+    assert!(!exists(&target));
+
+    // A delta in the classic layout cannot go to a registry: said so, nothing written.
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "v1-classic.tar",
+        "--format",
+        "docker-v1",
+    ])
+    .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-classic-delta.tar",
+        "--format",
+        "docker-v1",
+        "--since",
+        "v1-classic.tar",
+    ])
+    .success();
+    haul.run(&["push", "v2-classic-delta.tar", &dest.host()])
+        .failure(&["docker-v1 layout", "--format docker"]);
     assert!(!exists(&target));
 
     // Its base first, then the delta: the left-out layers are mounted from the base.
@@ -703,9 +736,8 @@ fn uploads_retry_a_failing_registry_and_report_as_json() {
     let tar = haul.export(&[&pushed.reference], "large.tar");
     let dest = Registry::start();
     let proxy = fault_proxy::FaultProxy::start(&dest.host());
-    // The second chunk's PATCH is answered 503 once.
-    proxy.inject("/blobs/uploads/", fault_proxy::Fault::None, 2);
-    proxy.inject("/blobs/uploads/", fault_proxy::Fault::Status(503), 1);
+    // The first chunk's PATCH is answered 503 (after its body came).
+    proxy.inject("PATCH ", fault_proxy::Fault::Status(503), 1);
     let run = haul
         .run(&[
             "push",
@@ -742,4 +774,45 @@ fn uploads_retry_a_failing_registry_and_report_as_json() {
     );
     let target = format!("{}/{repository}:v1", dest.host());
     assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
+}
+
+#[test]
+fn uploads_slower_than_the_stall_timeout_go_on_and_a_stalled_one_is_retried() {
+    let source = Registry::start();
+    let repository = unique("test/push-slow");
+    let pushed = large_image(&source, &repository);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "large.tar");
+    let dest = Registry::start();
+    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    // The first chunk's PATCH stops being read after 1 MiB.
+    proxy.inject("PATCH ", fault_proxy::Fault::StallRequestAfter(1 << 20), 1);
+    // Each 16 MiB chunk takes about 4 s at 4 MiB/s: longer than the 2 s stall timeout, which
+    // counts only time without progress.
+    let run = haul
+        .run(&[
+            "push",
+            tar.to_str().unwrap(),
+            &proxy.host(),
+            "--limit-rate",
+            "4M",
+            "--stall-timeout",
+            "2",
+            "--progress",
+            "plain",
+        ])
+        .success();
+    assert!(
+        run.stderr.contains("made no progress for 2 s"),
+        "{}",
+        run.stderr
+    );
+    let target = format!("{}/{repository}:v1", dest.host());
+    assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
+
+    // DEST must name a registry; copy's DEST a repository.
+    haul.run(&["push", tar.to_str().unwrap(), "myregistry"])
+        .failure(&["must begin with a registry host"]);
+    haul.run(&["copy", &pushed.reference, &dest.host()])
+        .failure(&["names no repository"]);
 }

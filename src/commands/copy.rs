@@ -10,6 +10,13 @@ use crate::resolve::PlatformChoice;
 
 pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     let source: Reference = args.source.parse()?;
+    if !args.dest.contains('/') {
+        anyhow::bail!(
+            "DEST {:?} names no repository: give REGISTRY/REPOSITORY[:TAG], e.g. \
+             registry.site:5000/team/app",
+            args.dest
+        );
+    }
     let dest: Reference = args.dest.parse()?;
     if dest.digest().is_some() {
         anyhow::bail!(

@@ -17,8 +17,13 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let jobs = usize::from(args.transfers.jobs);
     let session = global.session_with(&args.login, jobs, false).await?;
     let store = session.store().clone();
-    let (name, path, _spool) = if args.tar == "-" {
-        if std::io::stdin().is_terminal() {
+    // Blobs are read where they lie in the file: a pipe or device is kept in a file first.
+    let regular = args.tar != "-"
+        && std::fs::metadata(&args.tar)
+            .with_context(|| format!("cannot open {}", args.tar))?
+            .is_file();
+    let (name, path, _spool) = if !regular {
+        if args.tar == "-" && std::io::stdin().is_terminal() {
             bail!(
                 "`haul push -` reads the tar from standard input; pipe it in \
                  (e.g. haul export REF -o - | haul push - DEST) or give a FILE"
@@ -34,11 +39,24 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
         let mut file = tokio::fs::File::create(&spool.0)
             .await
             .with_context(|| format!("cannot create {}", spool.0.display()))?;
-        tokio::io::copy(&mut tokio::io::stdin(), &mut file)
-            .await
-            .with_context(|| format!("cannot keep standard input in {}", spool.0.display()))?;
+        let name = if args.tar == "-" {
+            tokio::io::copy(&mut tokio::io::stdin(), &mut file).await
+        } else {
+            let mut input = tokio::fs::File::open(&args.tar)
+                .await
+                .with_context(|| format!("cannot open {}", args.tar))?;
+            tokio::io::copy(&mut input, &mut file).await
+        }
+        .with_context(|| format!("cannot keep the tar in {}", spool.0.display()))
+        .map(|_| {
+            if args.tar == "-" {
+                "the tar on standard input".to_string()
+            } else {
+                args.tar.clone()
+            }
+        })?;
         let path = spool.0.clone();
-        ("the tar on standard input".to_string(), path, Some(spool))
+        (name, path, Some(spool))
     } else {
         (args.tar.clone(), PathBuf::from(&args.tar), None)
     };

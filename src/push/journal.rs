@@ -16,6 +16,14 @@ pub struct FileJournal {
 }
 
 impl FileJournal {
+    /// The lock file that makes one process at a time the uploader of this blob to this
+    /// repository (two resuming one session would interleave chunks).
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.with_extension("lock")
+    }
+}
+
+impl FileJournal {
     pub fn new(dir: &Path, repository: &Reference, digest: &Digest) -> FileJournal {
         // One name per registry, repository and blob; the names themselves may hold `/` and `:`.
         let key = Digest::of(format!("{}\n{digest}", repository.full_name()).as_bytes());

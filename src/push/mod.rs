@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use crate::cache::{LockMode, LockedFile};
 use crate::digest::Digest;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
@@ -96,9 +97,11 @@ pub struct PushSummary {
 pub enum PushError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error(
         "{} left out of this delta {} missing at {registry}: {}. Push {} there first (or push \
-         a full bundle); nothing was written",
+         a full bundle); no manifest or tag was written",
         count(.blobs.len(), "blob"),
         if .blobs.len() == 1 { "is" } else { "are" },
         .blobs.iter().map(|(digest, image)| format!("{} (of {image})", digest.short())).collect::<Vec<_>>().join(", "),
@@ -266,10 +269,16 @@ impl Pusher {
                     .await?
                 {
                     summary.mounted += 1;
+                    self.progress.event(Event::BlobPresent {
+                        digest: blob.digest.clone(),
+                        size: blob.size,
+                        mounted_from: Some(from.to_string()),
+                    });
                 } else {
                     summary.sent_bytes += self.upload(image, blob).await?;
                     summary.uploaded += 1;
                 }
+                remember(&image.repository, &blob.digest);
             }
         }
         // 4. Manifests by digest, children before the indexes naming them.
@@ -315,7 +324,25 @@ impl Pusher {
             unreachable!("left-out blobs are refused before uploads")
         };
         let journal = FileJournal::new(&self.journal_dir, &image.repository, &blob.digest);
+        std::fs::create_dir_all(&self.journal_dir).map_err(crate::cache::CacheError::io(
+            "cannot create",
+            &self.journal_dir,
+        ))?;
         let progress = self.progress.clone();
+        let waiting = {
+            let (progress, digest) = (self.progress.clone(), blob.digest.clone());
+            move || progress.event(Event::WaitingForLock { digest })
+        };
+        let lock = LockedFile::acquire(&journal.lock_path(), LockMode::Exclusive, waiting).await?;
+        // Another process may have pushed it while this one waited.
+        if self
+            .client
+            .has_blob(&image.repository, &blob.digest)
+            .await?
+        {
+            lock.remove();
+            return Ok(0);
+        }
         let digest = blob.digest.clone();
         let on_bytes = Arc::new(move |bytes| {
             progress.event(Event::Uploaded {
@@ -330,7 +357,9 @@ impl Pusher {
         let report = self
             .client
             .upload_blob(&image.repository, &blob.digest, file, &journal, on_bytes)
-            .await?;
+            .await;
+        lock.remove();
+        let report = report?;
         self.progress.event(Event::UploadFinished {
             digest: blob.digest.clone(),
             size: blob.size,

@@ -47,6 +47,27 @@ pub enum TarError {
         dest: String,
         detail: String,
     },
+    #[error(
+        "DEST {dest:?} must begin with a registry host (a name with a dot or a port, or \
+         localhost), e.g. registry.site:5000 or registry.site:5000/mirror"
+    )]
+    NotARegistry { dest: String },
+    #[error("--as {name:?} names a digest; give REPOSITORY[:TAG] (the digest is the image's own)")]
+    AsDigest { name: String },
+    #[error(
+        "{first} and {second} would both be pushed as {target}; push them one at a time with --as"
+    )]
+    SameTarget {
+        first: String,
+        second: String,
+        target: String,
+    },
+    #[error(
+        "{image} is a delta in the docker-v1 layout (or docker save's before Docker 25): a \
+         registry knows its left-out layers by compressed digests this tar does not carry. Push \
+         a delta exported in the default layout (--format docker), or the full bundle"
+    )]
+    ClassicDelta { image: String },
     #[error("{path} in the tar is not a readable manifest: {detail}")]
     Malformed { path: String, detail: String },
     #[error("the tar lacks {path}, which {named_by} names")]
@@ -75,6 +96,17 @@ pub async fn tar_images(
     as_name: Option<&str>,
     jobs: usize,
 ) -> Result<TarImages, TarError> {
+    let host = dest.split('/').next().unwrap_or_default();
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return Err(TarError::NotARegistry {
+            dest: dest.to_string(),
+        });
+    }
+    if let Some(name) = as_name.filter(|n| n.contains('@')) {
+        return Err(TarError::AsDigest {
+            name: name.to_string(),
+        });
+    }
     let reader = TarReader::new(tar, contents);
     let mut found = reader.images_in_index_json()?;
     for legacy in reader.images_only_in_manifest_json(&found)? {
@@ -90,7 +122,7 @@ pub async fn tar_images(
     if as_name.is_some() && found.len() != 1 {
         return Err(TarError::AsWithSeveral { count: found.len() });
     }
-    let mut images = Vec::new();
+    let mut images: Vec<PushImage> = Vec::new();
     for image in found {
         let targets = match as_name {
             Some(name) => vec![target(dest, name, &image.label)?],
@@ -112,7 +144,23 @@ pub async fn tar_images(
                 targets
             }
         };
+        let Some(top) = image.manifests.last() else {
+            continue;
+        };
         for (repository, tags) in targets {
+            for tag in &tags {
+                if let Some(other) = images.iter().find(|i| {
+                    i.repository.full_name() == repository.full_name()
+                        && i.tags.contains(tag)
+                        && *i.digest() != top.digest
+                }) {
+                    return Err(TarError::SameTarget {
+                        first: other.source_name.clone(),
+                        second: image.label.clone(),
+                        target: format!("{}:{tag}", repository.full_name()),
+                    });
+                }
+            }
             images.push(PushImage {
                 repository,
                 tags,
@@ -365,12 +413,18 @@ impl<'a> TarReader<'a> {
         let content_type = Some(descriptor.media_type.as_str()).filter(|t| !t.is_empty());
         let manifest = Manifest::parse(&path, content_type, bytes)
             .map_err(|e| malformed(crate::error::describe(&e)))?;
-        // The descriptor's, else the manifest's own, else OCI's (whose manifests may omit it).
-        let media_type = match (&manifest, content_type) {
-            (_, Some(t)) => t.to_string(),
-            (Manifest::Image(m), None) => m.media_type.clone().unwrap_or(OCI_MANIFEST.to_string()),
-            (Manifest::Index(i), None) => i.media_type.clone().unwrap_or(OCI_INDEX.to_string()),
+        // The manifest's own (a registry checks the Content-Type against it), else the
+        // descriptor's, else OCI's (whose manifests may omit it).
+        let own = match &manifest {
+            Manifest::Image(m) => m.media_type.clone(),
+            Manifest::Index(i) => i.media_type.clone(),
         };
+        let media_type =
+            own.or(content_type.map(str::to_string))
+                .unwrap_or_else(|| match manifest {
+                    Manifest::Image(_) => OCI_MANIFEST.to_string(),
+                    Manifest::Index(_) => OCI_INDEX.to_string(),
+                });
         match &manifest {
             Manifest::Index(index) => {
                 let named_by = format!("the index {path}");
@@ -432,6 +486,9 @@ impl<'a> TarReader<'a> {
                 config_file.size,
                 &named_by,
             )?;
+            if entry.layers.iter().any(|p| self.left_out.contains_key(p)) {
+                return Err(TarError::ClassicDelta { image: label });
+            }
             let mut layers = Vec::new();
             for path in &entry.layers {
                 let file = self

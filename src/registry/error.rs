@@ -98,6 +98,17 @@ pub enum RegistryError {
         declared: u64,
         announced: u64,
     },
+    #[error(
+        "the upload to {registry} made no progress for {seconds} s (--stall-timeout); the \
+         connection is stalled"
+    )]
+    UploadStalled { registry: String, seconds: u64 },
+    #[error("cannot read the blob to upload from {path}", path = path.display())]
+    ReadBlob {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the token service {realm} of {registry} sent an unreadable answer")]
     TokenAnswer {
         registry: String,
@@ -138,7 +149,8 @@ impl RegistryError {
         match self {
             RegistryError::Connect { .. }
             | RegistryError::Transfer { .. }
-            | RegistryError::Truncated { .. } => true,
+            | RegistryError::Truncated { .. }
+            | RegistryError::UploadStalled { .. } => true,
             RegistryError::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS

@@ -11,15 +11,23 @@ const USER_AGENT: &str = concat!("haul/", env!("CARGO_PKG_VERSION"));
 /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, as curl reads them. Redirects are followed;
 /// reqwest drops `Authorization` when a redirect leaves the host, which is what blob GETs
 /// redirected to a storage host need.
+///
+/// With `read_timeout`, a request fails when its answer's headers, or then any read of its
+/// body, take longer than the stall timeout. reqwest counts the first from the request's
+/// start, body sent or not, so requests that send large bodies (uploads) use a client
+/// without it, and watch for stalls themselves.
 pub fn build_http_client(
     options: &RegistryOptions,
     verify: bool,
+    read_timeout: bool,
 ) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(30)))
-        .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
         .redirect(reqwest::redirect::Policy::limited(10));
+    if read_timeout {
+        builder = builder.read_timeout(options.stall_timeout());
+    }
     if verify {
         for path in &options.ca_certs {
             builder = builder.tls_certs_merge(load_ca_certs(path)?);

@@ -55,6 +55,13 @@ pub struct RegistryOptions {
     pub limit_rate: Option<u64>,
 }
 
+impl RegistryOptions {
+    /// How long a transfer may go without a byte before it counts as failed.
+    pub fn stall_timeout(&self) -> Duration {
+        self.read_timeout.unwrap_or(Duration::from_secs(60))
+    }
+}
+
 /// A manifest as the registry served it: the exact bytes (their digest is the image's
 /// identity) and the Content-Type.
 #[derive(Clone, Debug)]
@@ -73,6 +80,10 @@ pub struct Client {
     http: reqwest::Client,
     /// Accepts any certificate: only for hosts listed with `--insecure-registry`.
     http_unverified: Option<reqwest::Client>,
+    /// The same two without a read timeout, for requests that send a body (see
+    /// `http::build_http_client`).
+    http_sending: reqwest::Client,
+    http_sending_unverified: Option<reqwest::Client>,
     options: RegistryOptions,
     retry: RetryPolicy,
     /// `Authorization` header per (host, repository). Each has its own async lock, so
@@ -88,15 +99,22 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: RegistryOptions) -> Result<Client, RegistryError> {
-        let http = http::build_http_client(&options, true)?;
-        let http_unverified = if options.routes.insecure_registries.is_empty() {
-            None
-        } else {
-            Some(http::build_http_client(&options, false)?)
-        };
+        let http = http::build_http_client(&options, true, true)?;
+        let http_sending = http::build_http_client(&options, true, false)?;
+        let (http_unverified, http_sending_unverified) =
+            if options.routes.insecure_registries.is_empty() {
+                (None, None)
+            } else {
+                (
+                    Some(http::build_http_client(&options, false, true)?),
+                    Some(http::build_http_client(&options, false, false)?),
+                )
+            };
         Ok(Client {
             http,
             http_unverified,
+            http_sending,
+            http_sending_unverified,
             rate_limiter: options
                 .limit_rate
                 .map(|rate| std::sync::Arc::new(RateLimiter::new(rate))),
@@ -432,29 +450,43 @@ impl Client {
         };
         let mut last_error = None;
         for transport in candidates {
-            let http = match transport {
-                Transport::Https { verify: false } => self.unverified_client(),
-                _ => &self.http,
+            let sending = call.body.is_some();
+            let http = match (transport, sending) {
+                (Transport::Https { verify: false }, false) => self.unverified_client(),
+                (Transport::Https { verify: false }, true) => self
+                    .http_sending_unverified
+                    .as_ref()
+                    .unwrap_or(&self.http_sending),
+                (_, false) => &self.http,
+                (_, true) => &self.http_sending,
             };
-            let url = match &call.target {
-                Target::Suffix(suffix) => endpoint.url(transport, suffix),
+            let (url, same_origin) = match &call.target {
+                Target::Suffix(suffix) => (endpoint.url(transport, suffix), true),
                 Target::Location(location) => {
-                    let base = format!("{}://{}/", transport.scheme(), endpoint.host);
-                    reqwest::Url::parse(&base)
-                        .and_then(|base| base.join(location))
-                        .map_err(|e| RegistryError::Url {
+                    let invalid =
+                        |e: <reqwest::Url as std::str::FromStr>::Err| RegistryError::Url {
                             url: location.clone(),
                             source: e.into(),
-                        })?
-                        .to_string()
+                        };
+                    let base = reqwest::Url::parse(&format!(
+                        "{}://{}/",
+                        transport.scheme(),
+                        endpoint.host
+                    ))
+                    .map_err(invalid)?;
+                    let url = base.join(location).map_err(invalid)?;
+                    // Credentials go only where they were asked for: same scheme, host and
+                    // port (an upload location on a storage host, or over plain HTTP, gets none).
+                    let same_origin = url.scheme() == base.scheme()
+                        && url.host_str() == base.host_str()
+                        && url.port_or_known_default() == base.port_or_known_default();
+                    (url.to_string(), same_origin)
                 }
             };
-            let same_host = reqwest::Url::parse(&url)
-                .is_ok_and(|u| auth::realm_host(&u).eq_ignore_ascii_case(&endpoint.host));
             let mut request = http
                 .request(call.method.clone(), &url)
                 .headers(call.headers.clone());
-            if let Some(authorization) = authorization.filter(|_| same_host) {
+            if let Some(authorization) = authorization.filter(|_| same_origin) {
                 request = request.header(AUTHORIZATION, authorization);
             }
             if let Some(body) = call.body {

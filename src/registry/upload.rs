@@ -11,8 +11,9 @@
 //! Every request goes to the registry itself, never to a mirror, with push scope.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
@@ -145,7 +146,7 @@ impl Client {
             return Ok(true);
         }
         // 202: the registry opened an upload instead; give it back.
-        if let Some(location) = header(&response, LOCATION) {
+        if let Some(location) = location_of(&response) {
             let cancel = Call {
                 method: Method::DELETE,
                 target: Target::Location(location),
@@ -225,6 +226,10 @@ impl Client {
             Some((location, offset)) if offset <= file.size => (location, offset),
             _ => {
                 if saved.is_some() {
+                    // The session may be gone because it completed (its answer was lost).
+                    if self.has_blob_at(endpoint, digest).await? {
+                        return Ok(());
+                    }
                     tracing::warn!(
                         "{}: the registry no longer has {what} begun earlier; starting it over",
                         endpoint.registry
@@ -236,8 +241,9 @@ impl Client {
         resumed_at.get_or_insert(offset);
         journal.save(&location);
         let limiter = self.rate_limiter.clone();
-        let range_body = |start: u64, len: u64| -> Box<BodyFactory> {
+        let range_body = |start: u64, len: u64, watch: &BodyWatch| -> Box<BodyFactory> {
             let (file, limiter, progress) = (file.clone(), limiter.clone(), progress.clone());
+            let watch = watch.clone();
             Box::new(move || {
                 let body = file_range_body(
                     file.path.clone(),
@@ -245,20 +251,23 @@ impl Client {
                     len,
                     limiter.clone(),
                     progress.clone(),
+                    watch.clone(),
                 );
                 (len, body)
             })
         };
         if file.size <= CHUNK_BYTES && offset == 0 {
             // Small: the whole blob with the closing PUT.
-            let body = range_body(0, file.size);
+            let watch = BodyWatch::new(&file.path);
+            let body = range_body(0, file.size, &watch);
             return self
-                .finish_upload(endpoint, &location, digest, Some(&*body), &what)
+                .finish_upload(endpoint, &location, digest, Some((&*body, &watch)), &what)
                 .await;
         }
         while offset < file.size {
             let len = CHUNK_BYTES.min(file.size - offset);
-            let body = range_body(offset, len);
+            let watch = BodyWatch::new(&file.path);
+            let body = range_body(offset, len, &watch);
             let mut headers = HeaderMap::new();
             headers.insert(
                 CONTENT_TYPE,
@@ -277,17 +286,78 @@ impl Client {
                 access: Access::Push,
                 what: &what,
             };
-            let response = self.request_once(endpoint, &call).await?;
+            let response = self.sending(endpoint, &call, &watch).await?;
             let expected = offset + len;
-            offset = upload_range_end(&response).unwrap_or(expected);
-            if offset != expected {
-                tracing::debug!("{what}: the registry holds {offset} bytes, not {expected}");
+            let held = upload_range_end(&response).unwrap_or(expected);
+            if held <= offset {
+                // It took nothing: sending the chunk again would go round for ever.
+                return Err(RegistryError::Status {
+                    registry: endpoint.registry.clone(),
+                    status: response.status(),
+                    url: response.url().to_string(),
+                    detail: format!(
+                        "the registry took none of the chunk at byte {offset} of {what}"
+                    ),
+                    retry_after: None,
+                });
             }
-            location = header(&response, LOCATION).unwrap_or(location);
+            if held != expected {
+                tracing::debug!("{what}: the registry holds {held} bytes, not {expected}");
+            }
+            offset = held;
+            location = location_of(&response).unwrap_or(location);
             journal.save(&location);
         }
         self.finish_upload(endpoint, &location, digest, None, &what)
             .await
+    }
+
+    /// Sends a request whose body is a blob's bytes, failing it when no byte goes out (or, after
+    /// the last, no answer comes) for the stall timeout; an error reading the file is that
+    /// error, not the network's.
+    async fn sending(
+        &self,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+        watch: &BodyWatch,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let limit = self.options.stall_timeout();
+        let result = tokio::select! {
+            result = self.request_once(endpoint, call) => result,
+            () = watch.stalled(limit) => Err(RegistryError::UploadStalled {
+                registry: endpoint.registry.clone(),
+                seconds: limit.as_secs(),
+            }),
+        };
+        match (result, watch.failure()) {
+            (Err(_), Some(source)) => Err(RegistryError::ReadBlob {
+                path: watch.path.clone(),
+                source,
+            }),
+            (result, _) => result,
+        }
+    }
+
+    /// Whether the endpoint's repository holds `digest` now (HEAD, once).
+    async fn has_blob_at(
+        &self,
+        endpoint: &Endpoint,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let what = format!("blob {digest}");
+        let call = Call {
+            method: Method::HEAD,
+            target: Target::Suffix(format!("blobs/{digest}")),
+            headers: HeaderMap::new(),
+            body: None,
+            access: Access::Push,
+            what: &what,
+        };
+        match self.request_once(endpoint, &call).await {
+            Ok(_) => Ok(true),
+            Err(RegistryError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Opens an upload session; returns its location.
@@ -301,7 +371,7 @@ impl Client {
             what,
         };
         let response = self.request_once(endpoint, &call).await?;
-        header(&response, LOCATION).ok_or_else(|| RegistryError::Status {
+        location_of(&response).ok_or_else(|| RegistryError::Status {
             registry: endpoint.registry.clone(),
             status: response.status(),
             url: response.url().to_string(),
@@ -329,7 +399,7 @@ impl Client {
         match self.request_once(endpoint, &call).await {
             Ok(response) => {
                 let offset = upload_range_end(&response).unwrap_or(0);
-                let location = header(&response, LOCATION).unwrap_or(location.to_string());
+                let location = location_of(&response).unwrap_or(location.to_string());
                 Ok(Some((location, offset)))
             }
             Err(error) if error.is_retryable() => Err(error),
@@ -347,7 +417,7 @@ impl Client {
         endpoint: &Endpoint,
         location: &str,
         digest: &Digest,
-        body: Option<&BodyFactory>,
+        body: Option<(&BodyFactory, &BodyWatch)>,
         what: &str,
     ) -> Result<(), RegistryError> {
         let separator = if location.contains('?') { '&' } else { '?' };
@@ -361,11 +431,14 @@ impl Client {
             method: Method::PUT,
             target: Target::Location(format!("{location}{separator}digest={digest}")),
             headers,
-            body: Some(body.unwrap_or(empty)),
+            body: Some(body.map_or(empty, |(factory, _)| factory)),
             access: Access::Push,
             what,
         };
-        self.request_once(endpoint, &call).await?;
+        match body {
+            Some((_, watch)) => self.sending(endpoint, &call, watch).await?,
+            None => self.request_once(endpoint, &call).await?,
+        };
         Ok(())
     }
 
@@ -423,6 +496,58 @@ impl Client {
     }
 }
 
+/// The `Location` of an answer, made absolute against the request's URL.
+fn location_of(response: &reqwest::Response) -> Option<String> {
+    let location = header(response, LOCATION)?;
+    Some(
+        response
+            .url()
+            .join(&location)
+            .map_or(location, |url| url.to_string()),
+    )
+}
+
+/// What a body being sent reports: when its last bytes went out, and a failure to read them.
+#[derive(Clone)]
+struct BodyWatch {
+    path: PathBuf,
+    last: Arc<Mutex<tokio::time::Instant>>,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl BodyWatch {
+    fn new(path: &std::path::Path) -> BodyWatch {
+        BodyWatch {
+            path: path.to_path_buf(),
+            last: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            failure: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        *self.last.lock().unwrap() = tokio::time::Instant::now();
+    }
+
+    fn fail(&self, error: &std::io::Error) {
+        *self.failure.lock().unwrap() = Some(std::io::Error::new(error.kind(), error.to_string()));
+    }
+
+    fn failure(&self) -> Option<std::io::Error> {
+        self.failure.lock().unwrap().take()
+    }
+
+    /// Returns once nothing has moved for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap();
+            tokio::time::sleep_until(last + limit).await;
+            if *self.last.lock().unwrap() == last {
+                return;
+            }
+        }
+    }
+}
+
 fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
     response
         .headers()
@@ -451,50 +576,69 @@ fn file_range_body(
     len: u64,
     limiter: Option<Arc<RateLimiter>>,
     progress: Arc<UploadProgress>,
+    watch: BodyWatch,
 ) -> reqwest::Body {
-    const READ_BYTES: u64 = 256 * 1024;
-    struct State {
-        file: Option<tokio::fs::File>,
-        remaining: u64,
-    }
     let stream = futures::stream::try_unfold(
-        State {
+        RangeState {
             file: None,
             remaining: len,
         },
         move |mut state| {
             let (path, limiter, progress) = (path.clone(), limiter.clone(), progress.clone());
+            let watch = watch.clone();
             async move {
                 if state.remaining == 0 {
                     return Ok::<_, std::io::Error>(None);
                 }
-                let file = match &mut state.file {
-                    Some(file) => file,
-                    None => {
-                        let mut file = tokio::fs::File::open(&path).await?;
-                        file.seek(std::io::SeekFrom::Start(offset)).await?;
-                        state.file.insert(file)
-                    }
-                };
-                let mut buffer = vec![0u8; READ_BYTES.min(state.remaining) as usize];
-                let read = file.read(&mut buffer).await?;
-                if read == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("{} ended before the blob did", path.display()),
-                    ));
-                }
-                buffer.truncate(read);
-                state.remaining -= read as u64;
+                let read = read_some(&path, offset, &mut state).await;
+                let buffer = read.inspect_err(|e| watch.fail(e))?;
+                state.remaining -= buffer.len() as u64;
                 if let Some(limiter) = &limiter {
-                    limiter.consume(read as u64).await;
+                    limiter.consume(buffer.len() as u64).await;
                 }
-                progress(read as u64);
+                progress(buffer.len() as u64);
+                watch.touch();
                 Ok(Some((Bytes::from(buffer), state)))
             }
         },
     );
     reqwest::Body::wrap_stream(stream)
+}
+
+/// The next bytes of the range (opening the file at `offset` the first time).
+async fn read_some(
+    path: &std::path::Path,
+    offset: u64,
+    state: &mut RangeState,
+) -> std::io::Result<Vec<u8>> {
+    const READ_BYTES: u64 = 256 * 1024;
+    let file = match &mut state.file {
+        Some(file) => file,
+        None => {
+            let mut file = tokio::fs::File::open(path).await?;
+            file.seek(std::io::SeekFrom::Start(offset)).await?;
+            state.file.insert(file)
+        }
+    };
+    let mut buffer = vec![0u8; READ_BYTES.min(state.remaining) as usize];
+    let read = file.read(&mut buffer).await?;
+    if read == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "{} ended before the blob did (was it changed?)",
+                path.display()
+            ),
+        ));
+    }
+    buffer.truncate(read);
+    Ok(buffer)
+}
+
+/// Where a range body stands.
+struct RangeState {
+    file: Option<tokio::fs::File>,
+    remaining: u64,
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum Fault {
     },
     /// Answer 307 to the same path on another host (`127.0.0.1:PORT`).
     RedirectTo(String),
+    /// Read this many bytes of the request's body, then read nothing more, holding the
+    /// connection open (a registry that stopped taking an upload).
+    StallRequestAfter(u64),
 }
 
 /// A request seen by the proxy.
@@ -135,8 +138,8 @@ impl FaultProxy {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Applies `fault` to the next `times` requests whose path contains `path_contains`
-    /// (e.g. a blob's hex digest, or "/blobs/").
+    /// Applies `fault` to the next `times` requests whose `METHOD path` contains
+    /// `path_contains` (e.g. a blob's hex digest, "/blobs/", or "PATCH ").
     pub fn inject(&self, path_contains: &str, fault: Fault, times: u32) {
         self.state.lock().unwrap().rules.push(Rule {
             path_contains: path_contains.to_string(),
@@ -241,7 +244,8 @@ fn serve(
     };
     let range = header("range");
     let authorization = header("authorization").is_some();
-    let fault = take_fault(state, &path);
+    // Rules match the path, or `METHOD path` (e.g. "PATCH " for every PATCH).
+    let fault = take_fault(state, &format!("{method} {path}"));
     let mut record = Seen {
         method: method.clone(),
         path: path.clone(),
@@ -303,6 +307,17 @@ fn serve(
     let declared: u64 = header("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if let Fault::StallRequestAfter(limit) = fault {
+        let mut taken = Vec::new();
+        let _ = (&mut reader)
+            .take(limit.min(declared))
+            .read_to_end(&mut taken);
+        record.request_bytes = taken.len() as u64;
+        state.lock().unwrap().seen.push(record);
+        // Hold the connection, reading nothing, until the client gives up.
+        std::thread::sleep(Duration::from_secs(120));
+        return Ok(());
+    }
     let mut body = Vec::new();
     let received = (&mut reader).take(declared).read_to_end(&mut body);
     record.request_bytes = body.len() as u64;
