@@ -13,6 +13,7 @@ Examples:
   haul export nginx:1.27 -o nginx.tar              # download (what is new) and write a tar
   haul pull app:1 app:2                            # fill the cache only
   haul inspect nginx:1.27                          # what it is, and what an export would download
+  haul push bundle.tar registry.site:5000          # a bundle's images into a registry, digests kept
   haul cache ls
 
 Exit status:

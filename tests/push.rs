@@ -503,6 +503,33 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
     assert_eq!(Engine::Classic.run(&target, &[]).trim(), "next");
 }
 
+/// `docker login` (into a configuration folder of its own), `docker pull` and run.
+fn docker_pull_and_run(registry: &str, user: &str, password: &str, reference: &str) -> String {
+    let config = tempfile::tempdir().unwrap();
+    let docker = || {
+        let mut command = Engine::Classic.docker();
+        command.env("DOCKER_CONFIG", config.path());
+        command
+    };
+    for args in [
+        vec!["login", "-u", user, "--password-stdin", registry],
+        vec!["pull", reference],
+    ] {
+        let input = format!("{password}\n");
+        let output = output_within(
+            docker().args(&args),
+            (args[0] == "login").then_some(input.as_bytes()),
+            COMMAND_TIMEOUT,
+        );
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Engine::Classic.run(reference, &[])
+}
+
 #[test]
 fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
     use harness::token::{Access, TokenServer};
@@ -513,43 +540,52 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
     let tar = haul.export(&[&pushed.reference], "app.tar");
     let tar = tar.to_str().unwrap();
     let target = |registry: &Registry| format!("{}/{repository}:v1", registry.host());
+    let push_as_pusher = |registry: &Registry| {
+        haul.run_stdin(
+            &[
+                "push",
+                tar,
+                &registry.host(),
+                "--username",
+                "pusher",
+                "--password-stdin",
+                "--progress",
+                "plain",
+            ],
+            "s3cret\n",
+        )
+        .success()
+    };
 
     // htpasswd: without credentials, a clear refusal and no tag; with them, the push.
     let basic = Registry::start_with_basic_auth("pusher", "s3cret");
     haul.run(&["push", tar, &basic.host()])
         .failure(&["unauthorized", "credentials"]);
-    haul.run_stdin(
-        &[
-            "push",
-            tar,
-            &basic.host(),
-            "--username",
-            "pusher",
-            "--password-stdin",
-        ],
-        "s3cret\n",
-    )
-    .success();
-    assert_eq!(
-        sha256(&raw_manifest(&target(&basic), Some(("pusher", "s3cret")))),
-        pushed.manifest_digest
-    );
-
     // Token mode: the token service is asked for pull and push on the repository.
     let tokens = TokenServer::start("pusher", "s3cret");
     let token_registry = Registry::start_token_auth(&tokens);
-    haul.run_stdin(
-        &[
-            "push",
-            tar,
-            &token_registry.host(),
-            "--username",
-            "pusher",
-            "--password-stdin",
-        ],
-        "s3cret\n",
-    )
-    .success();
+
+    for registry in [&basic, &token_registry] {
+        let first = push_as_pusher(registry);
+        assert!(first.stderr.contains("3 uploaded"), "{}", first.stderr);
+        assert_eq!(
+            sha256(&raw_manifest(&target(registry), Some(("pusher", "s3cret")))),
+            pushed.manifest_digest
+        );
+        // Again: nothing goes up.
+        let again = push_as_pusher(registry);
+        assert!(
+            again.stderr.contains("0 uploaded (0 B sent)"),
+            "{}",
+            again.stderr
+        );
+        // Docker logs in, pulls it and runs it.
+        let _cleanup = Engine::Classic.cleanup(&[&target(registry)]);
+        assert_eq!(
+            docker_pull_and_run(&registry.host(), "pusher", "s3cret", &target(registry)).trim(),
+            "authenticated"
+        );
+    }
     assert!(
         tokens.requests().iter().any(|r| r
             .scopes
@@ -559,9 +595,36 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
         "{:?}",
         tokens.requests()
     );
+
+    // A copy within the token registry: a pull token first, then the scope grows to push.
+    tokens.clear();
+    haul.run_stdin(
+        &[
+            "copy",
+            &target(&token_registry),
+            &format!("{}/{repository}:copied", token_registry.host()),
+            "--username",
+            "pusher",
+            "--password-stdin",
+        ],
+        "s3cret\n",
+    )
+    .success();
+    let scopes: Vec<Vec<String>> = tokens.requests().into_iter().map(|r| r.scopes).collect();
+    let pull_only = format!("repository:{repository}:pull");
+    assert!(
+        scopes.iter().any(|s| s == &vec![pull_only.clone()]),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.iter().any(|s| s
+            .iter()
+            .any(|x| x == &format!("repository:{repository}:pull,push"))),
+        "{scopes:?}"
+    );
     assert_eq!(
         sha256(&raw_manifest(
-            &target(&token_registry),
+            &format!("{}/{repository}:copied", token_registry.host()),
             Some(("pusher", "s3cret"))
         )),
         pushed.manifest_digest
