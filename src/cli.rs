@@ -37,6 +37,7 @@ Examples:
 const PULL_EXAMPLES: &str = "\
 Examples:
   haul pull busybox nginx:1.27                     # warm the cache (e.g. a CI cache step)
+  haul pull -f images.txt --keep-going             # a list: what can be pulled, and the failures
   haul pull nginx:1.27 --platform linux/arm64
   haul export nginx:1.27 --offline -o nginx.tar    # later, without network";
 
@@ -104,6 +105,12 @@ Examples:
 
 Manifests go up byte for byte, so every digest is kept; a tar without them (--format docker-v1,
 docker save before Docker 25) gets a new manifest, printed. Tags are written last.";
+
+const LOCK_EXAMPLES: &str = "\
+Examples:
+  haul lock -f images.txt -o images.lock           # each image pinned: name:tag@sha256:…
+  haul export -f images.lock -o release.tar        # exactly what was locked, whatever the tags say now
+  haul lock -f images.lock -o images.lock          # move the pins to what the tags name now";
 
 const COPY_EXAMPLES: &str = "\
 Examples:
@@ -278,6 +285,21 @@ pub enum Command {
     /// later copy or --offline export downloads nothing)
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
+
+    /// Pin images by digest: write each reference as name:tag@sha256:… (a list's comments and
+    /// order kept), for `haul export -f` to export exactly that later
+    #[command(after_help = LOCK_EXAMPLES)]
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+
+    /// Write the lock file here (replaced whole, when complete) [default: standard output]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -395,8 +417,14 @@ pub struct PruneArgs {
 pub struct ImageArgs {
     /// Image references: NAME[:TAG][@DIGEST], e.g. busybox, ghcr.io/org/app:1.2,
     /// host:5000/app@sha256:…
-    #[arg(required = true, value_name = "REF")]
+    #[arg(required_unless_present = "file", value_name = "REF")]
     pub references: Vec<String>,
+
+    /// Read references from FILE too, one per line (# comments, blank lines ignored; a lock
+    /// file from `haul lock` is one); - for standard input; repeatable. The same image twice
+    /// is taken once
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Vec<String>,
 
     /// Platform to take from multi-platform images: OS/ARCH[/VARIANT]; repeatable, or
     /// comma-separated (several need --format oci to export) [default: this machine's]
@@ -431,6 +459,10 @@ pub struct PullArgs {
 
     #[command(flatten)]
     pub downloads: DownloadArgs,
+
+    /// Pull every image that can be, then list those that could not (exit status 1)
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 pub mod inspect;
+pub mod list;
 pub mod manifest;
 pub mod pipeline;
 pub mod plan;

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use futures::future::try_join_all;
 
 use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
@@ -43,6 +44,15 @@ pub enum PipelineError {
     Fetch(Box<FetchError>),
     #[error(transparent)]
     Push(#[from] PushError),
+    #[error(
+        "{} of the {total} images could not be used:{}",
+        .failures.len(),
+        .failures.iter().map(|f| format!("\n  {}: {}", f.reference, f.reason)).collect::<String>()
+    )]
+    Images {
+        total: usize,
+        failures: Vec<ImageFailure>,
+    },
     #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,
@@ -52,6 +62,26 @@ pub enum PipelineError {
         source: ExportError,
     },
 }
+
+/// One image of a list that failed, and why (its whole error, on one line).
+#[derive(Debug)]
+pub struct ImageFailure {
+    pub reference: String,
+    pub reason: String,
+}
+
+impl ImageFailure {
+    pub fn new(reference: &Reference, error: &PipelineError) -> ImageFailure {
+        ImageFailure {
+            reference: reference.to_string(),
+            reason: crate::error::describe(error),
+        }
+    }
+}
+
+/// References resolved at once: enough to hide a far registry's latency for a long list,
+/// few enough to be polite to it.
+const RESOLVE_AT_ONCE: usize = 16;
 
 impl From<FetchError> for PipelineError {
     fn from(error: FetchError) -> Self {
@@ -307,32 +337,53 @@ impl Session {
     }
 
     /// Resolves every reference to image manifests (from the cache alone when offline) and
-    /// keeps the manifests in the cache.
+    /// keeps the manifests in the cache. Every reference that fails is reported, each with
+    /// its reason (one failing alone is its own error).
     pub async fn resolve(
         &self,
         request: &ImageRequest,
     ) -> Result<Vec<ResolvedImage>, PipelineError> {
-        let choice = &request.platforms;
-        let resolved: Vec<ResolvedImage> = if self.offline {
-            try_join_all(
-                request
-                    .references
-                    .iter()
-                    .map(|r| resolve_offline(&self.store, r, choice)),
-            )
-            .await?
-        } else {
-            try_join_all(
-                request
-                    .references
-                    .iter()
-                    .map(|r| resolve(&self.client, r, choice)),
-            )
-            .await?
+        let (resolved, mut failures) = self.resolve_each(request).await?;
+        match failures.len() {
+            0 => Ok(resolved),
+            1 if request.references.len() == 1 => Err(failures.remove(0).1),
+            _ => Err(PipelineError::Images {
+                total: request.references.len(),
+                failures: failures
+                    .into_iter()
+                    .map(|(reference, error)| ImageFailure::new(&reference, &error))
+                    .collect(),
+            }),
         }
-        .into_iter()
-        .flatten()
-        .collect();
+    }
+
+    /// Resolves what it can: the images of the references that resolve, and each that does
+    /// not with its error. References resolve concurrently (a few round trips for a long list,
+    /// not one per image); one given by digest whose manifest is cached needs no request.
+    pub async fn resolve_each(
+        &self,
+        request: &ImageRequest,
+    ) -> Result<(Vec<ResolvedImage>, Vec<(Reference, PipelineError)>), PipelineError> {
+        let choice = &request.platforms;
+        let outcomes = futures::stream::iter(request.references.iter().map(|r| async move {
+            let result = if self.offline {
+                resolve_offline(&self.store, r, choice).await
+            } else {
+                resolve(&self.client, &self.store, r, choice).await
+            };
+            (r, result)
+        }))
+        .buffered(RESOLVE_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+        let mut resolved = Vec::new();
+        let mut failures = Vec::new();
+        for (reference, outcome) in outcomes {
+            match outcome {
+                Ok(images) => resolved.extend(images),
+                Err(error) => failures.push((reference.clone(), PipelineError::from(error))),
+            }
+        }
         // Each manifest once (the platforms of one index share it).
         let manifests: std::collections::BTreeMap<Digest, Vec<u8>> = resolved
             .iter()
@@ -347,7 +398,7 @@ impl Session {
             Ok::<_, CacheError>(())
         })
         .await?;
-        Ok(resolved)
+        Ok((resolved, failures))
     }
 
     /// Parses an image's config and checks the image against it: the platform asked for,

@@ -113,17 +113,32 @@ impl std::fmt::Display for PlatformKey {
 }
 
 /// Fetches the manifest `reference` names and, for an index, the entries `choice` selects.
+/// A manifest asked for by digest is read from `store` when it is there (content by digest
+/// never changes): a reference pinned by digest whose manifests are cached needs no request.
 pub async fn resolve(
     client: &Client,
+    store: &BlobStore,
     reference: &Reference,
     choice: &PlatformChoice,
 ) -> Result<Vec<ResolvedImage>, ResolveError> {
-    let top = client.get_manifest(reference).await?;
     let fetch = async |digest: &Digest| {
+        if store.blob_path(digest).is_file()
+            && let Ok(bytes) = store.read_verified(digest)
+        {
+            return Ok(FetchedManifest {
+                digest: digest.clone(),
+                bytes,
+                content_type: None,
+            });
+        }
         client
             .get_manifest_by(reference, &Identifier::Digest(digest.clone()))
             .await
             .map_err(ResolveError::from)
+    };
+    let top = match reference.digest() {
+        Some(digest) => fetch(digest).await?,
+        None => client.get_manifest(reference).await?,
     };
     select(reference, top, choice, fetch).await
 }

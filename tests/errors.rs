@@ -230,6 +230,12 @@ fn each_cause_once_and_an_output_folder_gets_the_default_name() {
         "keep me\n"
     );
     // Two images cannot both take a default name: the message says how to name the tar.
-    haul.run(&["export", &reference, &reference, "-o", "adir/"])
+    registry.push(
+        &repository,
+        "v2",
+        &Image::runnable("y", vec![], Compression::Gzip, false),
+    );
+    let second = format!("{}/{repository}:v2", registry.host());
+    haul.run(&["export", &reference, &second, "-o", "adir/"])
         .failure(&["2 images go into one tar", "-o adir/FILE"]);
 }

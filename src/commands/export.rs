@@ -19,7 +19,8 @@ enum Target {
 }
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
-    let count = args.images.references.len();
+    let request = image_request(&args.images)?;
+    let count = request.references.len();
     let target = match args.output.as_deref() {
         _ if args.load => Target::Ready(Output::Command(vec![
             "docker".to_string(),
@@ -83,7 +84,6 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     for path in &args.since {
         since.push(Receipt::read(path).await?);
     }
-    let request = image_request(&args.images)?;
     let session = global
         .session(&args.images, usize::from(args.downloads.jobs))
         .await?;

@@ -7,6 +7,7 @@ mod copy;
 mod export;
 mod inspect;
 mod load;
+mod lock;
 mod pull;
 mod push;
 mod verify;
@@ -24,6 +25,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::cli::{Cli, Command, ImageArgs, LoginArgs, ProgressMode};
 use crate::config;
+use crate::list::ImageList;
 use crate::pipeline::{ImageRequest, Session, SessionOptions};
 use crate::platform::Platform;
 use crate::progress::{Bars, Json, Lines, Progress, Silent};
@@ -136,6 +138,7 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Cache(command) => cache::run(&global, command).await,
         Command::Push(args) => push::run(&global, args).await,
         Command::Copy(args) => copy::run(&global, args).await,
+        Command::Lock(args) => lock::run(&global, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
         Command::Verify(_) | Command::Load(_) => unreachable!("handled above"),
     }
@@ -260,17 +263,61 @@ fn print_pushed(global: &Global, summary: &crate::push::PushSummary) {
     );
 }
 
-/// The references and platforms `args` name.
+/// The references and platforms `args` name: the lists `-f` names, then the arguments,
+/// each image once.
 fn image_request(args: &ImageArgs) -> anyhow::Result<ImageRequest> {
-    let references = args
-        .references
+    let lists = read_lists(&args.file, args.login.password_stdin)?;
+    image_request_from(args, &lists)
+}
+
+/// As [`image_request`], with the lists already read.
+fn image_request_from(args: &ImageArgs, lists: &[ImageList]) -> anyhow::Result<ImageRequest> {
+    let mut references: Vec<Reference> = lists
         .iter()
-        .map(|r| r.parse::<Reference>())
-        .collect::<Result<Vec<_>, _>>()?;
+        .flat_map(|list| list.references().cloned().collect::<Vec<_>>())
+        .collect();
+    for text in &args.references {
+        references.push(text.parse::<Reference>()?);
+    }
+    let references = crate::list::distinct(references);
+    anyhow::ensure!(
+        !references.is_empty(),
+        "no image given: the lists named with -f hold no reference"
+    );
     Ok(ImageRequest {
         references,
         platforms: platform_choice(args)?,
     })
+}
+
+/// Reads and parses the lists `-f` names (`-` is standard input, once).
+fn read_lists(files: &[String], password_stdin: bool) -> anyhow::Result<Vec<ImageList>> {
+    let stdin_uses = files.iter().filter(|f| *f == "-").count() + usize::from(password_stdin);
+    anyhow::ensure!(
+        stdin_uses <= 1,
+        "standard input can be read once: give the list (-f -) or the password \
+         (--password-stdin) on it, and the other from a file"
+    );
+    let mut lists = Vec::new();
+    for file in files {
+        let (name, text) = if file == "-" {
+            anyhow::ensure!(
+                !std::io::stdin().is_terminal(),
+                "-f - reads the list from standard input; pipe it in or give a FILE"
+            );
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the list from standard input")?;
+            ("standard input".to_string(), text)
+        } else {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the list {file}"))?;
+            (file.clone(), text)
+        };
+        lists.push(ImageList::parse(&name, &text)?);
+    }
+    Ok(lists)
 }
 
 /// What --platform and --all-platforms ask for; the host's platform when neither is given.

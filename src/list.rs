@@ -1,0 +1,138 @@
+//! Image lists (`-f FILE`): one reference per line; `#` starts a comment (a whole line, or
+//! after the reference); blank lines are ignored. A lock file (`haul lock`) is such a list,
+//! each reference pinned by digest, its comments kept.
+
+use std::fmt;
+
+use crate::reference::{Reference, ReferenceError};
+
+/// One line of a list, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A reference, as written, and what follows it on the line (a comment), if anything.
+    Reference {
+        text: String,
+        reference: Reference,
+        comment: Option<String>,
+    },
+    /// A comment or blank line, kept as it is.
+    Other(String),
+}
+
+/// A list read from a file (or standard input).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageList {
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {source}")]
+pub struct ListError {
+    /// The file, as the user named it (`standard input` for `-`).
+    pub file: String,
+    pub line: usize,
+    #[source]
+    pub source: ReferenceError,
+}
+
+impl ImageList {
+    /// Parses `text`, read from `file` (named so in errors).
+    pub fn parse(file: &str, text: &str) -> Result<ImageList, ListError> {
+        let mut lines = Vec::new();
+        for (number, raw) in text.lines().enumerate() {
+            let (content, comment) = match raw.find('#') {
+                Some(at) => (&raw[..at], Some(raw[at..].to_string())),
+                None => (raw, None),
+            };
+            let text = content.trim();
+            if text.is_empty() {
+                lines.push(Line::Other(raw.to_string()));
+                continue;
+            }
+            let reference = text.parse::<Reference>().map_err(|source| ListError {
+                file: file.to_string(),
+                line: number + 1,
+                source,
+            })?;
+            lines.push(Line::Reference {
+                text: text.to_string(),
+                reference,
+                comment,
+            });
+        }
+        Ok(ImageList { lines })
+    }
+
+    /// The references, in order.
+    pub fn references(&self) -> impl Iterator<Item = &Reference> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::Reference { reference, .. } => Some(reference),
+            Line::Other(_) => None,
+        })
+    }
+}
+
+impl fmt::Display for ImageList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.lines {
+            match line {
+                Line::Reference { text, comment, .. } => match comment {
+                    Some(comment) => writeln!(f, "{text}  {comment}")?,
+                    None => writeln!(f, "{text}")?,
+                },
+                Line::Other(text) => writeln!(f, "{text}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `references` without repeats (the same image however it is spelt: `busybox` and
+/// `docker.io/library/busybox:latest`), first occurrence kept.
+pub fn distinct(references: impl IntoIterator<Item = Reference>) -> Vec<Reference> {
+    let mut seen = std::collections::HashSet::new();
+    references
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_references_comments_and_blank_lines() {
+        let text = "# release 1.2\n\nbusybox:1.36\n  nginx:1.27   # the web tier\n\n# end\n";
+        let list = ImageList::parse("images.txt", text).unwrap();
+        let names: Vec<String> = list.references().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            vec![
+                "docker.io/library/busybox:1.36",
+                "docker.io/library/nginx:1.27"
+            ]
+        );
+        // Written back, it keeps its comments and blank lines.
+        assert_eq!(
+            list.to_string(),
+            "# release 1.2\n\nbusybox:1.36\nnginx:1.27  # the web tier\n\n# end\n"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_named_by_file_and_number() {
+        let error = ImageList::parse("images.txt", "busybox\n\nNot Valid!\n").unwrap_err();
+        assert_eq!(error.line, 3);
+        assert!(error.to_string().starts_with("images.txt:3: "), "{error}");
+    }
+
+    #[test]
+    fn the_same_image_twice_is_taken_once() {
+        let references: Vec<Reference> = ["busybox", "docker.io/library/busybox:latest", "nginx"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        assert_eq!(distinct(references).len(), 2);
+    }
+}

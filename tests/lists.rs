@@ -1,0 +1,195 @@
+//! Image lists (`-f FILE`) and lock files (`haul lock`): comments, blank lines, duplicates,
+//! standard input, bad lines named by FILE:LINE, every failing reference reported, `pull
+//! --keep-going`, and a lock that exports exactly what it pinned, with no request once cached.
+
+mod fault_proxy;
+mod harness;
+
+use harness::*;
+
+fn app(registry: &Registry, repository: &str, tag: &str, message: &str) -> Pushed {
+    let image = Image::runnable(
+        message,
+        vec![Layer::text(
+            "etc/message",
+            &format!("{message}\n"),
+            Compression::Gzip,
+        )],
+        Compression::Gzip,
+        false,
+    );
+    registry.push(repository, tag, &image)
+}
+
+fn repo_tags(tar: &std::path::Path) -> Vec<String> {
+    tar_json(tar, "manifest.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| {
+            entry["RepoTags"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_list_with_comments_blank_lines_and_repeats_exports_each_image_once() {
+    let registry = Registry::start();
+    let alpha = app(&registry, &unique("test/list-a"), "v1", "alpha");
+    let beta = app(&registry, &unique("test/list-b"), "v1", "beta");
+    let gamma = app(&registry, &unique("test/list-c"), "v1", "gamma");
+    let haul = Haul::new();
+    let list = format!(
+        "# release 1\n\n{}   # the first\n{}\n\n{}\n",
+        alpha.reference, beta.reference, alpha.reference
+    );
+    std::fs::write(haul.workdir.path().join("images.txt"), &list).unwrap();
+
+    // From the file, plus one more as an argument (and one the file has already).
+    haul.run(&[
+        "export",
+        "-f",
+        "images.txt",
+        &gamma.reference,
+        &beta.reference,
+        "-o",
+        "bundle.tar",
+    ])
+    .success();
+    let tags = repo_tags(&haul.workdir.path().join("bundle.tar"));
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    for pushed in [&alpha, &beta, &gamma] {
+        assert!(tags.contains(&pushed.reference), "{tags:?}");
+    }
+
+    // From standard input.
+    let run = haul.run_stdin(&["export", "-f", "-", "-o", "stdin.tar"], &list);
+    run.success();
+    assert_eq!(repo_tags(&haul.workdir.path().join("stdin.tar")).len(), 2);
+
+    // A bad line is named by its file and number; nothing is written.
+    std::fs::write(
+        haul.workdir.path().join("bad.txt"),
+        format!("{}\n\nNot A Reference!\n", alpha.reference),
+    )
+    .unwrap();
+    haul.run(&["export", "-f", "bad.txt", "-o", "bad.tar"])
+        .failure(&["bad.txt:3:"]);
+    assert!(!haul.workdir.path().join("bad.tar").exists());
+    // A list on standard input and a password there too cannot both be.
+    haul.run_stdin(
+        &["pull", "-f", "-", "--username", "u", "--password-stdin"],
+        &list,
+    )
+    .failure(&["standard input can be read once"]);
+}
+
+#[test]
+fn every_failing_reference_is_reported_and_keep_going_pulls_the_rest() {
+    let registry = Registry::start();
+    let good = app(&registry, &unique("test/list-good"), "v1", "good");
+    let missing_tag = format!("{}/{}:nope", registry.host(), unique("test/list-good"));
+    let missing_repo = format!("{}/{}:v1", registry.host(), unique("test/absent"));
+    let haul = Haul::new();
+    std::fs::write(
+        haul.workdir.path().join("images.txt"),
+        format!("{missing_tag}\n{}\n{missing_repo}\n", good.reference),
+    )
+    .unwrap();
+
+    let run = haul
+        .run(&["export", "-f", "images.txt", "-o", "all.tar"])
+        .failure(&[
+            "2 of the 3 images could not be used",
+            &missing_tag,
+            &missing_repo,
+        ]);
+    assert!(
+        !run.stderr.contains(&format!("{}:", good.reference)),
+        "{}",
+        run.stderr
+    );
+    assert!(!haul.workdir.path().join("all.tar").exists());
+
+    // --keep-going: the good one is pulled, the others listed, exit status 1.
+    haul.run(&["pull", "-f", "images.txt", "--keep-going"])
+        .failure(&[
+            "2 of the 3 images could not be used",
+            &missing_tag,
+            &missing_repo,
+        ]);
+    haul.run(&["export", &good.reference, "--offline", "-o", "good.tar"])
+        .success();
+}
+
+#[test]
+fn a_lock_pins_what_the_tags_name_and_exports_it_later_unchanged_without_a_request() {
+    let registry = Registry::start();
+    let repository = unique("test/lock");
+    let v1 = app(&registry, &repository, "stable", "first");
+    let other = app(&registry, &unique("test/lock-other"), "v1", "other");
+    let haul = Haul::new();
+    let list = format!(
+        "# the release\n{}\n\n{}  # pinned too\n",
+        v1.reference, other.reference
+    );
+    std::fs::write(haul.workdir.path().join("images.txt"), &list).unwrap();
+
+    haul.run(&["lock", "-f", "images.txt", "-o", "images.lock"])
+        .success();
+    let lock = std::fs::read_to_string(haul.workdir.path().join("images.lock")).unwrap();
+    assert_eq!(
+        lock,
+        format!(
+            "# the release\n{}@{}\n\n{}@{}  # pinned too\n",
+            v1.reference, v1.manifest_digest, other.reference, other.manifest_digest
+        )
+    );
+    haul.run(&["export", "-f", "images.lock", "-o", "locked-1.tar"])
+        .success();
+
+    // The tag moves: the list follows it, the lock does not.
+    let v2 = app(&registry, &repository, "stable", "second");
+    assert_ne!(v1.manifest_digest, v2.manifest_digest);
+    haul.run(&["export", "-f", "images.lock", "-o", "locked-2.tar"])
+        .success();
+    let first = std::fs::read(haul.workdir.path().join("locked-1.tar")).unwrap();
+    let second = std::fs::read(haul.workdir.path().join("locked-2.tar")).unwrap();
+    assert!(first == second, "the export from the lock changed");
+    haul.run(&["export", "-f", "images.txt", "-o", "list.tar"])
+        .success();
+    let tar = haul.workdir.path().join("list.tar");
+    let index = tar_json(&tar, "index.json");
+    let digests: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        digests.contains(&v2.manifest_digest.as_str()),
+        "{digests:?}"
+    );
+
+    // Locking the lock again moves its pins to what the tags name now.
+    haul.run(&["lock", "-f", "images.lock", "-o", "images.lock"])
+        .success();
+    let relocked = std::fs::read_to_string(haul.workdir.path().join("images.lock")).unwrap();
+    assert!(relocked.contains(&v2.manifest_digest), "{relocked}");
+    assert!(relocked.starts_with("# the release\n"), "{relocked}");
+
+    // A lock whose manifests are cached exports without a single request.
+    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let through_proxy = relocked.replace(&registry.host(), &proxy.host());
+    std::fs::write(haul.workdir.path().join("proxied.lock"), &through_proxy).unwrap();
+    haul.run(&["pull", "-f", "proxied.lock"]).success();
+    proxy.clear();
+    haul.run(&["export", "-f", "proxied.lock", "-o", "warm.tar"])
+        .success();
+    assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+}
