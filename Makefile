@@ -39,12 +39,13 @@ demo:
 	$(CARGO) build --release
 	HAUL_BIN=$(TARGET_DIR)/release/haul scripts/demo.sh
 
-# criterion micro-benchmarks, then the end-to-end comparison (writes BENCHMARKS.md).
+# criterion micro-benchmarks, then the end-to-end comparisons (write BENCHMARKS.md).
 bench:
 	scripts/install-test-deps.sh docker-registry busybox-static skopeo curl time
 	$(CARGO) bench
 	$(CARGO) build --release
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench
+	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench_fleet
 
 clean:
 	$(CARGO) clean

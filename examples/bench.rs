@@ -437,6 +437,12 @@ fn main() {
         work.path().join("cat.out").display()
     );
     let cat = run_median(RUNS, sync_drop, &sh(&cat_script));
+    // haul syncs the tar before it gives it its name: so does this one.
+    let cat_sync_script = format!(
+        "{cat_script} && sync {}",
+        work.path().join("cat.out").display()
+    );
+    let cat_sync = run_median(RUNS, sync_drop, &sh(&cat_sync_script));
 
     let skopeo = available("skopeo").then(|| {
         eprintln!("skopeo…");
@@ -519,6 +525,11 @@ fn main() {
     row("haul incremental (top layer changed)", incremental, true);
     row("floor: curl 4 at a time + cat", floor, false);
     row("cat of the same blobs into one file", cat, false);
+    row(
+        "cat of the same blobs, then sync of the copy",
+        cat_sync,
+        false,
+    );
     if let Some(s) = skopeo {
         row("skopeo copy docker:// docker-archive:", s, true);
     }
@@ -533,8 +544,9 @@ fn main() {
     );
     let _ = writeln!(
         table,
-        "- warm / cat: {:.2}x (target ≤ 1.5x)",
-        secs(warm) / secs(cat)
+        "- warm / cat: {:.2}x (target ≤ 1.5x); warm / (cat + sync): {:.2}x (target ≤ 1.3x)",
+        secs(warm) / secs(cat),
+        secs(warm) / secs(cat_sync)
     );
     let _ = writeln!(
         table,

@@ -79,9 +79,29 @@ impl ImageFailure {
     }
 }
 
+/// Where the cache keeps each host's transport (`host transport` lines).
+const TRANSPORTS_FILE: &str = "transports";
+
+/// The transports remembered in `store` (none if the file is missing or unreadable).
+fn remembered_transports(
+    store: &BlobStore,
+) -> std::collections::HashMap<String, crate::registry::endpoint::Transport> {
+    std::fs::read_to_string(store.root().join(TRANSPORTS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (host, name) = line.split_once(' ')?;
+            Some((
+                host.to_string(),
+                crate::registry::endpoint::Transport::from_name(name.trim())?,
+            ))
+        })
+        .collect()
+}
+
 /// References resolved at once: enough to hide a far registry's latency for a long list,
 /// few enough to be polite to it.
-const RESOLVE_AT_ONCE: usize = 16;
+const RESOLVE_AT_ONCE: usize = 32;
 
 impl From<FetchError> for PipelineError {
     fn from(error: FetchError) -> Self {
@@ -140,7 +160,9 @@ impl Session {
                 });
             })
             .await?;
-        let client = Arc::new(Client::new(options.registry)?);
+        let mut registry = options.registry;
+        registry.remembered_transports = remembered_transports(&store);
+        let client = Arc::new(Client::new(registry)?);
         let fetcher = Fetcher::new(
             client.clone(),
             store.clone(),
@@ -233,7 +255,9 @@ impl Session {
             .map(|r| r.reference.clone())
             .filter(|r| r.registry() == dest.registry())
             .collect();
-        Ok(self.pusher(jobs).push(&images, &holders, "").await?)
+        let summary = self.pusher(jobs).push(&images, &holders, "").await?;
+        self.remember_transports();
+        Ok(summary)
     }
 
     /// An index and every manifest it names, children first, with their blobs: those the
@@ -649,7 +673,29 @@ impl Session {
         }
         let index = self.store.index();
         crate::blocking::run(move || index.record_run(&refs, &uses)).await?;
+        self.remember_transports();
         Ok(())
+    }
+
+    /// Keeps the transport each host took for the next run (best effort: losing it costs one
+    /// probe). Only hosts that may use more than one are worth it, but all are cheap.
+    pub fn remember_transports(&self) {
+        let mut all = remembered_transports(&self.store);
+        let learned = self.client.learned_transports();
+        if learned.iter().all(|(host, t)| all.get(host) == Some(t)) {
+            return;
+        }
+        all.extend(learned);
+        let mut text: Vec<String> = all
+            .iter()
+            .map(|(host, transport)| format!("{host} {}", transport.name()))
+            .collect();
+        text.sort();
+        let path = self.store.root().join(TRANSPORTS_FILE);
+        let temp = path.with_extension(format!("{}.new", std::process::id()));
+        if std::fs::write(&temp, text.join("\n") + "\n").is_ok() {
+            let _ = std::fs::rename(&temp, &path);
+        }
     }
 }
 

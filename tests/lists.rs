@@ -193,3 +193,35 @@ fn a_lock_pins_what_the_tags_name_and_exports_it_later_unchanged_without_a_reque
         .success();
     assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
 }
+
+#[test]
+fn a_plain_http_registry_is_probed_with_tls_once_then_remembered() {
+    let registry = Registry::start();
+    let references: Vec<Pushed> = (0..6)
+        .map(|i| {
+            app(
+                &registry,
+                &unique("test/probe"),
+                "v1",
+                &format!("probe {i}"),
+            )
+        })
+        .collect();
+    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let list: String = references
+        .iter()
+        .map(|p| p.reference.replace(&registry.host(), &proxy.host()) + "\n")
+        .collect();
+    let haul = Haul::new();
+    std::fs::write(haul.workdir.path().join("images.txt"), list).unwrap();
+    // Six images resolved at once: one TLS attempt finds the host speaks plain HTTP, and the
+    // others wait for it instead of each trying.
+    haul.run(&["pull", "-f", "images.txt"]).success();
+    assert_eq!(proxy.tls_attempts(), 1);
+    // The next run remembers (in the cache): no TLS attempt at all.
+    proxy.clear();
+    haul.run(&["export", "-f", "images.txt", "-o", "all.tar"])
+        .success();
+    assert_eq!(proxy.tls_attempts(), 0);
+    assert!(!proxy.requests().is_empty());
+}

@@ -213,6 +213,8 @@ impl Global {
             read_timeout: Some(self.stall_timeout),
             retries: self.retries,
             limit_rate: self.limit_rate,
+            // The session fills these in from its cache.
+            remembered_transports: HashMap::new(),
         })
     }
 

@@ -90,6 +90,7 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
         .pusher(jobs)
         .push(&images.images, &images.holders, &images.first)
         .await?;
+    session.remember_transports();
     print_pushed(global, &summary);
     Ok(())
 }

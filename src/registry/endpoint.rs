@@ -27,6 +27,24 @@ impl Transport {
             Transport::Http => "http",
         }
     }
+
+    /// Its name where it is remembered between runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Https { verify: true } => "https",
+            Transport::Https { verify: false } => "https-unverified",
+            Transport::Http => "http",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Transport> {
+        match name {
+            "https" => Some(Transport::Https { verify: true }),
+            "https-unverified" => Some(Transport::Https { verify: false }),
+            "http" => Some(Transport::Http),
+            _ => None,
+        }
+    }
 }
 
 /// The scheme written in front of a mirror, if any.

@@ -53,6 +53,9 @@ pub struct RegistryOptions {
     pub retries: u32,
     /// One bandwidth cap, in bytes per second, shared by all downloads.
     pub limit_rate: Option<u64>,
+    /// The transport each host took in earlier runs: tried first, so a plain-HTTP registry is
+    /// not probed with TLS again on every run (only among the transports a host may use).
+    pub remembered_transports: HashMap<String, Transport>,
 }
 
 impl RegistryOptions {
@@ -92,6 +95,8 @@ pub struct Client {
     auth: Mutex<HashMap<(String, String), AuthSlot>>,
     /// The transport that worked for each host this run, so probing happens once.
     transports: Mutex<HashMap<String, Transport>>,
+    /// Per host, held by the request that is finding its transport.
+    probing: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Mirrors that could not be reached this run: not asked again.
     unreachable_mirrors: Mutex<HashSet<String>>,
     rate_limiter: Option<std::sync::Arc<RateLimiter>>,
@@ -124,6 +129,7 @@ impl Client {
             options,
             auth: Mutex::new(HashMap::new()),
             transports: Mutex::new(HashMap::new()),
+            probing: Mutex::new(HashMap::new()),
             unreachable_mirrors: Mutex::new(HashSet::new()),
         })
     }
@@ -443,10 +449,45 @@ impl Client {
         call: &Call<'_>,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
-        let known = self.transports.lock().unwrap().get(&endpoint.host).copied();
+        let mut known = self.transports.lock().unwrap().get(&endpoint.host).copied();
+        // The first request to a host finds its transport; requests started meanwhile wait for
+        // it instead of each probing (a host that lets a TLS attempt hang would hold them all).
+        // A transport remembered from an earlier run is tried at once, by all.
+        let remembered = self
+            .options
+            .remembered_transports
+            .get(&endpoint.host)
+            .is_some_and(|t| endpoint.transports.contains(t));
+        let _probing = match known {
+            Some(_) => None,
+            None if remembered => None,
+            None => {
+                let gate = self
+                    .probing
+                    .lock()
+                    .unwrap()
+                    .entry(endpoint.host.clone())
+                    .or_default()
+                    .clone();
+                let held = gate.lock_owned().await;
+                known = self.transports.lock().unwrap().get(&endpoint.host).copied();
+                // Found meanwhile: go on at once, alongside the others.
+                known.is_none().then_some(held)
+            }
+        };
         let candidates = match known {
             Some(transport) => vec![transport],
-            None => endpoint.transports.clone(),
+            None => {
+                // What worked last time first, then the others in their order.
+                let mut candidates = endpoint.transports.clone();
+                if let Some(remembered) = self.options.remembered_transports.get(&endpoint.host)
+                    && let Some(at) = candidates.iter().position(|t| t == remembered)
+                {
+                    let remembered = candidates.remove(at);
+                    candidates.insert(0, remembered);
+                }
+                candidates
+            }
         };
         let mut last_error = None;
         for transport in candidates {
@@ -524,6 +565,11 @@ impl Client {
             registry: endpoint.registry.clone(),
             source: last_error.expect("an endpoint has at least one transport"),
         })
+    }
+
+    /// The transport each host took this run (to remember for the next).
+    pub fn learned_transports(&self) -> HashMap<String, Transport> {
+        self.transports.lock().unwrap().clone()
     }
 
     fn unverified_client(&self) -> &reqwest::Client {

@@ -83,6 +83,8 @@ struct Rule {
 struct State {
     rules: Vec<Rule>,
     seen: Vec<Seen>,
+    /// Connections that opened with a TLS ClientHello (refused).
+    tls_attempts: u64,
 }
 
 pub struct FaultProxy {
@@ -152,7 +154,13 @@ impl FaultProxy {
         let mut state = self.state.lock().unwrap();
         state.rules.clear();
         state.seen.clear();
+        state.tls_attempts = 0;
         self.blob_bytes.store(0, Ordering::SeqCst);
+    }
+
+    /// Connections that opened with a TLS ClientHello since start or the last clear.
+    pub fn tls_attempts(&self) -> u64 {
+        self.state.lock().unwrap().tls_attempts
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -218,6 +226,7 @@ fn serve(
     // so refuse it at once, as a real one would, without recording a request.
     let mut first = [0u8; 1];
     if client.peek(&mut first)? == 1 && first[0] == 0x16 {
+        state.lock().unwrap().tls_attempts += 1;
         return Ok(());
     }
     let mut reader = BufReader::new(client.try_clone()?);
