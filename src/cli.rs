@@ -116,7 +116,8 @@ const COPY_EXAMPLES: &str = "\
 Examples:
   haul copy nginx:1.27 registry.site:5000/library/nginx            # keeps the tag 1.27
   haul copy nginx:1.27 registry.site:5000/web/nginx:stable --all-platforms   # index digest kept
-  haul copy app:1 registry.site:5000/team/app:1 --offline          # from the cache alone";
+  haul copy app:1 registry.site:5000/team/app:1 --offline          # from the cache alone
+  haul copy -f images.lock registry.site:5000/mirror               # a list: DEST/<repository>:<tag>";
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:
@@ -334,14 +335,16 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// The image to copy: NAME[:TAG][@DIGEST]
-    #[arg(value_name = "SOURCE")]
-    pub source: String,
+    /// SOURCE DEST: one image (NAME[:TAG][@DIGEST]) to REGISTRY/REPOSITORY[:TAG] (without a
+    /// tag: the source's; by digest only when the source names a digest alone). SOURCE...
+    /// DEST, or -f LIST DEST: each image to DEST/<repository>:<tag>, DEST being
+    /// REGISTRY[/PREFIX]
+    #[arg(value_name = "SOURCE... DEST", required = true, num_args = 1..)]
+    pub paths: Vec<String>,
 
-    /// Where it goes: REGISTRY/REPOSITORY[:TAG] (without a tag: the source's tag, or by
-    /// digest only when the source names a digest alone)
-    #[arg(value_name = "DEST")]
-    pub dest: String,
+    /// Read sources from LIST too, one per line (as for export); - for standard input
+    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    pub file: Vec<String>,
 
     /// Platform to take from a multi-platform image: OS/ARCH[/VARIANT] [default: this
     /// machine's]

@@ -197,16 +197,14 @@ impl Session {
         }
     }
 
-    /// Copies `plan`'s images (pulled into the cache: see [`Session::pull`]) into `dest`'s
-    /// repository: each image's manifest as the registry served it, and for all platforms
-    /// every manifest the index names and the index itself, so every digest is kept. Tags:
-    /// `dest_tag` (the tag DEST spells out), else the source's; none when the source names a
-    /// digest alone.
+    /// Copies `plan`'s images (pulled into the cache: see [`Session::pull`]) each into the
+    /// repository and tags `target` gives for its reference: each image's manifest as the
+    /// registry served it, and for all platforms every manifest the index names and the index
+    /// itself, so every digest is kept.
     pub async fn copy(
         &self,
         plan: &Plan,
-        dest: &Reference,
-        dest_tag: Option<&str>,
+        target: impl Fn(&Reference) -> (Reference, Vec<String>),
         jobs: usize,
     ) -> Result<PushSummary, PipelineError> {
         let mut images: Vec<PushImage> = Vec::new();
@@ -236,12 +234,9 @@ impl Session {
                     ),
                 ),
             };
-            let tags = match (dest_tag, resolved.reference.tag()) {
-                (Some(tag), _) | (None, Some(tag)) => vec![tag.to_string()],
-                (None, None) => Vec::new(),
-            };
+            let (repository, tags) = target(&resolved.reference);
             images.push(PushImage {
-                repository: dest.clone(),
+                repository,
                 tags,
                 manifests,
                 blobs,
@@ -253,7 +248,11 @@ impl Session {
             .resolved
             .iter()
             .map(|r| r.reference.clone())
-            .filter(|r| r.registry() == dest.registry())
+            .filter(|r| {
+                images
+                    .iter()
+                    .any(|i| i.repository.registry() == r.registry())
+            })
             .collect();
         let summary = self.pusher(jobs).push(&images, &holders, "").await?;
         self.remember_transports();

@@ -225,3 +225,36 @@ fn a_plain_http_registry_is_probed_with_tls_once_then_remembered() {
     assert_eq!(proxy.tls_attempts(), 0);
     assert!(!proxy.requests().is_empty());
 }
+
+#[test]
+fn copy_takes_a_list_into_a_prefix_keeping_each_name_and_digest() {
+    let source = Registry::start();
+    let alpha_repository = unique("test/copy-list-a");
+    let beta_repository = unique("test/copy-list-b");
+    let alpha = app(&source, &alpha_repository, "v1", "alpha");
+    let beta = app(&source, &beta_repository, "v2", "beta");
+    let haul = Haul::new();
+    std::fs::write(
+        haul.workdir.path().join("images.txt"),
+        format!("{}\n# beta too\n{}\n", alpha.reference, beta.reference),
+    )
+    .unwrap();
+    let dest = Registry::start();
+    let prefix = format!("{}/mirror", dest.host());
+    let run = haul.run(&["copy", "-f", "images.txt", &prefix]).success();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    for (repository, tag, pushed) in [
+        (&alpha_repository, "v1", &alpha),
+        (&beta_repository, "v2", &beta),
+    ] {
+        let line = format!("{prefix}/{repository}:{tag}@{}", pushed.manifest_digest);
+        assert!(stdout.contains(&line), "{line} not in {stdout}");
+    }
+    // Several sources as arguments: the same rule, as cp does with a folder.
+    let other = format!("{}/other", dest.host());
+    haul.run(&["copy", &alpha.reference, &beta.reference, &other])
+        .success();
+    // And DEST must be a registry there.
+    haul.run(&["copy", &alpha.reference, &beta.reference, "not-a-registry"])
+        .failure(&["must begin with a registry host"]);
+}

@@ -1,30 +1,42 @@
-//! `haul copy SOURCE DEST`: registry to registry through the cache. The source is pulled into
-//! the cache (or read from it with --offline), then pushed with every digest kept.
+//! `haul copy`: registry to registry through the cache. The sources are pulled into the cache
+//! (or read from it with --offline), then pushed with every digest kept. As `cp` does with
+//! folders: one SOURCE and DEST names the destination repository; several sources (or a list)
+//! go under DEST as REGISTRY[/PREFIX], each keeping its repository and tag.
 
-use super::{Global, print_pushed};
+use super::{Global, print_pushed, read_lists};
 use crate::cli::CopyArgs;
 use crate::pipeline::{ImageRequest, LayerForm};
 use crate::platform::Platform;
+use crate::push::tar::{check_destination, repository_of, target};
 use crate::reference::Reference;
 use crate::resolve::PlatformChoice;
 
 pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
-    let source: Reference = args.source.parse()?;
-    if !args.dest.contains('/') {
-        anyhow::bail!(
-            "DEST {:?} names no repository: give REGISTRY/REPOSITORY[:TAG], e.g. \
-             registry.site:5000/team/app",
-            args.dest
-        );
+    let (dest, sources) = args
+        .paths
+        .split_last()
+        .expect("clap requires at least one path");
+    let lists = read_lists(&args.file, args.login.password_stdin)?;
+    let mut references: Vec<Reference> = lists
+        .iter()
+        .flat_map(|list| list.references().cloned().collect::<Vec<_>>())
+        .collect();
+    for source in sources {
+        references.push(source.parse()?);
     }
-    let dest: Reference = args.dest.parse()?;
-    if dest.digest().is_some() {
-        anyhow::bail!(
-            "{}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the \
-             digest is the source's, and is kept)",
-            args.dest
-        );
-    }
+    let references = crate::list::distinct(references);
+    anyhow::ensure!(
+        !references.is_empty(),
+        "nothing to copy: give SOURCE DEST, or a list with -f LIST and DEST"
+    );
+    let into_prefix = !args.file.is_empty() || sources.len() > 1;
+    // One image: DEST is its repository. Check it before any download.
+    let single = if into_prefix {
+        check_destination(dest)?;
+        None
+    } else {
+        Some(single_destination(dest)?)
+    };
     let platforms = if args.all_platforms {
         PlatformChoice::All
     } else {
@@ -42,7 +54,7 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     let jobs = usize::from(args.transfers.jobs);
     let session = global.session_with(&args.login, jobs, args.offline).await?;
     let request = ImageRequest {
-        references: vec![source],
+        references,
         platforms,
     };
     let resolved = session.resolve(&request).await?;
@@ -50,14 +62,70 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         .plan(resolved, &request.platforms, LayerForm::AsServed)
         .await?;
     session.pull(&plan).await?;
-    // A tag DEST spells out (parsing fills in `latest` when it names none).
-    let dest_tag = args
-        .dest
-        .rsplit('/')
-        .next()
-        .filter(|last| last.contains(':') && !args.dest.contains('@'))
-        .and(dest.tag());
-    let summary = session.copy(&plan, &dest, dest_tag, jobs).await?;
+    let summary = match single {
+        Some((repository, tag)) => {
+            session
+                .copy(
+                    &plan,
+                    |source| {
+                        // DEST's tag, else the source's; none for a digest alone.
+                        let tags = match (&tag, source.tag()) {
+                            (Some(tag), _) => vec![tag.clone()],
+                            (None, Some(tag)) => vec![tag.to_string()],
+                            (None, None) => Vec::new(),
+                        };
+                        (repository.clone(), tags)
+                    },
+                    jobs,
+                )
+                .await?
+        }
+        None => {
+            // Each under DEST with its own repository and tag (checked when parsed).
+            let mut targets = Vec::new();
+            for reference in &request.references {
+                let name = repository_of(&reference.to_string())?;
+                targets.push((reference.clone(), target(dest, &name, &name)?));
+            }
+            session
+                .copy(
+                    &plan,
+                    |source| {
+                        targets
+                            .iter()
+                            .find(|(r, _)| r == source)
+                            .map(|(_, t)| t.clone())
+                            .expect("every source has its target")
+                    },
+                    jobs,
+                )
+                .await?
+        }
+    };
     print_pushed(global, &summary);
     Ok(())
+}
+
+/// The repository `dest` names (`REGISTRY/REPOSITORY[:TAG]`), and the tag it spells out.
+fn single_destination(dest: &str) -> anyhow::Result<(Reference, Option<String>)> {
+    if !dest.contains('/') {
+        anyhow::bail!(
+            "DEST {dest:?} names no repository: give REGISTRY/REPOSITORY[:TAG], e.g. \
+             registry.site:5000/team/app"
+        );
+    }
+    let reference: Reference = dest.parse()?;
+    if reference.digest().is_some() {
+        anyhow::bail!(
+            "{dest}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the \
+             digest is the source's, and is kept)"
+        );
+    }
+    // A tag DEST spells out (parsing fills in `latest` when it names none).
+    let last = dest.rsplit('/').next().unwrap_or(dest);
+    let tag = last
+        .contains(':')
+        .then(|| reference.tag().map(str::to_string))
+        .flatten();
+    Ok((reference, tag))
 }

@@ -96,12 +96,7 @@ pub async fn tar_images(
     as_name: Option<&str>,
     jobs: usize,
 ) -> Result<TarImages, TarError> {
-    let host = dest.split('/').next().unwrap_or_default();
-    if !(host.contains('.') || host.contains(':') || host == "localhost") {
-        return Err(TarError::NotARegistry {
-            dest: dest.to_string(),
-        });
-    }
+    check_destination(dest)?;
     if let Some(name) = as_name.filter(|n| n.contains('@')) {
         return Err(TarError::AsDigest {
             name: name.to_string(),
@@ -191,9 +186,22 @@ pub async fn tar_images(
     })
 }
 
+/// Refuses a `REGISTRY[/PREFIX]` destination that does not begin with a registry host (docker's
+/// rule would read `myregistry/x` as Docker Hub's `myregistry/x`).
+pub fn check_destination(dest: &str) -> Result<(), TarError> {
+    let host = dest.split('/').next().unwrap_or_default();
+    if host.contains('.') || host.contains(':') || host == "localhost" {
+        Ok(())
+    } else {
+        Err(TarError::NotARegistry {
+            dest: dest.to_string(),
+        })
+    }
+}
+
 /// `name` (a full reference, or docker's short form) without its registry:
 /// `library/nginx:1.27`, `team/app@sha256:…`.
-fn repository_of(name: &str) -> Result<String, TarError> {
+pub fn repository_of(name: &str) -> Result<String, TarError> {
     let reference: Reference = name
         .parse()
         .map_err(|e: crate::reference::ReferenceError| TarError::BadName {
@@ -209,7 +217,7 @@ fn repository_of(name: &str) -> Result<String, TarError> {
 }
 
 /// `DEST/name` as a repository and its tags (none when `name` is by digest alone).
-fn target(dest: &str, name: &str, label: &str) -> Result<(Reference, Vec<String>), TarError> {
+pub fn target(dest: &str, name: &str, label: &str) -> Result<(Reference, Vec<String>), TarError> {
     let full = format!("{}/{name}", dest.trim_end_matches('/'));
     let reference: Reference = full
         .parse()
