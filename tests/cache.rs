@@ -337,6 +337,10 @@ fn a_lost_or_damaged_index_is_rebuilt_from_the_blobs() {
     let (reference, pushed) = setup.push(&repository, "v1", &image);
     let haul = Haul::new();
     haul.export(&[&reference], "a.tar");
+    // A run only appends to the index's journal; the next reader folds it in.
+    assert!(haul.cache.path().join("index-v1.journal").is_file());
+    haul.run(&["cache", "ls"]).success();
+    assert!(!haul.cache.path().join("index-v1.journal").exists());
     let index = haul.cache.path().join("index-v1");
     for entry in walk(&index) {
         std::fs::write(entry, b"not a database").unwrap();
