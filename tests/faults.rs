@@ -19,6 +19,8 @@ fn assert_cache_tidy(haul: &Haul) {
         "ingest",
         "index-v1",
         "index-v1.lock",
+        "index-v1.journal",
+        "transports",
         ".lock",
         "CACHEDIR.TAG",
         "quarantine",
