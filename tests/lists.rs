@@ -258,3 +258,35 @@ fn copy_takes_a_list_into_a_prefix_keeping_each_name_and_digest() {
     haul.run(&["copy", &alpha.reference, &beta.reference, "not-a-registry"])
         .failure(&["must begin with a registry host"]);
 }
+
+#[test]
+fn a_lock_of_all_platforms_pins_the_index() {
+    let registry = Registry::start();
+    let repository = unique("test/lock-index");
+    let busybox = Layer::busybox(Compression::Gzip);
+    let amd64 = Image::new(vec![busybox.clone()], true, "amd64", None, "amd64");
+    let arm64 = Image::new(vec![busybox], true, "arm64", Some("v8"), "arm64");
+    let index = registry.push_index(
+        &repository,
+        "multi",
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+        ],
+        true,
+    );
+    let reference = format!("{}/{repository}:multi", registry.host());
+    let haul = Haul::new();
+    let all = haul.run(&["lock", &reference, "--all-platforms"]).success();
+    assert_eq!(
+        String::from_utf8_lossy(&all.stdout),
+        format!("{reference}@{index}\n")
+    );
+    let one = haul
+        .run(&["lock", &reference, "--platform", "linux/arm64/v8"])
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        format!("{reference}@{}\n", sha256(&arm64.manifest()))
+    );
+}
