@@ -361,10 +361,23 @@ pub struct CopyArgs {
     pub offline: bool,
 
     #[command(flatten)]
+    pub signatures: SignatureArgs,
+
+    #[command(flatten)]
     pub transfers: TransferArgs,
 
     #[command(flatten)]
     pub login: LoginArgs,
+}
+
+/// Signatures every image must carry, for export, pull and copy.
+#[derive(Debug, Args)]
+pub struct SignatureArgs {
+    /// Refuse images without a cosign signature by this public key (PEM: ECDSA P-256,
+    /// Ed25519 or RSA, as cosign.pub); repeatable, any one suffices. Keyless signatures are
+    /// not checked
+    #[arg(long = "verify-key", value_name = "FILE")]
+    pub verify_key: Vec<std::path::PathBuf>,
 }
 
 /// How many transfers run at once, for push and copy.
@@ -466,6 +479,9 @@ pub struct PullArgs {
     /// Pull every image that can be, then list those that could not (exit status 1)
     #[arg(long)]
     pub keep_going: bool,
+
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -514,6 +530,9 @@ pub struct ExportArgs {
     /// `--since FILE` needs, in place of the tar
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
 }
 
 /// The tar layouts `export` writes.

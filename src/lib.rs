@@ -32,4 +32,5 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
+pub mod signature;
 pub mod verify;

@@ -23,11 +23,12 @@ use crate::manifest::{Descriptor, ImageConfig, Manifest, ManifestError};
 use crate::plan::Plan;
 use crate::progress::{Event, Progress};
 use crate::push::{Origin, PushBlob, PushError, PushImage, PushManifest, PushSummary, Pusher};
-use crate::reference::Reference;
+use crate::reference::{Identifier, Reference};
 use crate::registry::{BlobFile, Client, RegistryError, RegistryOptions};
 use crate::resolve::{
     PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
 };
+use crate::signature::{self, PublicKey};
 
 /// What a pipeline step can fail with; each wraps a message that names the image or file.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,20 @@ pub enum PipelineError {
         total: usize,
         failures: Vec<ImageFailure>,
     },
+    #[error(
+        "{} not signed by {keys}; nothing was written:{}",
+        if .failures.len() == 1 { "1 image is".to_string() } else { format!("{} images are", .failures.len()) },
+        .failures.iter().map(|f| format!("\n  {}: {}", f.reference, f.reason)).collect::<String>()
+    )]
+    Unsigned {
+        keys: String,
+        failures: Vec<ImageFailure>,
+    },
+    #[error(
+        "--verify-key looks the signatures up in the registry (they are tags that move); it \
+         cannot be used with --offline"
+    )]
+    SignaturesOffline,
     #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,
@@ -61,6 +76,12 @@ pub enum PipelineError {
         #[source]
         source: ExportError,
     },
+}
+
+/// Why an image's signature check did not pass: an error to stop on, or a rejection to report.
+enum SignatureFailure {
+    Error(PipelineError),
+    Rejected(String),
 }
 
 /// One image of a list that failed, and why (its whole error, on one line).
@@ -422,6 +443,110 @@ impl Session {
         })
         .await?;
         Ok((resolved, failures))
+    }
+
+    /// Checks that every image of `resolved` carries a cosign signature by one of `keys`
+    /// (on its own manifest, or on the index it was chosen from), fetched from its registry.
+    /// Every image without one is reported, with the reason.
+    pub async fn check_signatures(
+        &self,
+        resolved: &[ResolvedImage],
+        keys: &[PublicKey],
+    ) -> Result<(), PipelineError> {
+        if self.offline {
+            return Err(PipelineError::SignaturesOffline);
+        }
+        let outcomes = futures::stream::iter(
+            resolved
+                .iter()
+                .map(|image| async move { (image, self.signed(image, keys).await) }),
+        )
+        .buffered(RESOLVE_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+        let mut failures = Vec::new();
+        for (image, outcome) in outcomes {
+            match outcome {
+                Ok(()) => {}
+                Err(SignatureFailure::Error(error)) => return Err(error),
+                Err(SignatureFailure::Rejected(reason)) => failures.push(ImageFailure {
+                    reference: format!("{} ({})", image.reference, image.manifest.digest),
+                    reason,
+                }),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(PipelineError::Unsigned {
+            keys: keys
+                .iter()
+                .map(|k| k.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            failures,
+        })
+    }
+
+    /// Whether `image` carries a signature by one of `keys`, and if not, why.
+    async fn signed(
+        &self,
+        image: &ResolvedImage,
+        keys: &[PublicKey],
+    ) -> Result<(), SignatureFailure> {
+        let mut digests = vec![&image.manifest.digest];
+        digests.extend(image.index.as_ref().map(|i| &i.digest));
+        let mut reason = None;
+        for digest in &digests {
+            let tag = signature::signature_tag(digest);
+            let fetched = match self
+                .client
+                .get_manifest_by(&image.reference, &Identifier::Tag(tag))
+                .await
+            {
+                Ok(fetched) => fetched,
+                Err(RegistryError::NotFound { .. }) => continue,
+                Err(error) => return Err(SignatureFailure::Error(error.into())),
+            };
+            let layers = match signature::signature_layers(&fetched.bytes) {
+                Ok(layers) => layers,
+                Err(rejection) => {
+                    reason = Some(rejection);
+                    continue;
+                }
+            };
+            for layer in layers {
+                let Some(signed) = &layer.signature else {
+                    continue;
+                };
+                let request = BlobRequest::new(
+                    image.reference.clone(),
+                    Descriptor {
+                        media_type: signature::SIMPLE_SIGNING.to_string(),
+                        digest: layer.payload.clone(),
+                        size: layer.size,
+                        platform: None,
+                        annotations: Default::default(),
+                    },
+                );
+                let payload = self
+                    .fetcher
+                    .read_small(&request)
+                    .await
+                    .map_err(|e| SignatureFailure::Error(e.into()))?;
+                match signature::check(keys, &payload, signed, &digests) {
+                    Ok(()) => return Ok(()),
+                    Err(rejection) => reason = Some(rejection),
+                }
+            }
+        }
+        Err(SignatureFailure::Rejected(match reason {
+            Some(rejection) => rejection.to_string(),
+            None => format!(
+                "it has no cosign signature (no tag {} in its repository)",
+                signature::signature_tag(&image.manifest.digest)
+            ),
+        }))
     }
 
     /// Parses an image's config and checks the image against it: the platform asked for,

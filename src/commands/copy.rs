@@ -3,7 +3,7 @@
 //! folders: one SOURCE and DEST names the destination repository; several sources (or a list)
 //! go under DEST as REGISTRY[/PREFIX], each keeping its repository and tag.
 
-use super::{Global, print_pushed, read_lists};
+use super::{Global, print_pushed, read_lists, verify_keys};
 use crate::cli::CopyArgs;
 use crate::pipeline::{ImageRequest, LayerForm};
 use crate::platform::Platform;
@@ -17,6 +17,7 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         .split_last()
         .expect("clap requires at least one path");
     let lists = read_lists(&args.file, args.login.password_stdin)?;
+    let keys = verify_keys(&args.signatures)?;
     let mut references: Vec<Reference> = lists
         .iter()
         .flat_map(|list| list.references().cloned().collect::<Vec<_>>())
@@ -58,6 +59,9 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         platforms,
     };
     let resolved = session.resolve(&request).await?;
+    if !keys.is_empty() {
+        session.check_signatures(&resolved, &keys).await?;
+    }
     let plan = session
         .plan(resolved, &request.platforms, LayerForm::AsServed)
         .await?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::{Global, image_request};
+use super::{Global, image_request, verify_keys};
 use crate::cli::{ExportArgs, Format};
 use crate::delta::Receipt;
 use crate::export::{Layout, Output};
@@ -20,6 +20,7 @@ enum Target {
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let request = image_request(&args.images)?;
+    let keys = verify_keys(&args.signatures)?;
     let count = request.references.len();
     let target = match args.output.as_deref() {
         _ if args.load => Target::Ready(Output::Command(vec![
@@ -88,6 +89,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .session(&args.images, usize::from(args.downloads.jobs))
         .await?;
     let resolved = session.resolve(&request).await?;
+    if !keys.is_empty() {
+        session.check_signatures(&resolved, &keys).await?;
+    }
     let plan = session.plan(resolved, &request.platforms, layers).await?;
     let output = match target {
         Target::Ready(output) => output,

@@ -265,6 +265,17 @@ fn print_pushed(global: &Global, summary: &crate::push::PushSummary) {
     );
 }
 
+/// The keys `--verify-key` names, read (a bad key fails before anything is fetched).
+fn verify_keys(
+    args: &crate::cli::SignatureArgs,
+) -> anyhow::Result<Vec<crate::signature::PublicKey>> {
+    Ok(args
+        .verify_key
+        .iter()
+        .map(|path| crate::signature::PublicKey::read(path))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// The references and platforms `args` name: the lists `-f` names, then the arguments,
 /// each image once.
 fn image_request(args: &ImageArgs) -> anyhow::Result<ImageRequest> {

@@ -1,17 +1,21 @@
 //! `haul pull`: fill the cache with images, write no tar (a CI warm-up, or before going offline).
 
-use super::{Global, image_request};
+use super::{Global, image_request, verify_keys};
 use crate::cli::PullArgs;
 use crate::pipeline::{ImageFailure, LayerForm, PipelineError};
 use crate::resolve::ResolvedImage;
 
 pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     let request = image_request(&args.images)?;
+    let keys = verify_keys(&args.signatures)?;
     let session = global
         .session(&args.images, usize::from(args.downloads.jobs))
         .await?;
     if !args.keep_going {
         let resolved = session.resolve(&request).await?;
+        if !keys.is_empty() {
+            session.check_signatures(&resolved, &keys).await?;
+        }
         let plan = session
             .plan(resolved, &request.platforms, LayerForm::AsServed)
             .await?;
@@ -21,6 +25,9 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     // --keep-going: what resolves is pulled; an image whose config or blobs fail spoils only
     // itself.
     let (resolved, mut failures) = session.resolve_each(&request).await?;
+    if !keys.is_empty() {
+        session.check_signatures(&resolved, &keys).await?;
+    }
     // All together first (downloads in parallel across images); image by image only if that
     // fails, to tell which (what was fetched stays in the cache).
     let together = async {

@@ -1,0 +1,271 @@
+//! cosign's key-based signatures, checked without a network: a signature is an image
+//! manifest tagged `sha256-<hex>.sig` in the image's repository; each of its layers is a
+//! "simple signing" payload (JSON naming the signed manifest's digest), and the layer's
+//! annotation `dev.cosignproject.cosign/signature` holds the base64 signature of that payload.
+//! A signature counts when it verifies under one of the keys given and its payload names the
+//! image's digest. Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::pki_types::pem::PemObject;
+use serde::Deserialize;
+
+use crate::digest::Digest;
+
+/// The annotation of a signature layer that holds the base64 signature of its payload.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The media type of a simple-signing payload.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// The tag cosign gives the signatures of manifest `digest`: `sha256-<hex>.sig`.
+pub fn signature_tag(digest: &Digest) -> String {
+    format!("{}-{}.sig", digest.algorithm(), digest.hex())
+}
+
+/// A public key to check signatures with, and the file it came from (for messages).
+pub struct PublicKey {
+    pub path: PathBuf,
+    key: ParsedPublicKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the key {path}", path = path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a public key in PEM (-----BEGIN PUBLIC KEY-----, as `cosign generate-key-pair` \
+         writes cosign.pub)",
+        path = path.display()
+    )]
+    NotPem { path: PathBuf },
+    #[error(
+        "the key in {path} is not ECDSA P-256, Ed25519 or RSA (2048 to 8192 bits), the kinds \
+         haul checks",
+        path = path.display()
+    )]
+    Unsupported { path: PathBuf },
+}
+
+impl PublicKey {
+    /// Reads a PEM public key (SubjectPublicKeyInfo): ECDSA P-256, Ed25519 or RSA.
+    pub fn read(path: &Path) -> Result<PublicKey, KeyError> {
+        let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(&pem).map_err(|_| KeyError::NotPem {
+            path: path.to_path_buf(),
+        })?;
+        // cosign's algorithms for each kind of key.
+        let algorithms: [&'static dyn VerificationAlgorithm; 3] = [
+            &sig::ECDSA_P256_SHA256_ASN1,
+            &sig::ED25519,
+            &sig::RSA_PKCS1_2048_8192_SHA256,
+        ];
+        let key = algorithms
+            .into_iter()
+            .find_map(|algorithm| ParsedPublicKey::new(algorithm, der.as_ref()).ok())
+            .ok_or_else(|| KeyError::Unsupported {
+                path: path.to_path_buf(),
+            })?;
+        Ok(PublicKey {
+            path: path.to_path_buf(),
+            key,
+        })
+    }
+
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// Why a signature did not count (the last reason is reported when none does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No layer of the signature manifest verified under any key.
+    NoKeyVerifies,
+    /// It verified, but signs another manifest.
+    OtherDigest(String),
+    /// The signature manifest or its payload could not be read.
+    Malformed(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::NoKeyVerifies => f.write_str("its signatures are not by this key"),
+            Rejection::OtherDigest(digest) => {
+                write!(
+                    f,
+                    "its signature is by this key but signs another manifest, {digest}"
+                )
+            }
+            Rejection::Malformed(detail) => write!(f, "its signature cannot be read: {detail}"),
+        }
+    }
+}
+
+/// One layer of a signature manifest: its payload's digest, and the signature annotation.
+#[derive(Clone, Debug)]
+pub struct SignatureLayer {
+    pub payload: Digest,
+    pub size: u64,
+    pub signature: Option<String>,
+}
+
+/// The layers of cosign signature manifest `bytes` that are simple-signing payloads.
+pub fn signature_layers(bytes: &[u8]) -> Result<Vec<SignatureLayer>, Rejection> {
+    let manifest: crate::manifest::ImageManifest =
+        serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    Ok(manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING)
+        .map(|l| SignatureLayer {
+            payload: l.digest.clone(),
+            size: l.size,
+            signature: l.annotations.get(SIGNATURE_ANNOTATION).cloned(),
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    image: SignedImage,
+}
+
+#[derive(Deserialize)]
+struct SignedImage {
+    #[serde(rename = "docker-manifest-digest")]
+    digest: String,
+}
+
+/// Whether `payload`, signed by base64 `signature`, verifies under one of `keys` and names
+/// one of `digests` (the image's manifest, or the index it was chosen from).
+pub fn check(
+    keys: &[PublicKey],
+    payload: &[u8],
+    signature: &str,
+    digests: &[&Digest],
+) -> Result<(), Rejection> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim())
+        .map_err(|e| Rejection::Malformed(format!("the signature is not base64: {e}")))?;
+    if !keys.iter().any(|key| key.verifies(payload, &raw)) {
+        return Err(Rejection::NoKeyVerifies);
+    }
+    let payload: Payload = serde_json::from_slice(payload)
+        .map_err(|e| Rejection::Malformed(format!("the payload is not simple signing: {e}")))?;
+    if digests
+        .iter()
+        .any(|d| d.to_string() == payload.critical.image.digest)
+    {
+        Ok(())
+    } else {
+        Err(Rejection::OtherDigest(payload.critical.image.digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
+
+    fn pem(der: &[u8]) -> String {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    fn key_pair() -> (EcdsaKeyPair, PublicKey, tempfile::TempDir) {
+        let pair = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosign.pub");
+        std::fs::write(&path, pem(pair.public_key().as_der().unwrap().as_ref())).unwrap();
+        let key = PublicKey::read(&path).unwrap();
+        (pair, key, dir)
+    }
+
+    fn payload(digest: &Digest) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "critical": {
+                "identity": {"docker-reference": "registry.example.com/app"},
+                "image": {"docker-manifest-digest": digest.to_string()},
+                "type": "cosign container image signature"
+            },
+            "optional": null
+        }))
+        .unwrap()
+    }
+
+    fn sign(pair: &EcdsaKeyPair, message: &[u8]) -> String {
+        let signature = pair.sign(&SystemRandom::new(), message).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(signature.as_ref())
+    }
+
+    #[test]
+    fn a_signature_counts_only_by_the_key_and_for_the_digest() {
+        let (pair, key, _dir) = key_pair();
+        let (other_pair, other_key, _other_dir) = key_pair();
+        let digest = Digest::of(b"manifest");
+        let body = payload(&digest);
+        let good = sign(&pair, &body);
+        assert_eq!(
+            check(std::slice::from_ref(&key), &body, &good, &[&digest]),
+            Ok(())
+        );
+        // Any one key of several suffices.
+        let both = [other_key, key];
+        assert_eq!(check(&both, &body, &good, &[&digest]), Ok(()));
+        // By another key.
+        let by_other = sign(&other_pair, &body);
+        assert_eq!(
+            check(&both[1..], &body, &by_other, &[&digest]),
+            Err(Rejection::NoKeyVerifies)
+        );
+        // Signing another manifest.
+        let elsewhere = payload(&Digest::of(b"other"));
+        let signed_elsewhere = sign(&pair, &elsewhere);
+        assert!(matches!(
+            check(&both, &elsewhere, &signed_elsewhere, &[&digest]),
+            Err(Rejection::OtherDigest(_))
+        ));
+        // A payload changed after signing.
+        let mut changed = body.clone();
+        changed[10] ^= 1;
+        assert_eq!(
+            check(&both, &changed, &good, &[&digest]),
+            Err(Rejection::NoKeyVerifies)
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_pem_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pub");
+        std::fs::write(&path, "not a key").unwrap();
+        let error = PublicKey::read(&path).err().unwrap();
+        assert!(error.to_string().contains("key.pub"), "{error}");
+    }
+}

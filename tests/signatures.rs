@@ -1,0 +1,274 @@
+//! `--verify-key`: images must carry a cosign signature by the key. The signatures are made
+//! here as cosign makes them (a simple-signing payload, its base64 signature in the layer
+//! annotation, the manifest tagged `sha256-<hex>.sig`) and pushed to the real registry.
+
+mod harness;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use harness::*;
+
+const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A key pair of either kind cosign makes.
+enum Signer {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl Signer {
+    fn ecdsa() -> Signer {
+        Signer::Ecdsa(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap())
+    }
+
+    fn ed25519() -> Signer {
+        Signer::Ed25519(Ed25519KeyPair::generate().unwrap())
+    }
+
+    /// The public key as cosign.pub holds it (PEM SubjectPublicKeyInfo), written to `path`.
+    fn write_public_key(&self, path: &std::path::Path) {
+        let der = match self {
+            Signer::Ecdsa(pair) => pair.public_key().as_der().unwrap().as_ref().to_vec(),
+            Signer::Ed25519(pair) => pair.public_key().as_der().unwrap().as_ref().to_vec(),
+        };
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<String> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        std::fs::write(
+            path,
+            format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                lines.join("\n")
+            ),
+        )
+        .unwrap();
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        let signature = match self {
+            Signer::Ecdsa(pair) => pair
+                .sign(&SystemRandom::new(), message)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            Signer::Ed25519(pair) => pair.sign(message).as_ref().to_vec(),
+        };
+        base64::engine::general_purpose::STANDARD.encode(signature)
+    }
+}
+
+/// Signs, as cosign does, `signed_digest` and attaches the signature to the manifest
+/// `manifest_digest` of `repository` (tag `sha256-<hex>.sig`).
+fn attach_signature(
+    registry: &Registry,
+    repository: &str,
+    manifest_digest: &str,
+    signed_digest: &str,
+    signer: &Signer,
+) {
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": format!("{}/{repository}", registry.host())},
+            "image": {"docker-manifest-digest": signed_digest},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    }))
+    .unwrap();
+    let payload_digest = registry.push_blob(repository, &payload);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "", "os": "", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [payload_digest]}
+    }))
+    .unwrap();
+    let config_digest = registry.push_blob(repository, &config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{
+            "mediaType": SIMPLE_SIGNING,
+            "digest": payload_digest,
+            "size": payload.len(),
+            "annotations": {"dev.cosignproject.cosign/signature": signer.sign(&payload)}
+        }]
+    }))
+    .unwrap();
+    let tag = format!("sha256-{}.sig", hex_of(manifest_digest));
+    registry.push_manifest(repository, &tag, OCI_MANIFEST, &manifest);
+}
+
+fn app(registry: &Registry, repository: &str, message: &str) -> Pushed {
+    let image = Image::runnable(
+        message,
+        vec![Layer::text(
+            "etc/message",
+            &format!("{message}\n"),
+            Compression::Gzip,
+        )],
+        Compression::Gzip,
+        false,
+    );
+    registry.push(repository, "v1", &image)
+}
+
+#[test]
+fn only_images_signed_by_the_key_for_their_digest_pass() {
+    let registry = Registry::start();
+    let haul = Haul::new();
+    let signer = Signer::ecdsa();
+    let other = Signer::ecdsa();
+    let key = haul.workdir.path().join("cosign.pub");
+    signer.write_public_key(&key);
+    let key = key.to_str().unwrap();
+
+    // Signed by the key: exported, pulled, copied.
+    let signed_repository = unique("test/signed");
+    let signed = app(&registry, &signed_repository, "signed");
+    attach_signature(
+        &registry,
+        &signed_repository,
+        &signed.manifest_digest,
+        &signed.manifest_digest,
+        &signer,
+    );
+    haul.run(&[
+        "export",
+        &signed.reference,
+        "--verify-key",
+        key,
+        "-o",
+        "signed.tar",
+    ])
+    .success();
+    haul.run(&["pull", &signed.reference, "--verify-key", key])
+        .success();
+    let dest = Registry::start();
+    haul.run(&[
+        "copy",
+        &signed.reference,
+        &format!("{}/copied/app", dest.host()),
+        "--verify-key",
+        key,
+    ])
+    .success();
+
+    // Signed by another key.
+    let other_repository = unique("test/other-key");
+    let by_other = app(&registry, &other_repository, "other key");
+    attach_signature(
+        &registry,
+        &other_repository,
+        &by_other.manifest_digest,
+        &by_other.manifest_digest,
+        &other,
+    );
+    haul.run(&[
+        "export",
+        &by_other.reference,
+        "--verify-key",
+        key,
+        "-o",
+        "other.tar",
+    ])
+    .failure(&[
+        &by_other.reference,
+        "not signed by",
+        "cosign.pub",
+        "not by this key",
+    ]);
+
+    // A good signature of another manifest, attached to this one.
+    let moved_repository = unique("test/moved");
+    let moved = app(&registry, &moved_repository, "moved");
+    attach_signature(
+        &registry,
+        &moved_repository,
+        &moved.manifest_digest,
+        &signed.manifest_digest,
+        &signer,
+    );
+    haul.run(&[
+        "export",
+        &moved.reference,
+        "--verify-key",
+        key,
+        "-o",
+        "moved.tar",
+    ])
+    .failure(&["signs another manifest", &signed.manifest_digest]);
+
+    // Not signed at all.
+    let unsigned = app(&registry, &unique("test/unsigned"), "unsigned");
+    haul.run(&[
+        "export",
+        &unsigned.reference,
+        "--verify-key",
+        key,
+        "-o",
+        "unsigned.tar",
+    ])
+    .failure(&["no cosign signature", ".sig"]);
+
+    // Several at once: each failure named; nothing written.
+    let run = haul
+        .run(&[
+            "export",
+            &signed.reference,
+            &unsigned.reference,
+            &by_other.reference,
+            "--verify-key",
+            key,
+            "-o",
+            "all.tar",
+        ])
+        .failure(&[
+            "2 images are not signed",
+            &unsigned.reference,
+            &by_other.reference,
+        ]);
+    assert!(
+        !run.stderr.contains(&format!("{}: ", signed.reference)),
+        "{}",
+        run.stderr
+    );
+    for name in ["other.tar", "moved.tar", "unsigned.tar", "all.tar"] {
+        assert!(!haul.workdir.path().join(name).exists(), "{name}");
+    }
+
+    // Any one of several keys suffices; an Ed25519 key works as well.
+    let ed = Signer::ed25519();
+    let ed_key = haul.workdir.path().join("ed25519.pub");
+    ed.write_public_key(&ed_key);
+    let ed_repository = unique("test/ed25519");
+    let ed_signed = app(&registry, &ed_repository, "ed25519");
+    attach_signature(
+        &registry,
+        &ed_repository,
+        &ed_signed.manifest_digest,
+        &ed_signed.manifest_digest,
+        &ed,
+    );
+    haul.run(&[
+        "export",
+        &ed_signed.reference,
+        &signed.reference,
+        "--verify-key",
+        key,
+        "--verify-key",
+        ed_key.to_str().unwrap(),
+        "-o",
+        "both.tar",
+    ])
+    .success();
+
+    // A file that is not a key is named before anything is fetched.
+    std::fs::write(haul.workdir.path().join("bad.pub"), "not a key").unwrap();
+    haul.run(&["pull", &signed.reference, "--verify-key", "bad.pub"])
+        .failure(&["bad.pub", "not a public key in PEM"]);
+}
