@@ -370,9 +370,16 @@ pub struct CopyArgs {
     pub login: LoginArgs,
 }
 
-/// Signatures every image must carry, for export, pull and copy.
+/// Signatures every image must carry, and what travels with the images, for export, pull
+/// and copy.
 #[derive(Debug, Args)]
 pub struct SignatureArgs {
+    /// Also take what refers to each image (cosign signatures, attestations, SBOMs, OCI 1.1
+    /// referrers), and what refers to those: into the cache, the tar (docker formats: in
+    /// blobs/ only, so docker load sees the same images) and the destination registry
+    #[arg(long)]
+    pub referrers: bool,
+
     /// Refuse images without a cosign signature by this public key (PEM: ECDSA P-256,
     /// Ed25519 or RSA, as cosign.pub); repeatable, any one suffices. Keyless signatures are
     /// not checked
@@ -572,6 +579,11 @@ pub struct VerifyArgs {
     /// Write the tar's receipt (for `haul export --since`) to FILE, when the tar is whole
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<std::path::PathBuf>,
+
+    /// Also require every image to carry a cosign signature by this public key, among what
+    /// the tar carries (`export --referrers`); repeatable, any one suffices. Offline
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<std::path::PathBuf>,
 }
 
 /// How progress is shown on standard error.

@@ -30,6 +30,7 @@ pub mod platform;
 pub mod progress;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod resolve;
 pub mod signature;

@@ -178,6 +178,84 @@ pub fn check(
     }
 }
 
+/// Checks, offline, that every image a tar holds carries a signature by one of `keys` among
+/// the attachments it carries (`--referrers`). Returns each image that does not, named, with
+/// the reason; an error when the tar has no manifests to check (the classic layout).
+pub fn check_tar(
+    contents: &crate::verify::Contents,
+    attachments: &[crate::referrers::Attachment],
+    keys: &[PublicKey],
+) -> Result<Vec<(String, String)>, String> {
+    let index: crate::manifest::Index = contents
+        .bytes_of("index.json")
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+        .ok_or_else(|| {
+            "the tar has no index.json, so no manifests (--format docker-v1, or docker save \
+             before Docker 25); signatures name manifest digests: export the bundle with \
+             --format docker or oci"
+                .to_string()
+        })?;
+    let mut failures = Vec::new();
+    for entry in &index.manifests {
+        if attachments.iter().any(|a| a.top().digest == entry.digest) {
+            continue;
+        }
+        let label = entry
+            .annotations
+            .get("io.containerd.image.name")
+            .cloned()
+            .unwrap_or_else(|| entry.digest.to_string());
+        // The entry's digest, and for an index the manifests it names.
+        let mut digests = vec![entry.digest.clone()];
+        if let Some(bytes) = contents.bytes_of(&crate::export::blob_path(&entry.digest))
+            && let Ok(inner) = serde_json::from_slice::<crate::manifest::Index>(bytes)
+        {
+            digests.extend(inner.manifests.iter().map(|m| m.digest.clone()));
+        }
+        let wanted: Vec<&Digest> = digests.iter().collect();
+        let mut reason = None;
+        let mut signed = false;
+        for attachment in attachments
+            .iter()
+            .filter(|a| digests.contains(&a.subject))
+            .filter(|a| a.tag.as_deref().is_none_or(|t| t.ends_with(".sig")))
+        {
+            let layers = match signature_layers(&attachment.top().bytes) {
+                Ok(layers) => layers,
+                Err(rejection) => {
+                    reason = Some(rejection);
+                    continue;
+                }
+            };
+            for layer in layers {
+                let (Some(signed_text), Some(payload)) = (
+                    &layer.signature,
+                    contents.bytes_of(&crate::export::blob_path(&layer.payload)),
+                ) else {
+                    continue;
+                };
+                match check(keys, payload, signed_text, &wanted) {
+                    Ok(()) => signed = true,
+                    Err(rejection) => reason = Some(rejection),
+                }
+            }
+        }
+        if !signed {
+            failures.push((
+                label,
+                reason.map_or_else(
+                    || {
+                        "the tar carries no cosign signature of it (export with --referrers)"
+                            .to_string()
+                    },
+                    |r| r.to_string(),
+                ),
+            ));
+        }
+    }
+    Ok(failures)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,3 +272,203 @@ fn only_images_signed_by_the_key_for_their_digest_pass() {
     haul.run(&["pull", &signed.reference, "--verify-key", "bad.pub"])
         .failure(&["bad.pub", "not a public key in PEM"]);
 }
+
+/// Attaches an artifact (an SBOM or an attestation) as cosign does: a manifest with one layer
+/// of `media_type`, tagged `sha256-<hex>.<suffix>`. Returns the artifact's manifest digest.
+fn attach_artifact(
+    registry: &Registry,
+    repository: &str,
+    subject: &str,
+    suffix: &str,
+    media_type: &str,
+    content: &[u8],
+) -> String {
+    let layer_digest = registry.push_blob(repository, content);
+    let config =
+        br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = registry.push_blob(repository, config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": media_type, "digest": layer_digest, "size": content.len()}]
+    }))
+    .unwrap();
+    let tag = format!("sha256-{}.{suffix}", hex_of(subject));
+    registry.push_manifest(repository, &tag, OCI_MANIFEST, &manifest)
+}
+
+fn tar_file(tar: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    tar_entries(tar)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, bytes)| bytes)
+}
+
+#[test]
+fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
+    let registry = Registry::start();
+    let repository = unique("test/referrers");
+    let image = app(&registry, &repository, "with referrers");
+    let signer = Signer::ecdsa();
+    let haul = Haul::new();
+    let key = haul.workdir.path().join("cosign.pub");
+    signer.write_public_key(&key);
+    let key = key.to_str().unwrap().to_string();
+    attach_signature(
+        &registry,
+        &repository,
+        &image.manifest_digest,
+        &image.manifest_digest,
+        &signer,
+    );
+    let sbom = attach_artifact(
+        &registry,
+        &repository,
+        &image.manifest_digest,
+        "sbom",
+        "text/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    );
+    attach_artifact(
+        &registry,
+        &repository,
+        &image.manifest_digest,
+        "att",
+        "application/vnd.dsse.envelope.v1+json",
+        br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}"#,
+    );
+    // A signature of the SBOM: followed too.
+    attach_signature(&registry, &repository, &sbom, &sbom, &signer);
+    let tags = |digest: &str, suffix: &str| format!("sha256-{}.{suffix}", hex_of(digest));
+    let attached = [
+        tags(&image.manifest_digest, "sig"),
+        tags(&image.manifest_digest, "att"),
+        tags(&image.manifest_digest, "sbom"),
+        tags(&sbom, "sig"),
+    ];
+
+    // The docker format: the attachments ride in blobs/ and the record only.
+    haul.run(&["export", &image.reference, "-o", "plain.tar"])
+        .success();
+    haul.run(&["export", &image.reference, "--referrers", "-o", "with.tar"])
+        .success();
+    let plain = haul.workdir.path().join("plain.tar");
+    let with = haul.workdir.path().join("with.tar");
+    for name in ["manifest.json", "index.json", "repositories"] {
+        assert_eq!(
+            tar_file(&plain, name),
+            tar_file(&with, name),
+            "{name} changed"
+        );
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&tar_file(&with, "haul-referrers.json").unwrap()).unwrap();
+    let recorded: Vec<&str> = record["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["tag"].as_str())
+        .collect();
+    for tag in &attached {
+        assert!(
+            recorded.contains(&tag.as_str()),
+            "{tag} not in {recorded:?}"
+        );
+    }
+    // Both Docker stores load it exactly as the tar without them.
+    for engine in [Engine::Classic, Engine::ContainerdStore] {
+        let _cleanup = engine.cleanup(&[&image.reference]);
+        let loaded_plain = engine.load(&plain);
+        engine.remove(&image.reference);
+        let loaded_with = engine.load(&with);
+        assert_eq!(loaded_plain, loaded_with, "{engine:?}");
+        assert_eq!(engine.run(&image.reference, &[]).trim(), "with referrers");
+    }
+
+    // Checked offline: signed by the key; not by another; nothing carried, nothing to check.
+    haul.run(&["verify", "with.tar", "--key", &key]).success();
+    let other = Signer::ecdsa();
+    let other_key = haul.workdir.path().join("other.pub");
+    other.write_public_key(&other_key);
+    haul.run(&["verify", "with.tar", "--key", other_key.to_str().unwrap()])
+        .failure(&["not signed by", "other.pub", "not by this key"]);
+    haul.run(&["verify", "plain.tar", "--key", &key])
+        .failure(&["carries no cosign signature", "--referrers"]);
+
+    // The OCI layout lists them in index.json, named by their tags.
+    haul.run(&[
+        "export",
+        &image.reference,
+        "--referrers",
+        "--format",
+        "oci",
+        "-o",
+        "oci.tar",
+    ])
+    .success();
+    let index = tar_json(&haul.workdir.path().join("oci.tar"), "index.json");
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    for tag in &attached {
+        assert!(names.contains(&tag.as_str()), "{tag} not in {names:?}");
+    }
+    haul.run(&["verify", "oci.tar", "--key", &key]).success();
+
+    // Pushed and copied, every attachment keeps its digest and its tag.
+    let digest_at = |reference: &str| {
+        let output = output_within(
+            std::process::Command::new("skopeo").args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{reference}"),
+            ]),
+            None,
+            COMMAND_TIMEOUT,
+        );
+        assert!(
+            output.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        sha256(&output.stdout)
+    };
+    let pushed_to = Registry::start();
+    haul.run(&["push", "with.tar", &pushed_to.host()]).success();
+    let copied_to = Registry::start();
+    haul.run(&[
+        "copy",
+        &image.reference,
+        &format!("{}/{repository}", copied_to.host()),
+        "--referrers",
+    ])
+    .success();
+    for site in [&pushed_to, &copied_to] {
+        assert_eq!(
+            digest_at(&format!("{}/{repository}:v1", site.host())),
+            image.manifest_digest
+        );
+        for tag in &attached {
+            assert_eq!(
+                digest_at(&format!("{}/{repository}:{tag}", site.host())),
+                digest_at(&format!("{}/{repository}:{tag}", registry.host())),
+                "{tag}"
+            );
+        }
+    }
+    // The copy checks the signature at the destination's source: --verify-key and
+    // --referrers together.
+    haul.run(&[
+        "pull",
+        &image.reference,
+        "--referrers",
+        "--verify-key",
+        &key,
+    ])
+    .success();
+}

@@ -62,6 +62,11 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     if !keys.is_empty() {
         session.check_signatures(&resolved, &keys).await?;
     }
+    let attachments = if args.signatures.referrers {
+        session.attachments(&resolved).await?
+    } else {
+        Vec::new()
+    };
     let plan = session
         .plan(resolved, &request.platforms, LayerForm::AsServed)
         .await?;
@@ -71,6 +76,7 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
             session
                 .copy(
                     &plan,
+                    &attachments,
                     |source| {
                         // DEST's tag, else the source's; none for a digest alone.
                         let tags = match (&tag, source.tag()) {
@@ -94,6 +100,7 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
             session
                 .copy(
                     &plan,
+                    &attachments,
                     |source| {
                         targets
                             .iter()

@@ -92,6 +92,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     if !keys.is_empty() {
         session.check_signatures(&resolved, &keys).await?;
     }
+    let attachments = if args.signatures.referrers {
+        session.attachments(&resolved).await?
+    } else {
+        Vec::new()
+    };
     let plan = session.plan(resolved, &request.platforms, layers).await?;
     let output = match target {
         Target::Ready(output) => output,
@@ -100,7 +105,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         }
     };
     let destination = session.destination(since, &output, args.full).await;
-    let exported = session.export(&plan, layout, &output, &destination).await?;
+    let exported = session
+        .export(&plan, &attachments, layout, &output, &destination)
+        .await?;
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);
         crate::blocking::run({

@@ -16,6 +16,9 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
         if !keys.is_empty() {
             session.check_signatures(&resolved, &keys).await?;
         }
+        if args.signatures.referrers {
+            session.attachments(&resolved).await?;
+        }
         let plan = session
             .plan(resolved, &request.platforms, LayerForm::AsServed)
             .await?;
@@ -27,6 +30,9 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     let (resolved, mut failures) = session.resolve_each(&request).await?;
     if !keys.is_empty() {
         session.check_signatures(&resolved, &keys).await?;
+    }
+    if args.signatures.referrers {
+        session.attachments(&resolved).await?;
     }
     // All together first (downloads in parallel across images); image by image only if that
     // fails, to tell which (what was fetched stays in the cache).

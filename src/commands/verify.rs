@@ -8,10 +8,16 @@ use anyhow::{Context, bail};
 use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
 use crate::progress::human_bytes;
-use crate::verify::{Report, verify_tar};
+use crate::signature::{self, PublicKey};
+use crate::verify::{Report, verify_tar_contents};
 
 pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
-    let (name, report) = if args.tar == "-" {
+    let keys = args
+        .keys
+        .iter()
+        .map(|path| PublicKey::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (name, (report, contents)) = if args.tar == "-" {
         if std::io::stdin().is_terminal() {
             bail!(
                 "`haul verify -` reads the tar from standard input; pipe it in \
@@ -19,7 +25,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             );
         }
         let mut stdin = tokio::io::stdin();
-        let report = verify_tar(&mut stdin).await;
+        let report = verify_tar_contents(&mut stdin).await;
         // Read to the end even when the check stopped early, so that a writer upstream (`tee
         // app.tar`) is not cut off by a broken pipe.
         let _ = tokio::io::copy(&mut stdin, &mut tokio::io::sink()).await;
@@ -28,7 +34,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         let file = tokio::fs::File::open(&args.tar)
             .await
             .with_context(|| format!("cannot open {}", args.tar))?;
-        (args.tar.clone(), verify_tar(file).await)
+        (args.tar.clone(), verify_tar_contents(file).await)
     };
     if args.json {
         println!("{}", json(&report));
@@ -40,6 +46,40 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                 println!(
                     "delta: {} left out, expected at the destination",
                     count(report.left_out, "blob")
+                );
+            }
+        }
+        if !keys.is_empty() {
+            let attachments = crate::referrers::attachments_in(&contents);
+            let unsigned = signature::check_tar(&contents, &attachments, &keys)
+                .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
+            if !unsigned.is_empty() {
+                bail!(
+                    "{} in {name} not signed by {}:{}",
+                    if unsigned.len() == 1 {
+                        "1 image is".to_string()
+                    } else {
+                        format!("{} images are", unsigned.len())
+                    },
+                    args.keys
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    unsigned
+                        .iter()
+                        .map(|(image, why)| format!("\n  {image}: {why}"))
+                        .collect::<String>()
+                );
+            }
+            if !quiet && !args.json {
+                println!(
+                    "signed: every image, by {}",
+                    args.keys
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }

@@ -18,6 +18,7 @@ use crate::cache::StoredBlob;
 use crate::digest::Digest;
 use crate::manifest::{Compression, Descriptor, OCI_INDEX};
 use crate::reference::Reference;
+use crate::referrers::Attachment;
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -42,6 +43,7 @@ pub struct Written {
 pub(super) fn write<W, S>(
     images: &[ExportImage],
     layout: Layout,
+    attachments: &[Attachment],
     blobs: &mut Blobs<'_, S>,
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
@@ -80,7 +82,13 @@ where
         });
     }
     let targets = index_targets(images, &written, &mut in_tar, tar)?;
-    tar.bytes("index.json", &index_json(&targets))?;
+    // OCI tools find attachments in index.json; docker's loaders would take them for images.
+    let listed = if layout == Layout::Oci {
+        attachments
+    } else {
+        &[]
+    };
+    tar.bytes("index.json", &index_json(&targets, listed))?;
     if layout == Layout::Docker {
         tar.bytes("manifest.json", &manifest_json(&written))?;
     }
@@ -307,7 +315,7 @@ pub struct IndexTarget {
 /// `index.json`: one entry per name, named the way containerd reads names
 /// (`io.containerd.image.name` is the full reference) and OCI tools read tags
 /// (`org.opencontainers.image.ref.name`).
-pub fn index_json(targets: &[IndexTarget]) -> Vec<u8> {
+pub fn index_json(targets: &[IndexTarget], attachments: &[Attachment]) -> Vec<u8> {
     let mut manifests: Vec<IndexEntry> = Vec::new();
     for target in targets {
         let mut annotations = BTreeMap::new();
@@ -326,6 +334,23 @@ pub fn index_json(targets: &[IndexTarget]) -> Vec<u8> {
             .any(|m| m.digest == entry.digest && m.annotations == entry.annotations);
         if !duplicate {
             manifests.push(entry);
+        }
+    }
+    // Each attachment, named by its tag when it has one (as cosign and the OCI fallback name
+    // them).
+    for attachment in attachments {
+        let top = attachment.top();
+        let mut annotations = BTreeMap::new();
+        if let Some(tag) = &attachment.tag {
+            annotations.insert("org.opencontainers.image.ref.name", tag.clone());
+        }
+        if !manifests.iter().any(|m| m.digest == top.digest) {
+            manifests.push(IndexEntry {
+                media_type: top.media_type.clone(),
+                digest: top.digest.clone(),
+                size: top.size,
+                annotations,
+            });
         }
     }
     let index = OciIndex {

@@ -23,6 +23,7 @@ use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
+use crate::referrers::{Attachment, ReferrersRecord};
 use tar::TarWriter;
 
 /// One image to put in the tar, exactly as resolved: its layer list is the manifest's.
@@ -165,6 +166,9 @@ pub struct TarJob {
     pub images: Vec<ExportImage>,
     pub layout: Layout,
     pub left_out: LeftOut,
+    /// What refers to the images (`--referrers`): carried in `blobs/`, recorded in
+    /// `haul-referrers.json`, and listed in `index.json` in the OCI layout only.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A tar written.
@@ -313,9 +317,18 @@ fn write_entries<W: Write, S: BlobSource>(
     };
     match job.layout {
         Layout::Docker | Layout::Oci => {
-            docker::write(&job.images, job.layout, &mut blobs, &mut entries)?;
+            docker::write(
+                &job.images,
+                job.layout,
+                &job.attachments,
+                &mut blobs,
+                &mut entries,
+            )?;
         }
         Layout::DockerV1 => v1::write(&job.images, &mut blobs, &mut entries)?,
+    }
+    if !job.attachments.is_empty() {
+        write_attachments(&job.attachments, job.layout, &mut blobs, &mut entries)?;
     }
     // A delta says what it left out, for `haul verify` and `haul load`.
     if !blobs.record.is_empty() {
@@ -326,6 +339,38 @@ fn write_entries<W: Write, S: BlobSource>(
         entries.bytes(RECORD_NAME, &record.to_bytes())?;
     }
     Ok((entries.writer, blobs.bundle))
+}
+
+/// The attachments' blobs and manifests into `blobs/` (each once: an image may have written
+/// one already), and their record.
+fn write_attachments<W: Write, S: BlobSource>(
+    attachments: &[Attachment],
+    layout: Layout,
+    blobs: &mut Blobs<'_, S>,
+    entries: &mut Entries<W>,
+) -> Result<(), ExportError> {
+    if layout == Layout::DockerV1 {
+        entries.dir("blobs/")?;
+        entries.dir("blobs/sha256/")?;
+    }
+    let mut written: std::collections::HashSet<Digest> = blobs.taken.keys().cloned().collect();
+    for attachment in attachments {
+        for descriptor in &attachment.blobs {
+            let blob = blobs.get(&descriptor.digest)?;
+            if written.insert(blob.digest.clone()) {
+                entries.file(&blob_path(&blob.digest), &blob)?;
+            }
+        }
+        for manifest in &attachment.manifests {
+            if written.insert(manifest.digest.clone()) {
+                entries.bytes(&blob_path(&manifest.digest), &manifest.bytes)?;
+            }
+        }
+    }
+    entries.bytes(
+        crate::referrers::RECORD_NAME,
+        &ReferrersRecord::new(attachments).to_bytes(),
+    )
 }
 
 /// The run's blobs, as the layouts see them: each taken from the [`BlobSource`] once (it

@@ -24,8 +24,10 @@ use futures::StreamExt;
 
 use crate::cache::{LockMode, LockedFile};
 use crate::digest::Digest;
+use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
+use crate::referrers::Attachment;
 use crate::registry::{BlobFile, Client, RegistryError};
 pub use compose::compose_manifest;
 pub use journal::{BlobLocations, FileJournal};
@@ -368,6 +370,77 @@ impl Pusher {
         });
         Ok(report.sent)
     }
+}
+
+/// `attachments` (signatures, attestations, SBOMs) as pushes, each into the repository of
+/// what it is attached to (an image of `images`, or another attachment), under its tag; their
+/// blobs' bytes from `blob`. They go after the images: `Pusher::push` writes every manifest
+/// before any tag.
+pub fn attachment_pushes(
+    images: &[PushImage],
+    attachments: &[Attachment],
+    blob: impl Fn(&Descriptor) -> PushBlob,
+) -> Vec<PushImage> {
+    let mut placed: Vec<(Digest, Reference)> = images
+        .iter()
+        .flat_map(|i| {
+            i.manifests
+                .iter()
+                .map(|m| (m.digest.clone(), i.repository.clone()))
+        })
+        .collect();
+    let mut pushes = Vec::new();
+    let mut pending: Vec<&Attachment> = attachments.iter().collect();
+    // Attachments of attachments find their repository once their subject has one.
+    loop {
+        let before = pending.len();
+        pending.retain(|attachment| {
+            let Some((_, repository)) = placed.iter().find(|(d, _)| *d == attachment.subject)
+            else {
+                return true;
+            };
+            let repository = repository.clone();
+            placed.extend(
+                attachment
+                    .manifests
+                    .iter()
+                    .map(|m| (m.digest.clone(), repository.clone())),
+            );
+            let mut blobs: Vec<PushBlob> = Vec::new();
+            for descriptor in &attachment.blobs {
+                if !blobs.iter().any(|b| b.digest == descriptor.digest) {
+                    blobs.push(blob(descriptor));
+                }
+            }
+            pushes.push(PushImage {
+                repository,
+                tags: attachment.tag.iter().cloned().collect(),
+                manifests: attachment
+                    .manifests
+                    .iter()
+                    .map(|m| PushManifest {
+                        digest: m.digest.clone(),
+                        media_type: m.media_type.clone(),
+                        bytes: m.bytes.clone(),
+                    })
+                    .collect(),
+                blobs,
+                source_name: format!(
+                    "{} of {}",
+                    attachment
+                        .tag
+                        .clone()
+                        .unwrap_or_else(|| attachment.top().digest.short()),
+                    attachment.subject.short()
+                ),
+            });
+            false
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    pushes
 }
 
 /// Keeps the first of each.

@@ -23,6 +23,7 @@ use crate::digest::Digest;
 use crate::export::blob_path;
 use crate::manifest::{Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::Reference;
+use crate::referrers::Attachment;
 use crate::registry::BlobFile;
 use crate::verify::Contents;
 
@@ -103,7 +104,8 @@ pub async fn tar_images(
         });
     }
     let reader = TarReader::new(tar, contents);
-    let mut found = reader.images_in_index_json()?;
+    let attachments = crate::referrers::attachments_in(contents);
+    let mut found = reader.images_in_index_json(&attachments)?;
     for legacy in reader.images_only_in_manifest_json(&found)? {
         let (manifest, blobs) =
             compose_manifest(store, legacy.config, &legacy.layers, jobs).await?;
@@ -165,6 +167,22 @@ pub async fn tar_images(
             });
         }
     }
+    // Then what refers to them, read from the tar too.
+    let attached = super::attachment_pushes(&images, &attachments, |descriptor| {
+        reader
+            .blob(
+                &blob_path(&descriptor.digest),
+                &descriptor.digest,
+                descriptor.size,
+                "haul-referrers.json",
+            )
+            .unwrap_or(PushBlob {
+                digest: descriptor.digest.clone(),
+                size: descriptor.size,
+                origin: Origin::AtDestination,
+            })
+    });
+    images.extend(attached);
     let since = reader.delta_since();
     let mut holders = Vec::new();
     for name in &since {
@@ -338,7 +356,7 @@ impl<'a> TarReader<'a> {
         })
     }
 
-    fn images_in_index_json(&self) -> Result<Vec<Found>, TarError> {
+    fn images_in_index_json(&self, attachments: &[Attachment]) -> Result<Vec<Found>, TarError> {
         let Some(bytes) = self.contents.bytes_of("index.json") else {
             return Ok(Vec::new());
         };
@@ -348,6 +366,13 @@ impl<'a> TarReader<'a> {
         })?;
         let mut found = Vec::new();
         for descriptor in &index.manifests {
+            // An attachment (OCI layout) is pushed with what it refers to, not as an image.
+            if attachments
+                .iter()
+                .any(|a| a.top().digest == descriptor.digest)
+            {
+                continue;
+            }
             let mut manifests = Vec::new();
             let mut blobs = Vec::new();
             let mut configs = Vec::new();

@@ -233,6 +233,61 @@ impl Client {
         })
     }
 
+    /// What the registry's referrers API lists for manifest `digest` (an OCI index), or
+    /// `None` when the registry does not offer the API (404, or another 4xx).
+    pub async fn get_referrers(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        let endpoint = self
+            .endpoints(reference)
+            .pop()
+            .expect("the registry itself is last");
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(crate::manifest::OCI_INDEX));
+        let what = format!("the referrers of {digest} in {}", reference.full_name());
+        let mut failures = 0;
+        let response = match self
+            .get(
+                &endpoint,
+                &format!("referrers/{digest}"),
+                headers,
+                &what,
+                &mut failures,
+                &warn_retry,
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(RegistryError::Status { status, .. }) if status.is_client_error() => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transfer {
+                registry: endpoint.registry.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge { reference: what });
+        }
+        Ok(Some(FetchedManifest {
+            digest: Digest::of(&bytes),
+            bytes: bytes.to_vec(),
+            content_type,
+        }))
+    }
+
     /// Opens a download of blob `digest` (`size` bytes) from `reference`'s repository,
     /// resuming at byte `offset`; see [`BlobStream`]. Retries are told to `on_retry`.
     pub async fn get_blob<'a>(

@@ -381,7 +381,28 @@ impl<'a> Checker<'a> {
                 return configs;
             }
         };
+        // What refers to the images (`--referrers`) is not an image: checked for presence.
+        let attachments: BTreeSet<Digest> = self
+            .contents
+            .bytes_of(crate::referrers::RECORD_NAME)
+            .and_then(|b| serde_json::from_slice::<crate::referrers::ReferrersRecord>(b).ok())
+            .map(|record| {
+                record
+                    .attachments
+                    .iter()
+                    .flat_map(|a| a.manifests.iter().map(|m| m.digest.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for descriptor in &index.manifests {
+            if attachments.contains(&descriptor.digest) {
+                self.require_sized(
+                    &blob_path(&descriptor.digest),
+                    descriptor.size,
+                    "index.json",
+                );
+                continue;
+            }
             let image = descriptor
                 .annotations
                 .get("io.containerd.image.name")
