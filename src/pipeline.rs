@@ -568,6 +568,20 @@ impl Session {
         &self,
         resolved: &[ResolvedImage],
     ) -> Result<Vec<Attachment>, PipelineError> {
+        let (found, requests) = self.discover_attachments(resolved).await?;
+        let mut downloads = self.fetcher.start(&requests);
+        for request in &requests {
+            downloads.wait(&request.descriptor.digest).await?;
+        }
+        Ok(found)
+    }
+
+    /// What refers to `resolved` (their manifests kept in the cache, their blobs not fetched),
+    /// and the requests for those blobs.
+    async fn discover_attachments(
+        &self,
+        resolved: &[ResolvedImage],
+    ) -> Result<(Vec<Attachment>, Vec<BlobRequest>), PipelineError> {
         if self.offline {
             return Err(PipelineError::ReferrersOffline);
         }
@@ -610,11 +624,7 @@ impl Session {
                 found.push(attachment);
             }
         }
-        let mut downloads = self.fetcher.start(&requests);
-        for request in &requests {
-            downloads.wait(&request.descriptor.digest).await?;
-        }
-        Ok(found)
+        Ok((found, requests))
     }
 
     /// The manifests that refer to `subject`, each with the tag it was found under (none for
@@ -768,12 +778,21 @@ impl Session {
     pub async fn inspect(&self, request: &ImageRequest) -> Result<Vec<Inspection>, PipelineError> {
         let resolved = self.resolve(request).await?;
         let configs = try_join_all(resolved.iter().map(|image| self.read_config(image))).await?;
+        // What refers to them, when the registry can be asked (manifests only).
+        let attachments = if self.offline {
+            Vec::new()
+        } else {
+            self.discover_attachments(&resolved).await?.0
+        };
         let mut inspections = Vec::new();
         for (image, bytes) in resolved.iter().zip(&configs) {
             let config = self.checked_config(image, &request.platforms, bytes)?;
-            inspections.push(Inspection::new(image, &config, |blob| {
-                self.store.contains(&blob.digest, blob.size)
-            }));
+            inspections.push(
+                Inspection::new(image, &config, |blob| {
+                    self.store.contains(&blob.digest, blob.size)
+                })
+                .with_referrers(&attachments),
+            );
         }
         Ok(inspections)
     }

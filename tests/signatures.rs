@@ -348,6 +348,16 @@ fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
         tags(&sbom, "sig"),
     ];
 
+    // inspect shows them, by kind.
+    let shown = haul.run(&["inspect", &image.reference]).success();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    for kind in ["signature (cosign)", "attestation (cosign)", "SBOM (cosign)"] {
+        assert!(text.contains(kind), "{kind} not in {text}");
+    }
+    let json = haul.run(&["inspect", &image.reference, "--json"]).success();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json[0]["referrers"].as_array().unwrap().len(), 4, "{json}");
+
     // The docker format: the attachments ride in blobs/ and the record only.
     haul.run(&["export", &image.reference, "-o", "plain.tar"])
         .success();
