@@ -342,7 +342,10 @@ fn referrer_kind(attachment: &crate::referrers::Attachment) -> String {
     }
     let artifact: Option<Artifact> = serde_json::from_slice(&attachment.top().bytes).ok();
     artifact
-        .and_then(|a| a.artifact_type.or_else(|| a.layers.first().map(|l| l.media_type.clone())))
+        .and_then(|a| {
+            a.artifact_type
+                .or_else(|| a.layers.first().map(|l| l.media_type.clone()))
+        })
         .filter(|k| !k.is_empty())
         .unwrap_or_else(|| attachment.top().media_type.clone())
 }

@@ -265,6 +265,7 @@ impl Session {
             };
             let (repository, tags) = target(&resolved.reference);
             images.push(PushImage {
+                subject: None,
                 repository,
                 tags,
                 manifests,

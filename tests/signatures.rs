@@ -2,6 +2,7 @@
 //! here as cosign makes them (a simple-signing payload, its base64 signature in the layer
 //! annotation, the manifest tagged `sha256-<hex>.sig`) and pushed to the real registry.
 
+mod fault_proxy;
 mod harness;
 
 use aws_lc_rs::encoding::AsDer;
@@ -351,7 +352,11 @@ fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
     // inspect shows them, by kind.
     let shown = haul.run(&["inspect", &image.reference]).success();
     let text = String::from_utf8_lossy(&shown.stdout);
-    for kind in ["signature (cosign)", "attestation (cosign)", "SBOM (cosign)"] {
+    for kind in [
+        "signature (cosign)",
+        "attestation (cosign)",
+        "SBOM (cosign)",
+    ] {
         assert!(text.contains(kind), "{kind} not in {text}");
     }
     let json = haul.run(&["inspect", &image.reference, "--json"]).success();
@@ -481,4 +486,118 @@ fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
         &key,
     ])
     .success();
+}
+
+#[test]
+fn referrers_the_api_lists_travel_and_a_destination_without_it_gets_the_fallback_tag() {
+    // distribution 2.8 has no referrers API: a proxy in front of it answers
+    // `GET /v2/<name>/referrers/<digest>` as the OCI distribution spec 1.1 documents (200, an
+    // OCI index of the artifacts' descriptors, each with its artifactType).
+    let registry = Registry::start();
+    let repository = unique("test/api-referrers");
+    let image = app(&registry, &repository, "listed");
+    let empty_config = b"{}";
+    let config_digest = registry.push_blob(&repository, empty_config);
+    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#;
+    let sbom_digest = registry.push_blob(&repository, sbom);
+    let artifact_type = "application/vnd.cyclonedx+json";
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": sbom_digest, "size": sbom.len()}],
+        "subject": {"mediaType": DOCKER_MANIFEST, "digest": image.manifest_digest, "size": image_manifest_size(&registry, &repository)},
+    }))
+    .unwrap();
+    let artifact_digest = sha256(&artifact);
+    registry.push_manifest(&repository, &artifact_digest, OCI_MANIFEST, &artifact);
+    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let listing = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": artifact_digest,
+            "size": artifact.len(),
+            "artifactType": artifact_type
+        }]
+    }))
+    .unwrap();
+    proxy.inject(
+        &format!("/referrers/{}", image.manifest_digest),
+        fault_proxy::Fault::Respond {
+            status: 200,
+            content_type: OCI_INDEX.to_string(),
+            body: listing,
+        },
+        u32::MAX,
+    );
+    let reference = image.reference.replace(&registry.host(), &proxy.host());
+    let haul = Haul::new();
+    haul.run(&["export", &reference, "--referrers", "-o", "listed.tar"])
+        .success();
+    let record: serde_json::Value = serde_json::from_slice(
+        &tar_entries(&haul.workdir.path().join("listed.tar"))
+            .into_iter()
+            .find(|(n, _)| n == "haul-referrers.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let attachment = &record["attachments"][0];
+    assert!(attachment["tag"].is_null(), "{record}");
+    assert_eq!(
+        attachment["manifests"][0]["digest"],
+        artifact_digest.as_str()
+    );
+
+    // Pushed to a registry without the API: by digest, and listed under the fallback tag.
+    let dest = Registry::start();
+    haul.run(&["push", "listed.tar", &dest.host()]).success();
+    let fallback = format!(
+        "{}/{repository}:sha256-{}",
+        dest.host(),
+        hex_of(&image.manifest_digest)
+    );
+    let output = output_within(
+        std::process::Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{fallback}"),
+        ]),
+        None,
+        COMMAND_TIMEOUT,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let index: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        artifact_digest.as_str(),
+        "{index}"
+    );
+    assert_eq!(
+        index["manifests"][0]["artifactType"], artifact_type,
+        "{index}"
+    );
+}
+
+/// The size of the manifest tagged v1 (as the registry serves it).
+fn image_manifest_size(registry: &Registry, repository: &str) -> usize {
+    let output = output_within(
+        std::process::Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/{repository}:v1", registry.host()),
+        ]),
+        None,
+        COMMAND_TIMEOUT,
+    );
+    output.stdout.len()
 }

@@ -45,6 +45,9 @@ pub struct PushImage {
     pub blobs: Vec<PushBlob>,
     /// What the source calls it, for messages.
     pub source_name: String,
+    /// For an artifact listed by the referrers API (no tag): the manifest it refers to. A
+    /// destination without that API gets it listed under the OCI 1.1 fallback tag.
+    pub subject: Option<Digest>,
 }
 
 impl PushImage {
@@ -296,7 +299,9 @@ impl Pusher {
                     .await?;
             }
         }
-        // 5. Tags, now that everything they reach is in place.
+        // 5. Tags, now that everything they reach is in place; and for artifacts the
+        // referrers API would list, the fallback tag where the destination has no such API.
+        self.list_referrers(images).await?;
         for image in images {
             let top = image.manifests.last().expect("an image has a manifest");
             for tag in &image.tags {
@@ -318,6 +323,82 @@ impl Pusher {
             ));
         }
         Ok(summary)
+    }
+
+    /// Lists the untagged artifacts of `images` under the OCI 1.1 fallback tag of their subject
+    /// (`sha256-<hex>`, an index, merged with what it lists already), in each repository whose
+    /// registry does not offer the referrers API.
+    async fn list_referrers(&self, images: &[PushImage]) -> Result<(), PushError> {
+        let mut groups: BTreeMap<(String, Digest), (Reference, Vec<&PushManifest>)> =
+            BTreeMap::new();
+        for image in images {
+            if let (Some(subject), Some(top)) = (&image.subject, image.manifests.last()) {
+                groups
+                    .entry((image.repository.full_name(), subject.clone()))
+                    .or_insert_with(|| (image.repository.clone(), Vec::new()))
+                    .1
+                    .push(top);
+            }
+        }
+        for ((_, subject), (repository, manifests)) in groups {
+            if self
+                .client
+                .get_referrers(&repository, &subject)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let tag = format!("{}-{}", subject.algorithm(), subject.hex());
+            let reference = repository.clone();
+            let mut entries: Vec<serde_json::Value> = match self
+                .client
+                .get_manifest_by(&reference, &crate::reference::Identifier::Tag(tag.clone()))
+                .await
+            {
+                Ok(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+                    .ok()
+                    .and_then(|v| v["manifests"].as_array().cloned())
+                    .unwrap_or_default(),
+                Err(RegistryError::NotFound { .. }) => Vec::new(),
+                Err(error) => return Err(error.into()),
+            };
+            for manifest in manifests {
+                if entries
+                    .iter()
+                    .any(|e| e["digest"] == manifest.digest.to_string())
+                {
+                    continue;
+                }
+                let artifact: serde_json::Value =
+                    serde_json::from_slice(&manifest.bytes).unwrap_or_default();
+                let mut entry = serde_json::json!({
+                    "mediaType": manifest.media_type,
+                    "digest": manifest.digest.to_string(),
+                    "size": manifest.bytes.len(),
+                });
+                let artifact_type = artifact["artifactType"]
+                    .as_str()
+                    .or_else(|| artifact["config"]["mediaType"].as_str());
+                if let Some(artifact_type) = artifact_type {
+                    entry["artifactType"] = artifact_type.into();
+                }
+                if let Some(annotations) = artifact.get("annotations") {
+                    entry["annotations"] = annotations.clone();
+                }
+                entries.push(entry);
+            }
+            let index = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": crate::manifest::OCI_INDEX,
+                "manifests": entries,
+            }))
+            .expect("the index serializes");
+            self.client
+                .put_manifest(&repository, &tag, crate::manifest::OCI_INDEX, &index)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Uploads one blob; returns the body bytes sent.
@@ -413,6 +494,7 @@ pub fn attachment_pushes(
                 }
             }
             pushes.push(PushImage {
+                subject: attachment.tag.is_none().then(|| attachment.subject.clone()),
                 repository,
                 tags: attachment.tag.iter().cloned().collect(),
                 manifests: attachment

@@ -159,6 +159,7 @@ pub async fn tar_images(
                 }
             }
             images.push(PushImage {
+                subject: None,
                 repository,
                 tags,
                 manifests: image.manifests.clone(),
