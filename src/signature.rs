@@ -339,6 +339,43 @@ mod tests {
     }
 
     #[test]
+    fn rsa_and_ed25519_keys_verify_too() {
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let digest = Digest::of(b"manifest");
+        let body = payload(&digest);
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let mut signature = vec![0u8; rsa.public_modulus_len()];
+        rsa.sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            &body,
+            &mut signature,
+        )
+        .unwrap();
+        let path = dir.path().join("rsa.pub");
+        std::fs::write(&path, pem(rsa.public_key().as_der().unwrap().as_ref())).unwrap();
+        let key = PublicKey::read(&path).unwrap();
+        assert_eq!(
+            check(&[key], &body, &encode(&signature), &[&digest]),
+            Ok(())
+        );
+
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let path = dir.path().join("ed25519.pub");
+        std::fs::write(&path, pem(ed.public_key().as_der().unwrap().as_ref())).unwrap();
+        let key = PublicKey::read(&path).unwrap();
+        let signature = ed.sign(&body);
+        assert_eq!(
+            check(&[key], &body, &encode(signature.as_ref()), &[&digest]),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn a_key_that_is_not_pem_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pub");
