@@ -516,7 +516,14 @@ mod tests {
         };
         assert_eq!(
             keys(&json),
-            ["digest", "image", "media_type", "platforms", "reference"]
+            [
+                "digest",
+                "image",
+                "media_type",
+                "platforms",
+                "reference",
+                "referrers"
+            ]
         );
         assert_eq!(
             keys(&json["platforms"][0]),
