@@ -50,7 +50,7 @@ pub enum PipelineError {
     #[error(
         "{} of the {total} images could not be used:{}",
         .failures.len(),
-        .failures.iter().map(|f| format!("\n  {}: {}", f.reference, f.reason)).collect::<String>()
+        ImageFailure::lines(.failures)
     )]
     Images {
         total: usize,
@@ -59,7 +59,7 @@ pub enum PipelineError {
     #[error(
         "{} not signed by {keys}; nothing was written:{}",
         if .failures.len() == 1 { "1 image is".to_string() } else { format!("{} images are", .failures.len()) },
-        .failures.iter().map(|f| format!("\n  {}: {}", f.reference, f.reason)).collect::<String>()
+        ImageFailure::lines(.failures)
     )]
     Unsigned {
         keys: String,
@@ -99,6 +99,14 @@ pub struct ImageFailure {
 }
 
 impl ImageFailure {
+    /// Each failure on a line of its own, indented.
+    fn lines(failures: &[ImageFailure]) -> String {
+        failures
+            .iter()
+            .map(|f| format!("\n  {}: {}", f.reference, f.reason))
+            .collect()
+    }
+
     pub fn new(reference: &Reference, error: &PipelineError) -> ImageFailure {
         ImageFailure {
             reference: reference.to_string(),

@@ -8,17 +8,7 @@ mod harness;
 use harness::*;
 
 fn app(registry: &Registry, repository: &str, tag: &str, message: &str) -> Pushed {
-    let image = Image::runnable(
-        message,
-        vec![Layer::text(
-            "etc/message",
-            &format!("{message}\n"),
-            Compression::Gzip,
-        )],
-        Compression::Gzip,
-        false,
-    );
-    registry.push(repository, tag, &image)
+    registry.push_app(repository, tag, message)
 }
 
 fn repo_tags(tar: &std::path::Path) -> Vec<String> {

@@ -6,60 +6,27 @@ mod fault_proxy;
 mod harness;
 
 use std::path::Path;
-use std::process::Command;
 
 use harness::*;
 
-/// The manifest `reference` names, as the registry serves it (skopeo, outside haul).
+/// The manifest `reference` names, as the registry serves it.
+#[track_caller]
 fn raw_manifest(reference: &str, creds: Option<(&str, &str)>) -> Vec<u8> {
-    require_on_path("skopeo");
-    let mut command = Command::new("skopeo");
-    command.args(["inspect", "--raw", "--tls-verify=false"]);
-    if let Some((user, password)) = creds {
-        command.arg("--creds").arg(format!("{user}:{password}"));
-    }
-    command.arg(format!("docker://{reference}"));
-    let output = output_within(&mut command, None, COMMAND_TIMEOUT);
-    assert!(
-        output.status.success(),
-        "skopeo inspect --raw {reference}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    skopeo_raw(reference, creds).unwrap_or_else(|| panic!("{reference} is not in the registry"))
 }
 
 /// Whether `reference` exists (a tag or digest answers).
 fn exists(reference: &str) -> bool {
-    let output = output_within(
-        Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{reference}"),
-        ]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    output.status.success()
+    skopeo_raw(reference, None).is_some()
 }
 
 fn stdout(run: &Run) -> String {
     String::from_utf8_lossy(&run.stdout).into_owned()
 }
 
-/// A runnable image with a layer of its own, pushed to a fresh registry.
+/// A runnable image with a layer of its own, pushed as `repository:v1`.
 fn source_image(registry: &Registry, repository: &str, message: &str) -> Pushed {
-    let image = Image::runnable(
-        message,
-        vec![Layer::text(
-            "etc/message",
-            &format!("{message}\n"),
-            Compression::Gzip,
-        )],
-        Compression::Gzip,
-        false,
-    );
-    registry.push(repository, "v1", &image)
+    registry.push_app(repository, "v1", message)
 }
 
 #[test]
@@ -93,16 +60,7 @@ fn a_tar_goes_into_a_registry_with_its_digests_and_docker_runs_it_from_there() {
 
     // Docker pulls it from there and runs it.
     let _cleanup = Engine::Classic.cleanup(&[&target]);
-    let output = output_within(
-        Engine::Classic.docker().args(["pull", &target]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    Engine::Classic.pull(&target);
     assert_eq!(Engine::Classic.run(&target, &[]).trim(), "pushed by haul");
 
     // Again: every blob is there, nothing goes up.
@@ -243,16 +201,7 @@ fn a_classic_tar_gets_a_new_manifest_and_standard_input_works() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let _cleanup = Engine::Classic.cleanup(&[&target]);
-    let output = output_within(
-        Engine::Classic.docker().args(["pull", &target]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    Engine::Classic.pull(&target);
     assert_eq!(Engine::Classic.run(&target, &[]).trim(), "classic layout");
 
     // Pushing it again compresses nothing new and uploads nothing: same digest.
@@ -500,16 +449,7 @@ fn a_delta_goes_up_only_onto_its_base_and_mounts_the_base_layers() {
     );
     assert_eq!(sha256(&raw_manifest(&target, None)), v2.manifest_digest);
     let _cleanup = Engine::Classic.cleanup(&[&target]);
-    let output = output_within(
-        Engine::Classic.docker().args(["pull", &target]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    Engine::Classic.pull(&target);
     assert_eq!(Engine::Classic.run(&target, &[]).trim(), "next");
 }
 

@@ -105,17 +105,7 @@ fn attach_signature(
 }
 
 fn app(registry: &Registry, repository: &str, message: &str) -> Pushed {
-    let image = Image::runnable(
-        message,
-        vec![Layer::text(
-            "etc/message",
-            &format!("{message}\n"),
-            Compression::Gzip,
-        )],
-        Compression::Gzip,
-        false,
-    );
-    registry.push(repository, "v1", &image)
+    registry.push_app(repository, "v1", message)
 }
 
 #[test]
@@ -436,22 +426,7 @@ fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
 
     // Pushed and copied, every attachment keeps its digest and its tag.
     let digest_at = |reference: &str| {
-        let output = output_within(
-            std::process::Command::new("skopeo").args([
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &format!("docker://{reference}"),
-            ]),
-            None,
-            COMMAND_TIMEOUT,
-        );
-        assert!(
-            output.status.success(),
-            "{reference}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        sha256(&output.stdout)
+        sha256(&skopeo_raw(reference, None).unwrap_or_else(|| panic!("{reference} is missing")))
     };
     let pushed_to = Registry::start();
     haul.run(&["push", "with.tar", &pushed_to.host()]).success();
@@ -560,22 +535,8 @@ fn referrers_the_api_lists_travel_and_a_destination_without_it_gets_the_fallback
         dest.host(),
         hex_of(&image.manifest_digest)
     );
-    let output = output_within(
-        std::process::Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{fallback}"),
-        ]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let index: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let listed = skopeo_raw(&fallback, None).expect("the fallback tag is there");
+    let index: serde_json::Value = serde_json::from_slice(&listed).unwrap();
     assert_eq!(
         index["manifests"][0]["digest"],
         artifact_digest.as_str(),
@@ -589,15 +550,6 @@ fn referrers_the_api_lists_travel_and_a_destination_without_it_gets_the_fallback
 
 /// The size of the manifest tagged v1 (as the registry serves it).
 fn image_manifest_size(registry: &Registry, repository: &str) -> usize {
-    let output = output_within(
-        std::process::Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/{repository}:v1", registry.host()),
-        ]),
-        None,
-        COMMAND_TIMEOUT,
-    );
-    output.stdout.len()
+    skopeo_raw(&format!("{}/{repository}:v1", registry.host()), None)
+        .map_or(0, |manifest| manifest.len())
 }

@@ -412,16 +412,23 @@ impl Pusher {
             &self.journal_dir,
         ))?;
         let progress = self.progress.clone();
+        let waited = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiting = {
             let (progress, digest) = (self.progress.clone(), blob.digest.clone());
-            move || progress.event(Event::WaitingForLock { digest })
+            let waited = waited.clone();
+            move || {
+                waited.store(true, std::sync::atomic::Ordering::Relaxed);
+                progress.event(Event::WaitingForLock { digest });
+            }
         };
         let lock = LockedFile::acquire(&journal.lock_path(), LockMode::Exclusive, waiting).await?;
-        // Another process may have pushed it while this one waited.
-        if self
-            .client
-            .has_blob(&image.repository, &blob.digest)
-            .await?
+        // Another process may have pushed it while this one waited (only then is it worth
+        // asking again: the blob was missing a moment ago).
+        if waited.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .client
+                .has_blob(&image.repository, &blob.digest)
+                .await?
         {
             lock.remove();
             return Ok(0);

@@ -176,7 +176,7 @@ impl Client {
             identifier.separator()
         );
         let mut failures = 0;
-        let mut response = self
+        let response = self
             .get(
                 endpoint,
                 &format!("manifests/{identifier}"),
@@ -186,36 +186,12 @@ impl Client {
                 &warn_retry,
             )
             .await?;
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_MANIFEST_BYTES)
-        {
-            return Err(RegistryError::ManifestTooLarge {
-                reference: reference.to_string(),
-            });
-        }
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut bytes = Vec::new();
-        while let Some(chunk) =
-            response
-                .chunk()
-                .await
-                .map_err(|source| RegistryError::Transfer {
-                    registry: endpoint.registry.clone(),
-                    source,
-                })?
-        {
-            if bytes.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
-                return Err(RegistryError::ManifestTooLarge {
-                    reference: reference.to_string(),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_manifest_body(response, endpoint, &reference.to_string()).await?;
         let digest = Digest::of(&bytes);
         if let Identifier::Digest(expected) = identifier
             && *expected != digest
@@ -271,19 +247,10 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transfer {
-                registry: endpoint.registry.clone(),
-                source,
-            })?;
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::ManifestTooLarge { reference: what });
-        }
+        let bytes = read_manifest_body(response, &endpoint, &what).await?;
         Ok(Some(FetchedManifest {
             digest: Digest::of(&bytes),
-            bytes: bytes.to_vec(),
+            bytes,
             content_type,
         }))
     }
@@ -753,6 +720,39 @@ struct Call<'a> {
     access: Access,
     /// What is asked for, for a 404's message.
     what: &'a str,
+}
+
+/// A manifest's (or index's) body, read up to [`MAX_MANIFEST_BYTES`] and no further: a
+/// registry cannot make haul hold more.
+async fn read_manifest_body(
+    mut response: reqwest::Response,
+    endpoint: &Endpoint,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::ManifestTooLarge {
+        reference: what.to_string(),
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_MANIFEST_BYTES)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| RegistryError::Transfer {
+            registry: endpoint.registry.clone(),
+            source,
+        })?
+    {
+        if bytes.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// Says that a request for a manifest is tried again.

@@ -67,16 +67,15 @@ impl Client {
             .expect("the registry itself is the last endpoint")
     }
 
-    /// A request of a push, tried again as the retry policy says.
-    async fn push_request(
+    /// `attempt`, tried again after a transient failure as the retry policy says.
+    async fn retrying<T>(
         &self,
-        endpoint: &Endpoint,
-        call: &Call<'_>,
-    ) -> Result<reqwest::Response, RegistryError> {
+        mut attempt: impl AsyncFnMut() -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
         let mut failures = 0;
         loop {
-            match self.request_once(endpoint, call).await {
-                Ok(response) => return Ok(response),
+            match attempt().await {
+                Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() => {
                     failures += 1;
                     let Some(wait) = self.retry.wait(&error, failures) else {
@@ -90,6 +89,16 @@ impl Client {
         }
     }
 
+    /// A request of a push, tried again as the retry policy says.
+    async fn push_request(
+        &self,
+        endpoint: &Endpoint,
+        call: &Call<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.retrying(async || self.request_once(endpoint, call).await)
+            .await
+    }
+
     /// Whether `repository` holds blob `digest`.
     pub async fn has_blob(
         &self,
@@ -97,20 +106,8 @@ impl Client {
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
         let endpoint = self.push_endpoint(repository);
-        let what = format!("blob {digest} in {}", repository.full_name());
-        let call = Call {
-            method: Method::HEAD,
-            target: Target::Suffix(format!("blobs/{digest}")),
-            headers: HeaderMap::new(),
-            body: None,
-            access: Access::Push,
-            what: &what,
-        };
-        match self.push_request(&endpoint, &call).await {
-            Ok(_) => Ok(true),
-            Err(RegistryError::NotFound { .. }) => Ok(false),
-            Err(error) => Err(error),
-        }
+        self.retrying(async || self.has_blob_at(&endpoint, digest).await)
+            .await
     }
 
     /// Asks the registry to link blob `digest` from its repository `from` into `repository`
@@ -181,30 +178,17 @@ impl Client {
             })
         };
         let mut resumed_at = None;
-        let mut failures = 0;
-        loop {
-            let attempt = self
-                .upload_attempt(&endpoint, digest, file, journal, &counted, &mut resumed_at)
-                .await;
-            match attempt {
-                Ok(()) => {
-                    journal.clear();
-                    return Ok(UploadReport {
-                        resumed_at: resumed_at.unwrap_or(0),
-                        sent: sent.load(Ordering::Relaxed),
-                    });
-                }
-                Err(error) if error.is_retryable() => {
-                    failures += 1;
-                    let Some(wait) = self.retry.wait(&error, failures) else {
-                        return Err(error);
-                    };
-                    warn_retry(failures, &error, wait);
-                    tokio::time::sleep(wait).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        // Each attempt resumes where the registry stands.
+        self.retrying(async || {
+            self.upload_attempt(&endpoint, digest, file, journal, &counted, &mut resumed_at)
+                .await
+        })
+        .await?;
+        journal.clear();
+        Ok(UploadReport {
+            resumed_at: resumed_at.unwrap_or(0),
+            sent: sent.load(Ordering::Relaxed),
+        })
     }
 
     async fn upload_attempt(

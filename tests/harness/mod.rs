@@ -364,6 +364,12 @@ impl Engine {
             .to_string()
     }
 
+    /// `docker pull reference`.
+    #[track_caller]
+    pub fn pull(self, reference: &str) {
+        self.ok(&["pull", reference]);
+    }
+
     /// `docker run --rm --network none reference args…`; returns stdout.
     #[track_caller]
     pub fn run(self, reference: &str, args: &[&str]) -> String {
@@ -427,6 +433,20 @@ pub fn require_on_path(program: &str) {
         "`{program}` is not on PATH: run `make test`, which installs what the tests need \
          (scripts/install-test-deps.sh) and starts the Docker engines"
     );
+}
+
+/// The manifest `reference` names, as the registry serves it, read by skopeo (outside haul);
+/// `None` when the registry does not have it. `creds`: user and password.
+pub fn skopeo_raw(reference: &str, creds: Option<(&str, &str)>) -> Option<Vec<u8>> {
+    require_on_path("skopeo");
+    let mut command = Command::new("skopeo");
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some((user, password)) = creds {
+        command.arg("--creds").arg(format!("{user}:{password}"));
+    }
+    command.arg(format!("docker://{reference}"));
+    let output = output_within(&mut command, None, COMMAND_TIMEOUT);
+    output.status.success().then_some(output.stdout)
 }
 
 /// `skopeo inspect docker-archive:FILE` (config digest and layers as skopeo sees them).

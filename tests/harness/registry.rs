@@ -290,6 +290,22 @@ impl Registry {
         }
     }
 
+    /// Pushes, as `repository:tag`, a runnable image (busybox) whose command prints `message`,
+    /// with a small layer of its own.
+    pub fn push_app(&self, repository: &str, tag: &str, message: &str) -> Pushed {
+        let image = Image::runnable(
+            message,
+            vec![super::images::Layer::text(
+                "etc/message",
+                &format!("{message}\n"),
+                super::images::Compression::Gzip,
+            )],
+            super::images::Compression::Gzip,
+            false,
+        );
+        self.push(repository, tag, &image)
+    }
+
     /// Pushes several platform images and an index (OCI) or manifest list (Docker) over them.
     pub fn push_index(
         &self,
