@@ -97,8 +97,8 @@ Examples:
 
 const PUSH_EXAMPLES: &str = "\
 Examples:
-  haul push bundle.tar registry.site:5000           # docker.io/library/nginx:1.27 -> registry.site:5000/library/nginx:1.27
-  haul push bundle.tar registry.site:5000/mirror    # -> registry.site:5000/mirror/library/nginx:1.27
+  haul push bundle.tar registry.site:5000           # nginx:1.27 -> DEST/library/nginx:1.27
+  haul push bundle.tar registry.site:5000/mirror    # -> DEST/library/nginx:1.27, DEST = .../mirror
   haul push app.tar registry.site:5000 --as team/app:1.2   # a one-image tar, under the name given
   haul push v2-delta.tar registry.site:5000         # a delta: only after its base was pushed there
   ssh build-host haul export app:1 -o - | haul push - registry.site:5000
@@ -109,7 +109,7 @@ docker save before Docker 25) gets a new manifest, printed. Tags are written las
 const LOCK_EXAMPLES: &str = "\
 Examples:
   haul lock -f images.txt -o images.lock           # each image pinned: name:tag@sha256:…
-  haul export -f images.lock -o release.tar        # exactly what was locked, whatever the tags say now
+  haul export -f images.lock -o release.tar        # exactly what was locked
   haul lock -f images.lock -o images.lock          # move the pins to what the tags name now";
 
 const COPY_EXAMPLES: &str = "\
@@ -375,8 +375,8 @@ pub struct CopyArgs {
 #[derive(Debug, Args)]
 pub struct SignatureArgs {
     /// Also take what refers to each image (cosign signatures, attestations, SBOMs, OCI 1.1
-    /// referrers), and what refers to those: into the cache, the tar (docker formats: in
-    /// blobs/ only, so docker load sees the same images) and the destination registry
+    /// referrers), and what refers to those, wherever the images go: the cache, a tar (in
+    /// the docker formats in blobs/ only, so docker load sees the same images), a registry
     #[arg(long)]
     pub referrers: bool,
 
@@ -390,7 +390,7 @@ pub struct SignatureArgs {
 /// How many transfers run at once, for push and copy.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Downloads and uploads at once
+    /// Transfers (downloads and uploads) at once
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 }
@@ -446,7 +446,7 @@ pub struct ImageArgs {
     /// Read references from FILE too, one per line (# comments, blank lines ignored; a lock
     /// file from `haul lock` is one); - for standard input; repeatable. The same image twice
     /// is taken once
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "LIST")]
     pub file: Vec<String>,
 
     /// Platform to take from multi-platform images: OS/ARCH[/VARIANT]; repeatable, or

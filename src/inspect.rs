@@ -303,7 +303,11 @@ pub fn render(inspections: &[Inspection]) -> String {
             ),
         );
         if !inspection.referrers.is_empty() {
-            labelled(&mut out, "referrers", "");
+            labelled(
+                &mut out,
+                "referrers",
+                &format!("{} refer to this image", inspection.referrers.len()),
+            );
             let mut rows = vec![cells(["KIND", "DIGEST", "SIZE", "REFERS TO"])];
             rows.extend(inspection.referrers.iter().map(|r| {
                 cells([

@@ -57,7 +57,7 @@ pub enum PipelineError {
         failures: Vec<ImageFailure>,
     },
     #[error(
-        "{} not signed by {keys}; nothing was written:{}",
+        "{} not signed by {keys}; stopped before writing anything:{}",
         if .failures.len() == 1 { "1 image is".to_string() } else { format!("{} images are", .failures.len()) },
         ImageFailure::lines(.failures)
     )]

@@ -245,8 +245,13 @@ pub fn check_tar(
                 label,
                 reason.map_or_else(
                     || {
-                        "the tar carries no cosign signature of it (export with --referrers)"
-                            .to_string()
+                        if contents.resolve(crate::referrers::RECORD_NAME).is_some() {
+                            "the tar carries no cosign signature of it (is it signed?)".to_string()
+                        } else {
+                            "the tar carries no cosign signature of it (export it with \
+                             --referrers)"
+                                .to_string()
+                        }
                     },
                     |r| r.to_string(),
                 ),

@@ -244,6 +244,9 @@ fn copy_takes_a_list_into_a_prefix_keeping_each_name_and_digest() {
     let other = format!("{}/other", dest.host());
     haul.run(&["copy", &alpha.reference, &beta.reference, &other])
         .success();
+    // There DEST is a prefix: a tag in it is refused at once, saying so.
+    haul.run(&["copy", "-f", "images.txt", &format!("{prefix}:x")])
+        .failure(&["names a tag or digest", "REGISTRY[/PREFIX]"]);
     // And DEST must be a registry there.
     haul.run(&["copy", &alpha.reference, &beta.reference, "not-a-registry"])
         .failure(&["must begin with a registry host"]);

@@ -398,8 +398,15 @@ fn signatures_attestations_and_sboms_travel_and_are_checked_offline() {
     other.write_public_key(&other_key);
     haul.run(&["verify", "with.tar", "--key", other_key.to_str().unwrap()])
         .failure(&["not signed by", "other.pub", "not by this key"]);
-    haul.run(&["verify", "plain.tar", "--key", &key])
+    let unsigned = haul
+        .run(&["verify", "plain.tar", "--key", &key])
         .failure(&["carries no cosign signature", "--referrers"]);
+    // A tar that fails the key check is not called "ok".
+    assert!(
+        !String::from_utf8_lossy(&unsigned.stdout).contains("ok:"),
+        "{}",
+        String::from_utf8_lossy(&unsigned.stdout)
+    );
 
     // The OCI layout lists them in index.json, named by their tags.
     haul.run(&[

@@ -40,6 +40,27 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         println!("{}", json(&report));
     }
     if report.is_whole() {
+        // The signatures first: "ok" is said of a tar that passes every check asked for.
+        if !keys.is_empty() {
+            let attachments = crate::referrers::attachments_in(&contents);
+            let unsigned = signature::check_tar(&contents, &attachments, &keys)
+                .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
+            if !unsigned.is_empty() {
+                bail!(
+                    "{name} is whole, but {} not signed by {}:{}",
+                    if unsigned.len() == 1 {
+                        "1 image in it is".to_string()
+                    } else {
+                        format!("{} images in it are", unsigned.len())
+                    },
+                    key_names(args),
+                    unsigned
+                        .iter()
+                        .map(|(image, why)| format!("\n  {image}: {why}"))
+                        .collect::<String>()
+                );
+            }
+        }
         if !quiet && !args.json {
             println!("ok: {}", summary(&report));
             if report.left_out > 0 {
@@ -49,39 +70,8 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                 );
             }
         }
-        if !keys.is_empty() {
-            let attachments = crate::referrers::attachments_in(&contents);
-            let unsigned = signature::check_tar(&contents, &attachments, &keys)
-                .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
-            if !unsigned.is_empty() {
-                bail!(
-                    "{} in {name} not signed by {}:{}",
-                    if unsigned.len() == 1 {
-                        "1 image is".to_string()
-                    } else {
-                        format!("{} images are", unsigned.len())
-                    },
-                    args.keys
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    unsigned
-                        .iter()
-                        .map(|(image, why)| format!("\n  {image}: {why}"))
-                        .collect::<String>()
-                );
-            }
-            if !quiet && !args.json {
-                println!(
-                    "signed: every image, by {}",
-                    args.keys
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
+        if !keys.is_empty() && !quiet && !args.json {
+            println!("signed: every image, by {}", key_names(args));
         }
         if let Some(path) = &args.receipt {
             let receipt = Receipt::of_report(&report).map_err(anyhow::Error::msg)?;
@@ -99,6 +89,15 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         "{name} is not whole: {} (listed above). Do not carry it; export or copy it again",
         count(report.problems.len(), "problem")
     )
+}
+
+/// The `--key` files, for messages.
+fn key_names(args: &VerifyArgs) -> String {
+    args.keys
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.

@@ -53,6 +53,12 @@ pub enum TarError {
          localhost), e.g. registry.site:5000 or registry.site:5000/mirror"
     )]
     NotARegistry { dest: String },
+    #[error(
+        "DEST {dest:?} names a tag or digest, but here DEST is REGISTRY[/PREFIX]: each image \
+         goes to DEST/<repository>:<tag> with its own (to push one image under a name, use \
+         --as, or haul copy SOURCE REGISTRY/REPOSITORY:TAG)"
+    )]
+    PrefixWithTag { dest: String },
     #[error("--as {name:?} names a digest; give REPOSITORY[:TAG] (the digest is the image's own)")]
     AsDigest { name: String },
     #[error(
@@ -208,14 +214,20 @@ pub async fn tar_images(
 /// Refuses a `REGISTRY[/PREFIX]` destination that does not begin with a registry host (docker's
 /// rule would read `myregistry/x` as Docker Hub's `myregistry/x`).
 pub fn check_destination(dest: &str) -> Result<(), TarError> {
-    let host = dest.split('/').next().unwrap_or_default();
-    if host.contains('.') || host.contains(':') || host == "localhost" {
-        Ok(())
-    } else {
-        Err(TarError::NotARegistry {
+    let mut parts = dest.split('/');
+    let host = parts.next().unwrap_or_default();
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return Err(TarError::NotARegistry {
             dest: dest.to_string(),
-        })
+        });
     }
+    // Each image brings its own repository and tag: a prefix names neither.
+    if parts.any(|part| part.contains(':') || part.contains('@')) {
+        return Err(TarError::PrefixWithTag {
+            dest: dest.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// `name` (a full reference, or docker's short form) without its registry:
