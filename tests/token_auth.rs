@@ -205,16 +205,17 @@ fn an_expired_token_is_renewed_mid_export() {
     let image = Image::new(layers, false, "amd64", None, "slow");
     let pushed = registry.push(&repository, "v1", &image);
 
-    // Tokens the registry accepts for at most a second, and one download at a time at
-    // 256 KB/s: each 400 KiB layer takes over 1.3 s, longer than the token it started with
+    // Tokens the registry accepts for one to two seconds (`exp` is whole seconds, so a
+    // one-second token could be stale the instant it is issued), and one download at a time
+    // at 128 KB/s: each 400 KiB layer takes over 3 s, longer than the token it started with
     // lives, so the next request carries an expired token and haul must get a new one.
-    tokens.set_lifetime(Duration::from_secs(1));
+    tokens.set_lifetime(Duration::from_secs(2));
     let haul = Haul::new();
     let started = Instant::now();
     export_with_password(
         &haul,
         &[&pushed.reference],
-        &["-o", "slow.tar", "-j", "1", "--limit-rate", "256K"],
+        &["-o", "slow.tar", "-j", "1", "--limit-rate", "128K"],
         PASSWORD,
     )
     .success();
