@@ -4,12 +4,12 @@
 //! then cat into one file); and the peers where installed (skopeo copy, docker pull + save).
 //! Peak RSS from /usr/bin/time -v. The table is printed and written to BENCHMARKS.md.
 
-#[path = "../tests/harness/images.rs"]
+#[path = "../tests/it/harness/images.rs"]
 mod images;
-#[path = "../tests/harness/registry.rs"]
+#[path = "../tests/it/harness/registry.rs"]
 mod registry;
 // registry.rs can start a registry in token mode, which needs the token service.
-#[path = "../tests/harness/token.rs"]
+#[path = "../tests/it/harness/token.rs"]
 mod token;
 
 use std::fmt::Write as _;

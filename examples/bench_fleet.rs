@@ -10,13 +10,13 @@
 //!
 //! Appends its section to BENCHMARKS.md (written first by examples/bench.rs).
 
-#[path = "../tests/harness/images.rs"]
+#[path = "../tests/it/harness/images.rs"]
 mod images;
-#[path = "../tests/harness/latency.rs"]
+#[path = "../tests/it/harness/latency.rs"]
 mod latency;
-#[path = "../tests/harness/registry.rs"]
+#[path = "../tests/it/harness/registry.rs"]
 mod registry;
-#[path = "../tests/harness/token.rs"]
+#[path = "../tests/it/harness/token.rs"]
 mod token;
 
 use std::fmt::Write as _;

@@ -46,7 +46,8 @@ Examples:
   haul inspect nginx:1.27                          # platforms, layers, what is cached
   haul inspect nginx:1.27 --platform linux/arm64
   haul inspect app:1 app:2 --json | jq '.[].image.download_size'
-  haul inspect app:1 --offline                     # what this cache holds for app:1";
+  haul inspect app:1 --offline                     # what this cache holds for app:1
+  haul inspect release.tar                         # what a bundle holds (a file: no network)";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -247,7 +248,8 @@ pub enum Command {
     #[command(after_help = PULL_EXAMPLES)]
     Pull(PullArgs),
     /// Show what images are without downloading their layers: platforms, config, layers
-    /// (digest, compression, size), and which blobs are already cached
+    /// (digest, compression, size), and which blobs are already cached; or, given a FILE.tar,
+    /// what that bundle holds
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
     /// Look at and tidy the cache
@@ -325,6 +327,12 @@ pub struct PushArgs {
     /// Push the tar's only image as DEST/REPOSITORY:TAG instead (TAG defaults to latest)
     #[arg(long = "as", value_name = "REPOSITORY[:TAG]")]
     pub as_name: Option<String>,
+
+    /// For a multi-platform image: push only this platform's manifest, tagged (the index
+    /// is not kept). Needed when the tar holds only some of the index's platforms, as
+    /// `docker save` from the containerd image store writes an image pulled for one
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<crate::platform::Platform>,
 
     #[command(flatten)]
     pub transfers: TransferArgs,

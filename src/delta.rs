@@ -13,7 +13,8 @@
 //! is a different layer there; the containerd store and podman reuse blobs by digest. A blob
 //! the new tar names several times is left out only when every use qualifies.
 //!
-//! The delta says what it is in `haul-delta.json` at the tar's top level ([`DeltaRecord`]),
+//! The delta says what it is in `haul-delta.json` at the tar's top level
+//! ([`crate::bundle::DeltaRecord`]),
 //! which every loader ignores and `haul verify` reads.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,58 +22,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::{Bundle, ReceiptBlob, ReceiptImage};
 use crate::digest::Digest;
 
-/// The delta's own record, at the tar's top level.
-pub const RECORD_NAME: &str = "haul-delta.json";
 const RECEIPT_VERSION: u32 = 1;
-const RECORD_VERSION: u32 = 1;
 
 /// What a bundle holds, for deltas against it. Images sorted and distinct.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     #[serde(rename = "haulReceipt")]
     pub version: u32,
-    pub images: Vec<BundleImage>,
-}
-
-/// One image of a bundle, as the tar holds it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BundleImage {
-    /// What the tar names it (`RepoTags`, or the containerd name in an OCI layout); empty
-    /// for an image exported by digest alone.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub names: Vec<String>,
-    #[serde(rename = "diffIds")]
-    pub diff_ids: Vec<Digest>,
-    /// The layer blobs, in order, as the tar names them.
-    pub layers: Vec<BundleBlob>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BundleBlob {
-    pub digest: Digest,
-    pub size: u64,
-}
-
-/// `haul-delta.json`: the blobs the tar names but does not hold, expected at the destination.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeltaRecord {
-    #[serde(rename = "haulDelta")]
-    pub version: u32,
-    #[serde(rename = "leftOut")]
-    pub left_out: Vec<LeftOutBlob>,
-    /// The images of earlier bundles whose layers it relies on: what to load first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub since: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct LeftOutBlob {
-    /// Where the tar would hold it.
-    pub path: String,
-    pub digest: Digest,
-    pub size: u64,
+    pub images: Vec<ReceiptImage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +65,8 @@ pub enum DeltaError {
 
 impl Receipt {
     /// A receipt of these images: sorted, each once, with all its names.
-    pub fn new(images: impl IntoIterator<Item = BundleImage>) -> Receipt {
-        type Key = (Vec<Digest>, Vec<BundleBlob>);
+    pub fn new(images: impl IntoIterator<Item = ReceiptImage>) -> Receipt {
+        type Key = (Vec<Digest>, Vec<ReceiptBlob>);
         let mut merged: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
         for image in images {
             merged
@@ -118,7 +78,7 @@ impl Receipt {
             version: RECEIPT_VERSION,
             images: merged
                 .into_iter()
-                .map(|((diff_ids, layers), names)| BundleImage {
+                .map(|((diff_ids, layers), names)| ReceiptImage {
                     names: names.into_iter().collect(),
                     diff_ids,
                     layers,
@@ -169,23 +129,22 @@ impl Receipt {
             });
         }
         let file = tokio::fs::File::open(path).await.map_err(read_error)?;
-        Receipt::of_report(&crate::verify::verify_tar(file).await).map_err(|problem| {
-            DeltaError::NotABundle {
-                path: path.to_path_buf(),
-                problem,
-            }
+        Receipt::of_bundle(&Bundle::read(file).await).map_err(|problem| DeltaError::NotABundle {
+            path: path.to_path_buf(),
+            problem,
         })
     }
 
-    /// The receipt of a tar `haul verify` read: only of a whole one.
-    pub fn of_report(report: &crate::verify::Report) -> Result<Receipt, String> {
-        if let Some(problem) = report.problems.first() {
+    /// The receipt of a bundle: only of a whole one.
+    pub fn of_bundle(bundle: &Bundle) -> Result<Receipt, String> {
+        if let Some(problem) = bundle.problems.first() {
             return Err(problem.to_string());
         }
-        if report.bundle.is_empty() {
+        let images = bundle.receipt_images();
+        if images.is_empty() {
             return Err("it names no image".to_string());
         }
-        Ok(Receipt::new(report.bundle.iter().cloned()))
+        Ok(Receipt::new(images))
     }
 
     fn parse(bytes: &[u8]) -> Result<Receipt, String> {
@@ -216,13 +175,13 @@ impl Receipt {
             else {
                 return None;
             };
-            (manifest.layers.len() == diff_ids.len()).then(|| BundleImage {
+            (manifest.layers.len() == diff_ids.len()).then(|| ReceiptImage {
                 names: Vec::new(),
                 diff_ids: diff_ids.clone(),
                 layers: manifest
                     .layers
                     .iter()
-                    .map(|l| BundleBlob {
+                    .map(|l| ReceiptBlob {
                         digest: l.digest.clone(),
                         size: l.size,
                     })
@@ -230,25 +189,6 @@ impl Receipt {
             })
         });
         Receipt::new(known)
-    }
-}
-
-impl DeltaRecord {
-    pub fn new(
-        left_out: impl IntoIterator<Item = LeftOutBlob>,
-        since: impl IntoIterator<Item = String>,
-    ) -> DeltaRecord {
-        let left_out: BTreeSet<LeftOutBlob> = left_out.into_iter().collect();
-        let since: BTreeSet<String> = since.into_iter().collect();
-        DeltaRecord {
-            version: RECORD_VERSION,
-            left_out: left_out.into_iter().collect(),
-            since: since.into_iter().collect(),
-        }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a delta record serializes")
     }
 }
 
@@ -356,13 +296,13 @@ mod tests {
         Digest::of(name.as_bytes())
     }
 
-    fn image(diff_ids: &[&str], blobs: &[&str]) -> BundleImage {
-        BundleImage {
+    fn image(diff_ids: &[&str], blobs: &[&str]) -> ReceiptImage {
+        ReceiptImage {
             names: vec![format!("app:{}", diff_ids.len())],
             diff_ids: diff_ids.iter().map(|n| d(n)).collect(),
             layers: blobs
                 .iter()
-                .map(|n| BundleBlob {
+                .map(|n| ReceiptBlob {
                     digest: d(n),
                     size: n.len() as u64,
                 })

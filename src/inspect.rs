@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bundle::summary::{ReferrerSummary, referrers_of};
 use crate::digest::Digest;
 use crate::manifest::{
     Compression, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, ImageConfig, OCI_INDEX,
@@ -32,20 +33,7 @@ pub struct Inspection {
     image: ImageSummary,
     /// What refers to the image or its index (signatures, attestations, SBOMs, and what
     /// refers to those): empty with --offline, where the registry cannot be asked.
-    referrers: Vec<ReferrerEntry>,
-}
-
-/// One artifact that refers to a manifest.
-#[derive(Debug, Serialize)]
-struct ReferrerEntry {
-    /// The manifest it refers to.
-    subject: Digest,
-    /// What it is: cosign's kind by its tag, else its artifact type or its first layer's.
-    kind: String,
-    digest: Digest,
-    size: u64,
-    /// The tag it is found under; null when the referrers API lists it.
-    tag: Option<String>,
+    referrers: Vec<ReferrerSummary>,
 }
 
 /// One entry of an index.
@@ -99,28 +87,8 @@ impl Inspection {
     /// `cached` tells whether a blob is in the cache.
     /// Adds what, of `attachments`, refers to this image (its manifest or index), and what
     /// refers to those in turn.
-    pub fn with_referrers(mut self, attachments: &[crate::referrers::Attachment]) -> Inspection {
-        let mut subjects = vec![self.digest.clone(), self.image.digest.clone()];
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for attachment in attachments {
-                let top = attachment.top();
-                if subjects.contains(&attachment.subject)
-                    && !self.referrers.iter().any(|r| r.digest == top.digest)
-                {
-                    self.referrers.push(ReferrerEntry {
-                        subject: attachment.subject.clone(),
-                        kind: referrer_kind(attachment),
-                        digest: top.digest.clone(),
-                        size: top.size,
-                        tag: attachment.tag.clone(),
-                    });
-                    subjects.push(top.digest.clone());
-                    changed = true;
-                }
-            }
-        }
+    pub fn with_referrers(mut self, attachments: &[crate::bundle::Attachment]) -> Inspection {
+        self.referrers = referrers_of(&[&self.digest, &self.image.digest], attachments);
         self
     }
 
@@ -321,37 +289,6 @@ pub fn render(inspections: &[Inspection]) -> String {
         }
     }
     out
-}
-
-/// What an attachment is, for people: cosign's kind by its tag, else its artifact type or its
-/// first layer's media type.
-fn referrer_kind(attachment: &crate::referrers::Attachment) -> String {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Artifact {
-        artifact_type: Option<String>,
-        #[serde(default)]
-        layers: Vec<Descriptor>,
-    }
-    if let Some(tag) = &attachment.tag {
-        for (suffix, kind) in [
-            (".sig", "signature (cosign)"),
-            (".att", "attestation (cosign)"),
-            (".sbom", "SBOM (cosign)"),
-        ] {
-            if tag.ends_with(suffix) {
-                return kind.to_string();
-            }
-        }
-    }
-    let artifact: Option<Artifact> = serde_json::from_slice(&attachment.top().bytes).ok();
-    artifact
-        .and_then(|a| {
-            a.artifact_type
-                .or_else(|| a.layers.first().map(|l| l.media_type.clone()))
-        })
-        .filter(|k| !k.is_empty())
-        .unwrap_or_else(|| attachment.top().media_type.clone())
 }
 
 /// `  label     value`: the value starts in the tables' column.

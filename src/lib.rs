@@ -10,6 +10,7 @@
 //! [`inspect`] reports what images are. Blocking work runs through [`blocking`].
 
 pub mod blocking;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;

@@ -11,13 +11,9 @@
 //! (named by their tag), where OCI tools look; the docker layouts do not, so that `docker
 //! load` sees exactly the images it would without them.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::bundle::{AttachedManifest, Attachment};
 use crate::digest::Digest;
-use crate::manifest::Descriptor;
 
-/// The record of a tar's attachments, at its top level.
-pub const RECORD_NAME: &str = "haul-referrers.json";
 /// How deep attachments of attachments are followed.
 pub const MAX_DEPTH: usize = 3;
 
@@ -31,92 +27,6 @@ pub fn tags_for(digest: &Digest) -> Vec<String> {
         format!("{base}.sbom"),
         base,
     ]
-}
-
-/// An artifact attached to a manifest.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Attachment {
-    /// The manifest it refers to.
-    pub subject: Digest,
-    /// The tag it is found under; none when the referrers API listed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// Its manifests, children first; the last is the attachment itself.
-    pub manifests: Vec<AttachedManifest>,
-    /// The blobs its manifests name, each once.
-    #[serde(skip)]
-    pub blobs: Vec<Descriptor>,
-}
-
-impl Attachment {
-    /// The attachment's own manifest (the last).
-    pub fn top(&self) -> &AttachedManifest {
-        self.manifests.last().expect("an attachment has a manifest")
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttachedManifest {
-    pub digest: Digest,
-    pub media_type: String,
-    pub size: u64,
-    #[serde(skip)]
-    pub bytes: Vec<u8>,
-}
-
-/// `haul-referrers.json`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ReferrersRecord {
-    #[serde(rename = "haulReferrers")]
-    pub version: u32,
-    pub attachments: Vec<Attachment>,
-}
-
-impl ReferrersRecord {
-    pub fn new(attachments: &[Attachment]) -> ReferrersRecord {
-        ReferrersRecord {
-            version: 1,
-            attachments: attachments.to_vec(),
-        }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("the record serializes")
-    }
-}
-
-/// The attachments a tar carries, as its `haul-referrers.json` records them, with their
-/// manifests' bytes and their blobs read from the tar (an attachment whose manifest is not
-/// there is left out: `haul verify` reports the tar's missing files).
-pub fn attachments_in(contents: &crate::verify::Contents) -> Vec<Attachment> {
-    let Some(record) = contents
-        .bytes_of(RECORD_NAME)
-        .and_then(|bytes| serde_json::from_slice::<ReferrersRecord>(bytes).ok())
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    'attachments: for mut attachment in record.attachments {
-        let mut blobs: Vec<Descriptor> = Vec::new();
-        for manifest in &mut attachment.manifests {
-            let path = crate::export::blob_path(&manifest.digest);
-            let Some(bytes) = contents.bytes_of(&path) else {
-                continue 'attachments;
-            };
-            manifest.bytes = bytes.to_vec();
-            if let Ok(image) = serde_json::from_slice::<crate::manifest::ImageManifest>(bytes) {
-                for d in std::iter::once(&image.config).chain(&image.layers) {
-                    if !blobs.iter().any(|b| b.digest == d.digest) {
-                        blobs.push(d.clone());
-                    }
-                }
-            }
-        }
-        attachment.blobs = blobs;
-        out.push(attachment);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -178,46 +178,39 @@ pub fn check(
     }
 }
 
-/// Checks, offline, that every image a tar holds carries a signature by one of `keys` among
-/// the attachments it carries (`--referrers`). Returns each image that does not, named, with
-/// the reason; an error when the tar has no manifests to check (the classic layout).
-pub fn check_tar(
-    contents: &crate::verify::Contents,
-    attachments: &[crate::referrers::Attachment],
+/// Checks, offline, that every image a bundle holds carries a signature by one of `keys`
+/// among the attachments it carries (`--referrers`). Returns each image that does not, named,
+/// with the reason; an error when the tar has no manifests to check (the classic layout).
+pub fn check_bundle(
+    bundle: &crate::bundle::Bundle,
     keys: &[PublicKey],
 ) -> Result<Vec<(String, String)>, String> {
-    let index: crate::manifest::Index = contents
-        .bytes_of("index.json")
-        .and_then(|bytes| serde_json::from_slice(bytes).ok())
-        .ok_or_else(|| {
-            "the tar has no index.json, so no manifests (--format docker-v1, or docker save \
-             before Docker 25); signatures name manifest digests: export the bundle with \
-             --format docker or oci"
-                .to_string()
-        })?;
+    const NO_MANIFESTS: &str = "the tar holds no manifests (--format docker-v1, or docker save \
+        before Docker 25); signatures name manifest digests: export the bundle with --format \
+        docker or oci";
+    if bundle.images.iter().all(|image| image.root.is_none()) {
+        return Err(NO_MANIFESTS.to_string());
+    }
     let mut failures = Vec::new();
-    for entry in &index.manifests {
-        if attachments.iter().any(|a| a.top().digest == entry.digest) {
+    for image in &bundle.images {
+        let label = image
+            .names
+            .first()
+            .cloned()
+            .or_else(|| image.digest().map(ToString::to_string))
+            .unwrap_or_else(|| image.label.clone());
+        if image.root.is_none() {
+            failures.push((label, NO_MANIFESTS.to_string()));
             continue;
         }
-        let label = entry
-            .annotations
-            .get("io.containerd.image.name")
-            .cloned()
-            .unwrap_or_else(|| entry.digest.to_string());
-        // The entry's digest, and for an index the manifests it names.
-        let mut digests = vec![entry.digest.clone()];
-        if let Some(bytes) = contents.bytes_of(&crate::export::blob_path(&entry.digest))
-            && let Ok(inner) = serde_json::from_slice::<crate::manifest::Index>(bytes)
-        {
-            digests.extend(inner.manifests.iter().map(|m| m.digest.clone()));
-        }
-        let wanted: Vec<&Digest> = digests.iter().collect();
+        // The image's digest, and for an index the manifests it names.
+        let wanted = image.digests();
         let mut reason = None;
         let mut signed = false;
-        for attachment in attachments
+        for attachment in bundle
+            .attachments
             .iter()
-            .filter(|a| digests.contains(&a.subject))
+            .filter(|a| wanted.contains(&&a.subject))
             .filter(|a| a.tag.as_deref().is_none_or(|t| t.ends_with(".sig")))
         {
             let layers = match signature_layers(&attachment.top().bytes) {
@@ -228,10 +221,9 @@ pub fn check_tar(
                 }
             };
             for layer in layers {
-                let (Some(signed_text), Some(payload)) = (
-                    &layer.signature,
-                    contents.bytes_of(&crate::export::blob_path(&layer.payload)),
-                ) else {
+                let (Some(signed_text), Some(payload)) =
+                    (&layer.signature, bundle.bytes_of(&layer.payload))
+                else {
                     continue;
                 };
                 match check(keys, payload, signed_text, &wanted) {
@@ -245,7 +237,7 @@ pub fn check_tar(
                 label,
                 reason.map_or_else(
                     || {
-                        if contents.resolve(crate::referrers::RECORD_NAME).is_some() {
+                        if bundle.has_referrers_record() {
                             "the tar carries no cosign signature of it (is it signed?)".to_string()
                         } else {
                             "the tar carries no cosign signature of it (export it with \

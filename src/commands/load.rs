@@ -4,46 +4,50 @@
 
 use anyhow::{Context, bail};
 
+use crate::bundle::Bundle;
 use crate::cli::LoadArgs;
 use crate::engine;
-use crate::verify::verify_tar;
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
     let name = args.tar.display().to_string();
     let file = tokio::fs::File::open(&args.tar)
         .await
         .with_context(|| format!("cannot open {name}"))?;
-    let report = verify_tar(file).await;
-    if let Some(problem) = report.problems.first() {
+    let bundle = Bundle::read(file).await;
+    if let Some(problem) = bundle.problems.first() {
         bail!(
             "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
         );
     }
-    if !report.needed_chains.is_empty() {
+    if let Some(delta) = bundle
+        .delta
+        .as_ref()
+        .filter(|d| !d.needed_chains.is_empty())
+    {
         match crate::blocking::run(|| engine::holdings(&[]).chains()).await {
             Ok(held) => {
-                let missing = report
+                let missing = delta
                     .needed_chains
                     .iter()
                     .filter(|chain| !held.contains(*chain))
                     .count();
                 if missing > 0 {
-                    let first = if report.since.is_empty() {
+                    let first = if delta.since.is_empty() {
                         "the bundles it was made against".to_string()
                     } else {
-                        report.since.join(", ")
+                        delta.since.join(", ")
                     };
                     bail!(
                         "{name} is a delta, and the engine lacks {missing} of the {} layers it \
                          left out: load {first} first (or export a full bundle); nothing was loaded",
-                        report.needed_chains.len()
+                        delta.needed_chains.len()
                     );
                 }
             }
             Err(why) => tracing::warn!(
                 "cannot check that the engine holds the {} layers {name} left out ({why}); \
                  loading it anyway",
-                report.needed_chains.len()
+                delta.needed_chains.len()
             ),
         }
     }

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{Global, print_pushed};
+use crate::bundle::Bundle;
 use crate::cli::PushArgs;
 use crate::push::tar::tar_images;
-use crate::verify::verify_tar_contents;
 
 pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let jobs = usize::from(args.transfers.jobs);
@@ -63,26 +63,27 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(&path)
         .await
         .with_context(|| format!("cannot open {name}"))?;
-    let (report, contents) = verify_tar_contents(file).await;
-    if !report.is_whole() {
-        for problem in &report.problems {
+    let bundle = Bundle::read(file).await;
+    if !bundle.is_whole() {
+        for problem in &bundle.problems {
             eprintln!("problem: {problem}");
         }
         bail!(
             "{name} is not whole ({} listed above; `haul verify` lists them too); nothing was pushed",
-            if report.problems.len() == 1 {
+            if bundle.problems.len() == 1 {
                 "the problem".to_string()
             } else {
-                format!("{} problems", report.problems.len())
+                format!("{} problems", bundle.problems.len())
             }
         );
     }
     let images = tar_images(
         &store,
         &path,
-        &contents,
+        &bundle,
         &args.dest,
         args.as_name.as_deref(),
+        args.platform.as_ref(),
         jobs,
     )
     .await?;

@@ -5,11 +5,12 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
 
+use crate::bundle::Bundle;
 use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
 use crate::progress::human_bytes;
 use crate::signature::{self, PublicKey};
-use crate::verify::{Report, verify_tar_contents};
+use crate::verify::Report;
 
 pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     let keys = args
@@ -17,7 +18,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         .iter()
         .map(|path| PublicKey::read(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let (name, (report, contents)) = if args.tar == "-" {
+    let (name, bundle) = if args.tar == "-" {
         if std::io::stdin().is_terminal() {
             bail!(
                 "`haul verify -` reads the tar from standard input; pipe it in \
@@ -25,25 +26,25 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             );
         }
         let mut stdin = tokio::io::stdin();
-        let report = verify_tar_contents(&mut stdin).await;
+        let bundle = Bundle::read(&mut stdin).await;
         // Read to the end even when the check stopped early, so that a writer upstream (`tee
         // app.tar`) is not cut off by a broken pipe.
         let _ = tokio::io::copy(&mut stdin, &mut tokio::io::sink()).await;
-        ("the tar on standard input".to_string(), report)
+        ("the tar on standard input".to_string(), bundle)
     } else {
         let file = tokio::fs::File::open(&args.tar)
             .await
             .with_context(|| format!("cannot open {}", args.tar))?;
-        (args.tar.clone(), verify_tar_contents(file).await)
+        (args.tar.clone(), Bundle::read(file).await)
     };
+    let report = Report::of(&bundle);
     if args.json {
         println!("{}", json(&report));
     }
     if report.is_whole() {
         // The signatures first: "ok" is said of a tar that passes every check asked for.
         if !keys.is_empty() {
-            let attachments = crate::referrers::attachments_in(&contents);
-            let unsigned = signature::check_tar(&contents, &attachments, &keys)
+            let unsigned = signature::check_bundle(&bundle, &keys)
                 .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
             if !unsigned.is_empty() {
                 bail!(
@@ -64,9 +65,33 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         if !quiet && !args.json {
             println!("ok: {}", summary(&report));
             if report.left_out > 0 {
+                let since = &bundle
+                    .delta
+                    .as_ref()
+                    .map(|d| d.since.clone())
+                    .unwrap_or_default();
                 println!(
-                    "delta: {} left out, expected at the destination",
-                    count(report.left_out, "blob")
+                    "delta: {} left out, expected at the destination{}",
+                    count(report.left_out, "blob"),
+                    if since.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it relies on {})", since.join(", "))
+                    }
+                );
+            }
+            for image in bundle.images.iter().filter(|i| !i.absent.is_empty()) {
+                let held: Vec<String> = image
+                    .platforms
+                    .iter()
+                    .filter_map(|p| p.platform.clone())
+                    .collect();
+                println!(
+                    "partial: {} holds {} of its index; not in the tar (by design, as docker \
+                     save writes an image pulled for one platform): {}",
+                    image.label,
+                    held.join(", "),
+                    image.absent_platforms().join(", ")
                 );
             }
         }
@@ -74,7 +99,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             println!("signed: every image, by {}", key_names(args));
         }
         if let Some(path) = &args.receipt {
-            let receipt = Receipt::of_report(&report).map_err(anyhow::Error::msg)?;
+            let receipt = Receipt::of_bundle(&bundle).map_err(anyhow::Error::msg)?;
             let target = path.clone();
             crate::blocking::run(move || receipt.write(&target))
                 .await

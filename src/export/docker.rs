@@ -14,18 +14,15 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{BlobSource, Blobs, Entries, ExportError, ExportImage, Layout, SourceIndex};
+use crate::bundle::names::{
+    CONTAINERD_NAME, INDEX_JSON, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_BYTES, REF_NAME,
+    REPOSITORIES,
+};
+use crate::bundle::{Attachment, ManifestEntry, blob_path};
 use crate::cache::StoredBlob;
 use crate::digest::Digest;
 use crate::manifest::{Compression, Descriptor, OCI_INDEX};
 use crate::reference::Reference;
-use crate::referrers::Attachment;
-
-pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-
-/// The path of a blob inside the tar.
-pub fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
 
 /// One image as written: what the index files say of it.
 pub struct Written {
@@ -88,13 +85,13 @@ where
     } else {
         &[]
     };
-    tar.bytes("index.json", &index_json(&targets, listed))?;
+    tar.bytes(INDEX_JSON, &index_json(&targets, listed))?;
     if layout == Layout::Docker {
-        tar.bytes("manifest.json", &manifest_json(&written))?;
+        tar.bytes(MANIFEST_JSON, &manifest_json(&written))?;
     }
-    tar.bytes("oci-layout", OCI_LAYOUT)?;
+    tar.bytes(OCI_LAYOUT, OCI_LAYOUT_BYTES)?;
     if layout == Layout::Docker {
-        tar.bytes("repositories", &repositories_json(&written))?;
+        tar.bytes(REPOSITORIES, &repositories_json(&written))?;
     }
     Ok(())
 }
@@ -247,16 +244,6 @@ fn manifest_for(image: &ExportImage, layers: &[StoredBlob]) -> (Vec<u8>, Digest)
     (bytes, digest)
 }
 
-#[derive(Serialize)]
-struct ManifestEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags")]
-    repo_tags: Vec<String>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
 /// `manifest.json`: one entry per distinct image (by manifest digest), with every name
 /// asked for it in `RepoTags`.
 pub fn manifest_json(images: &[Written]) -> Vec<u8> {
@@ -319,9 +306,9 @@ pub fn index_json(targets: &[IndexTarget], attachments: &[Attachment]) -> Vec<u8
     let mut manifests: Vec<IndexEntry> = Vec::new();
     for target in targets {
         let mut annotations = BTreeMap::new();
-        annotations.insert("io.containerd.image.name", target.reference.full_tagged());
+        annotations.insert(CONTAINERD_NAME, target.reference.full_tagged());
         if let Some(tag) = target.reference.tag() {
-            annotations.insert("org.opencontainers.image.ref.name", tag.to_string());
+            annotations.insert(REF_NAME, tag.to_string());
         }
         let entry = IndexEntry {
             media_type: target.media_type.clone(),
@@ -342,7 +329,7 @@ pub fn index_json(targets: &[IndexTarget], attachments: &[Attachment]) -> Vec<u8
         let top = attachment.top();
         let mut annotations = BTreeMap::new();
         if let Some(tag) = &attachment.tag {
-            annotations.insert("org.opencontainers.image.ref.name", tag.clone());
+            annotations.insert(REF_NAME, tag.clone());
         }
         if !manifests.iter().any(|m| m.digest == top.digest) {
             manifests.push(IndexEntry {

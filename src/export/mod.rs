@@ -15,15 +15,16 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use docker::blob_path;
-
+use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD};
+use crate::bundle::{
+    Attachment, DeltaRecord, LeftOutBlob, ReceiptBlob, ReceiptImage, ReferrersRecord, blob_path,
+};
 use crate::cache::StoredBlob;
-use crate::delta::{BundleBlob, BundleImage, DeltaRecord, LeftOut, LeftOutBlob, RECORD_NAME};
+use crate::delta::LeftOut;
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
-use crate::referrers::{Attachment, ReferrersRecord};
 use tar::TarWriter;
 
 /// One image to put in the tar, exactly as resolved: its layer list is the manifest's.
@@ -177,7 +178,7 @@ pub struct Exported {
     /// Its size, the end-of-archive marker included.
     pub size: u64,
     /// Its images as it holds them (for its receipt).
-    pub bundle: Vec<BundleImage>,
+    pub bundle: Vec<ReceiptImage>,
 }
 
 /// Writes `job` as one tar to `output`. The tar is written on a blocking thread, with std
@@ -302,7 +303,7 @@ fn write_entries<W: Write, S: BlobSource>(
     blobs: &mut S,
     writer: TarWriter<W>,
     output: &str,
-) -> Result<(TarWriter<W>, Vec<BundleImage>), ExportError> {
+) -> Result<(TarWriter<W>, Vec<ReceiptImage>), ExportError> {
     let mut entries = Entries {
         writer,
         output: output.to_string(),
@@ -336,7 +337,7 @@ fn write_entries<W: Write, S: BlobSource>(
             std::mem::take(&mut blobs.record),
             job.left_out.since.iter().cloned(),
         );
-        entries.bytes(RECORD_NAME, &record.to_bytes())?;
+        entries.bytes(DELTA_RECORD, &record.to_bytes())?;
     }
     Ok((entries.writer, blobs.bundle))
 }
@@ -368,7 +369,7 @@ fn write_attachments<W: Write, S: BlobSource>(
         }
     }
     entries.bytes(
-        crate::referrers::RECORD_NAME,
+        REFERRERS_RECORD,
         &ReferrersRecord::new(attachments).to_bytes(),
     )
 }
@@ -384,7 +385,7 @@ struct Blobs<'a, S> {
     /// Where the left-out blobs would be (for `haul-delta.json`).
     record: Vec<LeftOutBlob>,
     /// Each image as written.
-    bundle: Vec<BundleImage>,
+    bundle: Vec<ReceiptImage>,
     /// Names images in the receipt as the layout's index files do.
     layout: Layout,
 }
@@ -423,12 +424,12 @@ impl<S: BlobSource> Blobs<'_, S> {
             Layout::Docker | Layout::DockerV1 => image.reference.familiar_tagged(),
             Layout::Oci => Some(image.reference.full_tagged()),
         };
-        self.bundle.push(BundleImage {
+        self.bundle.push(ReceiptImage {
             names: name.into_iter().collect(),
             diff_ids: image.diff_ids.clone(),
             layers: layers
                 .iter()
-                .map(|b| BundleBlob {
+                .map(|b| ReceiptBlob {
                     digest: b.digest.clone(),
                     size: b.size,
                 })

@@ -85,8 +85,14 @@ where
             top_layer_id: parent,
         });
     }
-    tar.bytes("manifest.json", &manifest_json(&written))?;
-    tar.bytes("repositories", &repositories_json(&written))?;
+    tar.bytes(
+        crate::bundle::names::MANIFEST_JSON,
+        &manifest_json(&written),
+    )?;
+    tar.bytes(
+        crate::bundle::names::REPOSITORIES,
+        &repositories_json(&written),
+    )?;
     Ok(())
 }
 

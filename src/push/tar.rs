@@ -6,29 +6,21 @@
 //! - An image only `manifest.json` lists (`--format docker-v1`, `docker save` before Docker
 //!   25) gets a new manifest ([`super::compose_manifest`]).
 //! - A delta's left-out blobs are expected at the destination.
+//! - An index whose platforms the tar does not all hold (`docker save` from the containerd
+//!   store) cannot go up whole: `--platform` pushes one it holds, as its own manifest.
 //!
 //! Names map as `DEST/<repository>:<tag>`: the tar's name for the image without its registry
 //! (`docker.io/library/nginx:1.27` → `DEST/library/nginx:1.27`), or `--as NAME`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-
-use serde::Deserialize;
 
 use super::compose::LegacyLayer;
 use super::{Origin, PushBlob, PushImage, PushManifest, compose_manifest};
+use crate::bundle::{Bundle, BundleManifest, Image, Place, PlatformImage, blob_path};
 use crate::cache::{BlobStore, CacheError};
-use crate::delta::{DeltaRecord, RECORD_NAME};
-use crate::digest::Digest;
-use crate::export::blob_path;
-use crate::manifest::{Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST};
+use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::referrers::Attachment;
 use crate::registry::BlobFile;
-use crate::verify::Contents;
-
-/// Indexes nested deeper than this are not followed.
-const MAX_DEPTH: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
@@ -75,10 +67,24 @@ pub enum TarError {
          a delta exported in the default layout (--format docker), or the full bundle"
     )]
     ClassicDelta { image: String },
-    #[error("{path} in the tar is not a readable manifest: {detail}")]
-    Malformed { path: String, detail: String },
-    #[error("the tar lacks {path}, which {named_by} names")]
-    Missing { path: String, named_by: String },
+    #[error(
+        "{image} is an index whose platforms {absent} are not in the tar (it holds {held}), \
+         so the index cannot be pushed: a registry refuses an index whose manifests it lacks. \
+         Push what it holds with --platform {example} (the tag then names that platform's \
+         manifest, whose digest is kept), or save the image with every platform"
+    )]
+    AbsentPlatforms {
+        image: String,
+        absent: String,
+        held: String,
+        example: String,
+    },
+    #[error("--platform {platform}: the tar holds {image} only for {held}")]
+    PlatformNotHeld {
+        image: String,
+        platform: String,
+        held: String,
+    },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -93,14 +99,16 @@ pub struct TarImages {
     pub first: String,
 }
 
-/// Reads the images of the tar at `tar` (already verified whole, `contents` from that pass)
-/// and names them under `dest` (`REGISTRY[/PREFIX]`), or `as_name` for a single image.
+/// The images of `bundle` (read from the tar file at `tar`, and whole), named under `dest`
+/// (`REGISTRY[/PREFIX]`), or `as_name` for a single image. With `platform`, an index whose
+/// platforms the tar does not all hold goes up as that platform's manifest alone.
 pub async fn tar_images(
     store: &BlobStore,
     tar: &Path,
-    contents: &Contents,
+    bundle: &Bundle,
     dest: &str,
     as_name: Option<&str>,
+    platform: Option<&Platform>,
     jobs: usize,
 ) -> Result<TarImages, TarError> {
     check_destination(dest)?;
@@ -109,17 +117,11 @@ pub async fn tar_images(
             name: name.to_string(),
         });
     }
-    let reader = TarReader::new(tar, contents);
-    let attachments = crate::referrers::attachments_in(contents);
-    let mut found = reader.images_in_index_json(&attachments)?;
-    for legacy in reader.images_only_in_manifest_json(&found)? {
-        let (manifest, blobs) =
-            compose_manifest(store, legacy.config, &legacy.layers, jobs).await?;
-        found.push(Found {
-            names: legacy.names,
-            label: legacy.label,
-            manifests: vec![manifest],
-            blobs,
+    let mut found = Vec::new();
+    for image in &bundle.images {
+        found.push(match image.root {
+            Some(_) => with_manifests(tar, image, platform)?,
+            None => legacy(store, tar, image, jobs).await?,
         });
     }
     if as_name.is_some() && found.len() != 1 {
@@ -175,22 +177,27 @@ pub async fn tar_images(
         }
     }
     // Then what refers to them, read from the tar too.
-    let attached = super::attachment_pushes(&images, &attachments, |descriptor| {
-        reader
-            .blob(
-                &blob_path(&descriptor.digest),
-                &descriptor.digest,
-                descriptor.size,
-                "haul-referrers.json",
-            )
-            .unwrap_or(PushBlob {
-                digest: descriptor.digest.clone(),
-                size: descriptor.size,
-                origin: Origin::AtDestination,
-            })
+    let attached = super::attachment_pushes(&images, &bundle.attachments, |descriptor| {
+        let origin = match bundle.contents.resolve(&blob_path(&descriptor.digest)) {
+            Some(file) => Origin::File(BlobFile {
+                path: tar.to_path_buf(),
+                offset: file.offset,
+                size: file.size,
+            }),
+            None => Origin::AtDestination,
+        };
+        PushBlob {
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+            origin,
+        }
     });
     images.extend(attached);
-    let since = reader.delta_since();
+    let since = bundle
+        .delta
+        .as_ref()
+        .map(|d| d.since.clone())
+        .unwrap_or_default();
     let mut holders = Vec::new();
     for name in &since {
         if let Ok(repository) = repository_of(name)
@@ -208,6 +215,145 @@ pub async fn tar_images(
         images,
         holders,
         first,
+    })
+}
+
+/// An image whose manifests the tar holds: they go up byte for byte, children first. An
+/// index that names platforms the tar lacks cannot (the registry would refuse it): then only
+/// the `--platform` asked for goes up, as its own manifest.
+fn with_manifests(
+    tar: &Path,
+    image: &Image,
+    platform: Option<&Platform>,
+) -> Result<Found, TarError> {
+    let label = image.label.clone();
+    let is_index = image.manifests.last().is_some_and(|m| m.is_index);
+    let held: Vec<String> = image
+        .platforms
+        .iter()
+        .filter_map(|p| p.platform.clone())
+        .collect();
+    let (manifests, platforms): (Vec<&BundleManifest>, Vec<&PlatformImage>) =
+        match platform.filter(|_| is_index) {
+            None if image.absent.is_empty() => (
+                image.manifests.iter().collect(),
+                image.platforms.iter().collect(),
+            ),
+            None => {
+                return Err(TarError::AbsentPlatforms {
+                    image: label,
+                    absent: image.absent_platforms().join(", "),
+                    held: held.join(", "),
+                    example: held.first().cloned().unwrap_or_else(|| "OS/ARCH".into()),
+                });
+            }
+            Some(wanted) => {
+                let chosen = image
+                    .platforms
+                    .iter()
+                    .find(|p| {
+                        p.platform
+                            .as_deref()
+                            .and_then(|text| text.parse::<Platform>().ok())
+                            .is_some_and(|p| wanted.matches(&p))
+                    })
+                    .ok_or_else(|| TarError::PlatformNotHeld {
+                        image: label.clone(),
+                        platform: wanted.to_string(),
+                        held: held.join(", "),
+                    })?;
+                let manifest = image
+                    .manifests
+                    .iter()
+                    .find(|m| Some(&m.digest) == chosen.manifest.as_ref())
+                    .expect("a platform image's manifest is among the image's");
+                (vec![manifest], vec![chosen])
+            }
+        };
+    let mut blobs: Vec<PushBlob> = Vec::new();
+    for platform in platforms {
+        for blob in std::iter::once(&platform.config).chain(&platform.layers) {
+            if blobs.iter().any(|b| b.digest == blob.digest) {
+                continue;
+            }
+            blobs.push(PushBlob {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                origin: match blob.place {
+                    Place::Tar { offset, .. } => Origin::File(BlobFile {
+                        path: tar.to_path_buf(),
+                        offset,
+                        size: blob.size,
+                    }),
+                    Place::LeftOut => Origin::AtDestination,
+                },
+            });
+        }
+    }
+    Ok(Found {
+        names: image.names.clone(),
+        label,
+        manifests: manifests
+            .into_iter()
+            .map(|m| PushManifest {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                bytes: m.bytes.clone(),
+            })
+            .collect(),
+        blobs,
+    })
+}
+
+/// An image only `manifest.json` lists (`--format docker-v1`, `docker save` before Docker
+/// 25): it gets a manifest of its own.
+async fn legacy(
+    store: &BlobStore,
+    tar: &Path,
+    image: &Image,
+    jobs: usize,
+) -> Result<Found, TarError> {
+    let platform = &image.platforms[0];
+    let file = |blob: &crate::bundle::Blob| match blob.place {
+        Place::Tar { offset, is_tar } => Some((
+            BlobFile {
+                path: tar.to_path_buf(),
+                offset,
+                size: blob.size,
+            },
+            is_tar,
+        )),
+        Place::LeftOut => None,
+    };
+    let Some((config_file, _)) = file(&platform.config) else {
+        return Err(TarError::ClassicDelta {
+            image: image.label.clone(),
+        });
+    };
+    let config = PushBlob {
+        digest: platform.config.digest.clone(),
+        size: platform.config.size,
+        origin: Origin::File(config_file),
+    };
+    let mut layers = Vec::new();
+    for layer in &platform.layers {
+        let Some((file, is_tar)) = file(layer) else {
+            return Err(TarError::ClassicDelta {
+                image: image.label.clone(),
+            });
+        };
+        layers.push(LegacyLayer {
+            digest: layer.digest.clone(),
+            file,
+            is_tar,
+        });
+    }
+    let (manifest, blobs) = compose_manifest(store, config, &layers, jobs).await?;
+    Ok(Found {
+        names: image.names.clone(),
+        label: image.label.clone(),
+        manifests: vec![manifest],
+        blobs,
     })
 }
 
@@ -274,300 +420,10 @@ struct Found {
     blobs: Vec<PushBlob>,
 }
 
-/// An image with no manifest in the tar.
-struct Legacy {
-    names: Vec<String>,
-    label: String,
-    config: PushBlob,
-    layers: Vec<LegacyLayer>,
-}
-
-#[derive(Deserialize)]
-struct ManifestEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(
-        rename = "RepoTags",
-        default,
-        deserialize_with = "crate::manifest::null_as_empty"
-    )]
-    repo_tags: Vec<String>,
-    #[serde(rename = "Layers", deserialize_with = "crate::manifest::null_as_empty")]
-    layers: Vec<String>,
-}
-
-struct TarReader<'a> {
-    tar: &'a Path,
-    contents: &'a Contents,
-    /// A delta's left-out blobs, by path.
-    left_out: BTreeMap<String, Digest>,
-    manifest_json: Vec<ManifestEntry>,
-}
-
-impl<'a> TarReader<'a> {
-    fn new(tar: &'a Path, contents: &'a Contents) -> TarReader<'a> {
-        let record: Option<DeltaRecord> = contents
-            .bytes_of(RECORD_NAME)
-            .and_then(|bytes| serde_json::from_slice(bytes).ok());
-        let left_out = record
-            .map(|r| {
-                r.left_out
-                    .into_iter()
-                    .map(|blob| (blob.path, blob.digest))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let manifest_json = contents
-            .bytes_of("manifest.json")
-            .and_then(|bytes| serde_json::from_slice(bytes).ok())
-            .unwrap_or_default();
-        TarReader {
-            tar,
-            contents,
-            left_out,
-            manifest_json,
-        }
-    }
-
-    fn delta_since(&self) -> Vec<String> {
-        self.contents
-            .bytes_of(RECORD_NAME)
-            .and_then(|bytes| serde_json::from_slice::<DeltaRecord>(bytes).ok())
-            .map(|record| record.since)
-            .unwrap_or_default()
-    }
-
-    /// The blob at `path`: in the tar, or left out by a delta.
-    fn blob(
-        &self,
-        path: &str,
-        digest: &Digest,
-        size: u64,
-        named_by: &str,
-    ) -> Result<PushBlob, TarError> {
-        if let Some(file) = self.contents.resolve(path) {
-            return Ok(PushBlob {
-                digest: digest.clone(),
-                size,
-                origin: Origin::File(BlobFile {
-                    path: self.tar.to_path_buf(),
-                    offset: file.offset,
-                    size: file.size,
-                }),
-            });
-        }
-        if self.left_out.contains_key(path) {
-            return Ok(PushBlob {
-                digest: digest.clone(),
-                size,
-                origin: Origin::AtDestination,
-            });
-        }
-        Err(TarError::Missing {
-            path: path.to_string(),
-            named_by: named_by.to_string(),
-        })
-    }
-
-    fn images_in_index_json(&self, attachments: &[Attachment]) -> Result<Vec<Found>, TarError> {
-        let Some(bytes) = self.contents.bytes_of("index.json") else {
-            return Ok(Vec::new());
-        };
-        let index: Index = serde_json::from_slice(bytes).map_err(|e| TarError::Malformed {
-            path: "index.json".to_string(),
-            detail: e.to_string(),
-        })?;
-        let mut found = Vec::new();
-        for descriptor in &index.manifests {
-            // An attachment (OCI layout) is pushed with what it refers to, not as an image.
-            if attachments
-                .iter()
-                .any(|a| a.top().digest == descriptor.digest)
-            {
-                continue;
-            }
-            let mut manifests = Vec::new();
-            let mut blobs = Vec::new();
-            let mut configs = Vec::new();
-            self.walk(
-                descriptor,
-                "index.json",
-                0,
-                &mut manifests,
-                &mut blobs,
-                &mut configs,
-            )?;
-            let mut names: Vec<String> = descriptor
-                .annotations
-                .get("io.containerd.image.name")
-                .cloned()
-                .into_iter()
-                .collect();
-            if names.is_empty() {
-                // docker's manifest.json names the image by its config.
-                names = self
-                    .manifest_json
-                    .iter()
-                    .filter(|entry| configs.contains(&entry.config))
-                    .flat_map(|entry| entry.repo_tags.iter().cloned())
-                    .collect();
-            }
-            let label = names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| format!("image {}", descriptor.digest.short()));
-            found.push(Found {
-                names,
-                label,
-                manifests,
-                blobs,
-            });
-        }
-        Ok(found)
-    }
-
-    /// Collects the manifest `descriptor` names (children first) and the blobs they name.
-    fn walk(
-        &self,
-        descriptor: &Descriptor,
-        named_by: &str,
-        depth: usize,
-        manifests: &mut Vec<PushManifest>,
-        blobs: &mut Vec<PushBlob>,
-        configs: &mut Vec<String>,
-    ) -> Result<(), TarError> {
-        let path = blob_path(&descriptor.digest);
-        if manifests.iter().any(|m| m.digest == descriptor.digest) {
-            return Ok(());
-        }
-        let malformed = |detail: String| TarError::Malformed {
-            path: path.clone(),
-            detail,
-        };
-        if depth >= MAX_DEPTH {
-            return Err(malformed(format!(
-                "indexes nest deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        let bytes = self
-            .contents
-            .bytes_of(&path)
-            .ok_or_else(|| TarError::Missing {
-                path: path.clone(),
-                named_by: named_by.to_string(),
-            })?;
-        let content_type = Some(descriptor.media_type.as_str()).filter(|t| !t.is_empty());
-        let manifest = Manifest::parse(&path, content_type, bytes)
-            .map_err(|e| malformed(crate::error::describe(&e)))?;
-        // The manifest's own (a registry checks the Content-Type against it), else the
-        // descriptor's, else OCI's (whose manifests may omit it).
-        let own = match &manifest {
-            Manifest::Image(m) => m.media_type.clone(),
-            Manifest::Index(i) => i.media_type.clone(),
-        };
-        let media_type =
-            own.or(content_type.map(str::to_string))
-                .unwrap_or_else(|| match manifest {
-                    Manifest::Image(_) => OCI_MANIFEST.to_string(),
-                    Manifest::Index(_) => OCI_INDEX.to_string(),
-                });
-        match &manifest {
-            Manifest::Index(index) => {
-                let named_by = format!("the index {path}");
-                for child in &index.manifests {
-                    self.walk(child, &named_by, depth + 1, manifests, blobs, configs)?;
-                }
-            }
-            Manifest::Image(image) => {
-                let named_by = format!("the manifest {path}");
-                configs.push(blob_path(&image.config.digest));
-                for blob in std::iter::once(&image.config).chain(&image.layers) {
-                    if blobs.iter().any(|b| b.digest == blob.digest) {
-                        continue;
-                    }
-                    blobs.push(self.blob(
-                        &blob_path(&blob.digest),
-                        &blob.digest,
-                        blob.size,
-                        &named_by,
-                    )?);
-                }
-            }
-        }
-        manifests.push(PushManifest {
-            digest: descriptor.digest.clone(),
-            media_type,
-            bytes: bytes.to_vec(),
-        });
-        Ok(())
-    }
-
-    /// Images `manifest.json` lists that no manifest in the tar describes.
-    fn images_only_in_manifest_json(&self, found: &[Found]) -> Result<Vec<Legacy>, TarError> {
-        let covered: BTreeSet<&Digest> = found
-            .iter()
-            .flat_map(|f| f.blobs.iter().map(|b| &b.digest))
-            .collect();
-        let mut legacy = Vec::new();
-        for (i, entry) in self.manifest_json.iter().enumerate() {
-            let label = entry
-                .repo_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| format!("image {} of manifest.json", i + 1));
-            let named_by = format!("manifest.json ({label})");
-            let config_file =
-                self.contents
-                    .resolve(&entry.config)
-                    .ok_or_else(|| TarError::Missing {
-                        path: entry.config.clone(),
-                        named_by: named_by.clone(),
-                    })?;
-            if covered.contains(&config_file.digest) {
-                continue;
-            }
-            let config = self.blob(
-                &entry.config,
-                &config_file.digest,
-                config_file.size,
-                &named_by,
-            )?;
-            if entry.layers.iter().any(|p| self.left_out.contains_key(p)) {
-                return Err(TarError::ClassicDelta { image: label });
-            }
-            let mut layers = Vec::new();
-            for path in &entry.layers {
-                let file = self
-                    .contents
-                    .resolve(path)
-                    .ok_or_else(|| TarError::Missing {
-                        path: path.clone(),
-                        named_by: named_by.clone(),
-                    })?;
-                layers.push(LegacyLayer {
-                    digest: file.digest.clone(),
-                    file: BlobFile {
-                        path: self.tar.to_path_buf(),
-                        offset: file.offset,
-                        size: file.size,
-                    },
-                    is_tar: file.is_tar,
-                });
-            }
-            legacy.push(Legacy {
-                names: entry.repo_tags.clone(),
-                label,
-                config,
-                layers,
-            });
-        }
-        Ok(legacy)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
 
     #[test]
     fn names_map_under_the_destination() {

@@ -2,11 +2,8 @@
 //! with a clear error; never a corrupt blob in the cache, never a tar under its final name
 //! that is incomplete, nothing written outside the cache and the output path.
 
-mod fault_proxy;
-mod harness;
-
-use fault_proxy::{Fault, FaultProxy, ProxyOptions};
-use harness::*;
+use crate::fault_proxy::{Fault, FaultProxy, ProxyOptions};
+use crate::harness::*;
 use std::path::Path;
 
 /// Everything in the cache is where the layout says and every blob hashes to its name.

@@ -5,12 +5,10 @@
 
 // This test uses little of the harness; its other re-exports are for the other tests.
 #[allow(unused_imports)]
-mod harness;
-
 use std::path::Path;
 use std::process::Command;
 
-use harness::*;
+use crate::harness::*;
 
 /// The lines of `output` from the `==> ` heading that starts with `heading` to the next one.
 #[track_caller]

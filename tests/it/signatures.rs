@@ -2,14 +2,11 @@
 //! here as cosign makes them (a simple-signing payload, its base64 signature in the layer
 //! annotation, the manifest tagged `sha256-<hex>.sig`) and pushed to the real registry.
 
-mod fault_proxy;
-mod harness;
-
+use crate::harness::*;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
-use harness::*;
 
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
@@ -494,7 +491,7 @@ fn referrers_the_api_lists_travel_and_a_destination_without_it_gets_the_fallback
     .unwrap();
     let artifact_digest = sha256(&artifact);
     registry.push_manifest(&repository, &artifact_digest, OCI_MANIFEST, &artifact);
-    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&registry.host());
     let listing = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -508,7 +505,7 @@ fn referrers_the_api_lists_travel_and_a_destination_without_it_gets_the_fallback
     .unwrap();
     proxy.inject(
         &format!("/referrers/{}", image.manifest_digest),
-        fault_proxy::Fault::Respond {
+        crate::fault_proxy::Fault::Respond {
             status: 200,
             content_type: OCI_INDEX.to_string(),
             body: listing,

@@ -2,14 +2,12 @@
 //! on the other side, here an sshd the test starts on loopback (the "remote" engine is this
 //! machine's classic one).
 
-mod harness;
-
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use harness::*;
+use crate::harness::*;
 
 /// An sshd on a free loopback port accepting one generated key for root; killed on drop.
 struct Sshd {

@@ -2,12 +2,10 @@
 //! against the pushed image), `--progress plain` lines, `-q` silence, and the bars on a real
 //! pseudo-terminal (util-linux `script`).
 
-mod harness;
-
 use std::collections::HashMap;
 use std::process::Command;
 
-use harness::*;
+use crate::harness::*;
 use serde_json::Value;
 
 /// An image of busybox, a small text layer and `random` bytes of incompressible data, pushed.

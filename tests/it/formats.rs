@@ -2,11 +2,9 @@
 //! loaders that read it: Docker 20.10 (classic store), Docker 26 (containerd store), podman
 //! and skopeo.
 
-mod harness;
-
 use std::collections::BTreeMap;
 
-use harness::*;
+use crate::harness::*;
 
 /// busybox, a text layer, the text layer again (a repeated layer), and an empty layer.
 fn image(message: &str, compression: Compression, oci: bool) -> Image {

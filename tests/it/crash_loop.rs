@@ -3,13 +3,10 @@
 //! (partial blobs resume), the tar loads and runs in Docker, and `haul cache verify` finds
 //! nothing bad.
 
-mod fault_proxy;
-mod harness;
-
 use std::time::Instant;
 
-use fault_proxy::FaultProxy;
-use harness::*;
+use crate::fault_proxy::FaultProxy;
+use crate::harness::*;
 
 const KILLS: u32 = 20;
 

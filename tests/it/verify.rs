@@ -4,12 +4,10 @@
 //! each fail with exit status 1 and a message naming the problem and the file. A tar with a
 //! layer over 8 GiB streams through with bounded memory.
 
-mod harness;
-
 use std::io::{Read, Write};
 use std::process::Stdio;
 
-use harness::*;
+use crate::harness::*;
 
 /// An image of four layers, one of them 2 MiB of incompressible data, exported to out.tar.
 fn exported(haul: &Haul) -> (Pushed, Vec<u8>) {

@@ -2,13 +2,10 @@
 //! between processes, offline exports, the cache commands, retries and the rate limit.
 //! Requests are counted by a proxy between haul and the real registry.
 
-mod fault_proxy;
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, FaultProxy};
-use harness::*;
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::harness::*;
 
 /// A registry, a proxy in front of it, and a reference through the proxy.
 struct Setup {

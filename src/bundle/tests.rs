@@ -5,6 +5,8 @@ use std::io::Write;
 
 use super::*;
 use crate::export::tar::TarWriter;
+use crate::manifest::OCI_CONFIG;
+use crate::verify::{Report, verify_tar};
 
 /// A layer: an uncompressed tar holding one file.
 fn layer_tar(name: &str, data: &[u8]) -> Vec<u8> {
@@ -760,6 +762,7 @@ mod fuzz {
 
     use super::super::*;
     use crate::export::tar::TarWriter;
+    use crate::verify::{Report, verify_tar};
 
     fn sample_tar() -> Vec<u8> {
         let layer = {
@@ -830,5 +833,141 @@ mod fuzz {
             let report = verify(&bytes);
             prop_assert!(!report.is_whole());
         }
+    }
+}
+
+/// An index over `platforms` (digest, size, "os/arch") as `docker save` from the containerd
+/// store writes it: every platform listed, whether the tar holds it or not.
+fn platform_index(platforms: &[(Digest, usize, &str)]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::manifest::OCI_INDEX,
+        "manifests": platforms.iter().map(|(digest, size, platform)| {
+            let (os, arch) = platform.split_once('/').unwrap();
+            serde_json::json!({
+                "mediaType": crate::manifest::OCI_MANIFEST, "digest": digest, "size": size,
+                "platform": {"os": os, "architecture": arch},
+            })
+        }).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_platform_whose_manifest_is_not_in_the_tar_is_absent_not_damage() {
+    let (mut files, layers) = docker_layout();
+    let index = files
+        .iter()
+        .find(|(n, _)| n == "index.json")
+        .unwrap()
+        .1
+        .clone();
+    let entry: crate::manifest::Index = serde_json::from_slice(&index).unwrap();
+    let held = &entry.manifests[0];
+    let elsewhere = Digest::of(b"the arm64 manifest, not saved");
+    let platforms = platform_index(&[
+        (held.digest.clone(), held.size as usize, "linux/amd64"),
+        (elsewhere.clone(), 1234, "linux/arm64"),
+    ]);
+    let platforms_digest = Digest::of(&platforms);
+    files.push((blob(&platforms_digest), platforms.clone()));
+    set(
+        &mut files,
+        "index.json",
+        index_json(
+            &platforms_digest,
+            platforms.len(),
+            crate::manifest::OCI_INDEX,
+        ),
+    );
+    let bundle = Bundle::read(&tar_of(&files)[..]).await;
+    assert!(bundle.is_whole(), "{:#?}", bundle.problems);
+    assert_eq!(
+        bundle.images.len(),
+        1,
+        "manifest.json's entry is the same image"
+    );
+    let image = &bundle.images[0];
+    assert_eq!(image.names, vec!["example.com/app:1".to_string()]);
+    assert_eq!(image.repo_tags, vec!["app:1".to_string()]);
+    assert_eq!(image.absent_platforms(), vec!["linux/arm64".to_string()]);
+    assert_eq!(image.platforms.len(), 1);
+    assert_eq!(image.platforms[0].platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(image.platforms[0].layers.len(), 2);
+    assert_eq!(image.manifests.len(), 2, "the manifest, then the index");
+    assert!(image.manifests[1].is_index);
+    assert!(
+        image.digests().contains(&&elsewhere),
+        "a signature may name it"
+    );
+    let summary = summary::Summary::of(&bundle);
+    assert_eq!(summary.images[0].absent_platforms, vec!["linux/arm64"]);
+    assert!(
+        summary.render().contains("linux/arm64"),
+        "{}",
+        summary.render()
+    );
+
+    // Its manifest is there but a layer is not: damage.
+    let mut damaged = files.clone();
+    remove(&mut damaged, &blob(&layers[1]));
+    let bundle = Bundle::read(&tar_of(&damaged)[..]).await;
+    assert!(
+        bundle
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains("is missing")),
+        "{:#?}",
+        bundle.problems
+    );
+
+    // No platform at all: the tar holds nothing of the image.
+    let mut empty = files.clone();
+    remove(&mut empty, &blob(&held.digest));
+    remove(&mut empty, "manifest.json");
+    let bundle = Bundle::read(&tar_of(&empty)[..]).await;
+    assert!(
+        bundle
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::NoPlatformHeld { count: 2, .. })),
+        "{:#?}",
+        bundle.problems
+    );
+}
+
+#[tokio::test]
+async fn one_image_under_several_names_is_one_image() {
+    let (mut files, layers) = docker_layout();
+    let index = files
+        .iter()
+        .find(|(n, _)| n == "index.json")
+        .unwrap()
+        .1
+        .clone();
+    let mut value: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let mut second = value["manifests"][0].clone();
+    second["annotations"]["io.containerd.image.name"] = "example.com/app:latest".into();
+    value["manifests"].as_array_mut().unwrap().push(second);
+    set(
+        &mut files,
+        "index.json",
+        serde_json::to_vec(&value).unwrap(),
+    );
+    let bundle = Bundle::read(&tar_of(&files)[..]).await;
+    assert!(bundle.is_whole(), "{:#?}", bundle.problems);
+    assert_eq!(bundle.images.len(), 1);
+    assert_eq!(bundle.images[0].names.len(), 2);
+    let receipt = bundle.receipt_images();
+    assert_eq!(receipt.len(), 1);
+    assert_eq!(receipt[0].names.len(), 3, "both full names and the RepoTag");
+    let blobs: Vec<&Digest> = receipt[0].layers.iter().map(|l| &l.digest).collect();
+    assert_eq!(blobs, layers.iter().collect::<Vec<_>>());
+    // Each layer lies where the pass saw it.
+    for layer in &bundle.images[0].platforms[0].layers {
+        let Place::Tar { offset, .. } = layer.place else {
+            panic!("in the tar")
+        };
+        assert_eq!(offset, bundle.contents.files[&layer.path].offset);
     }
 }

@@ -1,9 +1,7 @@
 //! Bad input and failing registries: each a clear message, exit status 1, no tar (nor a
 //! partial one) left behind, and nothing unverified in the cache.
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 
 #[track_caller]
 fn assert_nothing_left(haul: &Haul) {

@@ -3,12 +3,10 @@
 //! realm (a token service the test runs and whose JWTs the registry verifies), and keeps it
 //! for every later request to that repository.
 
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::token::{Access, TOKEN_SERVICE, TokenRequest, TokenServer};
-use harness::*;
+use crate::harness::token::{Access, TOKEN_SERVICE, TokenRequest, TokenServer};
+use crate::harness::*;
 
 const USER: &str = "robot";
 const PASSWORD: &str = "t0ken-s3cret";

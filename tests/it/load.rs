@@ -1,9 +1,7 @@
 //! `haul export --load`: the tar streams into `docker load` (whichever engine DOCKER_HOST
 //! names) with no file written; a failed export loads nothing.
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 
 #[test]
 fn load_streams_into_either_engine_without_a_file() {

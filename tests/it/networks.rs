@@ -1,11 +1,8 @@
 //! Real networks: mirrors (flag and configuration file, path prefixes, fallback), a TLS
 //! registry whose certificate authority the test makes, and HTTP / HTTPS proxies.
 
-mod fault_proxy;
-mod harness;
-
-use fault_proxy::{Fault, FaultProxy};
-use harness::*;
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::harness::*;
 
 fn three_layer_image(message: &str) -> Image {
     Image::runnable(

@@ -2,12 +2,9 @@
 //! kept byte for byte, Docker pulls and runs what was pushed, nothing uploaded twice, deltas
 //! only onto their base, cut uploads resumed, damaged tars refused.
 
-mod fault_proxy;
-mod harness;
-
 use std::path::Path;
 
-use harness::*;
+use crate::harness::*;
 
 /// The manifest `reference` names, as the registry serves it.
 #[track_caller]
@@ -258,7 +255,7 @@ fn a_push_killed_mid_blob_resumes_from_what_the_registry_holds() {
     let tar = haul.export(&[&pushed.reference], "large.tar");
     let dest = Registry::start();
     // In front of the registry, a proxy that passes on only whole requests (as nginx does).
-    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&dest.host());
     let chunks_taken = || {
         proxy
             .requests()
@@ -482,7 +479,7 @@ fn docker_pull_and_run(registry: &str, user: &str, password: &str, reference: &s
 
 #[test]
 fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
-    use harness::token::{Access, TokenServer};
+    use crate::harness::token::{Access, TokenServer};
     let source = Registry::start();
     let repository = unique("test/push-auth");
     let pushed = source_image(&source, &repository, "authenticated");
@@ -703,7 +700,7 @@ fn a_pull_through_registry_is_the_shared_cache_of_many_machines() {
     let upstream = Registry::start();
     let repository = unique("test/fleet");
     let pushed = source_image(&upstream, &repository, "fleet");
-    let counter = fault_proxy::FaultProxy::start(&upstream.host());
+    let counter = crate::fault_proxy::FaultProxy::start(&upstream.host());
     let shared = Registry::start_pull_through(&format!("http://{}", counter.host()));
     let reference = format!("{}/{repository}:v1", counter.host());
     let mirror = format!("{}=http://{}", counter.host(), shared.host());
@@ -748,9 +745,9 @@ fn uploads_retry_a_failing_registry_and_report_as_json() {
     let haul = Haul::new();
     let tar = haul.export(&[&pushed.reference], "large.tar");
     let dest = Registry::start();
-    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&dest.host());
     // The first chunk's PATCH is answered 503 (after its body came).
-    proxy.inject("PATCH ", fault_proxy::Fault::Status(503), 1);
+    proxy.inject("PATCH ", crate::fault_proxy::Fault::Status(503), 1);
     let run = haul
         .run(&[
             "push",
@@ -797,9 +794,13 @@ fn uploads_slower_than_the_stall_timeout_go_on_and_a_stalled_one_is_retried() {
     let haul = Haul::new();
     let tar = haul.export(&[&pushed.reference], "large.tar");
     let dest = Registry::start();
-    let proxy = fault_proxy::FaultProxy::start(&dest.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&dest.host());
     // The first chunk's PATCH stops being read after 1 MiB.
-    proxy.inject("PATCH ", fault_proxy::Fault::StallRequestAfter(1 << 20), 1);
+    proxy.inject(
+        "PATCH ",
+        crate::fault_proxy::Fault::StallRequestAfter(1 << 20),
+        1,
+    );
     // Each 16 MiB chunk takes about 4 s at 4 MiB/s: longer than the 2 s stall timeout, which
     // counts only time without progress.
     let run = haul

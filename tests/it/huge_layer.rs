@@ -3,11 +3,9 @@
 //! uncompressed tar holding one zero-filled (sparse) file, so making it costs little; the
 //! registry, the cache, the exported tar and Docker each hold it whole, about 8.3 GiB apiece.
 
-mod harness;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use harness::*;
+use crate::harness::*;
 
 /// 8 GiB + 256 MiB of zeros: past ustar's limit.
 const FILE_SIZE: u64 = (8 << 30) + (256 << 20);

@@ -1,9 +1,7 @@
 //! `haul export` end to end: images built here, pushed to a real registry, exported, checked
 //! entry by entry, loaded into real Docker engines (both image stores) and run.
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 
 /// Checks the tar against the image: every layer listed in order (duplicates too), every
 /// blob present once and intact, index.json pointing at the registry's manifest.

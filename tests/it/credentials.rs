@@ -1,12 +1,10 @@
 //! Credential helpers: `credHelpers` and `credsStore` in docker's config.json make haul run
 //! `docker-credential-NAME get`, as docker does. The helper here is a script the test writes.
 
-mod harness;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use harness::*;
+use crate::harness::*;
 
 /// Writes `docker-credential-NAME` into `bin`: it answers for `server` with the given
 /// credentials, logs each call, and says "credentials not found" for any other server.

@@ -2,9 +2,7 @@
 //! downloads no layer and caches nothing but manifests, it sees what an export cached, it
 //! reads an index's platforms, and bad input is exit status 1 (bad usage 2).
 
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 
 fn inspect_json(haul: &Haul, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["inspect", "--json"];

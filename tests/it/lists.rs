@@ -2,10 +2,7 @@
 //! standard input, bad lines named by FILE:LINE, every failing reference reported, `pull
 //! --keep-going`, and a lock that exports exactly what it pinned, with no request once cached.
 
-mod fault_proxy;
-mod harness;
-
-use harness::*;
+use crate::harness::*;
 
 fn app(registry: &Registry, repository: &str, tag: &str, message: &str) -> Pushed {
     registry.push_app(repository, tag, message)
@@ -174,7 +171,7 @@ fn a_lock_pins_what_the_tags_name_and_exports_it_later_unchanged_without_a_reque
     assert!(relocked.starts_with("# the release\n"), "{relocked}");
 
     // A lock whose manifests are cached exports without a single request.
-    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&registry.host());
     let through_proxy = relocked.replace(&registry.host(), &proxy.host());
     std::fs::write(haul.workdir.path().join("proxied.lock"), &through_proxy).unwrap();
     haul.run(&["pull", "-f", "proxied.lock"]).success();
@@ -197,7 +194,7 @@ fn a_plain_http_registry_is_probed_with_tls_once_then_remembered() {
             )
         })
         .collect();
-    let proxy = fault_proxy::FaultProxy::start(&registry.host());
+    let proxy = crate::fault_proxy::FaultProxy::start(&registry.host());
     let list: String = references
         .iter()
         .map(|p| p.reference.replace(&registry.host(), &proxy.host()) + "\n")

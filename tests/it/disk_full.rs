@@ -2,14 +2,11 @@
 //! `make test` does). A clear error, nothing corrupt in the cache, no tar; once space is
 //! freed the rerun succeeds, reusing what was verified and resuming what was partial.
 
-mod fault_proxy;
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fault_proxy::FaultProxy;
-use harness::*;
+use crate::fault_proxy::FaultProxy;
+use crate::harness::*;
 
 /// A tmpfs mounted on a temporary folder; unmounted on drop.
 struct SmallDisk {

@@ -2,11 +2,9 @@
 //! before, keeps every layer list whole, and the delta loads and runs in real engines after
 //! the earlier bundle. Receipts stand in for the earlier tar, byte for byte.
 
-mod harness;
-
 use std::path::Path;
 
-use harness::*;
+use crate::harness::*;
 
 /// Two versions of an app that share their first two layers (a unique base, so that no
 /// other test's images hold its chain), and differ in the top one.

@@ -1,0 +1,260 @@
+//! What a bundle holds, for people and scripts (`haul inspect FILE.tar`, `haul verify
+//! --json`): each image's names, digest, platforms (and those its index names but the tar
+//! lacks), config and size; what refers to each; whether it is a delta, and of what. The
+//! JSON field names are documented in the README: keep them stable.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Attachment, Bundle, Image, Place};
+use crate::digest::Digest;
+use crate::progress::human_bytes;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub images: Vec<ImageSummary>,
+    /// Set when the bundle is a delta.
+    pub delta: Option<DeltaSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageSummary {
+    /// Its names in the tar (full references where the tar gives them); empty when it was
+    /// saved by ID or digest.
+    pub names: Vec<String>,
+    /// What its name points at: the index of a multi-platform image, else the manifest;
+    /// null in the classic layout, which holds no manifests.
+    pub digest: Option<Digest>,
+    pub media_type: Option<String>,
+    /// One per platform the tar holds.
+    pub platforms: Vec<PlatformSummary>,
+    /// `os/arch[/variant]` of the platforms its index names whose manifests the tar lacks
+    /// (as `docker save` from the containerd store writes an image pulled for one platform).
+    pub absent_platforms: Vec<String>,
+    /// What refers to it (signatures, attestations, SBOMs, artifacts), nested ones after
+    /// their subject.
+    pub referrers: Vec<ReferrerSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformSummary {
+    /// `os/arch[/variant]`.
+    pub platform: Option<String>,
+    /// Its manifest's digest; null in the classic layout.
+    pub manifest: Option<Digest>,
+    pub config: Digest,
+    /// The config's media type when it is an artifact, not an image.
+    pub artifact_type: Option<String>,
+    pub layers: usize,
+    /// Bytes of its config and layers, each distinct blob once.
+    pub size: u64,
+    /// Of its layers, how many a delta left out.
+    pub layers_left_out: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferrerSummary {
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// What it is: cosign's kind by its tag, else its artifact type or its first layer's.
+    pub kind: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// The tag it was found under; null when the referrers API listed it.
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeltaSummary {
+    /// Layer blobs it names but leaves out, and their bytes: expected at the destination.
+    pub left_out: usize,
+    pub left_out_bytes: u64,
+    /// The images of earlier bundles it relies on: what the destination must have loaded.
+    pub since: Vec<String>,
+}
+
+impl Summary {
+    pub fn of(bundle: &Bundle) -> Summary {
+        Summary {
+            images: bundle
+                .images
+                .iter()
+                .map(|image| image_summary(image, &bundle.attachments))
+                .collect(),
+            delta: bundle.delta.as_ref().map(|delta| DeltaSummary {
+                left_out: delta.left_out.len(),
+                left_out_bytes: delta.left_out.values().map(|b| b.size).sum(),
+                since: delta.since.clone(),
+            }),
+        }
+    }
+
+    /// The text form: one block per image.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for image in &self.images {
+            let name = match image.names.as_slice() {
+                [] => "(no name: saved by ID or digest)".to_string(),
+                names => names.join(", "),
+            };
+            let _ = writeln!(out, "{name}");
+            if let (Some(digest), Some(media_type)) = (&image.digest, &image.media_type) {
+                let _ = writeln!(out, "  digest    {digest}  {}", short_kind(media_type));
+            }
+            for platform in &image.platforms {
+                let what = platform.artifact_type.as_ref().map_or_else(
+                    || platform.platform.clone().unwrap_or_else(|| "-".into()),
+                    |t| format!("artifact {t}"),
+                );
+                let mut line = format!(
+                    "  {what:<15} {}, {}",
+                    count(platform.layers, "layer"),
+                    human_bytes(platform.size)
+                );
+                if let Some(manifest) = &platform.manifest {
+                    line += &format!("  manifest {}", manifest.short());
+                }
+                line += &format!("  config {}", platform.config.short());
+                if platform.layers_left_out > 0 {
+                    line += &format!(" ({} left out: delta)", platform.layers_left_out);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            if !image.absent_platforms.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  not held  {} (the index names them; the tar lacks their manifests)",
+                    image.absent_platforms.join(", ")
+                );
+            }
+            for referrer in &image.referrers {
+                let _ = writeln!(
+                    out,
+                    "  referrer  {}  {}  {}  (of {})",
+                    referrer.kind,
+                    referrer.digest.short(),
+                    human_bytes(referrer.size),
+                    referrer.subject.short()
+                );
+            }
+        }
+        if let Some(delta) = &self.delta {
+            let _ = writeln!(
+                out,
+                "delta: {} ({}) left out, expected at the destination{}",
+                count(delta.left_out, "layer blob"),
+                human_bytes(delta.left_out_bytes),
+                if delta.since.is_empty() {
+                    String::new()
+                } else {
+                    format!("; load first: {}", delta.since.join(", "))
+                }
+            );
+        }
+        out
+    }
+}
+
+fn image_summary(image: &Image, attachments: &[Attachment]) -> ImageSummary {
+    ImageSummary {
+        names: image.names.clone(),
+        digest: image.digest().cloned(),
+        media_type: image.manifests.last().map(|m| m.media_type.clone()),
+        platforms: image
+            .platforms
+            .iter()
+            .map(|p| PlatformSummary {
+                platform: p.platform.clone(),
+                manifest: p.manifest.clone(),
+                config: p.config.digest.clone(),
+                artifact_type: p.artifact_type.clone(),
+                layers: p.layers.len(),
+                size: p.size(),
+                layers_left_out: p
+                    .layers
+                    .iter()
+                    .filter(|l| l.place == Place::LeftOut)
+                    .count(),
+            })
+            .collect(),
+        absent_platforms: image.absent_platforms(),
+        referrers: referrers_of(&image.digests(), attachments),
+    }
+}
+
+/// What, of `attachments`, refers to one of `subjects`, and what refers to those in turn.
+pub fn referrers_of(subjects: &[&Digest], attachments: &[Attachment]) -> Vec<ReferrerSummary> {
+    let mut subjects: Vec<Digest> = subjects.iter().map(|d| (*d).clone()).collect();
+    let mut out: Vec<ReferrerSummary> = Vec::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for attachment in attachments {
+            let top = attachment.top();
+            if subjects.contains(&attachment.subject) && !out.iter().any(|r| r.digest == top.digest)
+            {
+                out.push(ReferrerSummary {
+                    subject: attachment.subject.clone(),
+                    kind: referrer_kind(attachment),
+                    digest: top.digest.clone(),
+                    size: top.size,
+                    tag: attachment.tag.clone(),
+                });
+                subjects.push(top.digest.clone());
+                changed = true;
+            }
+        }
+    }
+    out
+}
+
+/// What an attachment is, for people: cosign's kind by its tag, else its artifact type or its
+/// first layer's media type.
+pub fn referrer_kind(attachment: &Attachment) -> String {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Artifact {
+        artifact_type: Option<String>,
+        #[serde(default)]
+        layers: Vec<crate::manifest::Descriptor>,
+    }
+    if let Some(tag) = &attachment.tag {
+        for (suffix, kind) in [
+            (".sig", "signature (cosign)"),
+            (".att", "attestation (cosign)"),
+            (".sbom", "SBOM (cosign)"),
+        ] {
+            if tag.ends_with(suffix) {
+                return kind.to_string();
+            }
+        }
+    }
+    let artifact: Option<Artifact> = serde_json::from_slice(&attachment.top().bytes).ok();
+    artifact
+        .and_then(|a| {
+            a.artifact_type
+                .or_else(|| a.layers.first().map(|l| l.media_type.clone()))
+        })
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| attachment.top().media_type.clone())
+}
+
+fn short_kind(media_type: &str) -> &str {
+    use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+    match media_type {
+        OCI_INDEX => "OCI index",
+        DOCKER_MANIFEST_LIST => "Docker manifest list",
+        OCI_MANIFEST => "OCI manifest",
+        DOCKER_MANIFEST => "Docker manifest",
+        other => other,
+    }
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
