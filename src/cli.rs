@@ -310,6 +310,11 @@ pub struct LoadArgs {
     /// The bundle (a tar haul or `docker save` wrote)
     #[arg(value_name = "FILE")]
     pub tar: std::path::PathBuf,
+
+    /// The engine to load into, as docker's -H takes it (unix:///path, tcp://host:port,
+    /// ssh://host) [default: DOCKER_HOST, else the local engine]
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -451,19 +456,18 @@ pub struct ImageArgs {
     #[arg(required_unless_present = "file", value_name = "REF")]
     pub references: Vec<String>,
 
-    /// Read references from FILE too, one per line (# comments, blank lines ignored; a lock
+    /// Read references from LIST too, one per line (# comments, blank lines ignored; a lock
     /// file from `haul lock` is one); - for standard input; repeatable. The same image twice
     /// is taken once
     #[arg(short = 'f', long = "file", value_name = "LIST")]
     pub file: Vec<String>,
 
     /// Platform to take from multi-platform images: OS/ARCH[/VARIANT]; repeatable, or
-    /// comma-separated (several need --format oci to export) [default: this machine's]
+    /// comma-separated [default: this machine's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
     pub platform: Vec<String>,
 
-    /// Take every platform of multi-platform images (the whole index; to export, with
-    /// --format oci)
+    /// Take every platform of multi-platform images (the whole index)
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
 
@@ -507,8 +511,10 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub downloads: DownloadArgs,
 
-    /// Output file, or - for standard output [default for one image:
-    /// <registry>_<repository>_<tag>_<arch>.tar in the current folder]
+    /// Output file, - for standard output, or an existing folder to write the default name
+    /// into [default for one image: <registry>_<repository>_<tag>_<arch>.tar in the current
+    /// folder]. Several platforms in one tar (repeated --platform, --all-platforms) need
+    /// --format oci
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
 

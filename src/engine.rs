@@ -1,6 +1,8 @@
-//! Asks a Docker engine what it holds, through its own CLI (`docker`, honouring
-//! `DOCKER_HOST`; or `docker` on another host through ssh), so that `export --load` and
-//! `--to` send only what it lacks.
+//! A Docker engine haul delivers to: the local one (`DOCKER_HOST`, or `haul load -H`), or one
+//! on another host through ssh (`--to`). [`Engine`] answers the two questions every delivery
+//! asks: how to load into it (`docker load` reading the tar on standard input) and what it
+//! holds, so that `export --load`, `--to` and `haul load` send only what it lacks. Both go
+//! through the engine's own CLI.
 //!
 //! Docker's classic image store keeps layers by chain ID and never opens the file of a layer
 //! whose chain it holds: every prefix of every image's `RootFS.Layers` is held. The
@@ -26,19 +28,109 @@ pub enum Holdings {
     Unknown(String),
 }
 
-/// Asks the engine `prefix` + `docker …` reaches (`prefix` is empty for the local one, or
-/// the ssh command line). Blocks: it runs the docker CLI.
-pub fn holdings(prefix: &[String]) -> Holdings {
-    match ask(prefix) {
-        Ok(holdings) => holdings,
-        Err(why) => Holdings::Unknown(why),
+/// An engine, and how its `docker` CLI is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The local engine: `DOCKER_HOST` (or docker's default), or the host given.
+    Local { host: Option<String> },
+    /// An engine on another host: the ssh command line that runs a command there.
+    Ssh { ssh: Vec<String>, target: String },
+}
+
+impl Engine {
+    pub fn local(host: Option<String>) -> Engine {
+        Engine::Local { host }
+    }
+
+    /// `ssh://[user@]host[:port]`, reached with `ssh [-p port] [user@]host`, `ssh` replaced by
+    /// `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
+    pub fn ssh(target: &str) -> Result<Engine, String> {
+        let Some(rest) = target.strip_prefix("ssh://") else {
+            return Err(format!(
+                "--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (user_host, port) = match rest.rsplit_once(':') {
+            Some((user_host, port)) if !port.contains(']') => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("--to {target:?}: the port {port:?} is not a number"))?;
+                (user_host, Some(port))
+            }
+            _ => (rest, None),
+        };
+        let host = user_host.rsplit('@').next().unwrap_or("");
+        if host.is_empty() || user_host.contains(char::is_whitespace) || user_host.starts_with('-')
+        {
+            return Err(format!(
+                "--to {target:?}: expected ssh://[USER@]HOST[:PORT]"
+            ));
+        }
+        let command = std::env::var("HAUL_SSH_COMMAND").unwrap_or_else(|_| "ssh".to_string());
+        let mut ssh: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+        if ssh.is_empty() {
+            ssh.push("ssh".to_string());
+        }
+        if let Some(port) = port {
+            ssh.extend(["-p".to_string(), port.to_string()]);
+        }
+        ssh.push(user_host.to_string());
+        Ok(Engine::Ssh {
+            ssh,
+            target: target.to_string(),
+        })
+    }
+
+    /// A `docker args…` command that talks to this engine.
+    pub fn docker(&self, args: &[&str]) -> Command {
+        match self {
+            Engine::Local { host } => {
+                let mut command = Command::new("docker");
+                if let Some(host) = host {
+                    command.args(["-H", host]);
+                }
+                command.args(args);
+                command
+            }
+            Engine::Ssh { ssh, .. } => {
+                let mut command = Command::new(&ssh[0]);
+                command.args(&ssh[1..]);
+                // ssh hands the remote shell one line: quote each word so it stays one.
+                command.arg("docker");
+                command.args(args.iter().map(|a| shell_quote(a)));
+                command
+            }
+        }
+    }
+
+    /// `docker load`, reading the tar on its standard input.
+    pub fn load_command(&self) -> Command {
+        self.docker(&["load"])
+    }
+
+    /// For messages: `` `docker load` ``, `` `ssh me@host docker load` ``.
+    pub fn describe(&self) -> String {
+        match self {
+            Engine::Local { host: None } => "`docker load`".to_string(),
+            Engine::Local { host: Some(host) } => format!("`docker -H {host} load`"),
+            Engine::Ssh { ssh, .. } => format!("`{} docker load`", ssh.join(" ")),
+        }
+    }
+
+    /// What the engine holds. Blocks: it runs the docker CLI.
+    pub fn holdings(&self) -> Holdings {
+        match ask(self) {
+            Ok(holdings) => holdings,
+            Err(why) => Holdings::Unknown(why),
+        }
     }
 }
 
-fn ask(prefix: &[String]) -> Result<Holdings, String> {
-    let driver = docker(prefix, &["info", "--format", "{{json .DriverStatus}}"])?;
+fn ask(engine: &Engine) -> Result<Holdings, String> {
+    let driver = docker(engine, &["info", "--format", "{{json .DriverStatus}}"])?;
     let containerd_store = driver.contains("io.containerd.snapshotter");
-    let ids = docker(prefix, &["image", "ls", "--quiet", "--no-trunc"])?;
+    let ids = docker(engine, &["image", "ls", "--quiet", "--no-trunc"])?;
     let ids: BTreeSet<&str> = ids.split_whitespace().collect();
     let mut images = Vec::new();
     if !ids.is_empty() {
@@ -49,7 +141,7 @@ fn ask(prefix: &[String]) -> Result<Holdings, String> {
             "{{.Id}} {{json .RootFS.Layers}}",
         ];
         args.extend(ids.iter().copied());
-        for line in docker(prefix, &args)?
+        for line in docker(engine, &args)?
             .lines()
             .filter(|l| !l.trim().is_empty())
         {
@@ -91,21 +183,10 @@ fn chains_of(images: &[(Digest, Vec<Digest>)]) -> BTreeSet<Vec<Digest>> {
         .collect()
 }
 
-/// Runs `prefix docker args…` and returns its standard output.
-fn docker(prefix: &[String], args: &[&str]) -> Result<String, String> {
-    let (program, before) = match prefix.split_first() {
-        Some((program, rest)) => (program.as_str(), rest),
-        None => ("docker", &[][..]),
-    };
-    let mut command = Command::new(program);
-    command.args(before);
-    if prefix.is_empty() {
-        command.args(args);
-    } else {
-        // ssh hands the remote shell one line: quote each word so it stays one.
-        command.arg("docker");
-        command.args(args.iter().map(|a| shell_quote(a)));
-    }
+/// Runs `docker args…` on `engine` and returns its standard output.
+fn docker(engine: &Engine, args: &[&str]) -> Result<String, String> {
+    let mut command = engine.docker(args);
+    let program = command.get_program().to_string_lossy().into_owned();
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
@@ -129,6 +210,34 @@ fn shell_quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_targets_become_an_ssh_command() {
+        let argv = |t: &str| {
+            Engine::ssh(t).map(|engine| {
+                let command = engine.load_command();
+                std::iter::once(command.get_program())
+                    .chain(command.get_args())
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        };
+        assert_eq!(argv("ssh://me@host").unwrap(), "ssh me@host docker 'load'");
+        assert_eq!(
+            argv("ssh://host:2222").unwrap(),
+            "ssh -p 2222 host docker 'load'"
+        );
+        assert!(argv("host").is_err());
+        assert!(argv("ssh://").is_err());
+        assert!(argv("ssh://-oProxyCommand=x").is_err());
+        assert!(argv("ssh://h:port").is_err());
+        let local = Engine::local(Some("unix:///x.sock".into())).load_command();
+        assert_eq!(
+            local.get_args().collect::<Vec<_>>(),
+            vec!["-H", "unix:///x.sock", "load"]
+        );
+    }
 
     #[test]
     fn words_survive_the_remote_shell() {

@@ -331,7 +331,7 @@ impl Fetcher {
             progress.event(Event::Retrying {
                 digest: retrying.clone(),
                 attempt,
-                error: crate::error::describe(error),
+                error: error.brief(),
             });
         };
         let mut stream = self

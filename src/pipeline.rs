@@ -15,7 +15,7 @@ use futures::future::try_join_all;
 use crate::cache::{BlobStore, BlobUse, CacheError, LockMode, LockedFile, StoredBlob};
 use crate::delta::{self, Destination, Receipt};
 use crate::digest::Digest;
-use crate::engine::{self, Holdings};
+use crate::engine::Holdings;
 use crate::export::{self, BlobSource, BoxError, ExportError, Exported, Layout, Output, TarJob};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
 use crate::inspect::Inspection;
@@ -869,15 +869,14 @@ impl Session {
         if !since.is_empty() {
             return Destination::Bundles(since);
         }
-        let Output::Command(argv) = output else {
+        let Output::Engine(engine) = output else {
             return Destination::Unknown;
         };
         if full {
             return Destination::Unknown;
         }
-        // The command ends in `docker load`; what comes before reaches the engine's host.
-        let prefix = argv[..argv.len().saturating_sub(2)].to_vec();
-        match crate::blocking::run(move || engine::holdings(&prefix)).await {
+        let engine = engine.clone();
+        match crate::blocking::run(move || engine.holdings()).await {
             Holdings::Chains(chains) => Destination::Chains(chains),
             // Its images' manifests (by digest: any copy is that manifest) name the blobs its
             // content store holds.
@@ -979,7 +978,7 @@ impl Session {
                 output: output.describe(),
                 outcome: match output {
                     Output::File(_) => "no tar was written",
-                    Output::Stdout | Output::Command(_) => "what was sent is not a whole tar",
+                    Output::Stdout | Output::Engine(_) => "what was sent is not a whole tar",
                 },
                 source,
             })?;

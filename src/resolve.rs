@@ -179,8 +179,16 @@ pub async fn resolve_offline(
     let mut resolved = Vec::new();
     for key in keys {
         let (index, lookup_name, lookup_key) = (store.index(), name.clone(), key.to_string());
-        let record =
-            crate::blocking::run(move || index.lookup_ref(&lookup_name, &lookup_key)).await?;
+        let record = crate::blocking::run(move || {
+            // One platform of an image pulled with --all-platforms: the whole index serves.
+            match index.lookup_ref(&lookup_name, &lookup_key)? {
+                None if lookup_key != PlatformKey::ALL => {
+                    index.lookup_ref(&lookup_name, PlatformKey::ALL)
+                }
+                found => Ok(found),
+            }
+        })
+        .await?;
         let digest = record
             .ok_or_else(|| ResolveError::NotCached {
                 reference: name.clone(),

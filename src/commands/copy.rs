@@ -125,6 +125,16 @@ fn single_destination(dest: &str) -> anyhow::Result<(Reference, Option<String>)>
              registry.site:5000/team/app"
         );
     }
+    // A copy publishes: DEST names its registry, as push's does (docker's rule would send
+    // `team/app` to Docker Hub).
+    let host = dest.split('/').next().unwrap_or_default();
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        anyhow::bail!(
+            "DEST {dest:?} does not begin with a registry host (a name with a dot or a port, or \
+             localhost), e.g. registry.site:5000/{dest}; for Docker Hub write it out: \
+             docker.io/{dest}"
+        );
+    }
     let reference: Reference = dest.parse()?;
     if reference.digest().is_some() {
         anyhow::bail!(

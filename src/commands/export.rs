@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use super::{Global, image_request, verify_keys};
 use crate::cli::{ExportArgs, Format};
 use crate::delta::Receipt;
+use crate::engine::Engine;
 use crate::export::{Layout, Output};
 use crate::pipeline::LayerForm;
 
@@ -23,14 +24,10 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let keys = verify_keys(&args.signatures)?;
     let count = request.references.len();
     let target = match args.output.as_deref() {
-        _ if args.load => Target::Ready(Output::Command(vec![
-            "docker".to_string(),
-            "load".to_string(),
-        ])),
-        _ if args.to.is_some() => Target::Ready(
-            Output::ssh_docker_load(args.to.as_deref().unwrap_or_default())
-                .map_err(anyhow::Error::msg)?,
-        ),
+        _ if args.load => Target::Ready(Output::Engine(Engine::local(None))),
+        _ if args.to.is_some() => Target::Ready(Output::Engine(
+            Engine::ssh(args.to.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?,
+        )),
         Some("-") => {
             if std::io::stdout().is_terminal() {
                 bail!(

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::bundle::Bundle;
 use crate::cli::LoadArgs;
-use crate::engine;
+use crate::engine::Engine;
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
     let name = args.tar.display().to_string();
@@ -14,6 +14,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open {name}"))?;
     let bundle = Bundle::read(file).await;
+    let engine = Engine::local(args.host.clone());
     if let Some(problem) = bundle.problems.first() {
         bail!(
             "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
@@ -24,7 +25,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         .as_ref()
         .filter(|d| !d.needed_chains.is_empty())
     {
-        match crate::blocking::run(|| engine::holdings(&[]).chains()).await {
+        let asked = engine.clone();
+        match crate::blocking::run(move || asked.holdings().chains()).await {
             Ok(held) => {
                 let missing = delta
                     .needed_chains
@@ -52,17 +54,19 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         }
     }
     let path = args.tar.clone();
+    let loader = engine.clone();
     let status = crate::blocking::run(move || {
-        std::process::Command::new("docker")
-            .arg("load")
-            .arg("-i")
-            .arg(path)
+        loader
+            .docker(&["load", "-i", &path.to_string_lossy()])
             .status()
     })
     .await
     .context("cannot run `docker load`")?;
     if !status.success() {
-        bail!("`docker load -i {name}` failed ({status}); see its message above");
+        bail!(
+            "{} of {name} failed ({status}); see its message above",
+            engine.describe()
+        );
     }
     Ok(())
 }

@@ -83,57 +83,16 @@ pub enum Layout {
 pub enum Output {
     File(PathBuf),
     Stdout,
-    /// The standard input of a command (`docker load`), streamed: no temporary file.
-    Command(Vec<String>),
+    /// An engine's `docker load`, streamed into its standard input: no temporary file.
+    Engine(crate::engine::Engine),
 }
 
 impl Output {
-    /// `ssh://[user@]host[:port]` → `ssh [-p port] [user@]host docker load`, with `ssh` replaced
-    /// by `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
-    pub fn ssh_docker_load(target: &str) -> Result<Output, String> {
-        let Some(rest) = target.strip_prefix("ssh://") else {
-            return Err(format!(
-                "--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported"
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (user_host, port) = match rest.rsplit_once(':') {
-            Some((user_host, port)) if !port.contains(']') => {
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| format!("--to {target:?}: the port {port:?} is not a number"))?;
-                (user_host, Some(port))
-            }
-            _ => (rest, None),
-        };
-        let host = user_host.rsplit('@').next().unwrap_or("");
-        if host.is_empty() || user_host.contains(char::is_whitespace) || user_host.starts_with('-')
-        {
-            return Err(format!(
-                "--to {target:?}: expected ssh://[USER@]HOST[:PORT]"
-            ));
-        }
-        let ssh = std::env::var("HAUL_SSH_COMMAND").unwrap_or_else(|_| "ssh".to_string());
-        let mut argv: Vec<String> = ssh.split_whitespace().map(str::to_string).collect();
-        if argv.is_empty() {
-            argv.push("ssh".to_string());
-        }
-        if let Some(port) = port {
-            argv.extend(["-p".to_string(), port.to_string()]);
-        }
-        argv.extend([
-            user_host.to_string(),
-            "docker".to_string(),
-            "load".to_string(),
-        ]);
-        Ok(Output::Command(argv))
-    }
-
     pub fn describe(&self) -> String {
         match self {
             Output::File(path) => path.display().to_string(),
             Output::Stdout => "standard output".to_string(),
-            Output::Command(argv) => format!("`{}`", argv.join(" ")),
+            Output::Engine(engine) => engine.describe(),
         }
     }
 }
@@ -192,6 +151,11 @@ pub async fn write_tar<S: BlobSource + 'static>(
     progress: &dyn Progress,
 ) -> Result<Exported, ExportError> {
     let name = output.describe();
+    // What the closing line says of a delta.
+    let (left_out, since): (usize, Vec<String>) = (
+        job.left_out.blobs.len(),
+        job.left_out.since.iter().cloned().collect(),
+    );
     let write_error = {
         let name = name.clone();
         move |source| ExportError::Write { path: name, source }
@@ -231,31 +195,33 @@ pub async fn write_tar<S: BlobSource + 'static>(
             })
             .await?
         }
-        Output::Command(argv) => {
-            let argv = argv.clone();
-            crate::blocking::run(move || write_to_command(&job, &mut blobs, &argv, &name)).await?
+        Output::Engine(engine) => {
+            let command = engine.load_command();
+            crate::blocking::run(move || write_to_command(&job, &mut blobs, command, &name)).await?
         }
     };
     progress.event(Event::Exported {
         path: output.describe(),
         bytes: exported.size,
+        into_engine: matches!(output, Output::Engine(_)),
+        left_out,
+        since,
     });
     Ok(exported)
 }
 
-/// Streams the tar into the standard input of `argv` (`docker load`) and waits for it.
+/// Streams the tar into the standard input of `command` (`docker load`) and waits for it.
 fn write_to_command<S: BlobSource>(
     job: &TarJob,
     blobs: &mut S,
-    argv: &[String],
+    mut command: std::process::Command,
     name: &str,
 ) -> Result<Exported, ExportError> {
     let write_error = |source| ExportError::Write {
         path: name.to_string(),
         source,
     };
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .spawn()
         .map_err(write_error)?;
@@ -567,24 +533,6 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ssh_targets() {
-        let argv = |t: &str| match Output::ssh_docker_load(t) {
-            Ok(Output::Command(argv)) => Ok(argv.join(" ")),
-            Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e),
-        };
-        assert_eq!(argv("ssh://me@host").unwrap(), "ssh me@host docker load");
-        assert_eq!(
-            argv("ssh://host:2222").unwrap(),
-            "ssh -p 2222 host docker load"
-        );
-        assert!(argv("host").is_err());
-        assert!(argv("ssh://").is_err());
-        assert!(argv("ssh://-oProxyCommand=x").is_err());
-        assert!(argv("ssh://h:port").is_err());
-    }
 
     #[test]
     fn a_killed_runs_temporary_file_is_removed_a_live_ones_kept() {

@@ -184,6 +184,12 @@ enum Record<'a> {
     Exported {
         path: &'a str,
         bytes: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        into_engine: bool,
+        #[serde(skip_serializing_if = "is_zero")]
+        left_out: usize,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        since: &'a [String],
     },
     BlobPresent {
         digest: &'a Digest,
@@ -285,9 +291,18 @@ impl<'a> From<&'a Event> for Record<'a> {
                 diff_id,
                 size: *size,
             },
-            Event::Exported { path, bytes } => Record::Exported {
+            Event::Exported {
+                path,
+                bytes,
+                into_engine,
+                left_out,
+                since,
+            } => Record::Exported {
                 path,
                 bytes: *bytes,
+                into_engine: *into_engine,
+                left_out: *left_out,
+                since,
             },
             Event::BlobPresent {
                 digest,
@@ -356,6 +371,10 @@ impl Throttle {
     fn take(&self) -> u64 {
         self.pending.swap(0, Ordering::Relaxed)
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -483,6 +502,9 @@ mod tests {
                 Event::Exported {
                     path: "out.tar".into(),
                     bytes: 2048,
+                    into_engine: false,
+                    left_out: 0,
+                    since: Vec::new(),
                 },
                 json!({"event": "exported", "path": "out.tar", "bytes": 2048}),
             ),

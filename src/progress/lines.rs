@@ -82,7 +82,31 @@ pub(super) fn line(event: &Event) -> Option<String> {
             diff_id.short(),
             human_bytes(*size)
         ),
-        Event::Exported { path, bytes } => format!("wrote {path} ({})", human_bytes(*bytes)),
+        Event::Exported {
+            path,
+            bytes,
+            into_engine,
+            left_out,
+            since,
+        } => {
+            let mut line = if *into_engine {
+                format!("sent {} into {path}", human_bytes(*bytes))
+            } else {
+                format!("wrote {path} ({})", human_bytes(*bytes))
+            };
+            if *left_out > 0 {
+                line += &format!(
+                    ": a delta, {left_out} layer blob{} left out{}",
+                    if *left_out == 1 { "" } else { "s" },
+                    if since.is_empty() {
+                        " (the destination holds them)".to_string()
+                    } else {
+                        format!(", held where {} is loaded", since.join(", "))
+                    }
+                );
+            }
+            line
+        }
         Event::BlobPresent {
             digest,
             size,

@@ -65,8 +65,15 @@ pub enum Event {
         diff_id: Digest,
         size: u64,
     },
-    /// The tar is complete.
-    Exported { path: String, bytes: u64 },
+    /// The tar is complete: written to `path`, or (`into_engine`) streamed into an engine's
+    /// `docker load`. A delta left out `left_out` layer blobs, held by the images `since`.
+    Exported {
+        path: String,
+        bytes: u64,
+        into_engine: bool,
+        left_out: usize,
+        since: Vec<String>,
+    },
     /// A push found a blob at the destination: there already, or linked from another
     /// repository of the registry (`mounted_from`). Nothing to upload.
     BlobPresent {

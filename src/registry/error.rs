@@ -144,11 +144,12 @@ impl RegistryError {
         }
     }
 
-    /// Whether trying again may help (connection trouble, a transfer cut, 5xx, 429, 408).
+    /// Whether trying again may help (connection trouble, a transfer cut, 5xx, 429, 408). A
+    /// host name that does not resolve will not resolve a second later: not retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::Connect { .. }
-            | RegistryError::Transfer { .. }
+            RegistryError::Connect { source, .. } => !is_name_resolution(source),
+            RegistryError::Transfer { .. }
             | RegistryError::Truncated { .. }
             | RegistryError::UploadStalled { .. } => true,
             RegistryError::Status { status, .. } => {
@@ -159,4 +160,47 @@ impl RegistryError {
             _ => false,
         }
     }
+
+    /// One short line for a retry: what failed, with the innermost cause; the full message
+    /// is for the error that ends the run.
+    pub fn brief(&self) -> String {
+        match self {
+            RegistryError::Connect { registry, source } => {
+                format!("cannot connect to {registry}: {}", innermost(source))
+            }
+            RegistryError::Transfer { registry, source } => {
+                format!("transfer from {registry} cut: {}", innermost(source))
+            }
+            RegistryError::Status {
+                registry, status, ..
+            } => format!("{registry} answered {status}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The last cause in `error`'s chain, as text.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = error;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+/// Whether a connection failed because the host name does not resolve (hyper's and the
+/// resolver's words, found in the cause chain).
+fn is_name_resolution(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if text.contains("dns error")
+            || text.contains("failed to lookup address")
+            || text.contains("Name or service not known")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

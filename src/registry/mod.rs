@@ -759,7 +759,7 @@ async fn read_manifest_body(
 fn warn_retry(attempt: u32, error: &RegistryError, wait: Duration) {
     tracing::warn!(
         "{}; retrying in {:.1}s (attempt {attempt})",
-        crate::error::describe(error),
+        error.brief(),
         wait.as_secs_f64(),
     );
 }

@@ -99,10 +99,8 @@ fn a_containerd_store_save_of_one_platform_of_an_index() {
 
     // load: into the containerd store, and into the classic store (manifest.json).
     engine.remove(&reference);
-    haul.run_with(&["load", saved_arg], |c| {
-        c.env("DOCKER_HOST", CONTAINERD_STORE_HOST);
-    })
-    .success();
+    haul.run(&["load", "-H", CONTAINERD_STORE_HOST, saved_arg])
+        .success();
     assert_eq!(
         engine.run(&reference, &["cat", "/etc/arch"]).trim(),
         "amd64"

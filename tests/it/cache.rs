@@ -769,3 +769,66 @@ fn assert_no_lock_files(haul: &Haul) {
         .collect();
     assert!(locks.is_empty(), "lock files left in ingest/: {locks:?}");
 }
+
+/// A cache that holds every platform (`pull --all-platforms`) serves any one of them offline,
+/// the default platform and an explicit one, and the whole index.
+#[test]
+fn an_all_platforms_pull_serves_one_platform_offline() {
+    let registry = Registry::start();
+    let repository = unique("test/all-offline");
+    let amd64 = Image::runnable("amd64 offline", vec![], Compression::Gzip, true);
+    let arm64 = Image::new(
+        vec![Layer::text("etc/arch", "arm64\n", Compression::Gzip)],
+        true,
+        "arm64",
+        Some("v8"),
+        "arm64 offline",
+    );
+    registry.push_index(
+        &repository,
+        "multi",
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+        ],
+        true,
+    );
+    let reference = format!("{}/{repository}:multi", registry.host());
+    let haul = Haul::new();
+    haul.run(&["pull", &reference, "--all-platforms"]).success();
+    drop(registry);
+    let manifest_of = |tar: &std::path::Path| {
+        tar_json(tar, "index.json")["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let default = haul.export(&["--offline", &reference], "default.tar");
+    assert_eq!(manifest_of(&default), sha256(&amd64.manifest()));
+    let arm = haul.export(
+        &["--offline", &reference, "--platform", "linux/arm64"],
+        "arm64.tar",
+    );
+    assert_eq!(manifest_of(&arm), sha256(&arm64.manifest()));
+    haul.export(
+        &[
+            "--offline",
+            &reference,
+            "--all-platforms",
+            "--format",
+            "oci",
+        ],
+        "all.tar",
+    );
+    // A platform the index lacks is still an error naming what it offers.
+    haul.run(&[
+        "export",
+        "--offline",
+        &reference,
+        "--platform",
+        "linux/s390x",
+        "-o",
+        "x.tar",
+    ])
+    .failure(&["linux/s390x"]);
+}

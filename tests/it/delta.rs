@@ -83,15 +83,28 @@ fn a_delta_leaves_out_what_the_site_holds_and_loads_in_both_docker_stores() {
     .success();
     haul.run(&["export", &v2.reference, "-o", "v2.tar"])
         .success();
-    haul.run(&[
-        "export",
-        &v2.reference,
-        "-o",
-        "v2-delta.tar",
-        "--since",
-        "v1.tar",
-    ])
-    .success();
+    let run = haul
+        .run(&[
+            "--progress",
+            "plain",
+            "export",
+            &v2.reference,
+            "-o",
+            "v2-delta.tar",
+            "--since",
+            "v1.tar",
+        ])
+        .success();
+    // The closing line says it is a delta, and of what.
+    let closing = run.stderr.lines().last().unwrap_or_default().to_string();
+    assert!(
+        closing.starts_with("wrote v2-delta.tar (")
+            && closing.contains(": a delta, ")
+            && closing.contains("left out, held where")
+            && closing.contains(&v1.reference),
+        "{}",
+        run.stderr
+    );
     haul.run(&[
         "export",
         &v2.reference,

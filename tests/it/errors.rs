@@ -59,6 +59,47 @@ fn unreachable_registry() {
     ])
     .failure(&["could not connect", &format!("127.0.0.1:{port}")]);
     assert_nothing_left(&haul);
+
+    // Refused connections are retried, each retry one short plain line (stderr is a pipe
+    // here: no colour codes, no log prefixes).
+    let run = haul
+        .run(&[
+            "--retries",
+            "1",
+            "export",
+            &format!("127.0.0.1:{port}/a/b:1"),
+            "-o",
+            "out.tar",
+        ])
+        .failure(&["could not connect"]);
+    let retries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying"))
+        .collect();
+    assert_eq!(retries.len(), 1, "{}", run.stderr);
+    assert!(
+        retries[0].starts_with("warning: cannot connect to 127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !retries[0].contains("check the registry name"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "colour codes: {:?}",
+        run.stderr
+    );
+
+    // A host name that does not resolve will not resolve later: not retried.
+    let run = haul
+        .run(&["export", "no-such-host.invalid/a/b:1", "-o", "out.tar"])
+        .failure(&["could not connect", "no-such-host.invalid"]);
+    assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+    assert_nothing_left(&haul);
 }
 
 #[test]

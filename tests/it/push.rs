@@ -829,4 +829,8 @@ fn uploads_slower_than_the_stall_timeout_go_on_and_a_stalled_one_is_retried() {
         .failure(&["must begin with a registry host"]);
     haul.run(&["copy", &pushed.reference, &dest.host()])
         .failure(&["names no repository"]);
+    // A DEST without a registry host is not Docker Hub by default: refused before any
+    // request, saying how to write Docker Hub.
+    haul.run(&["copy", &pushed.reference, "team/x"])
+        .failure(&["does not begin with a registry host", "docker.io/team/x"]);
 }
