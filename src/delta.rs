@@ -97,17 +97,7 @@ impl Receipt {
     /// Writes the receipt to `path`, whole or not at all (a temporary file beside it,
     /// renamed). Blocks.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        crate::export::refuse_to_replace_special(path)?;
-        let name = path
-            .file_name()
-            .map_or_else(|| "receipt".into(), |n| n.to_string_lossy().into_owned());
-        let temp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-        let written =
-            std::fs::write(&temp, self.to_bytes()).and_then(|()| std::fs::rename(&temp, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written
+        crate::fsx::write_atomic(path, &self.to_bytes())
     }
 
     /// Reads `--since PATH`: a receipt, or a bundle (any tar haul writes, or `docker save`

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fsx;
 pub mod inspect;
 pub mod list;
 pub mod manifest;

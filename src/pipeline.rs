@@ -115,14 +115,11 @@ impl ImageFailure {
     }
 }
 
-/// Where the cache keeps each host's transport (`host transport` lines).
-const TRANSPORTS_FILE: &str = "transports";
-
 /// The transports remembered in `store` (none if the file is missing or unreadable).
 fn remembered_transports(
     store: &BlobStore,
 ) -> std::collections::HashMap<String, crate::registry::endpoint::Transport> {
-    std::fs::read_to_string(store.root().join(TRANSPORTS_FILE))
+    std::fs::read_to_string(store.path_of(crate::cache::Bucket::Transports))
         .unwrap_or_default()
         .lines()
         .filter_map(|line| {
@@ -227,7 +224,7 @@ impl Session {
     pub fn pusher(&self, jobs: usize) -> Pusher {
         Pusher {
             client: self.client.clone(),
-            journal_dir: self.store.root().join("uploads"),
+            journal_dir: self.store.path_of(crate::cache::Bucket::Uploads),
             progress: self.progress.clone(),
             jobs,
         }
@@ -1047,11 +1044,8 @@ impl Session {
             .map(|(host, transport)| format!("{host} {}", transport.name()))
             .collect();
         text.sort();
-        let path = self.store.root().join(TRANSPORTS_FILE);
-        let temp = path.with_extension(format!("{}.new", std::process::id()));
-        if std::fs::write(&temp, text.join("\n") + "\n").is_ok() {
-            let _ = std::fs::rename(&temp, &path);
-        }
+        let path = self.store.path_of(crate::cache::Bucket::Transports);
+        let _ = crate::fsx::write_record(&path, (text.join("\n") + "\n").as_bytes());
     }
 }
 

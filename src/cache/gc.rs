@@ -186,6 +186,9 @@ pub struct Pruned {
     pub swept: Swept,
     pub partials: usize,
     pub partial_bytes: u64,
+    /// Upload records and compressed forms removed, and their bytes.
+    pub derived: usize,
+    pub derived_bytes: u64,
     /// Records forgotten because a manifest they name is gone.
     pub records: usize,
     /// What the cache holds afterwards (blobs and partial downloads).
@@ -197,6 +200,8 @@ pub struct Pruned {
 enum Prunable {
     Blob(Digest),
     Partial(PathBuf),
+    /// A file of a derived bucket (see `Bucket::DERIVED`).
+    Derived(PathBuf),
 }
 
 /// Deletes blobs and partial downloads as `policy` says, least recently used first; then
@@ -227,6 +232,16 @@ pub fn prune(store: &BlobStore, policy: &PrunePolicy) -> Result<Pruned, CacheErr
             last_used,
         });
     }
+    for (_, path, size, modified) in store.list_derived()? {
+        let last_used = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        candidates.push(Candidate {
+            key: Prunable::Derived(path),
+            size,
+            last_used,
+        });
+    }
     let total: u64 = candidates.iter().map(|c| c.size).sum();
     let mut pruned = Pruned::default();
     let mut blobs = BTreeSet::new();
@@ -240,6 +255,11 @@ pub fn prune(store: &BlobStore, policy: &PrunePolicy) -> Result<Pruned, CacheErr
                 pruned.partials += 1;
                 pruned.partial_bytes += candidate.size;
             }
+            Prunable::Derived(path) => {
+                store.remove_partial(&path)?;
+                pruned.derived += 1;
+                pruned.derived_bytes += candidate.size;
+            }
         }
     }
     pruned.swept = sweep(store, &blobs)?;
@@ -251,7 +271,7 @@ pub fn prune(store: &BlobStore, policy: &PrunePolicy) -> Result<Pruned, CacheErr
         .collect();
     pruned.records = unresolvable.len();
     index.forget_refs(&unresolvable)?;
-    pruned.left = total - pruned.swept.freed - pruned.partial_bytes;
+    pruned.left = total - pruned.swept.freed - pruned.partial_bytes - pruned.derived_bytes;
     Ok(pruned)
 }
 

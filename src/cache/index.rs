@@ -81,9 +81,9 @@ pub fn now_secs() -> u64 {
 impl CacheIndex {
     pub(super) fn new(root: &Path, blobs_dir: PathBuf) -> CacheIndex {
         CacheIndex {
-            dir: root.join("index-v1"),
-            lock_path: root.join("index-v1.lock"),
-            journal_path: root.join("index-v1.journal"),
+            dir: super::Bucket::Index.path(root),
+            lock_path: super::Bucket::IndexLock.path(root),
+            journal_path: super::Bucket::IndexJournal.path(root),
             blobs_dir,
         }
     }

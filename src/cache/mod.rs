@@ -1,21 +1,11 @@
-//! The content-addressed blob cache. It knows files, not HTTP.
-//!
-//! ```text
-//! <cache>/blobs/sha256/<hex>      verified blobs, read-only; a file here always hashes to its name
-//! <cache>/ingest/<hex>.partial    a download in progress (kept across runs: it is resumed)
-//! <cache>/ingest/<hex>.lock       held while a process writes that blob (one writer per digest);
-//!                                 removed when the write ends
-//! <cache>/index-v1/               sled index: blob sizes, media types, last use; reference →
-//!                                 manifest (derived data, rebuilt from blobs/ if lost)
-//! <cache>/quarantine/<hex>        blobs `haul cache verify` found damaged, moved aside
-//! <cache>/.lock                   shared by exports and pulls, exclusive for prune and rm
-//! <cache>/CACHEDIR.TAG            tells backup tools to skip the folder
-//! ```
+//! The content-addressed blob cache. It knows files, not HTTP. Its layout, every file and
+//! folder under the root, is in [`bucket`].
 //!
 //! A blob enters `blobs/` only through [`Ingest::commit`], which follows containerd's order:
 //! flush and fsync, check the size, check the digest, rename, fsync the folder, make it
 //! read-only. Nothing unverified is ever visible under `blobs/`.
 
+pub mod bucket;
 pub mod gc;
 pub mod index;
 mod ingest;
@@ -25,6 +15,7 @@ pub mod prune;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use bucket::Bucket;
 pub use index::{BlobRecord, BlobUse, CacheIndex, RefRecord};
 pub use ingest::{Ingest, IngestStart, IngestWriter};
 pub use lock::{LockMode, LockedFile};
@@ -119,7 +110,7 @@ impl BlobStore {
         for dir in [store.blobs_dir(), store.ingest_dir()] {
             std::fs::create_dir_all(&dir).map_err(CacheError::io("cannot create", &dir))?;
         }
-        let tag = root.join("CACHEDIR.TAG");
+        let tag = Bucket::Tag.path(root);
         if !tag.exists() {
             std::fs::write(&tag, CACHEDIR_TAG).map_err(CacheError::io("cannot write", &tag))?;
         }
@@ -130,12 +121,57 @@ impl BlobStore {
         &self.root
     }
 
+    /// Where `bucket` is in this cache.
+    pub fn path_of(&self, bucket: Bucket) -> PathBuf {
+        bucket.path(&self.root)
+    }
+
     fn blobs_dir(&self) -> PathBuf {
-        self.root.join("blobs").join("sha256")
+        self.path_of(Bucket::Blobs).join("sha256")
     }
 
     fn ingest_dir(&self) -> PathBuf {
-        self.root.join("ingest")
+        self.path_of(Bucket::Ingest)
+    }
+
+    /// Where `haul push -` keeps the tar it reads from standard input while it pushes.
+    pub fn spool_path(&self) -> PathBuf {
+        // `.partial`: a copy a killed run leaves is cleared by `cache prune`.
+        self.ingest_dir()
+            .join(format!("push-stdin-{}.partial", std::process::id()))
+    }
+
+    /// The files of the derived buckets (upload records, compressed forms): path, size and
+    /// modification time.
+    pub fn list_derived(
+        &self,
+    ) -> Result<Vec<(Bucket, PathBuf, u64, std::time::SystemTime)>, CacheError> {
+        let mut out = Vec::new();
+        for bucket in Bucket::DERIVED {
+            let mut pending = vec![self.path_of(bucket)];
+            while let Some(dir) = pending.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(CacheError::io("cannot list", &dir)(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(CacheError::io("cannot list", &dir))?;
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if meta.is_dir() {
+                        pending.push(entry.path());
+                    } else {
+                        out.push((
+                            bucket,
+                            entry.path(),
+                            meta.len(),
+                            meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Where blob `digest` lives once verified.
@@ -224,7 +260,7 @@ impl BlobStore {
         mode: LockMode,
         on_wait: impl FnOnce() + Send + 'static,
     ) -> Result<LockedFile, CacheError> {
-        LockedFile::acquire(&self.root.join(".lock"), mode, on_wait).await
+        LockedFile::acquire(&self.path_of(Bucket::RootLock), mode, on_wait).await
     }
 
     /// Every file in `blobs/sha256/` whose name is a digest, with its size.
@@ -301,7 +337,7 @@ impl BlobStore {
 
     /// Moves a damaged blob out of `blobs/` into `quarantine/`, where it can be inspected.
     pub fn quarantine_blob(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
-        let dir = self.root.join("quarantine");
+        let dir = self.path_of(Bucket::Quarantine);
         std::fs::create_dir_all(&dir).map_err(CacheError::io("cannot create", &dir))?;
         let target = dir.join(digest.hex());
         std::fs::rename(self.blob_path(digest), &target)

@@ -129,12 +129,30 @@ fn du(store: &BlobStore) -> anyhow::Result<()> {
         partials.len(),
         human_bytes(partial_bytes)
     )?;
+    let mut total = blob_bytes + partial_bytes;
+    for bucket in crate::cache::Bucket::DERIVED {
+        let files: Vec<u64> = store
+            .list_derived()?
+            .into_iter()
+            .filter(|(b, ..)| *b == bucket)
+            .map(|(_, _, size, _)| size)
+            .collect();
+        let bytes: u64 = files.iter().sum();
+        total += bytes;
+        writeln!(
+            out,
+            "{:<18} {:>6} files  {:>10}",
+            bucket.description(),
+            files.len(),
+            human_bytes(bytes)
+        )?;
+    }
     writeln!(
         out,
         "{:<18} {:>6}        {:>10}",
         "total",
         "",
-        human_bytes(blob_bytes + partial_bytes)
+        human_bytes(total)
     )?;
     writeln!(out, "({})", store.root().display())?;
     Ok(())
@@ -170,10 +188,12 @@ fn prune(store: &BlobStore, policy: &PrunePolicy) -> anyhow::Result<()> {
     let pruned = gc::prune(store, policy)?;
     writeln!(
         std::io::stdout(),
-        "removed {} blobs and {} partial downloads, freed {}; the cache holds {}",
+        "removed {} blobs, {} partial downloads and {} upload records and compressed forms, \
+         freed {}; the cache holds {}",
         pruned.swept.blobs,
         pruned.partials,
-        human_bytes(pruned.swept.freed + pruned.partial_bytes),
+        pruned.derived,
+        human_bytes(pruned.swept.freed + pruned.partial_bytes + pruned.derived_bytes),
         human_bytes(pruned.left)
     )?;
     Ok(())

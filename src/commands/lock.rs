@@ -72,18 +72,7 @@ pub async fn run(global: &Global, args: LockArgs) -> anyhow::Result<()> {
     match &args.output {
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
         Some(path) => {
-            // Whole or not at all: a temporary file beside it, renamed.
-            let temp = path.with_file_name(format!(
-                ".{}.{}.partial",
-                path.file_name()
-                    .map_or_else(|| "lock".to_string(), |n| n.to_string_lossy().into_owned()),
-                std::process::id()
-            ));
-            std::fs::write(&temp, &text)
-                .and_then(|()| std::fs::rename(&temp, path))
-                .inspect_err(|_| {
-                    let _ = std::fs::remove_file(&temp);
-                })
+            crate::fsx::write_atomic(path, text.as_bytes())
                 .with_context(|| format!("cannot write the lock file {}", path.display()))?;
         }
     }

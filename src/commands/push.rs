@@ -29,13 +29,7 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
                  (e.g. haul export REF -o - | haul push - DEST) or give a FILE"
             );
         }
-        let spool = Spool(
-            store
-                .root()
-                .join("ingest")
-                // `.partial`: a copy a killed run leaves is cleared by `cache prune`.
-                .join(format!("push-stdin-{}.partial", std::process::id())),
-        );
+        let spool = Spool(store.spool_path());
         let mut file = tokio::fs::File::create(&spool.0)
             .await
             .with_context(|| format!("cannot create {}", spool.0.display()))?;

@@ -11,9 +11,8 @@ pub mod tar;
 mod v1;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD};
 use crate::bundle::{
@@ -22,6 +21,7 @@ use crate::bundle::{
 use crate::cache::StoredBlob;
 use crate::delta::LeftOut;
 use crate::digest::Digest;
+use crate::fsx::TempFile;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
@@ -433,130 +433,5 @@ impl<W: Write> Entries<W> {
     fn file(&mut self, name: &str, blob: &StoredBlob) -> Result<(), ExportError> {
         let result = self.writer.append_file(name, &blob.path, blob.size);
         result.map_err(|e| self.write_error(e))
-    }
-}
-
-/// An output file under a temporary name beside its final one; removed on drop unless
-/// persisted.
-struct TempFile {
-    temp_path: PathBuf,
-    final_path: PathBuf,
-    file: File,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn create(final_path: &Path) -> io::Result<TempFile> {
-        let dir = match final_path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = final_path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the output path has no file name",
-            )
-        })?;
-        let name = name.to_string_lossy();
-        refuse_to_replace_special(final_path)?;
-        remove_stale_temp_files(&dir, &name);
-        let temp_path = dir.join(format!(".{name}.{}.partial", std::process::id()));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)?;
-        Ok(TempFile {
-            temp_path,
-            final_path: final_path.to_path_buf(),
-            file,
-            persisted: false,
-        })
-    }
-
-    fn persist(mut self) -> io::Result<()> {
-        std::fs::rename(&self.temp_path, &self.final_path)?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-/// The tar is renamed over its final path, which would replace a device (`-o /dev/null`), a
-/// FIFO or a symbolic link with a regular file: refuse those, saying what to do instead.
-pub fn refuse_to_replace_special(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() && !meta.is_dir() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "it is a device, a FIFO or a symbolic link, which haul does not replace; name a \
-             regular file, or write to standard output (-o -) and redirect that",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Removes `.NAME.PID.partial` files that a killed run (SIGKILL, power loss) left beside
-/// `name`: those whose process is gone, and one with this process's own id, which a run
-/// before a PID reuse left. Only where `/proc` tells which processes live.
-fn remove_stale_temp_files(dir: &Path, name: &str) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let prefix = format!(".{name}.");
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|f| f.strip_suffix(".partial"))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let own = pid == std::process::id().to_string();
-        if own || !proc.join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = std::fs::remove_file(&self.temp_path);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_killed_runs_temporary_file_is_removed_a_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let final_path = dir.path().join("out.tar");
-        // Beyond Linux's largest pid: that process cannot be running.
-        let dead = dir.path().join(".out.tar.4294967295.partial");
-        // This process's own id, left by an earlier process with the same id.
-        let own = dir
-            .path()
-            .join(format!(".out.tar.{}.partial", std::process::id()));
-        // pid 1 is always running; other names are not ours to touch.
-        let live = dir.path().join(".out.tar.1.partial");
-        let other = dir.path().join(".other.tar.4294967295.partial");
-        for path in [&dead, &own, &live, &other] {
-            std::fs::write(path, b"partial").unwrap();
-        }
-        let temp = TempFile::create(&final_path).unwrap();
-        assert!(!dead.exists());
-        assert!(live.exists());
-        assert!(other.exists());
-        assert_eq!(temp.temp_path, own);
-        temp.persist().unwrap();
-        assert!(final_path.exists());
-        assert!(!own.exists());
     }
 }

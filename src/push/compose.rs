@@ -143,7 +143,9 @@ fn gzip(file: &BlobFile, out: &mut dyn std::io::Write) -> std::io::Result<()> {
 
 /// The folder remembering, per uncompressed layer, the gzip blob made of it.
 fn memo_path(store: &BlobStore, diff_id: &Digest) -> std::path::PathBuf {
-    store.root().join("compressed").join(diff_id.hex())
+    store
+        .path_of(crate::cache::Bucket::Compressed)
+        .join(diff_id.hex())
 }
 
 /// The compressed blob made of `diff_id` before, if it is still in the cache.

@@ -41,14 +41,7 @@ impl UploadJournal for FileJournal {
 
     /// Best effort: losing it costs a resend, never a wrong blob (the registry checks digests).
     fn save(&self, location: &str) {
-        let Some(dir) = self.path.parent() else {
-            return;
-        };
-        let _ = std::fs::create_dir_all(dir);
-        let temp = self.path.with_extension("new");
-        if std::fs::write(&temp, location).is_ok() {
-            let _ = std::fs::rename(&temp, &self.path);
-        }
+        let _ = crate::fsx::write_record(&self.path, location.as_bytes());
     }
 
     fn clear(&self) {
@@ -89,12 +82,8 @@ impl BlobLocations {
         repositories.retain(|r| r != repository);
         repositories.insert(0, repository.to_string());
         repositories.truncate(MAX_LOCATIONS);
-        let _ = std::fs::create_dir_all(&self.dir);
         let path = self.path(registry, digest);
-        let temp = path.with_extension(format!("{}.new", std::process::id()));
-        if std::fs::write(&temp, repositories.join("\n")).is_ok() {
-            let _ = std::fs::rename(&temp, &path);
-        }
+        let _ = crate::fsx::write_record(&path, repositories.join("\n").as_bytes());
     }
 }
 

@@ -832,3 +832,53 @@ fn an_all_platforms_pull_serves_one_platform_offline() {
     ])
     .failure(&["linux/s390x"]);
 }
+
+/// What a push keeps for later runs (where blobs are, for mounts; layers it compressed) is
+/// part of the cache: `cache du` counts it and `cache prune --all` removes it.
+#[test]
+fn prune_knows_upload_records_and_compressed_forms() {
+    let registry = Registry::start();
+    let repository = unique("test/derived");
+    let pushed = registry.push_app(&repository, "v1", "derived");
+    let haul = Haul::new();
+    // The classic layout holds uncompressed layers: a push compresses them first.
+    let tar = haul.export(&[&pushed.reference, "--format", "docker-v1"], "v1.tar");
+    let dest = Registry::start();
+    haul.run(&["push", tar.to_str().unwrap(), &dest.host()])
+        .success();
+    let files_under = |name: &str| -> usize {
+        let mut count = 0;
+        let mut pending = vec![haul.cache.path().join(name)];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    pending.push(entry.path());
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        count
+    };
+    assert!(
+        files_under("compressed") > 0,
+        "the push compressed its layers"
+    );
+    assert!(
+        files_under("uploads") > 0,
+        "the push remembered where its blobs are"
+    );
+    let du = String::from_utf8(haul.run(&["cache", "du"]).success().stdout).unwrap();
+    assert!(
+        du.contains("upload records") && du.contains("compressed forms"),
+        "{du}"
+    );
+    let pruned =
+        String::from_utf8(haul.run(&["cache", "prune", "--all"]).success().stdout).unwrap();
+    assert!(
+        pruned.contains("upload records and compressed forms"),
+        "{pruned}"
+    );
+    assert_eq!(files_under("compressed"), 0);
+    assert_eq!(files_under("uploads"), 0);
+}
