@@ -1,0 +1,193 @@
+//! What refers to the images (`--referrers`): cosign's tags, the OCI 1.1 fallback tag and the
+//! referrers API, followed recursively and fetched through the cache.
+
+use super::*;
+
+impl Session {
+    /// What refers to the manifests of `resolved` (each image's, and the index it came from):
+    /// signatures, attestations, SBOMs, and what refers to those in turn; their manifests and
+    /// blobs fetched into the cache.
+    pub async fn attachments(
+        &self,
+        resolved: &[ResolvedImage],
+    ) -> Result<Vec<Attachment>, PipelineError> {
+        let (found, requests) = self.discover_attachments(resolved).await?;
+        let mut downloads = self.fetcher.start(&requests);
+        for request in &requests {
+            downloads.wait(&request.descriptor.digest).await?;
+        }
+        Ok(found)
+    }
+
+    /// What refers to `resolved` (their manifests kept in the cache, their blobs not fetched),
+    /// and the requests for those blobs.
+    pub(super) async fn discover_attachments(
+        &self,
+        resolved: &[ResolvedImage],
+    ) -> Result<(Vec<Attachment>, Vec<BlobRequest>), PipelineError> {
+        if self.offline {
+            return Err(PipelineError::ReferrersOffline);
+        }
+        let mut queue: Vec<(Reference, Digest, usize)> = Vec::new();
+        for image in resolved {
+            queue.push((image.reference.clone(), image.manifest.digest.clone(), 0));
+            if let Some(index) = &image.index {
+                queue.push((image.reference.clone(), index.digest.clone(), 0));
+            }
+        }
+        let mut seen: std::collections::HashSet<Digest> =
+            queue.iter().map(|q| q.1.clone()).collect();
+        let mut found: Vec<Attachment> = Vec::new();
+        let mut requests: Vec<BlobRequest> = Vec::new();
+        while let Some((reference, subject, depth)) = queue.pop() {
+            for (tag, top) in self.referrers_of(&reference, &subject).await? {
+                if found
+                    .iter()
+                    .any(|a| a.top().digest == top.digest && a.tag == tag)
+                {
+                    continue;
+                }
+                let attachment = self
+                    .attachment(&reference, subject.clone(), tag, top)
+                    .await?;
+                for manifest in &attachment.manifests {
+                    if depth + 1 < referrers::MAX_DEPTH && seen.insert(manifest.digest.clone()) {
+                        queue.push((reference.clone(), manifest.digest.clone(), depth + 1));
+                    }
+                }
+                for descriptor in &attachment.blobs {
+                    // Each blob once: attachments share configs.
+                    if !requests
+                        .iter()
+                        .any(|r| r.descriptor.digest == descriptor.digest)
+                    {
+                        requests.push(BlobRequest::new(reference.clone(), descriptor.clone()));
+                    }
+                }
+                found.push(attachment);
+            }
+        }
+        Ok((found, requests))
+    }
+
+    /// The manifests that refer to `subject`, each with the tag it was found under (none for
+    /// the referrers API's).
+    pub(super) async fn referrers_of(
+        &self,
+        reference: &Reference,
+        subject: &Digest,
+    ) -> Result<Vec<(Option<String>, FetchedManifest)>, PipelineError> {
+        let mut out = Vec::new();
+        if let Some(index) = self.client.get_referrers(reference, subject).await?
+            && let Ok(Manifest::Index(index)) = Manifest::parse(
+                &reference.to_string(),
+                Some(crate::manifest::OCI_INDEX),
+                &index.bytes,
+            )
+        {
+            for descriptor in &index.manifests {
+                let fetched = self
+                    .manifest_by_digest(reference, &descriptor.digest)
+                    .await?;
+                out.push((None, fetched));
+            }
+        }
+        for tag in referrers::tags_for(subject) {
+            match self
+                .client
+                .get_manifest_by(reference, &Identifier::Tag(tag.clone()))
+                .await
+            {
+                Ok(fetched) => out.push((Some(tag), fetched)),
+                Err(RegistryError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A manifest by digest: from the cache, else the registry (then kept).
+    pub(super) async fn manifest_by_digest(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<FetchedManifest, PipelineError> {
+        if let Ok(bytes) = self.store.read_verified(digest) {
+            return Ok(FetchedManifest {
+                digest: digest.clone(),
+                bytes,
+                content_type: None,
+            });
+        }
+        let fetched = self
+            .client
+            .get_manifest_by(reference, &Identifier::Digest(digest.clone()))
+            .await?;
+        self.store.put_bytes(&fetched.digest, &fetched.bytes)?;
+        Ok(fetched)
+    }
+
+    /// The attachment whose manifest is `top`: for an index (the OCI fallback tag's), its
+    /// manifests too; the blobs they name.
+    pub(super) async fn attachment(
+        &self,
+        reference: &Reference,
+        subject: Digest,
+        tag: Option<String>,
+        top: FetchedManifest,
+    ) -> Result<Attachment, PipelineError> {
+        self.store.put_bytes(&top.digest, &top.bytes)?;
+        let name = reference.to_string();
+        let media_type = |fetched: &FetchedManifest, manifest: &Manifest| {
+            let own = match manifest {
+                Manifest::Image(m) => m.media_type.clone(),
+                Manifest::Index(i) => i.media_type.clone(),
+            };
+            own.or(fetched.content_type.clone())
+                .unwrap_or_else(|| match manifest {
+                    Manifest::Image(_) => crate::manifest::OCI_MANIFEST.to_string(),
+                    Manifest::Index(_) => crate::manifest::OCI_INDEX.to_string(),
+                })
+        };
+        let parsed = Manifest::parse(&name, top.content_type.as_deref(), &top.bytes)?;
+        let mut manifests = Vec::new();
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        let mut add_blobs = |image: &crate::manifest::ImageManifest| {
+            for d in std::iter::once(&image.config).chain(&image.layers) {
+                if !blobs.iter().any(|b| b.digest == d.digest) {
+                    blobs.push(d.clone());
+                }
+            }
+        };
+        match &parsed {
+            Manifest::Image(image) => add_blobs(image),
+            Manifest::Index(index) => {
+                for child in &index.manifests {
+                    let fetched = self.manifest_by_digest(reference, &child.digest).await?;
+                    let child_parsed = Manifest::parse(&name, None, &fetched.bytes)?;
+                    if let Manifest::Image(image) = &child_parsed {
+                        add_blobs(image);
+                    }
+                    manifests.push(AttachedManifest {
+                        digest: fetched.digest.clone(),
+                        media_type: media_type(&fetched, &child_parsed),
+                        size: fetched.bytes.len() as u64,
+                        bytes: fetched.bytes.clone(),
+                    });
+                }
+            }
+        }
+        manifests.push(AttachedManifest {
+            digest: top.digest.clone(),
+            media_type: media_type(&top, &parsed),
+            size: top.bytes.len() as u64,
+            bytes: top.bytes.clone(),
+        });
+        Ok(Attachment {
+            subject,
+            tag,
+            manifests,
+            blobs,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! What a pipeline step can fail with, and one image's failure in a run over many.
+
+use super::*;
+
+/// What a pipeline step can fail with; each wraps a message that names the image or file.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error(
+        "{} of the {total} images could not be used:{}",
+        .failures.len(),
+        ImageFailure::lines(.failures)
+    )]
+    Images {
+        total: usize,
+        failures: Vec<ImageFailure>,
+    },
+    #[error(
+        "{} not signed by {keys}; stopped before writing anything:{}",
+        if .failures.len() == 1 { "1 image is".to_string() } else { format!("{} images are", .failures.len()) },
+        ImageFailure::lines(.failures)
+    )]
+    Unsigned {
+        keys: String,
+        failures: Vec<ImageFailure>,
+    },
+    #[error(
+        "--verify-key looks the signatures up in the registry (they are tags that move); it \
+         cannot be used with --offline"
+    )]
+    SignaturesOffline,
+    #[error(
+        "--referrers looks the signatures, attestations and SBOMs up in the registry; it cannot \
+         be used with --offline"
+    )]
+    ReferrersOffline,
+    #[error("export to {output} failed; {outcome}")]
+    Export {
+        output: String,
+        /// What is left of the tar.
+        outcome: &'static str,
+        #[source]
+        source: ExportError,
+    },
+}
+
+/// Why an image's signature check did not pass: an error to stop on, or a rejection to report.
+pub(super) enum SignatureFailure {
+    Error(PipelineError),
+    Rejected(String),
+}
+
+/// One image of a list that failed, and why (its whole error, on one line).
+#[derive(Debug)]
+pub struct ImageFailure {
+    pub reference: String,
+    pub reason: String,
+}
+
+impl ImageFailure {
+    /// Each failure on a line of its own, indented.
+    fn lines(failures: &[ImageFailure]) -> String {
+        failures
+            .iter()
+            .map(|f| format!("\n  {}: {}", f.reference, f.reason))
+            .collect()
+    }
+
+    pub fn new(reference: &Reference, error: &PipelineError) -> ImageFailure {
+        ImageFailure {
+            reference: reference.to_string(),
+            reason: crate::error::describe(error),
+        }
+    }
+}
+
+impl From<FetchError> for PipelineError {
+    fn from(error: FetchError) -> Self {
+        PipelineError::Fetch(Box::new(error))
+    }
+}
