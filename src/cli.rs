@@ -1,4 +1,7 @@
 //! The command line, as clap types only. Help texts come from the doc comments.
+//!
+//! Over 600 lines because it is every command's arguments with their help and examples, in
+//! one place (uv's `uv-cli` does the same); it holds no logic to split off.
 
 use std::path::PathBuf;
 
@@ -135,12 +138,13 @@ listed, naming the file and what names it).";
 #[derive(Debug, Parser)]
 #[command(name = "haul", version, after_help = HAUL_AFTER_HELP)]
 pub struct Cli {
-    /// Cache folder [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
+    /// Cache folder (also HAUL_CACHE_DIR) [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
+    // The variable is read by the command, not clap: clap would show an option set from the
+    // environment in every usage error, as if it were required.
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
-        env = "HAUL_CACHE_DIR",
         value_name = "DIR"
     )]
     pub cache_dir: Option<PathBuf>,
@@ -171,13 +175,12 @@ pub struct Cli {
     )]
     pub ca_certs: Vec<PathBuf>,
 
-    /// Configuration file [default: $XDG_CONFIG_HOME/haul/config.toml or
+    /// Configuration file (also HAUL_CONFIG) [default: $XDG_CONFIG_HOME/haul/config.toml or
     /// ~/.config/haul/config.toml]
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
-        env = "HAUL_CONFIG",
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
@@ -286,7 +289,10 @@ pub enum Command {
 
     /// Copy an image from one registry to another through the cache, every digest kept (a
     /// later copy or --offline export downloads nothing)
-    #[command(after_help = COPY_EXAMPLES)]
+    #[command(
+        after_help = COPY_EXAMPLES,
+        override_usage = "haul copy [OPTIONS] SOURCE DEST\n       haul copy [OPTIONS] SOURCE... DEST\n       haul copy [OPTIONS] -f LIST DEST"
+    )]
     Copy(CopyArgs),
 
     /// Pin images by digest: write each reference as name:tag@sha256:… (a list's comments and

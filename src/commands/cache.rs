@@ -64,9 +64,22 @@ fn ls(store: &BlobStore) -> anyhow::Result<()> {
     let images = gc::images(store)?;
     let records = store.index().blobs()?;
     writeln!(out, "IMAGES")?;
+    // As wide as the longest reference (`name:tag@sha256:…` is long), so columns line up.
+    let width = images
+        .iter()
+        .map(|(record, _)| record.reference.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("REFERENCE".len());
+    let platform_width = images
+        .iter()
+        .map(|(record, _)| record.platform.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("PLATFORM".len());
     writeln!(
         out,
-        "{:<50} {:<15} {:<20} {:>10} {:>10}  COMPLETE",
+        "{:<width$} {:<platform_width$} {:<20} {:>10} {:>10}  COMPLETE",
         "REFERENCE", "PLATFORM", "MANIFEST", "SIZE", "LAST USED"
     )?;
     for (record, needs) in &images {
@@ -77,7 +90,7 @@ fn ls(store: &BlobStore) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{:<50} {:<15} {:<20} {:>10} {:>10}  {}",
+            "{:<width$} {:<platform_width$} {:<20} {:>10} {:>10}  {}",
             record.reference,
             record.platform,
             record.manifest.short(),
@@ -94,9 +107,15 @@ fn ls(store: &BlobStore) -> anyhow::Result<()> {
         "DIGEST", "SIZE", "LAST USED"
     )?;
     for (digest, size) in store.list_blobs()? {
-        let (last_used, media_type) = match records.get(&digest) {
-            Some(r) => (ago(r.last_used), r.media_type.as_str()),
-            None => ("-".to_string(), ""),
+        let (last_used, recorded) = match records.get(&digest) {
+            Some(r) => (ago(r.last_used), r.media_type.clone()),
+            None => ("-".to_string(), String::new()),
+        };
+        // Manifests are recorded without one: their own bytes say what they are.
+        let media_type = if recorded.is_empty() {
+            manifest_media_type(store, &digest, size).unwrap_or_else(|| "-".to_string())
+        } else {
+            recorded
         };
         writeln!(
             out,
@@ -213,4 +232,25 @@ fn rm(store: &BlobStore, references: &[String]) -> anyhow::Result<()> {
         human_bytes(removed.swept.freed)
     )?;
     Ok(())
+}
+
+/// The media type of a small cached blob that is a manifest or an index, from its bytes.
+fn manifest_media_type(
+    store: &BlobStore,
+    digest: &crate::digest::Digest,
+    size: u64,
+) -> Option<String> {
+    use crate::manifest::{Manifest, OCI_INDEX, OCI_MANIFEST};
+    if size > crate::manifest::MAX_MANIFEST_BYTES {
+        return None;
+    }
+    let bytes = std::fs::read(store.blob_path(digest)).ok()?;
+    if !bytes.starts_with(b"{") {
+        return None;
+    }
+    let parsed = Manifest::parse("", None, &bytes).ok()?;
+    Some(match parsed {
+        Manifest::Image(m) => m.media_type.unwrap_or_else(|| OCI_MANIFEST.to_string()),
+        Manifest::Index(i) => i.media_type.unwrap_or_else(|| OCI_INDEX.to_string()),
+    })
 }

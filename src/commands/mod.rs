@@ -161,11 +161,17 @@ pub struct Global {
 
 impl Global {
     fn new(cli: &Cli, progress: Arc<dyn Progress>) -> anyhow::Result<Global> {
-        let cache_dir = match &cli.cache_dir {
-            Some(dir) => dir.clone(),
+        let from_env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let cache_dir = match cli.cache_dir.clone().or_else(|| from_env("HAUL_CACHE_DIR")) {
+            Some(dir) => dir,
             None => default_cache_dir()?,
         };
-        let config = config::load(cli.config.as_deref())?;
+        let config_file = cli.config.clone().or_else(|| from_env("HAUL_CONFIG"));
+        let config = config::load(config_file.as_deref())?;
         let mut mirrors = config.mirrors;
         // The command line's mirrors for a registry replace the file's, keeping their order.
         let mut from_cli: HashMap<String, Vec<Mirror>> = HashMap::new();

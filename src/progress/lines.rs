@@ -27,7 +27,14 @@ pub(super) fn line(event: &Event) -> Option<String> {
             reference,
             digest,
             platform,
-        } => format!("{reference}: {digest} ({platform})"),
+        } => {
+            // A pinned reference names its digest already: once is enough.
+            if reference.ends_with(&format!("@{digest}")) {
+                format!("{reference} ({platform})")
+            } else {
+                format!("{reference}: {digest} ({platform})")
+            }
+        }
         Event::Cached { digest, size } => {
             format!("{}: cached ({})", digest.short(), human_bytes(*size))
         }

@@ -206,6 +206,21 @@ pub async fn tar_images(
             holders.push(holder);
         }
     }
+    // An image the tar names in the destination's own registry may be there already, under
+    // its own repository: its blobs are mounted from there rather than sent again.
+    let dest_host = dest.split('/').next().unwrap_or_default();
+    for image in &bundle.images {
+        for name in image.names.iter().chain(&image.repo_tags) {
+            if let Ok(reference) = name.parse::<Reference>()
+                && reference.registry() == dest_host
+                && !holders
+                    .iter()
+                    .any(|h| h.full_name() == reference.full_name())
+            {
+                holders.push(reference);
+            }
+        }
+    }
     let first = if since.is_empty() {
         "the bundles this delta was made against".to_string()
     } else {

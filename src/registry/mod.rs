@@ -8,6 +8,9 @@
 //! - `http`: the HTTP client (TLS trust, proxies, timeouts);
 //! - [`retry`]: the retry policy and the rate limiter;
 //! - `blob`: a blob download that resumes itself.
+//!
+//! Over 600 lines because [`Client`] is one type: its requests share the authentication,
+//! mirror and retry state; the parts that stand alone are the submodules.
 
 pub mod auth;
 mod blob;

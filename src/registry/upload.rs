@@ -9,6 +9,9 @@
 //! gets the blob from its start. Smaller blobs go in one `PUT`.
 //!
 //! Every request goes to the registry itself, never to a mirror, with push scope.
+//!
+//! Over 600 lines because the upload protocol (HEAD, mount, chunks, resume, the closing PUT
+//! and its checks) is one sequence, told here in order.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -398,6 +398,26 @@ fn cache_ls_du_verify_prune_rm() {
     let listing = stdout(&["cache", "ls"]);
     assert!(listing.contains(&r1) && listing.contains(&r2), "{listing}");
     assert!(listing.contains(&p1.manifest_digest[..19]), "{listing}");
+    // A manifest shows its media type, read from its bytes.
+    let manifest_line = listing
+        .lines()
+        .find(|l| l.starts_with(&p1.manifest_digest[..19]))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(manifest_line.contains("manifest"), "{listing}");
+    // A pinned reference is long: the columns still line up.
+    let pinned = format!("{r1}@{}", p1.manifest_digest);
+    haul.run(&["pull", &pinned]).success();
+    let listing = stdout(&["cache", "ls"]);
+    let rows: Vec<&str> = listing
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let column = |line: &str| line.rfind("sha256:").unwrap();
+    let first = column(rows[1]);
+    assert!(rows[1..].iter().all(|r| column(r) == first), "{listing}");
+    assert!(rows[0].find("MANIFEST").unwrap() == first, "{listing}");
+    haul.run(&["cache", "rm", &pinned]).success();
     let du = stdout(&["cache", "du"]);
     assert!(du.contains("blobs") && du.contains("MiB"), "{du}");
     assert!(stdout(&["cache", "verify"]).starts_with("ok: 7 blobs"));

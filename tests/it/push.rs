@@ -77,6 +77,29 @@ fn a_tar_goes_into_a_registry_with_its_digests_and_docker_runs_it_from_there() {
         "{}",
         again.stderr
     );
+
+    // Into another repository of the registry the tar names (a fresh cache, so nothing is
+    // remembered): its blobs are mounted from the image's own repository, not sent again.
+    let elsewhere = Haul::new();
+    let run = elsewhere
+        .run(&[
+            "push",
+            tar.to_str().unwrap(),
+            &format!("{}/site", source.host()),
+            "--progress",
+            "plain",
+        ])
+        .success();
+    assert!(
+        run.stderr.contains("0 uploaded (0 B sent), 3 mounted"),
+        "{}",
+        run.stderr
+    );
+    let mirrored = format!("{}/site/{repository}:v1", source.host());
+    assert_eq!(
+        sha256(&raw_manifest(&mirrored, None)),
+        pushed.manifest_digest
+    );
 }
 
 #[test]
