@@ -149,12 +149,12 @@ fn du(store: &BlobStore) -> anyhow::Result<()> {
         human_bytes(partial_bytes)
     )?;
     let mut total = blob_bytes + partial_bytes;
+    let derived = store.list_derived()?;
     for bucket in crate::cache::Bucket::DERIVED {
-        let files: Vec<u64> = store
-            .list_derived()?
-            .into_iter()
+        let files: Vec<u64> = derived
+            .iter()
             .filter(|(b, ..)| *b == bucket)
-            .map(|(_, _, size, _)| size)
+            .map(|(_, _, size, _)| *size)
             .collect();
         let bytes: u64 = files.iter().sum();
         total += bytes;
