@@ -109,6 +109,69 @@ impl Engine {
         self.docker(&["load"])
     }
 
+    /// Streams the tar `tar` into the engine's `docker load`, telling `sent` of every chunk
+    /// written, and returns what it printed of the images it loaded (`Loaded image: …`), which
+    /// also go to standard output as docker prints them. Blocks: it runs the docker CLI.
+    pub fn load(
+        &self,
+        tar: &mut dyn std::io::Read,
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<Vec<String>, LoadError> {
+        use std::io::{BufRead, Write};
+        let mut child = self
+            .load_command()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| LoadError::Start(self.describe(), e))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // docker load prints as it goes: read it beside the copy, so neither pipe fills.
+        let printed = std::thread::spawn(move || {
+            let mut loaded = Vec::new();
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                println!("{line}");
+                if let Some(image) = line.trim().strip_prefix("Loaded image") {
+                    let image = image.trim_start_matches(" ID").trim_start_matches(':');
+                    loaded.push(image.trim().to_string());
+                }
+            }
+            loaded
+        });
+        // Large writes: a pipe into docker is the slow side, not the file.
+        let mut buffer = vec![0u8; 1 << 20];
+        let copied = loop {
+            let read = match tar.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(LoadError::Read(e)),
+            };
+            if let Err(e) = stdin.write_all(&buffer[..read]) {
+                break Err(LoadError::Send(e));
+            }
+            sent(read as u64);
+        };
+        drop(stdin);
+        if let Err(LoadError::Read(_)) = &copied {
+            // Stop the loader before it takes a cut tar as complete.
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(LoadError::Send)?;
+        let loaded = printed.join().unwrap_or_default();
+        match copied {
+            Err(LoadError::Send(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(LoadError::Send(e))
+            }
+            Err(LoadError::Read(e)) => Err(LoadError::Read(e)),
+            _ if !status.success() => Err(LoadError::Failed(self.describe(), status.to_string())),
+            _ => Ok(loaded),
+        }
+    }
+
     /// For messages: `` `docker load` ``, `` `ssh me@host docker load` ``.
     pub fn describe(&self) -> String {
         match self {
@@ -125,6 +188,19 @@ impl Engine {
             Err(why) => Holdings::Unknown(why),
         }
     }
+}
+
+/// Why a load did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot run {0}: {1}")]
+    Start(String, #[source] std::io::Error),
+    #[error("cannot read the tar")]
+    Read(#[source] std::io::Error),
+    #[error("cannot send the tar into the engine")]
+    Send(#[source] std::io::Error),
+    #[error("{0} failed ({1}); see its message above")]
+    Failed(String, String),
 }
 
 fn ask(engine: &Engine) -> Result<Holdings, String> {

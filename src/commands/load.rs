@@ -1,19 +1,41 @@
 //! `haul load FILE.tar`: the far side of a delta. The bundle is read once and checked as
 //! `haul verify` checks it; a delta is loaded only if the engine holds every layer it left
-//! out (else the error names what to load first); then `docker load` reads it.
+//! out (else the error names what to load first); then `docker load` reads it. Both passes
+//! over the file show their progress (bytes, rate, time left), and the last line says what
+//! was loaded.
+
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
 use crate::bundle::Bundle;
 use crate::cli::LoadArgs;
 use crate::engine::Engine;
+use crate::progress::{Counting, Event, Progress};
 
-pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
+pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     let name = args.tar.display().to_string();
     let file = tokio::fs::File::open(&args.tar)
         .await
         .with_context(|| format!("cannot open {name}"))?;
-    let bundle = Bundle::read(file).await;
+    let bytes = file
+        .metadata()
+        .await
+        .with_context(|| format!("cannot read {name}"))?
+        .len();
+    let started = std::time::Instant::now();
+    progress.event(Event::LoadStep {
+        step: "checking",
+        path: name.clone(),
+        bytes,
+    });
+    let bundle = {
+        let progress = progress.clone();
+        Bundle::read(Counting::new(file, move |read| {
+            progress.event(Event::LoadProgress { bytes: read });
+        }))
+        .await
+    };
     let engine = Engine::local(args.host.clone());
     if let Some(problem) = bundle.problems.first() {
         bail!(
@@ -53,20 +75,26 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    let path = args.tar.clone();
-    let loader = engine.clone();
-    let status = crate::blocking::run(move || {
-        loader
-            .docker(&["load", "-i", &path.to_string_lossy()])
-            .status()
+    progress.event(Event::LoadStep {
+        step: "loading",
+        path: name.clone(),
+        bytes,
+    });
+    let mut file = std::fs::File::open(&args.tar).with_context(|| format!("cannot open {name}"))?;
+    let (loader, sending) = (engine.clone(), progress.clone());
+    let images = crate::blocking::run(move || {
+        loader.load(&mut file, &mut |sent| {
+            sending.event(Event::LoadProgress { bytes: sent });
+        })
     })
     .await
-    .context("cannot run `docker load`")?;
-    if !status.success() {
-        bail!(
-            "{} of {name} failed ({status}); see its message above",
-            engine.describe()
-        );
-    }
+    .with_context(|| format!("{name} was not loaded"))?;
+    progress.event(Event::Loaded {
+        path: name,
+        engine: engine.describe(),
+        bytes,
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     Ok(())
 }

@@ -128,7 +128,7 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     }
     // load needs only the tar and the engine.
     if let Command::Load(args) = &cli.command {
-        return load::run(args).await;
+        return load::run(args, progress).await;
     }
     let global = Global::new(&cli, progress)?;
     match cli.command {

@@ -36,11 +36,13 @@ use crate::inspect::Inspection;
 use crate::manifest::{Descriptor, ImageConfig, Manifest, ManifestError};
 use crate::plan::Plan;
 use crate::progress::{Event, Progress};
-use crate::push::{Origin, PushBlob, PushError, PushImage, PushManifest, PushSummary, Pusher};
+use crate::push::{
+    BlobFile, Origin, PushBlob, PushError, PushImage, PushManifest, PushSummary, Pusher,
+};
 use crate::reference::{Identifier, Reference};
 use crate::referrers::{self, AttachedManifest, Attachment};
 use crate::registry::FetchedManifest;
-use crate::registry::{BlobFile, Client, RegistryError, RegistryOptions};
+use crate::registry::{Client, RegistryError, RegistryOptions};
 use crate::resolve::{
     PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
 };

@@ -33,6 +33,8 @@ pub struct Bars {
     fetched: AtomicU64,
     /// First download start and last download end, for the summary's rate.
     window: Mutex<Option<(Instant, Instant)>>,
+    /// `haul load`'s step (checking, then loading) and its bytes.
+    load: Mutex<Option<ProgressBar>>,
     finished: AtomicBool,
 }
 
@@ -68,6 +70,7 @@ impl Bars {
             downloaded: AtomicUsize::new(0),
             fetched: AtomicU64::new(0),
             window: Mutex::new(None),
+            load: Mutex::new(None),
             finished: AtomicBool::new(false),
         }
     }
@@ -217,6 +220,17 @@ impl Bars {
         self.count_blobs();
     }
 
+    /// The bar of `haul load`'s step goes; `next` (if any) takes its place.
+    fn end_load_step(&self, next: Option<ProgressBar>) {
+        let Ok(mut load) = self.load.lock() else {
+            return;
+        };
+        if let Some(bar) = std::mem::replace(&mut *load, next) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+
     /// `total 2/5 blobs` at the left of the total bar (the prefix, so that the bars line up).
     fn count_blobs(&self) {
         if let (Some(total), Some(planned)) = (self.total.get(), self.planned.get()) {
@@ -282,6 +296,14 @@ impl Progress for Bars {
             }
             return;
         }
+        if let Event::LoadProgress { bytes } = &event {
+            if let Ok(load) = self.load.lock()
+                && let Some(bar) = load.as_ref()
+            {
+                bar.inc(*bytes);
+            }
+            return;
+        }
         if self.finished.load(Ordering::Relaxed) {
             return;
         }
@@ -316,6 +338,14 @@ impl Progress for Bars {
                 return; // its spinner says it
             }
             Event::Decompressed { digest, .. } => self.decompressed(digest),
+            Event::LoadStep { step, bytes, .. } => {
+                let bar = ProgressBar::new(*bytes)
+                    .with_style(style(BAR))
+                    .with_prefix(step.to_string());
+                bar.enable_steady_tick(TICK);
+                self.end_load_step(Some(self.multi.add(bar)));
+            }
+            Event::Loaded { .. } => self.end_load_step(None),
             Event::DownloadFinished {
                 digest,
                 size,
@@ -352,6 +382,7 @@ impl Progress for Bars {
                 self.multi.remove(&bar);
             }
         }
+        self.end_load_step(None);
         if let Some(total) = self.total.get() {
             total.finish_and_clear();
             self.multi.remove(total);

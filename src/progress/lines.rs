@@ -144,6 +144,30 @@ pub(super) fn line(event: &Event) -> Option<String> {
                 human_bytes(*sent)
             )
         }
+        Event::LoadStep { step, path, bytes } => {
+            format!("{step} {path} ({})…", human_bytes(*bytes))
+        }
+        Event::Loaded {
+            path,
+            engine,
+            bytes,
+            images,
+            seconds,
+        } => {
+            let rate = if *seconds > 0.0 {
+                format!(", {}/s", human_bytes((*bytes as f64 / seconds) as u64))
+            } else {
+                String::new()
+            };
+            format!(
+                "loaded {path} into {engine}: {} ({} in {seconds:.1} s{rate})",
+                match images.len() {
+                    1 => "1 image".to_string(),
+                    n => format!("{n} images"),
+                },
+                human_bytes(*bytes)
+            )
+        }
         // Standard output names what was pushed.
         Event::Pushed { .. } | Event::UploadStarted { .. } | Event::Uploaded { .. } => {
             return None;
@@ -151,7 +175,8 @@ pub(super) fn line(event: &Event) -> Option<String> {
         Event::Planned { .. }
         | Event::DownloadStarted { .. }
         | Event::Downloaded { .. }
-        | Event::DecompressStarted { .. } => {
+        | Event::DecompressStarted { .. }
+        | Event::LoadProgress { .. } => {
             return None;
         }
     };

@@ -3,10 +3,12 @@
 //! plain lines ([`Lines`]), JSON lines ([`Json`]) or nothing ([`Silent`]).
 
 mod bars;
+mod counting;
 mod json;
 mod lines;
 
 pub use bars::Bars;
+pub use counting::Counting;
 pub use json::Json;
 pub use lines::Lines;
 
@@ -95,6 +97,23 @@ pub enum Event {
     },
     /// An image's manifests and tags are in place.
     Pushed { reference: String, digest: Digest },
+    /// `haul load` reads the bundle at `path` whole, `bytes` long: `step` is `checking` (the
+    /// pass that hashes every file) or `loading` (into the engine's `docker load`).
+    LoadStep {
+        step: &'static str,
+        path: String,
+        bytes: u64,
+    },
+    /// Bytes of the bundle the current step has read.
+    LoadProgress { bytes: u64 },
+    /// The bundle is in the engine: `images` as `docker load` named them.
+    Loaded {
+        path: String,
+        engine: String,
+        bytes: u64,
+        images: Vec<String>,
+        seconds: f64,
+    },
 }
 
 /// Where events go. Implementations must be cheap: `Downloaded` fires per network chunk,

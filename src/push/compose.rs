@@ -12,11 +12,10 @@ use futures::io::{AllowStdIo, AsyncReadExt};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::{Origin, PushBlob, PushManifest};
+use super::{BlobFile, Origin, PushBlob, PushManifest};
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::manifest::{DOCKER_CONFIG, DOCKER_MANIFEST};
-use crate::registry::BlobFile;
 
 const GZIP_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const ZSTD_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";

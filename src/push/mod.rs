@@ -12,6 +12,7 @@
 //!
 //! Where images come from is the caller's business: a tar ([`tar`]) or the cache (`haul copy`).
 
+mod blob_file;
 mod compose;
 mod journal;
 pub mod tar;
@@ -22,13 +23,14 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use crate::bundle::Attachment;
 use crate::cache::{LockMode, LockedFile};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
-use crate::referrers::Attachment;
-use crate::registry::{BlobFile, Client, RegistryError};
+use crate::registry::{Client, RegistryError};
+pub use blob_file::BlobFile;
 pub use compose::compose_manifest;
 pub use journal::{BlobLocations, FileJournal};
 
@@ -446,7 +448,13 @@ impl Pusher {
         });
         let report = self
             .client
-            .upload_blob(&image.repository, &blob.digest, file, &journal, on_bytes)
+            .upload_blob(
+                &image.repository,
+                &blob.digest,
+                Arc::new(file.clone()),
+                &journal,
+                on_bytes,
+            )
             .await;
         lock.remove();
         let report = report?;

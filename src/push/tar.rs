@@ -15,12 +15,11 @@
 use std::path::Path;
 
 use super::compose::LegacyLayer;
-use super::{Origin, PushBlob, PushImage, PushManifest, compose_manifest};
+use super::{BlobFile, Origin, PushBlob, PushImage, PushManifest, compose_manifest};
 use crate::bundle::{Bundle, BundleManifest, Image, Place, PlatformImage, blob_path};
 use crate::cache::{BlobStore, CacheError};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::BlobFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {

@@ -7,18 +7,14 @@
 //! are skipped. A registry that announces or sends more bytes than declared is refused at
 //! once. The rate limit is applied to every chunk.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, HeaderMap};
 
+use super::retry::{Attempts, RetryReport};
 use super::{Client, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
-
-/// Told of each retry: the attempt (1, 2, …), what failed, and the wait before trying again.
-pub type RetryReport = dyn Fn(u32, &RegistryError, Duration) + Send + Sync;
 
 /// An open blob download. See the module's documentation.
 pub struct BlobStream<'a> {
@@ -32,8 +28,7 @@ pub struct BlobStream<'a> {
     position: u64,
     body: Option<Body>,
     /// Failed attempts so far, across every request of this download.
-    failures: u32,
-    on_retry: &'a RetryReport,
+    attempts: Attempts<'a>,
 }
 
 /// The response being read.
@@ -63,8 +58,7 @@ impl<'a> BlobStream<'a> {
             start: offset,
             position: offset,
             body: None,
-            failures: 0,
-            on_retry,
+            attempts: client.attempts(on_retry),
         };
         stream.connect(true).await?;
         Ok(stream)
@@ -93,7 +87,7 @@ impl<'a> BlobStream<'a> {
                 match self.connect(false).await {
                     Ok(()) => {}
                     Err(error) => {
-                        self.after_failure(error).await?;
+                        self.attempts.after(error).await?;
                         continue;
                     }
                 }
@@ -129,22 +123,8 @@ impl<'a> BlobStream<'a> {
                 Err(source) => RegistryError::Transfer { registry, source },
             };
             self.body = None;
-            self.after_failure(failure).await?;
+            self.attempts.after(failure).await?;
         }
-    }
-
-    /// Waits before the next attempt, or gives up with `error`.
-    async fn after_failure(&mut self, error: RegistryError) -> Result<(), RegistryError> {
-        if !error.is_retryable() {
-            return Err(error);
-        }
-        self.failures += 1;
-        let Some(wait) = self.client.retry.wait(&error, self.failures) else {
-            return Err(error);
-        };
-        (self.on_retry)(self.failures, &error, wait);
-        tokio::time::sleep(wait).await;
-        Ok(())
     }
 
     /// Requests the blob from `position` on. Only the `opening` request may move where the
@@ -157,8 +137,7 @@ impl<'a> BlobStream<'a> {
                 self.reference,
                 self.digest,
                 self.position,
-                &mut self.failures,
-                self.on_retry,
+                &mut self.attempts,
             )
             .await
         {
@@ -169,13 +148,7 @@ impl<'a> BlobStream<'a> {
                 self.start = 0;
                 self.position = 0;
                 self.client
-                    .open_blob(
-                        self.reference,
-                        self.digest,
-                        0,
-                        &mut self.failures,
-                        self.on_retry,
-                    )
+                    .open_blob(self.reference, self.digest, 0, &mut self.attempts)
                     .await?
             }
             other => other?,

@@ -103,9 +103,9 @@ pub enum RegistryError {
          connection is stalled"
     )]
     UploadStalled { registry: String, seconds: u64 },
-    #[error("cannot read the blob to upload from {path}", path = path.display())]
+    #[error("cannot read the blob to upload from {what}")]
     ReadBlob {
-        path: PathBuf,
+        what: String,
         #[source]
         source: std::io::Error,
     },

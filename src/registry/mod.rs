@@ -30,16 +30,19 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode};
 
-pub use blob::{BlobStream, RetryReport};
+pub use blob::BlobStream;
 pub use error::RegistryError;
-pub use upload::{BlobFile, CHUNK_BYTES, UploadJournal, UploadProgress, UploadReport};
+pub use retry::RetryReport;
+pub use upload::{
+    CHUNK_BYTES, UploadJournal, UploadProgress, UploadReader, UploadReport, UploadSource,
+};
 
 use crate::digest::Digest;
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::{Identifier, Reference};
 use auth::{Challenge, CredentialStore};
 use endpoint::{Endpoint, Routes, Transport};
-use retry::{RateLimiter, RetryPolicy};
+use retry::{Attempts, RateLimiter, RetryPolicy};
 
 /// How to reach registries.
 #[derive(Clone, Debug, Default)]
@@ -178,15 +181,13 @@ impl Client {
             reference.full_name(),
             identifier.separator()
         );
-        let mut failures = 0;
         let response = self
             .get(
                 endpoint,
                 &format!("manifests/{identifier}"),
                 headers,
                 &what,
-                &mut failures,
-                &warn_retry,
+                &mut self.attempts(&warn_retry),
             )
             .await?;
         let content_type = response
@@ -226,15 +227,13 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(crate::manifest::OCI_INDEX));
         let what = format!("the referrers of {digest} in {}", reference.full_name());
-        let mut failures = 0;
         let response = match self
             .get(
                 &endpoint,
                 &format!("referrers/{digest}"),
                 headers,
                 &what,
-                &mut failures,
-                &warn_retry,
+                &mut self.attempts(&warn_retry),
             )
             .await
         {
@@ -278,8 +277,7 @@ impl Client {
         reference: &Reference,
         digest: &Digest,
         offset: u64,
-        failures: &mut u32,
-        on_retry: &RetryReport,
+        attempts: &mut Attempts<'_>,
     ) -> Result<(reqwest::Response, String), RegistryError> {
         let mut headers = HeaderMap::new();
         if offset > 0 {
@@ -290,14 +288,7 @@ impl Client {
         let suffix = format!("blobs/{digest}");
         for endpoint in self.endpoints(reference) {
             match self
-                .get(
-                    &endpoint,
-                    &suffix,
-                    headers.clone(),
-                    &what,
-                    failures,
-                    on_retry,
-                )
+                .get(&endpoint, &suffix, headers.clone(), &what, attempts)
                 .await
             {
                 Ok(response) => return Ok((response, endpoint.registry)),
@@ -342,8 +333,14 @@ impl Client {
         }
     }
 
+    /// The failed attempts of one operation, counted and waited for as the retry policy
+    /// says; each retry told to `report`.
+    fn attempts<'a>(&self, report: &'a RetryReport) -> Attempts<'a> {
+        Attempts::new(self.retry, report)
+    }
+
     /// A GET, tried again as the retry policy says (connection errors, 5xx, 408 and 429,
-    /// waiting as `Retry-After` says, else with backoff). `failures` counts the failed
+    /// waiting as `Retry-After` says, else with backoff). `attempts` counts the failed
     /// attempts of the whole operation (a blob's download may make several GETs). A mirror
     /// that cannot be connected to is not retried: the next source is.
     async fn get(
@@ -352,26 +349,17 @@ impl Client {
         suffix: &str,
         headers: HeaderMap,
         what: &str,
-        failures: &mut u32,
-        on_retry: &RetryReport,
+        attempts: &mut Attempts<'_>,
     ) -> Result<reqwest::Response, RegistryError> {
+        // Written out rather than through `Attempts::run`: an async closure borrowing these
+        // would make the download future not `Send` (rust-lang/rust#110338).
         loop {
             match self.get_once(endpoint, suffix, headers.clone(), what).await {
                 Ok(response) => return Ok(response),
                 Err(error @ RegistryError::Connect { .. }) if endpoint.is_mirror => {
                     return Err(error);
                 }
-                Err(error) => {
-                    if !error.is_retryable() {
-                        return Err(error);
-                    }
-                    *failures += 1;
-                    let Some(wait) = self.retry.wait(&error, *failures) else {
-                        return Err(error);
-                    };
-                    on_retry(*failures, &error, wait);
-                    tokio::time::sleep(wait).await;
-                }
+                Err(error) => attempts.after(error).await?,
             }
         }
     }

@@ -1,5 +1,6 @@
 //! When and how long to wait before trying again, and how fast to read: the one retry
-//! policy of every request and transfer, and the `--limit-rate` token bucket.
+//! policy of every request and transfer, the one loop that applies it ([`Attempts`]: requests,
+//! blob downloads and uploads), and the `--limit-rate` token bucket.
 
 use std::time::Duration;
 
@@ -21,6 +22,55 @@ impl RetryPolicy {
             return None;
         }
         Some(error.retry_after().unwrap_or_else(|| backoff(attempt)))
+    }
+}
+
+/// Told of each retry: the attempt (1, 2, …), what failed, and the wait before trying again.
+pub type RetryReport = dyn Fn(u32, &RegistryError, Duration) + Send + Sync;
+
+/// The failed attempts of one operation (a request, a blob's download over several requests,
+/// an upload), and the one place that decides whether and when to try again.
+pub struct Attempts<'a> {
+    policy: RetryPolicy,
+    failures: u32,
+    report: &'a RetryReport,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(policy: RetryPolicy, report: &'a RetryReport) -> Attempts<'a> {
+        Attempts {
+            policy,
+            failures: 0,
+            report,
+        }
+    }
+
+    /// After `error`: tells of the retry, waits as the policy says and returns; or gives
+    /// `error` back when it is not worth trying again.
+    pub async fn after(&mut self, error: RegistryError) -> Result<(), RegistryError> {
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        self.failures += 1;
+        let Some(wait) = self.policy.wait(&error, self.failures) else {
+            return Err(error);
+        };
+        (self.report)(self.failures, &error, wait);
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// `attempt`, again and again, until it succeeds or fails in a way not worth retrying.
+    pub async fn run<T>(
+        &mut self,
+        mut attempt: impl AsyncFnMut() -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) => self.after(error).await?,
+            }
+        }
     }
 }
 

@@ -13,15 +13,16 @@
 //! Over 600 lines because the upload protocol (HEAD, mount, chunks, resume, the closing PUT
 //! and its checks) is one sequence, told here in order.
 
-use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::endpoint::Endpoint;
 use super::retry::RateLimiter;
@@ -53,13 +54,20 @@ pub struct UploadReport {
     pub sent: u64,
 }
 
-/// A blob's bytes: `size` bytes of a file from `offset` (a cached blob, or a file inside a tar).
-#[derive(Clone, Debug)]
-pub struct BlobFile {
-    pub path: PathBuf,
-    pub offset: u64,
-    pub size: u64,
+/// Where the bytes of a blob to upload come from: the caller's business (a cached blob, a file
+/// inside a tar). The registry asks for ranges, and may ask for one again when a chunk is sent
+/// again.
+pub trait UploadSource: Send + Sync {
+    /// The blob's size.
+    fn size(&self) -> u64;
+    /// A reader of `len` bytes from `offset`.
+    fn open(&self, offset: u64, len: u64) -> BoxFuture<'static, std::io::Result<UploadReader>>;
+    /// For messages: where the bytes are read from.
+    fn describe(&self) -> String;
 }
+
+/// What [`UploadSource::open`] hands back.
+pub type UploadReader = Pin<Box<dyn AsyncRead + Send>>;
 
 impl Client {
     /// The registry itself: pushes never go to mirrors.
@@ -73,23 +81,9 @@ impl Client {
     /// `attempt`, tried again after a transient failure as the retry policy says.
     async fn retrying<T>(
         &self,
-        mut attempt: impl AsyncFnMut() -> Result<T, RegistryError>,
+        attempt: impl AsyncFnMut() -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let mut failures = 0;
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) if error.is_retryable() => {
-                    failures += 1;
-                    let Some(wait) = self.retry.wait(&error, failures) else {
-                        return Err(error);
-                    };
-                    warn_retry(failures, &error, wait);
-                    tokio::time::sleep(wait).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        self.attempts(&warn_retry).run(attempt).await
     }
 
     /// A request of a push, tried again as the retry policy says.
@@ -160,14 +154,14 @@ impl Client {
         Ok(false)
     }
 
-    /// Uploads blob `digest` from `file` into `repository`, resuming the session `journal`
+    /// Uploads blob `digest` from `source` into `repository`, resuming the session `journal`
     /// remembers when the registry still has it. Transient failures are retried as the retry
     /// policy says, each attempt resuming where the registry stands.
     pub async fn upload_blob(
         &self,
         repository: &Reference,
         digest: &Digest,
-        file: &BlobFile,
+        source: Arc<dyn UploadSource>,
         journal: &dyn UploadJournal,
         progress: Arc<UploadProgress>,
     ) -> Result<UploadReport, RegistryError> {
@@ -183,8 +177,15 @@ impl Client {
         let mut resumed_at = None;
         // Each attempt resumes where the registry stands.
         self.retrying(async || {
-            self.upload_attempt(&endpoint, digest, file, journal, &counted, &mut resumed_at)
-                .await
+            self.upload_attempt(
+                &endpoint,
+                digest,
+                &source,
+                journal,
+                &counted,
+                &mut resumed_at,
+            )
+            .await
         })
         .await?;
         journal.clear();
@@ -198,11 +199,12 @@ impl Client {
         &self,
         endpoint: &Endpoint,
         digest: &Digest,
-        file: &BlobFile,
+        source: &Arc<dyn UploadSource>,
         journal: &dyn UploadJournal,
         progress: &Arc<UploadProgress>,
         resumed_at: &mut Option<u64>,
     ) -> Result<(), RegistryError> {
+        let size = source.size();
         let what = format!("the upload of blob {digest} to {}", endpoint.repository);
         let saved = journal.load();
         let resumed = match &saved {
@@ -210,7 +212,7 @@ impl Client {
             None => None,
         };
         let (mut location, mut offset) = match resumed {
-            Some((location, offset)) if offset <= file.size => (location, offset),
+            Some((location, offset)) if offset <= size => (location, offset),
             _ => {
                 if saved.is_some() {
                     // The session may be gone because it completed (its answer was lost).
@@ -229,12 +231,12 @@ impl Client {
         journal.save(&location);
         let limiter = self.rate_limiter.clone();
         let range_body = |start: u64, len: u64, watch: &BodyWatch| -> Box<BodyFactory> {
-            let (file, limiter, progress) = (file.clone(), limiter.clone(), progress.clone());
+            let (source, limiter, progress) = (source.clone(), limiter.clone(), progress.clone());
             let watch = watch.clone();
             Box::new(move || {
-                let body = file_range_body(
-                    file.path.clone(),
-                    file.offset + start,
+                let body = range_body(
+                    source.clone(),
+                    start,
                     len,
                     limiter.clone(),
                     progress.clone(),
@@ -243,17 +245,17 @@ impl Client {
                 (len, body)
             })
         };
-        if file.size <= CHUNK_BYTES && offset == 0 {
+        if size <= CHUNK_BYTES && offset == 0 {
             // Small: the whole blob with the closing PUT.
-            let watch = BodyWatch::new(&file.path);
-            let body = range_body(0, file.size, &watch);
+            let watch = BodyWatch::new(source.describe());
+            let body = range_body(0, size, &watch);
             return self
                 .finish_upload(endpoint, &location, digest, Some((&*body, &watch)), &what)
                 .await;
         }
-        while offset < file.size {
-            let len = CHUNK_BYTES.min(file.size - offset);
-            let watch = BodyWatch::new(&file.path);
+        while offset < size {
+            let len = CHUNK_BYTES.min(size - offset);
+            let watch = BodyWatch::new(source.describe());
             let body = range_body(offset, len, &watch);
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -318,7 +320,7 @@ impl Client {
         };
         match (result, watch.failure()) {
             (Err(_), Some(source)) => Err(RegistryError::ReadBlob {
-                path: watch.path.clone(),
+                what: watch.what.clone(),
                 source,
             }),
             (result, _) => result,
@@ -497,15 +499,16 @@ fn location_of(response: &reqwest::Response) -> Option<String> {
 /// What a body being sent reports: when its last bytes went out, and a failure to read them.
 #[derive(Clone)]
 struct BodyWatch {
-    path: PathBuf,
+    /// Where the bytes are read from (for messages).
+    what: String,
     last: Arc<Mutex<tokio::time::Instant>>,
     failure: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl BodyWatch {
-    fn new(path: &std::path::Path) -> BodyWatch {
+    fn new(what: String) -> BodyWatch {
         BodyWatch {
-            path: path.to_path_buf(),
+            what,
             last: Arc::new(Mutex::new(tokio::time::Instant::now())),
             failure: Arc::default(),
         }
@@ -556,9 +559,9 @@ fn range_end(range: &str) -> Option<u64> {
     Some(if end == 0 { 0 } else { end + 1 })
 }
 
-/// `len` bytes of `path` from `offset`, read as they are sent, under the rate limit.
-fn file_range_body(
-    path: PathBuf,
+/// `len` bytes of `source` from `offset`, read as they are sent, under the rate limit.
+fn range_body(
+    source: Arc<dyn UploadSource>,
     offset: u64,
     len: u64,
     limiter: Option<Arc<RateLimiter>>,
@@ -567,17 +570,17 @@ fn file_range_body(
 ) -> reqwest::Body {
     let stream = futures::stream::try_unfold(
         RangeState {
-            file: None,
+            reader: None,
             remaining: len,
         },
         move |mut state| {
-            let (path, limiter, progress) = (path.clone(), limiter.clone(), progress.clone());
+            let (source, limiter, progress) = (source.clone(), limiter.clone(), progress.clone());
             let watch = watch.clone();
             async move {
                 if state.remaining == 0 {
                     return Ok::<_, std::io::Error>(None);
                 }
-                let read = read_some(&path, offset, &mut state).await;
+                let read = read_some(&*source, offset, &mut state).await;
                 let buffer = read.inspect_err(|e| watch.fail(e))?;
                 state.remaining -= buffer.len() as u64;
                 if let Some(limiter) = &limiter {
@@ -592,29 +595,27 @@ fn file_range_body(
     reqwest::Body::wrap_stream(stream)
 }
 
-/// The next bytes of the range (opening the file at `offset` the first time).
+/// The next bytes of the range (opening it the first time).
 async fn read_some(
-    path: &std::path::Path,
+    source: &dyn UploadSource,
     offset: u64,
     state: &mut RangeState,
 ) -> std::io::Result<Vec<u8>> {
     const READ_BYTES: u64 = 256 * 1024;
-    let file = match &mut state.file {
-        Some(file) => file,
-        None => {
-            let mut file = tokio::fs::File::open(path).await?;
-            file.seek(std::io::SeekFrom::Start(offset)).await?;
-            state.file.insert(file)
-        }
+    let reader = match &mut state.reader {
+        Some(reader) => reader,
+        None => state
+            .reader
+            .insert(source.open(offset, state.remaining).await?),
     };
     let mut buffer = vec![0u8; READ_BYTES.min(state.remaining) as usize];
-    let read = file.read(&mut buffer).await?;
+    let read = reader.read(&mut buffer).await?;
     if read == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             format!(
                 "{} ended before the blob did (was it changed?)",
-                path.display()
+                source.describe()
             ),
         ));
     }
@@ -624,7 +625,7 @@ async fn read_some(
 
 /// Where a range body stands.
 struct RangeState {
-    file: Option<tokio::fs::File>,
+    reader: Option<UploadReader>,
     remaining: u64,
 }
 

@@ -1,5 +1,6 @@
 //! `haul export --load`: the tar streams into `docker load` (whichever engine DOCKER_HOST
-//! names) with no file written; a failed export loads nothing.
+//! names) with no file written; a failed export loads nothing. `haul load FILE` shows its
+//! progress and says what it loaded.
 
 use crate::harness::*;
 
@@ -85,4 +86,92 @@ fn a_failed_export_or_loader_loads_nothing() {
     // --load and -o do not go together.
     let usage = haul.run(&["export", &pushed.reference, "--load", "-o", "x.tar"]);
     assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn haul_load_shows_its_progress_and_what_it_loaded() {
+    let registry = Registry::start();
+    // One layer of its own, no busybox: removing this image never takes a layer another test
+    // (an `export --load` that found it held) relies on.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let image = Image::new(
+        vec![Layer::random("data/load", 3 << 20, seed)],
+        false,
+        "amd64",
+        None,
+        "not run",
+    );
+    let pushed = registry.push(&unique("test/haul-load"), "v1", &image);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "app.tar");
+    let size = std::fs::metadata(&tar).unwrap().len();
+    let classic = Engine::Classic;
+    let _cleanup = classic.cleanup(&[&pushed.reference]);
+
+    // Plain lines (stderr is not a terminal): both steps, then what was loaded.
+    classic.remove(&pushed.reference);
+    let run = haul.run(&["load", "app.tar"]).success();
+    let stderr = &run.stderr;
+    assert!(stderr.contains("checking app.tar ("), "{stderr}");
+    assert!(stderr.contains("loading app.tar ("), "{stderr}");
+    assert!(
+        stderr.contains("loaded app.tar into `docker load`: 1 image ("),
+        "{stderr}"
+    );
+    // docker load's own lines stay on standard output.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("Loaded image"), "{stdout}");
+    assert_eq!(classic.image_id(&pushed.reference), pushed.config_digest);
+
+    // JSON: each step's bytes add up to the file's size; the last event names the image.
+    classic.remove(&pushed.reference);
+    let run = haul
+        .run(&["--progress", "json", "load", "app.tar"])
+        .success();
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let mut steps: Vec<(String, u64)> = Vec::new();
+    for event in &events {
+        match event["event"].as_str().unwrap() {
+            "load_step" => {
+                assert_eq!(event["bytes"], size);
+                steps.push((event["step"].as_str().unwrap().to_string(), 0));
+            }
+            "load_progress" => steps.last_mut().unwrap().1 += event["bytes"].as_u64().unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        steps,
+        vec![
+            ("checking".to_string(), size),
+            ("loading".to_string(), size)
+        ],
+        "{}",
+        run.stderr
+    );
+    let loaded = events.last().unwrap();
+    assert_eq!(loaded["event"], "loaded", "{}", run.stderr);
+    assert_eq!(loaded["bytes"], size);
+    let named = loaded["images"][0].as_str().unwrap_or_default();
+    assert!(
+        pushed
+            .reference
+            .ends_with(named.rsplit('/').next().unwrap()),
+        "{loaded}"
+    );
+    assert_eq!(classic.image_id(&pushed.reference), pushed.config_digest);
+
+    // An engine that is not there: the error says the file was not loaded, and why.
+    haul.run(&["load", "-H", "unix:///nonexistent/docker.sock", "app.tar"])
+        .failure(&[
+            "app.tar was not loaded",
+            "`docker -H unix:///nonexistent/docker.sock load` failed",
+        ]);
 }
