@@ -11,12 +11,14 @@ build:
 release:
 	$(CARGO) build --release
 
-# Installs what is missing, starts both Docker engines, then lints and runs every test.
+# Installs what is missing (Debian packages; the cosign and oras clients), starts both Docker
+# engines, then lints and runs every test.
 test: test-deps engines lint
 	$(CARGO) test
 
 test-deps:
 	scripts/install-test-deps.sh
+	scripts/install-sigstore-clients.sh
 
 engines: test-deps
 	scripts/start-dockerd.sh

@@ -399,34 +399,10 @@ impl Fetcher {
                 limit: MAX_MANIFEST_BYTES,
             }));
         }
-        let on_retry = |attempt: u32, e: &RegistryError, _wait: Duration| {
-            tracing::warn!(
-                "{}; retrying (attempt {attempt})",
-                crate::error::describe(e)
-            );
-        };
-        let mut stream = self
-            .client
-            .get_blob(&request.reference, digest, size, 0, &on_retry)
+        self.client
+            .get_small_blob(&request.reference, digest, size)
             .await
-            .map_err(|e| error(e.into()))?;
-        // The stream hands out exactly `size` bytes, or fails.
-        let mut bytes = Vec::with_capacity(size as usize);
-        while let Some(chunk) = stream.next_chunk().await.map_err(|e| error(e.into()))? {
-            bytes.extend_from_slice(&chunk);
-        }
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(error(
-                CacheError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                    size,
-                }
-                .into(),
-            ));
-        }
-        Ok(bytes)
+            .map_err(|e| error(e.into()))
     }
 }
 

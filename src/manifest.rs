@@ -63,6 +63,9 @@ where
 pub struct ImageManifest {
     #[serde(default)]
     pub media_type: Option<String>,
+    /// Set on OCI 1.1 artifacts (`oras push --artifact-type`).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
     pub config: Descriptor,
     /// The layers exactly as listed: duplicates and empty layers stay. Never filtered.
     #[serde(deserialize_with = "null_as_empty")]
@@ -96,6 +99,10 @@ pub struct ImageConfig {
     #[serde(default)]
     pub variant: Option<String>,
     pub rootfs: RootFs,
+    /// Set when the manifest is an artifact (a Helm chart, a WASM module, `oras push`), not a
+    /// container image: what kind (its `artifactType`, else its config's media type).
+    #[serde(skip)]
+    pub artifact_type: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -260,7 +267,37 @@ impl Index {
     }
 }
 
+impl ImageManifest {
+    /// What kind of artifact it is, when it is not a container image: its `artifactType`,
+    /// else its config's media type when that is not an image config's.
+    pub fn artifact_type(&self) -> Option<String> {
+        if is_image_config(&self.config.media_type) {
+            return None;
+        }
+        Some(
+            self.artifact_type
+                .clone()
+                .unwrap_or_else(|| self.config.media_type.clone()),
+        )
+    }
+}
+
 impl ImageConfig {
+    /// The stand-in config of an artifact: no platform, and its layers' digests where an
+    /// image lists diff_ids (an artifact's layers are not filesystem changes), so that
+    /// every layer still pairs with one entry.
+    pub fn of_artifact(manifest: &ImageManifest, artifact_type: String) -> ImageConfig {
+        ImageConfig {
+            architecture: String::new(),
+            os: String::new(),
+            variant: None,
+            rootfs: RootFs {
+                diff_ids: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            },
+            artifact_type: Some(artifact_type),
+        }
+    }
+
     pub fn parse(
         reference: &str,
         digest: &Digest,
@@ -341,6 +378,11 @@ pub fn is_index(media_type: &str) -> bool {
 
 pub fn is_image_manifest(media_type: &str) -> bool {
     matches!(media_type, DOCKER_MANIFEST | OCI_MANIFEST)
+}
+
+/// Whether a config of `media_type` is a container image's (not an artifact's).
+pub fn is_image_config(media_type: &str) -> bool {
+    matches!(media_type, DOCKER_CONFIG | OCI_CONFIG)
 }
 
 #[cfg(test)]

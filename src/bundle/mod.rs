@@ -83,6 +83,10 @@ pub struct Image {
     pub platforms: Vec<PlatformImage>,
     /// The entries of its index whose manifests the tar does not hold.
     pub absent: Vec<Descriptor>,
+    /// The index it was chosen from (one platform of a multi-platform image), when the tar
+    /// carries that index for what refers to it (`haul-referrers.json`'s `subjects`): a
+    /// signature of the index stands for this image too.
+    pub chosen_from: Vec<Digest>,
 }
 
 impl Image {
@@ -100,7 +104,8 @@ impl Image {
             .iter()
             .map(|d| &d.digest)
             .chain(self.manifests.iter().map(|m| &m.digest))
-            .chain(self.absent.iter().map(|d| &d.digest));
+            .chain(self.absent.iter().map(|d| &d.digest))
+            .chain(&self.chosen_from);
         for digest in all {
             if !digests.contains(&digest) {
                 digests.push(digest);

@@ -124,6 +124,53 @@ impl Attachment {
     pub fn top(&self) -> &AttachedManifest {
         self.manifests.last().expect("an attachment has a manifest")
     }
+
+    /// Whether it is the OCI 1.1 fallback tag's index (`sha256-<hex>`, no suffix): a list of
+    /// referrers, not a referrer.
+    pub fn is_fallback_index(&self) -> bool {
+        self.tag.as_deref().is_some_and(|tag| {
+            tag.split_once('-')
+                .is_some_and(|(_, hex)| !hex.contains('.'))
+                && crate::manifest::is_index(&self.top().media_type)
+        })
+    }
+
+    /// The referrers a fallback tag's index lists, each its own attachment with no tag, as
+    /// the referrers API would list them: every command then sees one artifact as one
+    /// attachment, and a push rebuilds the index at the destination merged with what it
+    /// lists there. Any other attachment is returned as it is.
+    pub fn into_referrers(self) -> Vec<Attachment> {
+        if !self.is_fallback_index() {
+            return vec![self];
+        }
+        let subject = self.subject;
+        let blobs = self.blobs;
+        let mut manifests = self.manifests;
+        manifests.pop();
+        manifests
+            .into_iter()
+            .map(|manifest| {
+                let named: Vec<Descriptor> =
+                    serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
+                        .map(|image| std::iter::once(image.config).chain(image.layers).collect())
+                        .unwrap_or_default();
+                let mut own: Vec<Descriptor> = Vec::new();
+                for descriptor in named {
+                    if !own.iter().any(|d| d.digest == descriptor.digest) {
+                        // The size as the bundle or registry checked it.
+                        let checked = blobs.iter().find(|b| b.digest == descriptor.digest);
+                        own.push(checked.cloned().unwrap_or(descriptor));
+                    }
+                }
+                Attachment {
+                    subject: subject.clone(),
+                    tag: None,
+                    manifests: vec![manifest],
+                    blobs: own,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,13 +189,19 @@ pub struct ReferrersRecord {
     #[serde(rename = "haulReferrers")]
     pub version: u32,
     pub attachments: Vec<Attachment>,
+    /// Manifests the attachments refer to that the tar holds for that alone (in `blobs/`,
+    /// not in an index): the index one platform was chosen from, so that the index's
+    /// signatures are checked for that platform, and pushed with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<AttachedManifest>,
 }
 
 impl ReferrersRecord {
-    pub fn new(attachments: &[Attachment]) -> ReferrersRecord {
+    pub fn new(attachments: &[Attachment], subjects: &[AttachedManifest]) -> ReferrersRecord {
         ReferrersRecord {
             version: 1,
             attachments: attachments.to_vec(),
+            subjects: subjects.to_vec(),
         }
     }
 

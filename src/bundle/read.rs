@@ -16,8 +16,8 @@ use super::names::{
 };
 use super::scan::{self, Contents, FileRecord, Kept};
 use super::{
-    Attachment, Blob, Bundle, BundleManifest, Delta, DeltaRecord, Image, MAX_DEPTH, ManifestEntry,
-    Place, PlatformImage, Problem, ReferrersRecord,
+    AttachedManifest, Attachment, Blob, Bundle, BundleManifest, Delta, DeltaRecord, Image,
+    MAX_DEPTH, ManifestEntry, Place, PlatformImage, Problem, ReferrersRecord,
 };
 use crate::digest::Digest;
 use crate::manifest::{
@@ -40,17 +40,24 @@ pub(super) fn read(contents: Contents) -> Bundle {
     };
     reader.delta_record();
     let blobs_verified = reader.blobs();
-    let attachments = reader.attachments();
+    let (attachments, subjects) = reader.attachments();
     let has_manifest_json = contents.resolve(MANIFEST_JSON).is_some();
     let has_index_json = contents.resolve(INDEX_JSON).is_some();
     // manifest.json first: a file both name is reported as docker's classic store would.
     let classic = reader.manifest_json();
     reader.index_json(&attachments);
     reader.merge(classic);
+    reader.link_subjects(&subjects);
     // When reading stopped early, that is the problem; "no index" would only repeat it.
     if !has_manifest_json && !has_index_json && contents.complete {
         reader.problems.push(Problem::NoIndex);
     }
+    // A fallback tag's index (as earlier versions carried it) is read as the referrers it
+    // lists, as discovery reads it now.
+    let attachments: Vec<Attachment> = attachments
+        .into_iter()
+        .flat_map(Attachment::into_referrers)
+        .collect();
     let Reader {
         problems,
         delta,
@@ -182,20 +189,32 @@ impl<'a> Reader<'a> {
     /// `haul-referrers.json`: each attachment with its manifests' bytes and the blobs they
     /// name, all of which the tar must hold. One whose manifests are not all there is
     /// reported and left out of the list.
-    fn attachments(&mut self) -> Vec<Attachment> {
+    fn attachments(&mut self) -> (Vec<Attachment>, Vec<AttachedManifest>) {
         if self.contents.resolve(REFERRERS_RECORD).is_none() {
-            return Vec::new();
+            return Default::default();
         }
         let Some(bytes) = self.metadata(REFERRERS_RECORD, "referrers record") else {
-            return Vec::new();
+            return Default::default();
         };
         let record = match serde_json::from_slice::<ReferrersRecord>(bytes) {
             Ok(record) => record,
             Err(e) => {
                 self.malformed(REFERRERS_RECORD, "referrers record", e);
-                return Vec::new();
+                return Default::default();
             }
         };
+        let mut subjects = Vec::new();
+        for mut subject in record.subjects {
+            let path = blob_path(&subject.digest);
+            let Found::File(file) = self.require_sized(&path, subject.size, REFERRERS_RECORD)
+            else {
+                continue;
+            };
+            if let Some(bytes) = self.bytes_of(&path, file, "index") {
+                subject.bytes = bytes.to_vec();
+                subjects.push(subject);
+            }
+        }
         let mut out = Vec::new();
         'attachments: for mut attachment in record.attachments {
             let mut blobs: Vec<Descriptor> = Vec::new();
@@ -224,7 +243,25 @@ impl<'a> Reader<'a> {
             attachment.blobs = blobs;
             out.push(attachment);
         }
-        out
+        (out, subjects)
+    }
+
+    /// Each image the tar holds one platform of, linked to the index it was chosen from when
+    /// the record carries that index and the index names the image's manifest.
+    fn link_subjects(&mut self, subjects: &[AttachedManifest]) {
+        for subject in subjects {
+            let Ok(index) = serde_json::from_slice::<Index>(&subject.bytes) else {
+                continue;
+            };
+            for image in &mut self.images {
+                let listed = image
+                    .digest()
+                    .is_some_and(|d| index.manifests.iter().any(|m| &m.digest == d));
+                if listed && !image.chosen_from.contains(&subject.digest) {
+                    image.chosen_from.push(subject.digest.clone());
+                }
+            }
+        }
     }
 
     /// `index.json`, as the containerd image store and OCI tools read it.
@@ -275,6 +312,7 @@ impl<'a> Reader<'a> {
                 manifests: subtree.manifests,
                 platforms: subtree.platforms,
                 absent: subtree.absent,
+                chosen_from: Vec::new(),
             });
         }
     }
@@ -519,6 +557,7 @@ impl<'a> Reader<'a> {
                     layers: blobs,
                 }],
                 absent: Vec::new(),
+                chosen_from: Vec::new(),
             });
         }
         images

@@ -209,16 +209,18 @@ pub fn referrers_of(subjects: &[&Digest], attachments: &[Attachment]) -> Vec<Ref
     out
 }
 
-/// What an attachment is, for people: cosign's kind by its tag, else its artifact type or its
-/// first layer's media type.
+/// What an attachment is, for people: cosign's kind by its tag, else its artifact type, its
+/// config's media type (unless it is OCI's empty config), or its first layer's media type.
 pub fn referrer_kind(attachment: &Attachment) -> String {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Artifact {
         artifact_type: Option<String>,
+        config: Option<crate::manifest::Descriptor>,
         #[serde(default)]
         layers: Vec<crate::manifest::Descriptor>,
     }
+    const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
     if let Some(tag) = &attachment.tag {
         for (suffix, kind) in [
             (".sig", "signature (cosign)"),
@@ -234,6 +236,11 @@ pub fn referrer_kind(attachment: &Attachment) -> String {
     artifact
         .and_then(|a| {
             a.artifact_type
+                .or_else(|| {
+                    a.config
+                        .map(|c| c.media_type)
+                        .filter(|t| t != EMPTY_CONFIG && !crate::manifest::is_image_config(t))
+                })
                 .or_else(|| a.layers.first().map(|l| l.media_type.clone()))
         })
         .filter(|k| !k.is_empty())

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 
 use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD};
 use crate::bundle::{
-    Attachment, DeltaRecord, LeftOutBlob, ReceiptBlob, ReceiptImage, ReferrersRecord, blob_path,
+    AttachedManifest, Attachment, DeltaRecord, LeftOutBlob, ReceiptBlob, ReceiptImage,
+    ReferrersRecord, blob_path,
 };
 use crate::cache::StoredBlob;
 use crate::delta::LeftOut;
@@ -129,6 +130,9 @@ pub struct TarJob {
     /// What refers to the images (`--referrers`): carried in `blobs/`, recorded in
     /// `haul-referrers.json`, and listed in `index.json` in the OCI layout only.
     pub attachments: Vec<Attachment>,
+    /// Manifests the attachments refer to that the tar holds for that alone (the index one
+    /// platform was chosen from): in `blobs/`, recorded in `haul-referrers.json`.
+    pub subjects: Vec<AttachedManifest>,
 }
 
 /// A tar written.
@@ -295,7 +299,13 @@ fn write_entries<W: Write, S: BlobSource>(
         Layout::DockerV1 => v1::write(&job.images, &mut blobs, &mut entries)?,
     }
     if !job.attachments.is_empty() {
-        write_attachments(&job.attachments, job.layout, &mut blobs, &mut entries)?;
+        write_attachments(
+            &job.attachments,
+            &job.subjects,
+            job.layout,
+            &mut blobs,
+            &mut entries,
+        )?;
     }
     // A delta says what it left out, for `haul verify` and `haul load`.
     if !blobs.record.is_empty() {
@@ -312,6 +322,7 @@ fn write_entries<W: Write, S: BlobSource>(
 /// one already), and their record.
 fn write_attachments<W: Write, S: BlobSource>(
     attachments: &[Attachment],
+    subjects: &[AttachedManifest],
     layout: Layout,
     blobs: &mut Blobs<'_, S>,
     entries: &mut Entries<W>,
@@ -334,9 +345,14 @@ fn write_attachments<W: Write, S: BlobSource>(
             }
         }
     }
+    for subject in subjects {
+        if written.insert(subject.digest.clone()) {
+            entries.bytes(&blob_path(&subject.digest), &subject.bytes)?;
+        }
+    }
     entries.bytes(
         REFERRERS_RECORD,
-        &ReferrersRecord::new(attachments).to_bytes(),
+        &ReferrersRecord::new(attachments, subjects).to_bytes(),
     )
 }
 

@@ -40,16 +40,22 @@ impl Session {
         let mut found: Vec<Attachment> = Vec::new();
         let mut requests: Vec<BlobRequest> = Vec::new();
         while let Some((reference, subject, depth)) = queue.pop() {
+            let mut listed: Vec<Attachment> = Vec::new();
             for (tag, top) in self.referrers_of(&reference, &subject).await? {
-                if found
-                    .iter()
-                    .any(|a| a.top().digest == top.digest && a.tag == tag)
-                {
-                    continue;
-                }
                 let attachment = self
                     .attachment(&reference, subject.clone(), tag, top)
                     .await?;
+                // The fallback tag's index is a list: its referrers count, one by one.
+                listed.extend(attachment.into_referrers());
+            }
+            for attachment in listed {
+                let top = attachment.top();
+                if found
+                    .iter()
+                    .any(|a| a.top().digest == top.digest && a.tag == attachment.tag)
+                {
+                    continue;
+                }
                 for manifest in &attachment.manifests {
                     if depth + 1 < referrers::MAX_DEPTH && seen.insert(manifest.digest.clone()) {
                         queue.push((reference.clone(), manifest.digest.clone(), depth + 1));

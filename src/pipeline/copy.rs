@@ -52,9 +52,17 @@ impl Session {
                 source_name: resolved.reference.to_string(),
             });
         }
-        let attached = crate::push::attachment_pushes(&images, attachments, |descriptor| {
-            self.cached_blobs(std::iter::once(descriptor)).remove(0)
-        });
+        // A platform copied alone stands for its index: what refers to the index goes with it.
+        let chosen_from: Vec<(Digest, Digest)> = plan
+            .resolved
+            .iter()
+            .filter(|r| !matches!(r.platform_key, PlatformKey::All))
+            .filter_map(|r| Some((r.index.as_ref()?.digest.clone(), r.manifest.digest.clone())))
+            .collect();
+        let attached =
+            crate::push::attachment_pushes(&images, attachments, &chosen_from, |descriptor| {
+                self.cached_blobs(std::iter::once(descriptor)).remove(0)
+            });
         images.extend(attached);
         // A source in the destination's registry lends its blobs by mount.
         let holders: Vec<Reference> = plan

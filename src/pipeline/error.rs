@@ -45,6 +45,16 @@ pub enum PipelineError {
          be used with --offline"
     )]
     ReferrersOffline,
+    #[error(
+        "{reference} is an artifact ({artifact_type}), not a container image: {why}; \
+         `--format oci` carries it as it is (and `haul push` puts it back), or copy it \
+         between registries with `haul copy`"
+    )]
+    ArtifactNeedsOci {
+        reference: String,
+        artifact_type: String,
+        why: &'static str,
+    },
     #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,

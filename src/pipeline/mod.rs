@@ -202,6 +202,10 @@ impl Session {
         choice: &PlatformChoice,
         bytes: &[u8],
     ) -> Result<ImageConfig, PipelineError> {
+        // An artifact's config is not an image's: nothing in it to check.
+        if let Some(artifact_type) = image.image.artifact_type() {
+            return Ok(ImageConfig::of_artifact(&image.image, artifact_type));
+        }
         let config = ImageConfig::parse(
             &image.reference.to_string(),
             &image.image.config.digest,
@@ -275,7 +279,10 @@ impl Session {
             self.progress.event(Event::Resolved {
                 reference: image.reference.to_string(),
                 digest: image.manifest.digest.clone(),
-                platform: config.platform().to_string(),
+                platform: match &config.artifact_type {
+                    Some(kind) => format!("artifact {kind}"),
+                    None => config.platform().to_string(),
+                },
             });
             configs.push(config);
         }
@@ -355,6 +362,27 @@ impl Session {
         output: &Output,
         destination: &Destination,
     ) -> Result<Exported, PipelineError> {
+        // An artifact travels only as it is, in the OCI layout: a docker loader would take
+        // its files for filesystem layers.
+        for (image, config) in plan.resolved.iter().zip(&plan.configs) {
+            let Some(artifact_type) = &config.artifact_type else {
+                continue;
+            };
+            let why = match layout {
+                Layout::Docker | Layout::DockerV1 => {
+                    "the docker formats hold images for docker load"
+                }
+                Layout::Oci if plan.images.iter().any(|i| i.uncompressed) => {
+                    "--decompress applies to image layers"
+                }
+                Layout::Oci => continue,
+            };
+            return Err(PipelineError::ArtifactNeedsOci {
+                reference: image.reference.to_string(),
+                artifact_type: artifact_type.clone(),
+                why,
+            });
+        }
         let candidates: Vec<delta::Candidate> = plan
             .images
             .iter()
@@ -408,6 +436,7 @@ impl Session {
             layout,
             left_out,
             attachments: attachments.to_vec(),
+            subjects: chosen_from_signed_indexes(plan, attachments),
         };
         let exported = export::write_tar(job, downloads, output, self.progress.as_ref())
             .await
@@ -494,4 +523,31 @@ impl BlobSource for FromDownloads {
             }
         })
     }
+}
+
+/// The indexes single platforms of `plan` were chosen from that something refers to (a
+/// signature of the index): the tar carries them, so that the reference holds offline.
+fn chosen_from_signed_indexes(plan: &Plan, attachments: &[Attachment]) -> Vec<AttachedManifest> {
+    let mut out: Vec<AttachedManifest> = Vec::new();
+    for (resolved, image) in plan.resolved.iter().zip(&plan.images) {
+        let Some(index) = &resolved.index else {
+            continue;
+        };
+        let written_whole = image.index.is_some();
+        let referred = attachments.iter().any(|a| a.subject == index.digest);
+        if written_whole || !referred || out.iter().any(|s| s.digest == index.digest) {
+            continue;
+        }
+        out.push(AttachedManifest {
+            digest: index.digest.clone(),
+            media_type: index
+                .content_type
+                .clone()
+                .filter(|t| crate::manifest::is_index(t))
+                .unwrap_or_else(|| crate::manifest::OCI_INDEX.to_string()),
+            size: index.bytes.len() as u64,
+            bytes: index.bytes.clone(),
+        });
+    }
+    out
 }

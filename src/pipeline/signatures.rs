@@ -47,7 +47,9 @@ impl Session {
         })
     }
 
-    /// Whether `image` carries a signature by one of `keys`, and if not, why.
+    /// Whether `image` carries a signature by one of `keys`, and if not, why: what refers to
+    /// its manifest and to its index, found where cosign puts it (tags, the referrers API,
+    /// the fallback tag), checked as a tar's attachments are.
     pub(super) async fn signed(
         &self,
         image: &ResolvedImage,
@@ -55,56 +57,41 @@ impl Session {
     ) -> Result<(), SignatureFailure> {
         let mut digests = vec![&image.manifest.digest];
         digests.extend(image.index.as_ref().map(|i| &i.digest));
-        let mut reason = None;
+        let error = |e: PipelineError| SignatureFailure::Error(e);
+        let mut attachments = Vec::new();
         for digest in &digests {
-            let tag = signature::signature_tag(digest);
-            let fetched = match self
-                .client
-                .get_manifest_by(&image.reference, &Identifier::Tag(tag))
+            for (tag, top) in self
+                .referrers_of(&image.reference, digest)
                 .await
+                .map_err(error)?
             {
-                Ok(fetched) => fetched,
-                Err(RegistryError::NotFound { .. }) => continue,
-                Err(error) => return Err(SignatureFailure::Error(error.into())),
-            };
-            let layers = match signature::signature_layers(&fetched.bytes) {
-                Ok(layers) => layers,
-                Err(rejection) => {
-                    reason = Some(rejection);
-                    continue;
-                }
-            };
-            for layer in layers {
-                let Some(signed) = &layer.signature else {
-                    continue;
-                };
-                let request = BlobRequest::new(
-                    image.reference.clone(),
-                    Descriptor {
-                        media_type: signature::SIMPLE_SIGNING.to_string(),
-                        digest: layer.payload.clone(),
-                        size: layer.size,
-                        platform: None,
-                        annotations: Default::default(),
-                    },
-                );
-                let payload = self
-                    .fetcher
-                    .read_small(&request)
+                let attachment = self
+                    .attachment(&image.reference, (*digest).clone(), tag, top)
                     .await
-                    .map_err(|e| SignatureFailure::Error(e.into()))?;
-                match signature::check(keys, &payload, signed, &digests) {
-                    Ok(()) => return Ok(()),
-                    Err(rejection) => reason = Some(rejection),
-                }
+                    .map_err(error)?;
+                attachments.extend(attachment.into_referrers());
             }
         }
-        Err(SignatureFailure::Rejected(match reason {
-            Some(rejection) => rejection.to_string(),
-            None => format!(
-                "it has no cosign signature (no tag {} in its repository)",
-                signature::signature_tag(&image.manifest.digest)
-            ),
-        }))
+        let mut blobs: std::collections::HashMap<Digest, Vec<u8>> = Default::default();
+        for descriptor in signature::signature_blobs(&attachments, &digests) {
+            let request = BlobRequest::new(image.reference.clone(), descriptor.clone());
+            let bytes = self
+                .fetcher
+                .read_small(&request)
+                .await
+                .map_err(|e| SignatureFailure::Error(e.into()))?;
+            blobs.insert(descriptor.digest, bytes);
+        }
+        let read = |digest: &Digest| blobs.get(digest).cloned();
+        signature::check_attachments(keys, &digests, &attachments, &read).map_err(|reason| {
+            SignatureFailure::Rejected(match reason {
+                Some(rejection) => rejection.to_string(),
+                None => format!(
+                    "it has no cosign signature (none under the tag {}, the OCI 1.1 \
+                     fallback tag or the referrers API)",
+                    signature::signature_tag(&image.manifest.digest)
+                ),
+            })
+        })
     }
 }

@@ -12,9 +12,10 @@
 //!
 //! Where images come from is the caller's business: a tar ([`tar`]) or the cache (`haul copy`).
 
-mod blob_file;
 mod compose;
 mod journal;
+mod merge;
+mod source;
 pub mod tar;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,11 +29,11 @@ use crate::cache::{LockMode, LockedFile};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
-use crate::reference::Reference;
+use crate::reference::{Identifier, Reference};
 use crate::registry::{Client, RegistryError};
-pub use blob_file::BlobFile;
 pub use compose::compose_manifest;
 pub use journal::{BlobLocations, FileJournal};
+pub use source::{BlobFile, MemoryBlob};
 
 /// One image to push: where it goes, its manifests and the blobs they name.
 #[derive(Clone, Debug)]
@@ -82,6 +83,8 @@ pub struct PushBlob {
 pub enum Origin {
     /// In a file: the cache, or inside a tar.
     File(BlobFile),
+    /// In memory: made by haul (a merged signature manifest's config).
+    Memory(MemoryBlob),
     /// Nowhere here: a delta bundle left it out, as the destination holds it already.
     AtDestination,
 }
@@ -106,6 +109,8 @@ pub enum PushError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error("cannot add to {tag} at the destination: {detail}; nothing was replaced")]
+    Merge { tag: String, detail: String },
     #[error(
         "{} left out of this delta {} missing at {registry}: {}. Push {} there first (or push \
          a full bundle); no manifest or tag was written",
@@ -307,9 +312,14 @@ impl Pusher {
         for image in images {
             let top = image.manifests.last().expect("an image has a manifest");
             for tag in &image.tags {
-                self.client
-                    .put_manifest(&image.repository, tag, &top.media_type, &top.bytes)
-                    .await?;
+                match merge::CosignTag::of(tag) {
+                    Some(kind) => self.put_cosign_tag(image, tag, top, kind).await?,
+                    None => {
+                        self.client
+                            .put_manifest(&image.repository, tag, &top.media_type, &top.bytes)
+                            .await?;
+                    }
+                }
             }
             self.progress.event(Event::Pushed {
                 reference: match image.tags.as_slice() {
@@ -325,6 +335,90 @@ impl Pusher {
             ));
         }
         Ok(summary)
+    }
+
+    /// Puts `top` under cosign's `tag`, merged with what the destination holds there (see
+    /// [`merge`]): nothing the destination has is dropped.
+    async fn put_cosign_tag(
+        &self,
+        image: &PushImage,
+        tag: &str,
+        top: &PushManifest,
+        kind: merge::CosignTag,
+    ) -> Result<(), PushError> {
+        let repository = &image.repository;
+        let existing = self
+            .client
+            .get_pushed_manifest(repository, &Identifier::Tag(tag.to_string()))
+            .await?;
+        let Some(existing) = existing.filter(|e| e.digest != top.digest) else {
+            return Ok(self
+                .client
+                .put_manifest(repository, tag, &top.media_type, &top.bytes)
+                .await?);
+        };
+        let named = || format!("{}:{tag}", repository.full_name());
+        if kind == merge::CosignTag::Sbom {
+            tracing::warn!(
+                "{} holds another SBOM ({}); it is kept, not replaced by {}",
+                named(),
+                existing.digest,
+                top.digest
+            );
+            return Ok(());
+        }
+        let held: crate::manifest::ImageManifest = serde_json::from_slice(&existing.bytes)
+            .map_err(|e| PushError::Merge {
+                tag: named(),
+                detail: format!("its manifest is not an image manifest: {e}"),
+            })?;
+        let config = self
+            .client
+            .get_small_blob(repository, &held.config.digest, held.config.size)
+            .await?;
+        let merged = merge::merge(&existing.bytes, &config, &top.bytes).map_err(|detail| {
+            PushError::Merge {
+                tag: named(),
+                detail,
+            }
+        })?;
+        let Some(merged) = merged else {
+            // The destination holds every signature this push brings.
+            return Ok(());
+        };
+        let config = bytes::Bytes::from(merged.config);
+        let config_blob = PushBlob {
+            digest: Digest::of(&config),
+            size: config.len() as u64,
+            origin: Origin::Memory(MemoryBlob(config)),
+        };
+        if !self
+            .client
+            .has_blob(repository, &config_blob.digest)
+            .await?
+        {
+            self.upload(image, &config_blob).await?;
+        }
+        let media_type = held.media_type.as_deref().unwrap_or(&top.media_type);
+        let digest = Digest::of(&merged.manifest);
+        self.client
+            .put_manifest(
+                repository,
+                &digest.to_string(),
+                media_type,
+                &merged.manifest,
+            )
+            .await?;
+        self.client
+            .put_manifest(repository, tag, media_type, &merged.manifest)
+            .await?;
+        tracing::info!(
+            "{}: {} added to the {} the destination held",
+            named(),
+            count(merged.added, "layer"),
+            count(held.layers.len(), "layer")
+        );
+        Ok(())
     }
 
     /// Lists the untagged artifacts of `images` under the OCI 1.1 fallback tag of their subject
@@ -355,15 +449,14 @@ impl Pusher {
             let reference = repository.clone();
             let mut entries: Vec<serde_json::Value> = match self
                 .client
-                .get_manifest_by(&reference, &crate::reference::Identifier::Tag(tag.clone()))
-                .await
+                .get_pushed_manifest(&reference, &Identifier::Tag(tag.clone()))
+                .await?
             {
-                Ok(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+                Some(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
                     .ok()
                     .and_then(|v| v["manifests"].as_array().cloned())
                     .unwrap_or_default(),
-                Err(RegistryError::NotFound { .. }) => Vec::new(),
-                Err(error) => return Err(error.into()),
+                None => Vec::new(),
             };
             for manifest in manifests {
                 if entries
@@ -405,8 +498,10 @@ impl Pusher {
 
     /// Uploads one blob; returns the body bytes sent.
     async fn upload(&self, image: &PushImage, blob: &PushBlob) -> Result<u64, PushError> {
-        let Origin::File(file) = &blob.origin else {
-            unreachable!("left-out blobs are refused before uploads")
+        let source: Arc<dyn crate::registry::UploadSource> = match &blob.origin {
+            Origin::File(file) => Arc::new(file.clone()),
+            Origin::Memory(bytes) => Arc::new(bytes.clone()),
+            Origin::AtDestination => unreachable!("left-out blobs are refused before uploads"),
         };
         let journal = FileJournal::new(&self.journal_dir, &image.repository, &blob.digest);
         std::fs::create_dir_all(&self.journal_dir).map_err(crate::cache::CacheError::io(
@@ -448,13 +543,7 @@ impl Pusher {
         });
         let report = self
             .client
-            .upload_blob(
-                &image.repository,
-                &blob.digest,
-                Arc::new(file.clone()),
-                &journal,
-                on_bytes,
-            )
+            .upload_blob(&image.repository, &blob.digest, source, &journal, on_bytes)
             .await;
         lock.remove();
         let report = report?;
@@ -471,10 +560,12 @@ impl Pusher {
 /// `attachments` (signatures, attestations, SBOMs) as pushes, each into the repository of
 /// what it is attached to (an image of `images`, or another attachment), under its tag; their
 /// blobs' bytes from `blob`. They go after the images: `Pusher::push` writes every manifest
-/// before any tag.
+/// before any tag. `chosen_from` pairs an index that is not pushed with a manifest that is
+/// (one platform chosen from it): what refers to the index goes where that manifest goes.
 pub fn attachment_pushes(
     images: &[PushImage],
     attachments: &[Attachment],
+    chosen_from: &[(Digest, Digest)],
     blob: impl Fn(&Descriptor) -> PushBlob,
 ) -> Vec<PushImage> {
     let mut placed: Vec<(Digest, Reference)> = images
@@ -485,6 +576,17 @@ pub fn attachment_pushes(
                 .map(|m| (m.digest.clone(), i.repository.clone()))
         })
         .collect();
+    for (index, manifest) in chosen_from {
+        let repository = placed
+            .iter()
+            .find(|(digest, _)| digest == manifest)
+            .map(|(_, repository)| repository.clone());
+        if let Some(repository) = repository
+            && !placed.iter().any(|(digest, _)| digest == index)
+        {
+            placed.push((index.clone(), repository));
+        }
+    }
     let mut pushes = Vec::new();
     let mut pending: Vec<&Attachment> = attachments.iter().collect();
     // Attachments of attachments find their repository once their subject has one.

@@ -176,21 +176,28 @@ pub async fn tar_images(
         }
     }
     // Then what refers to them, read from the tar too.
-    let attached = super::attachment_pushes(&images, &bundle.attachments, |descriptor| {
-        let origin = match bundle.contents.resolve(&blob_path(&descriptor.digest)) {
-            Some(file) => Origin::File(BlobFile {
-                path: tar.to_path_buf(),
-                offset: file.offset,
-                size: file.size,
-            }),
-            None => Origin::AtDestination,
-        };
-        PushBlob {
-            digest: descriptor.digest.clone(),
-            size: descriptor.size,
-            origin,
-        }
-    });
+    let chosen_from: Vec<(crate::digest::Digest, crate::digest::Digest)> = bundle
+        .images
+        .iter()
+        .filter_map(|image| Some((image.chosen_from.clone(), image.digest()?.clone())))
+        .flat_map(|(indexes, manifest)| indexes.into_iter().map(move |i| (i, manifest.clone())))
+        .collect();
+    let attached =
+        super::attachment_pushes(&images, &bundle.attachments, &chosen_from, |descriptor| {
+            let origin = match bundle.contents.resolve(&blob_path(&descriptor.digest)) {
+                Some(file) => Origin::File(BlobFile {
+                    path: tar.to_path_buf(),
+                    offset: file.offset,
+                    size: file.size,
+                }),
+                None => Origin::AtDestination,
+            };
+            PushBlob {
+                digest: descriptor.digest.clone(),
+                size: descriptor.size,
+                origin,
+            }
+        });
     images.extend(attached);
     let since = bundle
         .delta

@@ -73,6 +73,21 @@ pub enum RegistryError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("blob {expected} of {reference} does not match its digest (got {actual})")]
+    BlobDigestMismatch {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "blob {digest} of {reference} is {size} bytes, larger than the {MAX_MANIFEST_BYTES} \
+         bytes haul reads into memory; refusing to read it"
+    )]
+    BlobTooLarge {
+        reference: String,
+        digest: Digest,
+        size: u64,
+    },
     #[error("transfer from {registry} failed")]
     Transfer {
         registry: String,

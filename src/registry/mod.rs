@@ -257,6 +257,40 @@ impl Client {
         }))
     }
 
+    /// A small blob (a config, a signature payload) read whole into memory, its digest
+    /// checked. One over [`MAX_MANIFEST_BYTES`] is refused unread.
+    pub async fn get_small_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if size > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::BlobTooLarge {
+                reference: reference.to_string(),
+                digest: digest.clone(),
+                size,
+            });
+        }
+        let mut stream = self
+            .get_blob(reference, digest, size, 0, &warn_retry)
+            .await?;
+        // The stream hands out exactly `size` bytes, or fails.
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = stream.next_chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(RegistryError::BlobDigestMismatch {
+                reference: reference.to_string(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Opens a download of blob `digest` (`size` bytes) from `reference`'s repository,
     /// resuming at byte `offset`; see [`BlobStream`]. Retries are told to `on_retry`.
     pub async fn get_blob<'a>(

@@ -431,6 +431,24 @@ impl Client {
         Ok(())
     }
 
+    /// What `repository` holds under `identifier` at the registry itself (never a mirror: a
+    /// push reads what it is about to add to), or `None`.
+    pub async fn get_pushed_manifest(
+        &self,
+        repository: &Reference,
+        identifier: &crate::reference::Identifier,
+    ) -> Result<Option<super::FetchedManifest>, RegistryError> {
+        let endpoint = self.push_endpoint(repository);
+        match self
+            .get_manifest_from(&endpoint, repository, identifier)
+            .await
+        {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// PUTs a manifest (or index) byte for byte under `identifier` (its digest, or a tag) in
     /// `repository`. A registry that answers with another digest changed it: an error.
     pub async fn put_manifest(

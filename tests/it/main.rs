@@ -8,6 +8,7 @@ mod harness;
 
 mod bundle;
 mod cache;
+mod clients;
 mod crash_loop;
 mod credentials;
 mod delta;

@@ -1,13 +1,14 @@
 //! Test harness: a real registry process (Debian's `docker-registry`) on a free loopback port
 //! (open, basic auth, or token auth with a token service the harness runs), images built here
-//! from real tar layers and pushed with the registry API, the haul binary,
-//! and the two Docker engines `make test` starts (the classic store on the default socket,
-//! the containerd store on /run/haul-test/docker-cs.sock).
+//! from real tar layers and pushed with the registry API, the haul binary, the cosign and
+//! oras clients (clients.rs), and the two Docker engines `make test` starts (the classic
+//! store on the default socket, the containerd store on /run/haul-test/docker-cs.sock).
 //!
 //! Nothing is skipped: a missing tool fails the test and says to run `make test`.
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod images;
 pub mod registry;
 pub mod tls;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use clients::*;
 pub use images::*;
 pub use registry::*;
 #[allow(unused_imports)]

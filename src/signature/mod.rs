@@ -1,9 +1,18 @@
-//! cosign's key-based signatures, checked without a network: a signature is an image
-//! manifest tagged `sha256-<hex>.sig` in the image's repository; each of its layers is a
-//! "simple signing" payload (JSON naming the signed manifest's digest), and the layer's
-//! annotation `dev.cosignproject.cosign/signature` holds the base64 signature of that payload.
-//! A signature counts when it verifies under one of the keys given and its payload names the
-//! image's digest. Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
+//! cosign's key-based signatures, checked without a network, in each place cosign puts one:
+//!
+//! - the `sha256-<hex>.sig` tag (cosign 2's default): an image manifest whose layers are
+//!   "simple signing" payloads (JSON naming the signed manifest's digest), each with its base64
+//!   signature in the annotation `dev.cosignproject.cosign/signature`;
+//! - the same manifest as an OCI 1.1 referrer (`cosign sign --registry-referrers-mode=oci-1-1`),
+//!   listed by the referrers API or the fallback tag;
+//! - a sigstore bundle referrer ([`sigstore`]: cosign 3's `cosign sign --key`).
+//!
+//! A signature counts when it verifies under one of the keys given and names the image's
+//! digest (or its index's). One check serves a tar (`haul verify --key`) and a registry
+//! (`--verify-key`): both hand it the attachments they found and a way to read their blobs.
+//! Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
+
+pub mod sigstore;
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +104,8 @@ pub enum Rejection {
     OtherDigest(String),
     /// The signature manifest or its payload could not be read.
     Malformed(String),
+    /// It verified, but is an attestation of this predicate type, not a signature.
+    Attestation(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -108,32 +119,12 @@ impl std::fmt::Display for Rejection {
                 )
             }
             Rejection::Malformed(detail) => write!(f, "its signature cannot be read: {detail}"),
+            Rejection::Attestation(predicate) => write!(
+                f,
+                "it carries an attestation by this key ({predicate}), but no signature"
+            ),
         }
     }
-}
-
-/// One layer of a signature manifest: its payload's digest, and the signature annotation.
-#[derive(Clone, Debug)]
-pub struct SignatureLayer {
-    pub payload: Digest,
-    pub size: u64,
-    pub signature: Option<String>,
-}
-
-/// The layers of cosign signature manifest `bytes` that are simple-signing payloads.
-pub fn signature_layers(bytes: &[u8]) -> Result<Vec<SignatureLayer>, Rejection> {
-    let manifest: crate::manifest::ImageManifest =
-        serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
-    Ok(manifest
-        .layers
-        .iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING)
-        .map(|l| SignatureLayer {
-            payload: l.digest.clone(),
-            size: l.size,
-            signature: l.annotations.get(SIGNATURE_ANNOTATION).cloned(),
-        })
-        .collect())
 }
 
 #[derive(Deserialize)]
@@ -178,6 +169,77 @@ pub fn check(
     }
 }
 
+/// The layers of `attachments` referring to one of `wanted` that carry signatures (simple
+/// signing payloads with their signature, sigstore bundles): the blobs a check reads.
+pub fn signature_blobs(
+    attachments: &[crate::bundle::Attachment],
+    wanted: &[&Digest],
+) -> Vec<crate::manifest::Descriptor> {
+    let mut out: Vec<crate::manifest::Descriptor> = Vec::new();
+    for attachment in attachments.iter().filter(|a| wanted.contains(&&a.subject)) {
+        for manifest in &attachment.manifests {
+            let Ok(image) =
+                serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
+            else {
+                continue;
+            };
+            for layer in image.layers {
+                let carries = (layer.media_type == SIMPLE_SIGNING
+                    && layer.annotations.contains_key(SIGNATURE_ANNOTATION))
+                    || sigstore::is_bundle(&layer.media_type);
+                if carries && !out.iter().any(|d| d.digest == layer.digest) {
+                    out.push(layer);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether one of `attachments` referring to one of `wanted` is a signature by one of `keys`
+/// naming one of `wanted`; `blob` reads the bytes of a layer ([`signature_blobs`] names
+/// them). When none is, why the last one checked did not count (`None`: there was none).
+pub fn check_attachments(
+    keys: &[PublicKey],
+    wanted: &[&Digest],
+    attachments: &[crate::bundle::Attachment],
+    blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
+) -> Result<(), Option<Rejection>> {
+    let mut reason = None;
+    for attachment in attachments.iter().filter(|a| wanted.contains(&&a.subject)) {
+        for manifest in &attachment.manifests {
+            let Ok(image) =
+                serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
+            else {
+                continue;
+            };
+            for layer in &image.layers {
+                let outcome = if layer.media_type == SIMPLE_SIGNING {
+                    let (Some(signed), Some(payload)) = (
+                        layer.annotations.get(SIGNATURE_ANNOTATION),
+                        blob(&layer.digest),
+                    ) else {
+                        continue;
+                    };
+                    check(keys, &payload, signed, wanted)
+                } else if sigstore::is_bundle(&layer.media_type) {
+                    let Some(bytes) = blob(&layer.digest) else {
+                        continue;
+                    };
+                    sigstore::check(keys, &bytes, wanted)
+                } else {
+                    continue;
+                };
+                match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(rejection) => reason = Some(rejection),
+                }
+            }
+        }
+    }
+    Err(reason)
+}
+
 /// Checks, offline, that every image a bundle holds carries a signature by one of `keys`
 /// among the attachments it carries (`--referrers`). Returns each image that does not, named,
 /// with the reason; an error when the tar has no manifests to check (the classic layout).
@@ -203,36 +265,11 @@ pub fn check_bundle(
             failures.push((label, NO_MANIFESTS.to_string()));
             continue;
         }
-        // The image's digest, and for an index the manifests it names.
+        // The image's digest, for an index the manifests it names, and the index a platform
+        // was chosen from when the tar carries it.
         let wanted = image.digests();
-        let mut reason = None;
-        let mut signed = false;
-        for attachment in bundle
-            .attachments
-            .iter()
-            .filter(|a| wanted.contains(&&a.subject))
-            .filter(|a| a.tag.as_deref().is_none_or(|t| t.ends_with(".sig")))
-        {
-            let layers = match signature_layers(&attachment.top().bytes) {
-                Ok(layers) => layers,
-                Err(rejection) => {
-                    reason = Some(rejection);
-                    continue;
-                }
-            };
-            for layer in layers {
-                let (Some(signed_text), Some(payload)) =
-                    (&layer.signature, bundle.bytes_of(&layer.payload))
-                else {
-                    continue;
-                };
-                match check(keys, payload, signed_text, &wanted) {
-                    Ok(()) => signed = true,
-                    Err(rejection) => reason = Some(rejection),
-                }
-            }
-        }
-        if !signed {
+        let read = |digest: &Digest| bundle.bytes_of(digest).map(<[u8]>::to_vec);
+        if let Err(reason) = check_attachments(keys, &wanted, &bundle.attachments, &read) {
             failures.push((
                 label,
                 reason.map_or_else(
@@ -331,6 +368,68 @@ mod tests {
         changed[10] ^= 1;
         assert_eq!(
             check(&both, &changed, &good, &[&digest]),
+            Err(Rejection::NoKeyVerifies)
+        );
+    }
+
+    #[test]
+    fn a_sigstore_bundle_counts_as_cosign_3_makes_it() {
+        let (pair, key, _dir) = key_pair();
+        let (other_pair, _other_key, _other_dir) = key_pair();
+        let digest = Digest::of(b"manifest");
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let bundle = |pair: &EcdsaKeyPair, predicate: &str, named: &Digest| -> Vec<u8> {
+            let payload = serde_json::to_vec(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": named.hex()}, "annotations": {}}],
+                "predicateType": predicate,
+                "predicate": {},
+            }))
+            .unwrap();
+            let signed = sigstore::pae("application/vnd.in-toto+json", &payload);
+            serde_json::to_vec(&serde_json::json!({
+                "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                "verificationMaterial": {"publicKey": {"hint": "x"}},
+                "dsseEnvelope": {
+                    "payload": encode(&payload),
+                    "payloadType": "application/vnd.in-toto+json",
+                    "signatures": [{"sig": sign(pair, &signed)}],
+                },
+            }))
+            .unwrap()
+        };
+        let keys = std::slice::from_ref(&key);
+        let good = bundle(&pair, sigstore::COSIGN_SIGN, &digest);
+        assert_eq!(sigstore::check(keys, &good, &[&digest]), Ok(()));
+        assert_eq!(
+            sigstore::check(
+                keys,
+                &bundle(&other_pair, sigstore::COSIGN_SIGN, &digest),
+                &[&digest]
+            ),
+            Err(Rejection::NoKeyVerifies)
+        );
+        assert!(matches!(
+            sigstore::check(
+                keys,
+                &bundle(&pair, "https://slsa.dev/provenance/v1", &digest),
+                &[&digest]
+            ),
+            Err(Rejection::Attestation(_))
+        ));
+        assert!(matches!(
+            sigstore::check(
+                keys,
+                &bundle(&pair, sigstore::COSIGN_SIGN, &Digest::of(b"other")),
+                &[&digest]
+            ),
+            Err(Rejection::OtherDigest(_))
+        ));
+        // The payload changed after signing: the PAE no longer verifies.
+        let mut tampered: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        tampered["dsseEnvelope"]["payloadType"] = "text/plain".into();
+        assert_eq!(
+            sigstore::check(keys, &serde_json::to_vec(&tampered).unwrap(), &[&digest]),
             Err(Rejection::NoKeyVerifies)
         );
     }

@@ -1,5 +1,6 @@
 //! Where a pushed blob's bytes lie: a stretch of a file (a cached blob, or a file inside a
-//! tar). The registry client reads it through [`UploadSource`] and never opens files itself.
+//! tar), or memory (a config haul made). The registry client reads them through
+//! [`UploadSource`] and never opens files itself.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -35,6 +36,25 @@ impl UploadSource for BlobFile {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// A small blob haul made (the config of a merged signature manifest).
+#[derive(Clone, Debug)]
+pub struct MemoryBlob(pub bytes::Bytes);
+
+impl UploadSource for MemoryBlob {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn open(&self, offset: u64, len: u64) -> BoxFuture<'static, std::io::Result<UploadReader>> {
+        let part = self.0.slice(offset as usize..(offset + len) as usize);
+        async move { Ok(Box::pin(std::io::Cursor::new(part)) as UploadReader) }.boxed()
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
     }
 }
 

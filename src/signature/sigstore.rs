@@ -1,0 +1,131 @@
+//! Sigstore bundles signed with a key, as cosign attaches them to an image: `cosign sign --key`
+//! (cosign 3's default) and `cosign attest --new-bundle-format --key` write a bundle
+//! (`application/vnd.dev.sigstore.bundle.v0.3+json`; v0.1 and v0.2 read alike) holding a DSSE
+//! envelope whose payload is an in-toto statement naming the image's manifest digest. The
+//! signature is over the envelope's pre-authentication encoding (PAE), not the payload alone.
+//! A signature (as `cosign verify` counts one) is a statement of predicate type
+//! [`COSIGN_SIGN`]; other predicates are attestations.
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::{PublicKey, Rejection};
+use crate::digest::Digest;
+
+/// The predicate type of cosign's signatures in bundle form.
+pub const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+
+/// Whether a layer of `media_type` is a sigstore bundle.
+pub fn is_bundle(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.dev.sigstore.bundle")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle {
+    dsse_envelope: Option<Envelope>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    payload: String,
+    payload_type: String,
+    signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeSignature {
+    sig: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Statement {
+    predicate_type: String,
+    #[serde(default)]
+    subject: Vec<Subject>,
+}
+
+#[derive(Deserialize)]
+struct Subject {
+    #[serde(default)]
+    digest: std::collections::BTreeMap<String, String>,
+}
+
+/// The bytes DSSE signs: `DSSEv1 <len> <type> <len> <payload>`.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Whether bundle `bytes` is a cosign signature by one of `keys` naming one of `digests`.
+pub fn check(keys: &[PublicKey], bytes: &[u8], digests: &[&Digest]) -> Result<(), Rejection> {
+    let malformed = |what: String| Rejection::Malformed(format!("its sigstore bundle {what}"));
+    let bundle: Bundle =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("is not JSON: {e}")))?;
+    let Some(envelope) = bundle.dsse_envelope else {
+        return Err(malformed(
+            "holds no DSSE envelope (a message signature names no image)".to_string(),
+        ));
+    };
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let payload = base64
+        .decode(envelope.payload.trim())
+        .map_err(|e| malformed(format!("has a payload that is not base64: {e}")))?;
+    let signed = pae(&envelope.payload_type, &payload);
+    let verified = envelope.signatures.iter().any(|signature| {
+        base64
+            .decode(signature.sig.trim())
+            .is_ok_and(|raw| keys.iter().any(|key| key.verifies(&signed, &raw)))
+    });
+    if !verified {
+        return Err(Rejection::NoKeyVerifies);
+    }
+    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
+        malformed(format!(
+            "has a payload that is not an in-toto statement: {e}"
+        ))
+    })?;
+    if statement.predicate_type != COSIGN_SIGN {
+        return Err(Rejection::Attestation(statement.predicate_type));
+    }
+    let named: Vec<String> = statement
+        .subject
+        .iter()
+        .filter_map(|s| s.digest.get("sha256"))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    if named
+        .iter()
+        .any(|n| digests.iter().any(|d| d.to_string() == *n))
+    {
+        Ok(())
+    } else {
+        Err(Rejection::OtherDigest(
+            named
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "nothing".to_string()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_is_as_dsse_defines_it() {
+        assert_eq!(
+            pae("application/vnd.in-toto+json", b"{}"),
+            b"DSSEv1 28 application/vnd.in-toto+json 2 {}".to_vec()
+        );
+    }
+}
