@@ -215,7 +215,7 @@ pub struct Cli {
     pub retries: u32,
 
     /// One bandwidth cap shared by all downloads and uploads, in bytes per second: 500K, 5M, 1.5G
-    #[arg(long, global = true, help_heading = "Global options", value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "RATE", value_parser = crate::units::parse_size)]
     pub limit_rate: Option<u64>,
 
     /// Seconds to wait for a connection to a registry
@@ -281,6 +281,11 @@ pub enum Command {
     #[command(after_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
 
+    /// Rebuild the missing and damaged parts of a parts set (export --split --parity) in place
+    /// from the others; each rebuilt part is checked against the set before it takes its name
+    #[command(after_help = REPAIR_EXAMPLES)]
+    Repair(RepairArgs),
+
     /// Push the images of a tar (any layout haul writes, or `docker save` output) into a
     /// registry, every digest kept: blobs the registry lacks (resumable, in chunks), then
     /// manifests, then tags
@@ -301,6 +306,24 @@ pub enum Command {
     Lock(LockArgs),
 }
 
+impl Cli {
+    /// What clap cannot say of the arguments alone: a usage error, as clap's are.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        if let Command::Export(args) = &self.command
+            && args.split.is_some()
+            && args.output.as_deref() == Some("-")
+        {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--split writes parts beside FILE: it cannot write to standard output (-o -); \
+                 give -o FILE",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LockArgs {
     #[command(flatten)]
@@ -310,6 +333,17 @@ pub struct LockArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
 }
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The set: its record (FILE.parts) or its first part (FILE.001)
+    #[arg(value_name = "SET")]
+    pub set: std::path::PathBuf,
+}
+
+const REPAIR_EXAMPLES: &str = "Examples:
+  haul repair v1.tar.parts        # rebuild what is lost, from the recovery parts
+  sha256sum -c v1.tar.sha256      # then check every part without haul";
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -442,7 +476,7 @@ pub enum CacheCommand {
 #[group(required = true, multiple = true)]
 pub struct PruneArgs {
     /// Remove least recently used blobs until the cache is at most this big: 500M, 20G
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
     pub max_size: Option<u64>,
 
     /// Remove blobs (and partial downloads) not used for this long: 45m, 12h, 30d, 2w
@@ -558,6 +592,18 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub receipt: Option<std::path::PathBuf>,
 
+    /// Write the bundle as parts of at most SIZE bytes (FILE.001, FILE.002, …, joined in
+    /// order they are the tar), with FILE.sha256 (for `sha256sum -c`) and FILE.parts beside
+    /// them. SIZE: a number with K, M or G, or a medium: cd, dvd, dvd-dl, bd25, fat32
+    #[arg(long, value_name = "SIZE", value_parser = crate::parts::parse_split_size,
+          conflicts_with_all = ["load", "to"])]
+    pub split: Option<u64>,
+
+    /// With --split: also write N recovery parts (FILE.r01, …); any N parts, data or
+    /// recovery, may then be lost or damaged and `haul repair` rebuilds them
+    #[arg(long, value_name = "N", requires = "split", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub parity: Option<u16>,
+
     #[command(flatten)]
     pub signatures: SignatureArgs,
 }
@@ -633,40 +679,6 @@ pub struct LoginArgs {
     pub password_stdin: bool,
 }
 
-/// `1536`, `500K`, `5M`, `1.5G`, `2T` (binary multiples; `KiB`, `MB` and `B` suffixes accepted).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(digits_end);
-    let number: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a size: use a number with an optional K, M, G or T, e.g. 500M")
-    })?;
-    let multiplier: u64 = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "{text:?} has an unknown unit {unit:?}: use K, M, G or T, e.g. 500M"
-            ));
-        }
-    };
-    let bytes = number * multiplier as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(bytes as u64)
-}
-
 /// `90s`, `45m`, `12h`, `30d`, `2w`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let trimmed = text.trim();
@@ -690,18 +702,6 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1536"), Ok(1536));
-        assert_eq!(parse_size("500K"), Ok(500 * 1024));
-        assert_eq!(parse_size("5M"), Ok(5 << 20));
-        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert!(parse_size("5X").is_err());
-        assert!(parse_size("fast").is_err());
-        assert!(parse_size("").is_err());
-    }
 
     #[test]
     fn durations() {

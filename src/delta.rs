@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{Bundle, ReceiptBlob, ReceiptImage};
+use crate::bundle::{Bundle, BundleFile, ReceiptBlob, ReceiptImage};
 use crate::digest::Digest;
 
 const RECEIPT_VERSION: u32 = 1;
@@ -108,6 +108,18 @@ impl Receipt {
             path: path.to_path_buf(),
             source,
         };
+        // A parts set (its record, or its first part) is the tar it holds.
+        if crate::parts::set_of(path).is_some() {
+            let bundle = BundleFile::at(path)
+                .map_err(|e| read_error(std::io::Error::other(e)))?
+                .read()
+                .await
+                .map_err(read_error)?;
+            return Receipt::of_bundle(&bundle).map_err(|problem| DeltaError::NotABundle {
+                path: path.to_path_buf(),
+                problem,
+            });
+        }
         let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
         let mut start = [0u8; 1];
         let n = file.read(&mut start).await.map_err(read_error)?;

@@ -77,8 +77,15 @@ impl TempFile {
         })
     }
 
-    pub fn persist(mut self) -> io::Result<()> {
-        std::fs::rename(&self.temp_path, &self.final_path)?;
+    pub fn persist(self) -> io::Result<()> {
+        let path = self.final_path.clone();
+        self.persist_as(&path)
+    }
+
+    /// Renames it to `path` (beside it) rather than the name it was made for: a part whose
+    /// final name depends on how many parts there turn out to be.
+    pub fn persist_as(mut self, path: &Path) -> io::Result<()> {
+        std::fs::rename(&self.temp_path, path)?;
         self.persisted = true;
         Ok(())
     }

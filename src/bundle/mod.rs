@@ -16,6 +16,7 @@
 //! that platform's blobs); a platform whose manifest is there but a config or layer is not is
 //! damage.
 
+mod file;
 pub mod names;
 mod problem;
 mod read;
@@ -29,6 +30,7 @@ use tokio::io::AsyncRead;
 
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
+pub use file::BundleFile;
 pub use names::{
     AttachedManifest, Attachment, DeltaRecord, LeftOutBlob, ManifestEntry, ReferrersRecord,
     blob_path,
@@ -227,12 +229,6 @@ impl Bundle {
     /// Reads the tar from `reader` once. Never fails: what is wrong is in `problems`.
     pub async fn read<R: AsyncRead + Unpin>(reader: R) -> Bundle {
         read::read(scan::scan(reader).await)
-    }
-
-    /// Reads the tar at `path`.
-    pub async fn open(path: &std::path::Path) -> std::io::Result<Bundle> {
-        let file = tokio::fs::File::open(path).await?;
-        Ok(Bundle::read(file).await)
     }
 
     pub fn is_whole(&self) -> bool {

@@ -82,6 +82,9 @@ pub enum Problem {
         path: String,
         count: usize,
     },
+    /// A part of a parts set that is missing, damaged or another set's (with what to do).
+    #[error("{detail}")]
+    Part { file: String, detail: String },
     /// A metadata file (index, manifest, config) that cannot be read as what it should be.
     #[error("{path} is not a valid {what}: {detail}")]
     Malformed {

@@ -9,6 +9,7 @@ use super::{Global, image_request, verify_keys};
 use crate::cli::{ExportArgs, Format};
 use crate::delta::Receipt;
 use crate::engine::Engine;
+use crate::export::parts::Split;
 use crate::export::{Layout, Output};
 use crate::pipeline::LayerForm;
 
@@ -100,6 +101,14 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         Target::DefaultName(folder) => {
             Output::File(folder.join(plan.default_file_name(args.images.all_platforms)))
         }
+    };
+    let output = match (output, args.split) {
+        (Output::File(path), Some(part_size)) => Output::Parts(Split {
+            path,
+            part_size,
+            parity: args.parity.map_or(0, usize::from),
+        }),
+        (output, _) => output,
     };
     let destination = session.destination(since, &output, args.full).await;
     let exported = session

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::{Global, image_request};
-use crate::bundle::Bundle;
+use crate::bundle::BundleFile;
 use crate::bundle::summary::Summary;
 use crate::cli::InspectArgs;
 use crate::fetch::FetchOptions;
@@ -96,7 +96,8 @@ pub async fn run(global: &Global, mut args: InspectArgs) -> anyhow::Result<()> {
 /// What the bundle at `file` holds, and what is wrong with it (shown, not fatal: a listing
 /// of a damaged bundle still helps).
 async fn bundle_listing(file: &str) -> anyhow::Result<(String, Summary, Vec<String>)> {
-    let bundle = Bundle::open(Path::new(file))
+    let bundle = BundleFile::at(Path::new(file))?
+        .read()
         .await
         .with_context(|| format!("cannot open {file}"))?;
     let problems = bundle.problems.iter().map(ToString::to_string).collect();

@@ -8,21 +8,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::bundle::Bundle;
+use crate::bundle::BundleFile;
 use crate::cli::LoadArgs;
 use crate::engine::Engine;
-use crate::progress::{Counting, Event, Progress};
+use crate::progress::{Event, Progress};
 
 pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
-    let name = args.tar.display().to_string();
-    let file = tokio::fs::File::open(&args.tar)
-        .await
-        .with_context(|| format!("cannot open {name}"))?;
-    let bytes = file
-        .metadata()
-        .await
-        .with_context(|| format!("cannot read {name}"))?
-        .len();
+    let tar = BundleFile::at(&args.tar)?;
+    let name = tar.describe();
+    let bytes = tar.len().with_context(|| format!("cannot read {name}"))?;
     let started = std::time::Instant::now();
     progress.event(Event::LoadStep {
         step: "checking",
@@ -31,10 +25,11 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
     });
     let bundle = {
         let progress = progress.clone();
-        Bundle::read(Counting::new(file, move |read| {
+        tar.read_counting(move |read| {
             progress.event(Event::LoadProgress { bytes: read });
-        }))
+        })
         .await
+        .with_context(|| format!("cannot read {name}"))?
     };
     let engine = Engine::local(args.host.clone());
     if let Some(problem) = bundle.problems.first() {
@@ -80,10 +75,13 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
         path: name.clone(),
         bytes,
     });
-    let mut file = std::fs::File::open(&args.tar).with_context(|| format!("cannot open {name}"))?;
+    // A parts set stops at its first bad part: the loader is stopped before it sees the end.
+    let mut stream = tar
+        .stream()
+        .with_context(|| format!("cannot open {name}"))?;
     let (loader, sending) = (engine.clone(), progress.clone());
     let images = crate::blocking::run(move || {
-        loader.load(&mut file, &mut |sent| {
+        loader.load(&mut stream, &mut |sent| {
             sending.event(Event::LoadProgress { bytes: sent });
         })
     })

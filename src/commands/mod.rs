@@ -10,6 +10,7 @@ mod load;
 mod lock;
 mod pull;
 mod push;
+mod repair;
 mod verify;
 
 use std::collections::HashMap;
@@ -56,6 +57,10 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if let Err(error) = cli.check() {
+        let _ = error.print();
+        return ExitCode::from(EXIT_USAGE);
+    }
     let (progress, logs) = progress_for(&cli);
     init_tracing(cli.verbose, cli.quiet, logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -130,6 +135,10 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     if let Command::Load(args) = &cli.command {
         return load::run(args, progress).await;
     }
+    // repair needs only the set.
+    if let Command::Repair(args) = &cli.command {
+        return repair::run(args).await;
+    }
     let global = Global::new(&cli, progress)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
@@ -140,7 +149,9 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Copy(args) => copy::run(&global, args).await,
         Command::Lock(args) => lock::run(&global, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::Verify(_) | Command::Load(_) => unreachable!("handled above"),
+        Command::Verify(_) | Command::Load(_) | Command::Repair(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `haul push FILE|- DEST`: the images of a tar into a registry. The tar is checked whole
 //! first, as `haul verify` checks it (nothing is pushed from a damaged tar); its blobs are then
-//! read from the file in place. Standard input is first kept in a file in the cache folder
+//! read from the file in place (a parts set's from its parts). Standard input is first kept in a file in the cache folder
 //! (removed afterwards), since a push reads blobs in the registry's order, not the tar's.
 
 use std::io::IsTerminal;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{Global, print_pushed};
-use crate::bundle::Bundle;
+use crate::bundle::BundleFile;
 use crate::cli::PushArgs;
 use crate::push::tar::tar_images;
 
@@ -17,7 +17,8 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let jobs = usize::from(args.transfers.jobs);
     let session = global.session_with(&args.login, jobs, false).await?;
     let store = session.store().clone();
-    // Blobs are read where they lie in the file: a pipe or device is kept in a file first.
+    // Blobs are read where they lie in the file (or across a parts set's files): a pipe or
+    // device is kept in a file first.
     let regular = args.tar != "-"
         && std::fs::metadata(&args.tar)
             .with_context(|| format!("cannot open {}", args.tar))?
@@ -54,10 +55,11 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     } else {
         (args.tar.clone(), PathBuf::from(&args.tar), None)
     };
-    let file = tokio::fs::File::open(&path)
+    let tar = BundleFile::at(&path)?;
+    let bundle = tar
+        .read()
         .await
         .with_context(|| format!("cannot open {name}"))?;
-    let bundle = Bundle::read(file).await;
     if !bundle.is_whole() {
         for problem in &bundle.problems {
             eprintln!("problem: {problem}");
@@ -73,7 +75,7 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     }
     let images = tar_images(
         &store,
-        &path,
+        &tar,
         &bundle,
         &args.dest,
         args.as_name.as_deref(),

@@ -2,10 +2,11 @@
 //! are in `crate::verify`; this prints the report and turns it into an exit status.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, BundleFile};
 use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
 use crate::progress::human_bytes;
@@ -32,10 +33,12 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         let _ = tokio::io::copy(&mut stdin, &mut tokio::io::sink()).await;
         ("the tar on standard input".to_string(), bundle)
     } else {
-        let file = tokio::fs::File::open(&args.tar)
+        let file = BundleFile::at(Path::new(&args.tar))?;
+        let bundle = file
+            .read()
             .await
             .with_context(|| format!("cannot open {}", args.tar))?;
-        (args.tar.clone(), Bundle::read(file).await)
+        (file.describe(), bundle)
     };
     let report = Report::of(&bundle);
     if args.json {

@@ -8,8 +8,8 @@
 //! when the layers are stored uncompressed, it points at the same manifest with each layer
 //! descriptor replaced by the uncompressed one, which is what `docker save` writes too.
 
+use super::tar::Sink;
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 
 use serde::Serialize;
 
@@ -45,7 +45,7 @@ pub(super) fn write<W, S>(
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
-    W: Write,
+    W: Sink,
     S: BlobSource,
 {
     tar.dir("blobs/")?;
@@ -100,7 +100,7 @@ where
 /// exported together, their index (written here). That is the registry's own index when it
 /// is whole in the tar, else an index of the platforms exported (and of the manifests as
 /// stored).
-fn index_targets<W: Write>(
+fn index_targets<W: Sink>(
     images: &[ExportImage],
     written: &[Written],
     in_tar: &mut HashSet<Digest>,
@@ -197,7 +197,7 @@ fn store_blob<W, S>(
     tar: &mut Entries<W>,
 ) -> Result<StoredBlob, ExportError>
 where
-    W: Write,
+    W: Sink,
     S: BlobSource,
 {
     let blob = blobs.get(&descriptor.digest)?;

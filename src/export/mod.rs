@@ -7,11 +7,12 @@
 //! final name is always whole.
 
 mod docker;
+pub mod parts;
 pub mod tar;
 mod v1;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 
 use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD};
@@ -26,7 +27,7 @@ use crate::fsx::TempFile;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
-use tar::TarWriter;
+use tar::{Sink, TarWriter};
 
 /// One image to put in the tar, exactly as resolved: its layer list is the manifest's.
 #[derive(Clone, Debug)]
@@ -86,12 +87,15 @@ pub enum Output {
     Stdout,
     /// An engine's `docker load`, streamed into its standard input: no temporary file.
     Engine(crate::engine::Engine),
+    /// Parts of at most a size, beside their record (`--split`).
+    Parts(parts::Split),
 }
 
 impl Output {
     pub fn describe(&self) -> String {
         match self {
             Output::File(path) => path.display().to_string(),
+            Output::Parts(split) => crate::parts::record_path(&split.path).display().to_string(),
             Output::Stdout => "standard output".to_string(),
             Output::Engine(engine) => engine.describe(),
         }
@@ -199,6 +203,19 @@ pub async fn write_tar<S: BlobSource + 'static>(
             })
             .await?
         }
+        Output::Parts(split) => {
+            let split = split.clone();
+            crate::blocking::run(move || {
+                let writer = parts::PartsWriter::new(split).map_err(write_error.clone())?;
+                let (writer, bundle) =
+                    write_entries(&job, &mut blobs, TarWriter::new(writer), &name)?;
+                let size = writer.finished_size();
+                let parts = writer.finish().map_err(write_error.clone())?;
+                parts.finish().map_err(write_error)?;
+                Ok::<_, ExportError>(Exported { size, bundle })
+            })
+            .await?
+        }
         Output::Engine(engine) => {
             let command = engine.load_command();
             crate::blocking::run(move || write_to_command(&job, &mut blobs, command, &name)).await?
@@ -268,7 +285,7 @@ fn write_to_command<S: BlobSource>(
     Ok(exported)
 }
 
-fn write_entries<W: Write, S: BlobSource>(
+fn write_entries<W: Sink, S: BlobSource>(
     job: &TarJob,
     blobs: &mut S,
     writer: TarWriter<W>,
@@ -320,7 +337,7 @@ fn write_entries<W: Write, S: BlobSource>(
 
 /// The attachments' blobs and manifests into `blobs/` (each once: an image may have written
 /// one already), and their record.
-fn write_attachments<W: Write, S: BlobSource>(
+fn write_attachments<W: Sink, S: BlobSource>(
     attachments: &[Attachment],
     subjects: &[AttachedManifest],
     layout: Layout,
@@ -421,13 +438,13 @@ impl<S: BlobSource> Blobs<'_, S> {
 }
 
 /// The tar being written, as the layouts see it: files from bytes or from the cache.
-struct Entries<W: Write> {
+struct Entries<W: Sink> {
     writer: TarWriter<W>,
     /// Names the output in errors.
     output: String,
 }
 
-impl<W: Write> Entries<W> {
+impl<W: Sink> Entries<W> {
     fn write_error(&self, source: io::Error) -> ExportError {
         ExportError::Write {
             path: self.output.clone(),

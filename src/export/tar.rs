@@ -13,13 +13,28 @@ const BLOCK: usize = 512;
 /// ustar's 11 octal digits: 8 GiB - 1.
 const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 
+/// Where a tar goes. Copying a cached file into it is the kernel's work where the sink is a
+/// file or a pipe (`std::io::copy` specializes on the concrete types); a sink that cuts the
+/// stream (a parts set) copies piece by piece into its files.
+pub trait Sink: Write {
+    /// Copies all of `from` into the sink; returns the bytes copied.
+    fn copy_file(&mut self, from: &mut io::Take<File>) -> io::Result<u64> {
+        io::copy(from, self)
+    }
+}
+
+impl Sink for File {}
+impl Sink for io::Stdout {}
+impl Sink for std::process::ChildStdin {}
+impl Sink for Vec<u8> {}
+
 /// Writes tar entries to `out`, counting bytes.
-pub struct TarWriter<W: Write> {
+pub struct TarWriter<W: Sink> {
     out: W,
     written: u64,
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: Sink> TarWriter<W> {
     pub fn new(out: W) -> TarWriter<W> {
         TarWriter { out, written: 0 }
     }
@@ -54,7 +69,7 @@ impl<W: Write> TarWriter<W> {
         self.write(header.as_bytes())?;
         self.out.flush()?;
         // File → File (or pipe) through std::io::copy: the kernel copies, no user buffer.
-        let copied = io::copy(&mut file.take(size), &mut self.out)?;
+        let copied = self.out.copy_file(&mut file.take(size))?;
         self.written += copied;
         if copied != size {
             return Err(io::Error::new(

@@ -7,8 +7,8 @@
 //! digest. The same stack gets the same id in every export; two images that share base layers
 //! share their folders.
 
+use super::tar::Sink;
 use std::collections::HashSet;
-use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
@@ -22,7 +22,7 @@ pub(super) fn write<W, S>(
     tar: &mut Entries<W>,
 ) -> Result<(), ExportError>
 where
-    W: Write,
+    W: Sink,
     S: BlobSource,
 {
     let mut in_tar: HashSet<String> = HashSet::new();

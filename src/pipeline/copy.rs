@@ -173,11 +173,11 @@ impl Session {
             blobs.push(PushBlob {
                 digest: descriptor.digest.clone(),
                 size: descriptor.size,
-                origin: Origin::File(BlobFile {
-                    path: self.store.blob_path(&descriptor.digest),
-                    offset: 0,
-                    size: descriptor.size,
-                }),
+                origin: Origin::File(BlobFile::new(
+                    self.store.blob_path(&descriptor.digest),
+                    0,
+                    descriptor.size,
+                )),
             });
         }
         blobs

@@ -444,6 +444,7 @@ impl Session {
                 output: output.describe(),
                 outcome: match output {
                     Output::File(_) => "no tar was written",
+                    Output::Parts(_) => "no part was written",
                     Output::Stdout | Output::Engine(_) => "what was sent is not a whole tar",
                 },
                 source,

@@ -4,7 +4,7 @@
 //! which also remembers each one by its diff_id, so pushing the same tar again compresses
 //! nothing.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 
 use async_compression::Level;
 use async_compression::futures::bufread::GzipEncoder;
@@ -104,24 +104,16 @@ fn layer_blob(
         }
     };
     let blob = PushBlob {
-        origin: Origin::File(BlobFile {
-            path: store.blob_path(&digest),
-            offset: 0,
-            size,
-        }),
+        origin: Origin::File(BlobFile::new(store.blob_path(&digest), 0, size)),
         digest,
         size,
     };
     Ok((blob, GZIP_LAYER))
 }
 
-fn open_at(file: &BlobFile) -> Result<std::io::Take<std::fs::File>, CacheError> {
-    let mut handle =
-        std::fs::File::open(&file.path).map_err(CacheError::io("cannot open", &file.path))?;
-    handle
-        .seek(SeekFrom::Start(file.offset))
-        .map_err(CacheError::io("cannot seek", &file.path))?;
-    Ok(handle.take(file.size))
+fn open_at(file: &BlobFile) -> Result<Box<dyn std::io::Read + Send>, CacheError> {
+    file.read_range(0, file.size)
+        .map_err(CacheError::io("cannot open", &file.path))
 }
 
 /// Gzip at the default level, as docker's push does.

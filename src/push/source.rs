@@ -2,21 +2,64 @@
 //! tar), or memory (a config haul made). The registry client reads them through
 //! [`UploadSource`] and never opens files itself.
 
-use std::io::SeekFrom;
+use std::io::{Read, SeekFrom};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::bundle::BundleFile;
+use crate::parts::read::PartsSet;
 use crate::registry::{UploadReader, UploadSource};
 
-/// `size` bytes of the file at `path` from `offset`.
+/// `size` bytes of the file at `path` from `offset`; or, when `parts` is set, of the tar a
+/// parts set holds (`path` is then its record, for messages).
 #[derive(Clone, Debug)]
 pub struct BlobFile {
     pub path: PathBuf,
     pub offset: u64,
     pub size: u64,
+    pub parts: Option<Arc<PartsSet>>,
+}
+
+impl BlobFile {
+    /// A whole file, or a stretch of one.
+    pub fn new(path: PathBuf, offset: u64, size: u64) -> BlobFile {
+        BlobFile {
+            path,
+            offset,
+            size,
+            parts: None,
+        }
+    }
+
+    /// A stretch of the tar at `bundle` (a file, or a parts set).
+    pub fn in_bundle(bundle: &BundleFile, offset: u64, size: u64) -> BlobFile {
+        match bundle {
+            BundleFile::Tar(path) => BlobFile::new(path.clone(), offset, size),
+            BundleFile::Parts(set) => BlobFile {
+                path: set.path.clone(),
+                offset,
+                size,
+                parts: Some(Arc::clone(set)),
+            },
+        }
+    }
+
+    /// Its bytes from `offset` (within it), `len` of them, for blocking code.
+    pub fn read_range(&self, offset: u64, len: u64) -> std::io::Result<Box<dyn Read + Send>> {
+        let start = self.offset + offset;
+        match &self.parts {
+            Some(set) => Ok(Box::new(set.range(start, len)?)),
+            None => {
+                let mut file = std::fs::File::open(&self.path)?;
+                std::io::Seek::seek(&mut file, SeekFrom::Start(start))?;
+                Ok(Box::new(file.take(len)))
+            }
+        }
+    }
 }
 
 impl UploadSource for BlobFile {
@@ -26,10 +69,15 @@ impl UploadSource for BlobFile {
 
     fn open(&self, offset: u64, len: u64) -> BoxFuture<'static, std::io::Result<UploadReader>> {
         let (path, start) = (self.path.clone(), self.offset + offset);
+        let parts = self.parts.clone();
         async move {
+            if let Some(set) = parts {
+                let range = set.range(start, len)?;
+                return Ok(Box::pin(crate::blocking::Reader::new(range)) as UploadReader);
+            }
             let mut file = tokio::fs::File::open(&path).await?;
             file.seek(SeekFrom::Start(start)).await?;
-            Ok(Box::pin(file.take(len)) as UploadReader)
+            Ok(Box::pin(AsyncReadExt::take(file, len)) as UploadReader)
         }
         .boxed()
     }
@@ -67,16 +115,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tar");
         std::fs::write(&path, b"headerBLOB-BYTEStrailer").unwrap();
-        let blob = BlobFile {
-            path,
-            offset: 6,
-            size: 10,
-        };
+        let blob = BlobFile::new(path, 6, 10);
         let mut read = String::new();
-        blob.open(5, 5)
-            .await
-            .unwrap()
-            .read_to_string(&mut read)
+        AsyncReadExt::read_to_string(&mut blob.open(5, 5).await.unwrap(), &mut read)
             .await
             .unwrap();
         assert_eq!(read, "BYTES");

@@ -12,11 +12,9 @@
 //! Names map as `DEST/<repository>:<tag>`: the tar's name for the image without its registry
 //! (`docker.io/library/nginx:1.27` → `DEST/library/nginx:1.27`), or `--as NAME`.
 
-use std::path::Path;
-
 use super::compose::LegacyLayer;
 use super::{BlobFile, Origin, PushBlob, PushImage, PushManifest, compose_manifest};
-use crate::bundle::{Bundle, BundleManifest, Image, Place, PlatformImage, blob_path};
+use crate::bundle::{Bundle, BundleFile, BundleManifest, Image, Place, PlatformImage, blob_path};
 use crate::cache::{BlobStore, CacheError};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -103,7 +101,7 @@ pub struct TarImages {
 /// platforms the tar does not all hold goes up as that platform's manifest alone.
 pub async fn tar_images(
     store: &BlobStore,
-    tar: &Path,
+    tar: &BundleFile,
     bundle: &Bundle,
     dest: &str,
     as_name: Option<&str>,
@@ -185,11 +183,7 @@ pub async fn tar_images(
     let attached =
         super::attachment_pushes(&images, &bundle.attachments, &chosen_from, |descriptor| {
             let origin = match bundle.contents.resolve(&blob_path(&descriptor.digest)) {
-                Some(file) => Origin::File(BlobFile {
-                    path: tar.to_path_buf(),
-                    offset: file.offset,
-                    size: file.size,
-                }),
+                Some(file) => Origin::File(BlobFile::in_bundle(tar, file.offset, file.size)),
                 None => Origin::AtDestination,
             };
             PushBlob {
@@ -243,7 +237,7 @@ pub async fn tar_images(
 /// index that names platforms the tar lacks cannot (the registry would refuse it): then only
 /// the `--platform` asked for goes up, as its own manifest.
 fn with_manifests(
-    tar: &Path,
+    tar: &BundleFile,
     image: &Image,
     platform: Option<&Platform>,
 ) -> Result<Found, TarError> {
@@ -301,11 +295,9 @@ fn with_manifests(
                 digest: blob.digest.clone(),
                 size: blob.size,
                 origin: match blob.place {
-                    Place::Tar { offset, .. } => Origin::File(BlobFile {
-                        path: tar.to_path_buf(),
-                        offset,
-                        size: blob.size,
-                    }),
+                    Place::Tar { offset, .. } => {
+                        Origin::File(BlobFile::in_bundle(tar, offset, blob.size))
+                    }
                     Place::LeftOut => Origin::AtDestination,
                 },
             });
@@ -330,20 +322,15 @@ fn with_manifests(
 /// 25): it gets a manifest of its own.
 async fn legacy(
     store: &BlobStore,
-    tar: &Path,
+    tar: &BundleFile,
     image: &Image,
     jobs: usize,
 ) -> Result<Found, TarError> {
     let platform = &image.platforms[0];
     let file = |blob: &crate::bundle::Blob| match blob.place {
-        Place::Tar { offset, is_tar } => Some((
-            BlobFile {
-                path: tar.to_path_buf(),
-                offset,
-                size: blob.size,
-            },
-            is_tar,
-        )),
+        Place::Tar { offset, is_tar } => {
+            Some((BlobFile::in_bundle(tar, offset, blob.size), is_tar))
+        }
         Place::LeftOut => None,
     };
     let Some((config_file, _)) = file(&platform.config) else {

@@ -7,7 +7,8 @@
 //! attestation and report survive), that `--verify-key` and `verify --key` accept a signature
 //! wherever cosign puts one (and one of an index alone), that `inspect` lists each artifact of
 //! a tar, that an artifact keeps its digest through copy, pull, export and push, and that
-//! cosign and oras read at the destination what haul pushed. The clients run offline with
+//! cosign and oras read at the destination what haul pushed, and skopeo finds there the
+//! cosign signature its `sigstoreSigned` policy would check. The clients run offline with
 //! keys they made (see harness/clients.rs).
 //!
 //! Over 600 lines because each scenario is a sequence of client and haul commands whose every
@@ -140,6 +141,32 @@ fn assert_kept_first(before: &[serde_json::Value], after: &[serde_json::Value], 
             .any(|l| l["digest"] == layer["digest"] && l["annotations"] == layer["annotations"]);
         assert!(!twice, "{what}: a layer is there twice: {after:#?}");
     }
+}
+
+/// Debian bookworm's skopeo (1.9.3, containers/image): a second reader of what haul wrote.
+const SKOPEO: &str = "/usr/bin/skopeo";
+
+/// `skopeo ARGS` with the clients' home as its home and without the caller's proxies; its
+/// output, whatever its exit.
+fn skopeo(clients: &Clients, args: &[&str]) -> std::process::Output {
+    let home = clients.home.path();
+    let mut command = std::process::Command::new(SKOPEO);
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_string_lossy()
+            .to_ascii_lowercase()
+            .ends_with("_proxy")
+        {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_RUNTIME_DIR", home);
+    output_within(&mut command, None, CLIENT_TIMEOUT)
 }
 
 /// Each digest once in `digests`.
@@ -743,6 +770,186 @@ fn cosign_and_oras_read_at_the_destination_what_haul_pushed_and_copied() {
                 "oras discover {at}: {artifact} listed as {kind}, at the source as \
                  {source_kind}, its artifactType {own}"
             );
+        }
+    }
+}
+
+/// What skopeo's `sigstoreSigned` policy checks at a site, for a cosign signature haul
+/// carried there. The policy a site would write for an image haul copied to SITE/mirror:
+///
+/// ```json
+/// {"default": [{"type": "reject"}],
+///  "transports": {"docker": {"SITE:PORT/mirror": [{"type": "sigstoreSigned",
+///    "keyPath": "src.pub",
+///    "signedIdentity": {"type": "exactRepository", "dockerRepository": "SOURCE:PORT/repo"}}]}}}
+/// ```
+///
+/// with `use-sigstore-attachments: true` for SITE:PORT in registries.d. `exactRepository`
+/// names the source's repository because cosign's payload names the repository it signed at,
+/// without tag or digest: `matchRepository` compares that with the site's name, and
+/// `matchRepoDigestOrExact` and `remapIdentity` refuse an identity without tag or digest.
+/// Tried by hand with trixie's skopeo 1.18: that policy accepts the copy, by tag and by
+/// digest, and refuses it with another key; the other three refuse it for its identity.
+///
+/// Bookworm's skopeo (1.9.3) cannot run it: Debian built it with sigstore verification
+/// patched out, so it refuses every `sigstoreSigned` requirement, whatever the key
+/// ("Debian-local change: sigstore disabled"); trixie's needs glibc 2.38. Its lookup is
+/// kept, though: it reads the signatures from the `.sig` tag as the policy does. So here
+/// skopeo reads them at the source and at each site, and `cosign verify-blob` checks what it
+/// read as the policy would: the source's key (not another), the digest, the identity.
+#[test]
+fn skopeo_finds_the_cosign_signature_haul_carried_where_its_policy_looks_and_it_holds() {
+    require_tool(SKOPEO);
+    let clients = Clients::new();
+    let source = Registry::start();
+    let repository = unique("test/skopeo");
+    let image = tiny(&source, &repository, "read by skopeo");
+    let digest = image.manifest_digest.clone();
+    let src = clients.key_pair("src");
+    let other = clients.key_pair("other");
+    clients.cosign_sign(&src, &pinned(&source.host(), &repository, &digest), &[]);
+
+    // Pushed under its own name; copied under the site's.
+    let haul = Haul::new();
+    haul.run(&[
+        "export",
+        &image.reference,
+        "--referrers",
+        "-o",
+        "signed.tar",
+    ])
+    .success();
+    let pushed = Registry::start();
+    haul.run(&["push", "signed.tar", &pushed.host()]).success();
+    let copied = Registry::start();
+    let mirror = unique("site/mirror");
+    haul.run(&[
+        "copy",
+        "--referrers",
+        &image.reference,
+        &format!("{}/{mirror}", copied.host()),
+    ])
+    .success();
+
+    // Where skopeo looks: the .sig tag (use-sigstore-attachments), and a lookaside folder
+    // that is empty, so no signature of the machine's is read.
+    let config = tempfile::tempdir().unwrap();
+    let registries_d = config.path().join("registries.d");
+    let lookaside = config.path().join("lookaside");
+    std::fs::create_dir_all(&registries_d).unwrap();
+    std::fs::create_dir_all(&lookaside).unwrap();
+    let mut yaml = String::from("docker:\n");
+    for host in [source.host(), pushed.host(), copied.host()] {
+        yaml.push_str(&format!(
+            "  {host}:\n    lookaside: file://{}\n    use-sigstore-attachments: true\n",
+            lookaside.display()
+        ));
+    }
+    std::fs::write(registries_d.join("haul-test.yaml"), yaml).unwrap();
+    // The check is cosign's, below: this policy only lets skopeo read.
+    let policy = config.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+
+    let mut at_source = None;
+    let sites = [
+        (&source, &repository),
+        (&pushed, &repository),
+        (&copied, &mirror),
+    ];
+    for (i, (site, name)) in sites.into_iter().enumerate() {
+        let reference = format!("docker://{}/{name}:v1", site.host());
+        let out = config.path().join(format!("out-{i}"));
+        let output = skopeo(
+            &clients,
+            &[
+                "copy",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--registries.d",
+                registries_d.to_str().unwrap(),
+                "--src-tls-verify=false",
+                &reference,
+                &format!("dir:{}", out.display()),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "skopeo copy {reference} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            sha256(&std::fs::read(out.join("manifest.json")).unwrap()),
+            digest,
+            "{reference}"
+        );
+        assert!(
+            !out.join("signature-2").exists(),
+            "{reference}: skopeo read more than the one signature"
+        );
+        let read = std::fs::read(out.join("signature-1"))
+            .unwrap_or_else(|e| panic!("{reference}: skopeo read no signature ({e})"));
+        match &at_source {
+            None => at_source = Some(read.clone()),
+            Some(source_read) => assert!(
+                read == *source_read,
+                "{reference}: skopeo read another signature than at the source"
+            ),
+        }
+
+        // containers/image's sigstore signature: a format byte string, then JSON.
+        let json = read
+            .strip_prefix(b"\0sigstore-json\n")
+            .unwrap_or_else(|| panic!("{reference}: no sigstore signature"));
+        let signature: serde_json::Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(
+            signature["mimeType"], "application/vnd.dev.cosign.simplesigning.v1+json",
+            "{signature:#}"
+        );
+        let payload = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            signature["payload"].as_str().unwrap(),
+        )
+        .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        let critical = &claims["critical"];
+        assert_eq!(critical["type"], "cosign container image signature");
+        assert_eq!(critical["image"]["docker-manifest-digest"], digest.as_str());
+        assert_eq!(
+            critical["identity"]["docker-reference"],
+            format!("{}/{repository}", source.host()),
+            "the identity is the source's repository, wherever the image is"
+        );
+
+        // The signature over the payload: the source's key, not another.
+        let payload_file = clients.write("payload.json", &payload);
+        let base64_signature = signature["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no signature annotation: {signature:#}"));
+        let signature_file = clients.write("payload.sig", base64_signature.as_bytes());
+        let (payload_path, signature_path) = (
+            payload_file.to_str().unwrap(),
+            signature_file.to_str().unwrap(),
+        );
+        for (key, holds) in [(&src, true), (&other, false)] {
+            let args = [
+                "verify-blob",
+                "--key",
+                key.public(),
+                "--signature",
+                signature_path,
+                "--insecure-ignore-tlog=true",
+                payload_path,
+            ];
+            if holds {
+                clients.ok(Client::Cosign, &args);
+            } else {
+                clients.fails(Client::Cosign, &args);
+            }
         }
     }
 }

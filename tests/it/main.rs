@@ -23,6 +23,7 @@ mod inspect;
 mod lists;
 mod load;
 mod networks;
+mod parts;
 mod progress;
 mod push;
 mod repository;

@@ -1,0 +1,120 @@
+//! Where a bundle is: one tar, or a parts set (named by its record `NAME.parts` or by its
+//! first part `NAME.001`). Every command that takes a bundle file opens it here, so `verify`,
+//! `load`, `push`, `inspect` and `--since` read a set as they read a tar: as one stream, never
+//! joined on disk.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Bundle, Problem};
+use crate::parts::read::{OpenError, PartProblem, PartsSet, ProblemLog};
+
+/// A bundle on disk.
+#[derive(Clone, Debug)]
+pub enum BundleFile {
+    Tar(PathBuf),
+    Parts(Arc<PartsSet>),
+}
+
+impl BundleFile {
+    /// What `path` names: a parts set when it is a record or a first part with its record
+    /// beside it, else a tar.
+    pub fn at(path: &Path) -> Result<BundleFile, OpenError> {
+        match crate::parts::set_of(path) {
+            Some(record) => Ok(BundleFile::Parts(Arc::new(PartsSet::open(&record)?))),
+            None => Ok(BundleFile::Tar(path.to_path_buf())),
+        }
+    }
+
+    /// For messages.
+    pub fn describe(&self) -> String {
+        match self {
+            BundleFile::Tar(path) => path.display().to_string(),
+            BundleFile::Parts(set) => set.describe(),
+        }
+    }
+
+    /// The tar's size.
+    pub fn len(&self) -> io::Result<u64> {
+        match self {
+            BundleFile::Tar(path) => Ok(std::fs::metadata(path)?.len()),
+            BundleFile::Parts(set) => Ok(set.record.size),
+        }
+    }
+
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads the bundle once.
+    pub async fn read(&self) -> io::Result<Bundle> {
+        self.read_counting(|_| {}).await
+    }
+
+    /// Reads the bundle once, telling `on_read` of the bytes as they go. A set's parts are
+    /// each checked on the way, and its recovery parts after: a part that is not as the set
+    /// recorded is the problem, named with what to do (what the tar reader saw past it would
+    /// only repeat it).
+    pub async fn read_counting(
+        &self,
+        on_read: impl FnMut(u64) + Send + Unpin,
+    ) -> io::Result<Bundle> {
+        match self {
+            BundleFile::Tar(path) => {
+                let file = tokio::fs::File::open(path).await?;
+                Ok(Bundle::read(crate::progress::Counting::new(file, on_read)).await)
+            }
+            BundleFile::Parts(set) => {
+                let log = ProblemLog::default();
+                let reader = crate::blocking::Reader::new(set.reader(log.clone(), false));
+                let mut bundle =
+                    Bundle::read(crate::progress::Counting::new(reader, on_read)).await;
+                let mut problems: Vec<PartProblem> = log.lock().unwrap().clone();
+                let checked = Arc::clone(set);
+                let recovery = crate::blocking::run(move || {
+                    let mut found = Vec::new();
+                    for part in checked.record.recovery.iter().flat_map(|r| &r.parts) {
+                        found.extend(checked.check_part(part)?);
+                    }
+                    Ok::<_, io::Error>(found)
+                })
+                .await?;
+                problems.extend(recovery);
+                if !problems.is_empty() {
+                    let advice = set.advice(problems.len());
+                    bundle.problems = problems
+                        .iter()
+                        .map(|p| Problem::Part {
+                            file: p.file.clone(),
+                            detail: format!("{p}; {advice}"),
+                        })
+                        .collect();
+                }
+                Ok(bundle)
+            }
+        }
+    }
+
+    /// The tar's bytes from the start, for a loader: a set stops at its first bad part, with
+    /// an error that names it.
+    pub fn stream(&self) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            BundleFile::Tar(path) => Ok(Box::new(std::fs::File::open(path)?)),
+            BundleFile::Parts(set) => Ok(Box::new(set.reader(ProblemLog::default(), true))),
+        }
+    }
+
+    /// `len` bytes of the tar from `offset`.
+    pub fn range(&self, offset: u64, len: u64) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            BundleFile::Tar(path) => {
+                use std::io::Seek;
+                let mut file = std::fs::File::open(path)?;
+                file.seek(io::SeekFrom::Start(offset))?;
+                Ok(Box::new(file.take(len)))
+            }
+            BundleFile::Parts(set) => Ok(Box::new(set.range(offset, len)?)),
+        }
+    }
+}
