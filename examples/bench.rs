@@ -253,6 +253,62 @@ fn main() {
     );
     eprintln!("warm…");
     let warm = run_median(RUNS, sync_drop, &export(&ref_v1));
+    // Parts for removable media (warm cache): against the warm export above.
+    eprintln!("parts…");
+    let haul_args = |args: &[&str]| -> Vec<String> {
+        let mut command = vec![
+            haul.clone(),
+            "-q".into(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        command
+    };
+    let verify_tar = run_median(
+        RUNS,
+        sync_drop,
+        &haul_args(&["verify", out.to_str().unwrap()]),
+    );
+    let parts_dir = work.path().join("parts");
+    let parts_tar = parts_dir.join("v1.tar");
+    let fresh_parts = || {
+        let _ = std::fs::remove_dir_all(&parts_dir);
+        std::fs::create_dir_all(&parts_dir).unwrap();
+        sync_drop();
+    };
+    let split = |extra: &[&str]| {
+        let mut args = vec!["export", &ref_v1, "-o", parts_tar.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        haul_args(&args)
+    };
+    let split_plain = run_median(RUNS, fresh_parts, &split(&["--split", "100M"]));
+    let split_parity = run_median(
+        RUNS,
+        fresh_parts,
+        &split(&["--split", "100M", "--parity", "2"]),
+    );
+    let record = parts_dir.join("v1.tar.parts");
+    let verify_parts = run_median(
+        RUNS,
+        sync_drop,
+        &haul_args(&["verify", record.to_str().unwrap()]),
+    );
+    let lost = parts_dir.join("v1.tar.002");
+    let repair = run_median(
+        RUNS,
+        || {
+            let _ = std::fs::remove_file(&lost);
+            sync_drop();
+        },
+        &haul_args(&["repair", record.to_str().unwrap()]),
+    );
+    let split_large = run_median(
+        RUNS,
+        fresh_parts,
+        &split(&["--split", "1G", "--parity", "1"]),
+    );
+
     eprintln!("incremental…");
     let cache_rm_v2 = || {
         let _ = Command::new(&haul)
@@ -588,6 +644,31 @@ fn main() {
             secs(whole)
         );
     }
+    let _ = writeln!(
+        table,
+        "- parts for removable media (warm cache): `--split 100M` {:.2} s ({:.2}x the unsplit \
+         export, target ≤ 1.1x), peak RSS {:.1} MiB; `--split 100M --parity 2` {:.2} s ({:.2}x, \
+         target ≤ 1.5x), peak RSS {:.1} MiB; `--split 1G --parity 1` (one part as large as the \
+         image) peak RSS {:.1} MiB (target < 128 MiB whatever the part size)",
+        secs(split_plain),
+        secs(split_plain) / secs(warm),
+        mib(split_plain),
+        secs(split_parity),
+        secs(split_parity) / secs(warm),
+        mib(split_parity),
+        mib(split_large)
+    );
+    let _ = writeln!(
+        table,
+        "- `haul verify` of those parts (and their 2 recovery parts): {:.2} s, against {:.2} s \
+         for the tar ({:.0} MB/s of parts read); `haul repair` of one lost 100 MiB part: {:.2} s, \
+         peak RSS {:.1} MiB",
+        secs(verify_parts),
+        secs(verify_tar),
+        (image_bytes as f64 + 2.0 * 100.0 * 1048576.0) / 1e6 / secs(verify_parts),
+        secs(repair),
+        mib(repair)
+    );
     let kept = |kept: bool| {
         if kept {
             "digest kept"
