@@ -262,7 +262,7 @@ fn main() {
             "--cache-dir".into(),
             cache.display().to_string(),
         ];
-        command.extend(args.iter().map(|a| a.to_string()));
+        command.extend(args.iter().map(ToString::to_string));
         command
     };
     let verify_tar = run_median(
