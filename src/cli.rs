@@ -604,6 +604,11 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N", requires = "split", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub parity: Option<u16>,
 
+    /// Write nothing: say what the export would write (bytes per image, new and left out),
+    /// and with --split in how many parts
+    #[arg(long, conflicts_with_all = ["load", "to", "receipt"])]
+    pub dry_run: bool,
+
     #[command(flatten)]
     pub signatures: SignatureArgs,
 }

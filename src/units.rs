@@ -1,4 +1,5 @@
-//! Sizes as people write them on the command line (`--limit-rate`, `--max-size`, `--split`).
+//! Sizes as people write them on the command line (`--limit-rate`, `--max-size`, `--split`),
+//! and counts as messages say them.
 
 /// `1536`, `500K`, `5M`, `1.5G`, `2T` (binary multiples; `KiB`, `MB` and `B` suffixes accepted).
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -32,6 +33,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?} is out of range"));
     }
     Ok(bytes as u64)
+}
+
+/// `1 layer`, `3 layers`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Attachment, Bundle, Image, Place};
 use crate::digest::Digest;
 use crate::progress::human_bytes;
+use crate::units::count;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
@@ -255,13 +256,5 @@ fn short_kind(media_type: &str) -> &str {
         OCI_MANIFEST => "OCI manifest",
         DOCKER_MANIFEST => "Docker manifest",
         other => other,
-    }
-}
-
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }

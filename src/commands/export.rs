@@ -111,6 +111,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         (output, _) => output,
     };
     let destination = session.destination(since, &output, args.full).await;
+    if args.dry_run {
+        let measured = session.measure(&plan, &attachments, layout, &destination)?;
+        print_plan(&output, &measured);
+        return Ok(());
+    }
     let exported = session
         .export(&plan, &attachments, layout, &output, &destination)
         .await?;
@@ -124,4 +129,59 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--dry-run`: what would be written, per image, and in how many parts.
+fn print_plan(output: &Output, measured: &crate::export::Measured) {
+    use crate::progress::human_bytes;
+    let about = if measured.estimated { "about " } else { "" };
+    let name = match output {
+        Output::Parts(split) => split.path.display().to_string(),
+        other => other.describe(),
+    };
+    println!(
+        "would write {name}: {about}{} ({} bytes)",
+        human_bytes(measured.size),
+        measured.size
+    );
+    for image in &measured.images {
+        let mut line = format!("  {}: {} new", image.name, human_bytes(image.bytes));
+        if image.left_out > 0 {
+            line += &format!(
+                ", {} layer{} left out ({})",
+                image.left_out,
+                if image.left_out == 1 { "" } else { "s" },
+                human_bytes(image.left_out_bytes)
+            );
+        }
+        println!("{line}");
+    }
+    if !measured.since.is_empty() {
+        println!(
+            "  a delta: what it leaves out is held where {} is loaded",
+            measured.since.join(", ")
+        );
+    }
+    if let Output::Parts(split) = output {
+        let parts = measured.size.div_ceil(split.part_size).max(1);
+        let media = parts + split.parity as u64;
+        let recovery = if split.parity > 0 {
+            format!(
+                ", and {} recovery part{} of {}",
+                split.parity,
+                if split.parity == 1 { "" } else { "s" },
+                human_bytes(split.part_size.min(measured.size))
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "in {parts} part{} of at most {}{recovery}: {media} medi{} of {}",
+            if parts == 1 { "" } else { "s" },
+            human_bytes(split.part_size),
+            if media == 1 { "um" } else { "a" },
+            human_bytes(split.part_size)
+        );
+    }
+    println!("nothing was written (--dry-run)");
 }

@@ -11,6 +11,7 @@ use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
 use crate::progress::human_bytes;
 use crate::signature::{self, PublicKey};
+use crate::units::count;
 use crate::verify::Report;
 
 pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
@@ -161,12 +162,4 @@ fn json(report: &Report) -> serde_json::Value {
         }
     }
     value
-}
-
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }

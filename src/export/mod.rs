@@ -231,6 +231,86 @@ pub async fn write_tar<S: BlobSource + 'static>(
     Ok(exported)
 }
 
+/// What a tar would hold (`--dry-run`).
+#[derive(Debug)]
+pub struct Measured {
+    /// Its size, the end-of-archive marker included.
+    pub size: u64,
+    /// Set when some layer's size is its compressed one, standing for an uncompressed form
+    /// not yet made.
+    pub estimated: bool,
+    /// Each image: its name, the bytes of its config and layers the tar holds, and the layers
+    /// (and their bytes) a delta leaves out.
+    pub images: Vec<MeasuredImage>,
+    /// The earlier bundles' images a delta relies on.
+    pub since: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct MeasuredImage {
+    pub name: String,
+    pub bytes: u64,
+    pub left_out: usize,
+    pub left_out_bytes: u64,
+}
+
+/// Measures `job` without reading a blob or writing a byte: the same entries, each blob at
+/// the size `sizes` gives.
+pub fn measure(
+    job: &TarJob,
+    sizes: std::collections::HashMap<Digest, u64>,
+) -> Result<Measured, ExportError> {
+    struct Sized(std::collections::HashMap<Digest, u64>);
+    impl BlobSource for Sized {
+        fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
+            let size = *self
+                .0
+                .get(digest)
+                .ok_or_else(|| format!("the plan does not know the size of {digest}"))?;
+            Ok(StoredBlob {
+                path: PathBuf::new(),
+                digest: digest.clone(),
+                size,
+            })
+        }
+    }
+    let images = job
+        .images
+        .iter()
+        .map(|image| {
+            let mut measured = MeasuredImage {
+                name: image.reference.to_string(),
+                bytes: sizes.get(&image.config.digest).copied().unwrap_or(0),
+                left_out: 0,
+                left_out_bytes: 0,
+            };
+            for i in 0..image.layers.len() {
+                let blob = image.tar_blob(i);
+                let size = sizes.get(blob).copied().unwrap_or(image.layers[i].size);
+                if job.left_out.blobs.contains_key(blob) {
+                    measured.left_out += 1;
+                    measured.left_out_bytes += size;
+                } else {
+                    measured.bytes += size;
+                }
+            }
+            measured
+        })
+        .collect();
+    let (writer, _) = write_entries(
+        job,
+        &mut Sized(sizes.clone()),
+        TarWriter::new(tar::Counter),
+        "",
+    )?;
+    Ok(Measured {
+        size: writer.finished_size(),
+        estimated: false,
+        images,
+        since: job.left_out.since.iter().cloned().collect(),
+    })
+}
+
 /// Streams the tar into the standard input of `command` (`docker load`) and waits for it.
 fn write_to_command<S: BlobSource>(
     job: &TarJob,

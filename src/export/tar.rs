@@ -17,9 +17,35 @@ const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 /// file or a pipe (`std::io::copy` specializes on the concrete types); a sink that cuts the
 /// stream (a parts set) copies piece by piece into its files.
 pub trait Sink: Write {
+    /// Copies `size` bytes of the file at `path` into the sink; returns the bytes copied.
+    fn copy_path(&mut self, path: &Path, size: u64) -> io::Result<u64> {
+        let file = File::open(path)?;
+        self.copy_file(&mut file.take(size))
+    }
+
     /// Copies all of `from` into the sink; returns the bytes copied.
     fn copy_file(&mut self, from: &mut io::Take<File>) -> io::Result<u64> {
         io::copy(from, self)
+    }
+}
+
+/// Counts what would be written, and reads nothing (`--dry-run`).
+#[derive(Default)]
+pub struct Counter;
+
+impl Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for Counter {
+    fn copy_path(&mut self, _: &Path, size: u64) -> io::Result<u64> {
+        Ok(size)
     }
 }
 
@@ -64,12 +90,11 @@ impl<W: Sink> TarWriter<W> {
     /// Copies `size` bytes of the file at `path` into the entry `name`. The file must hold
     /// exactly `size` bytes: a short file is an error, never a short entry.
     pub fn append_file(&mut self, name: &str, path: &Path, size: u64) -> io::Result<()> {
-        let file = File::open(path)?;
         let header = header(name, size, tar::EntryType::Regular, 0o644)?;
         self.write(header.as_bytes())?;
         self.out.flush()?;
         // File → File (or pipe) through std::io::copy: the kernel copies, no user buffer.
-        let copied = self.out.copy_file(&mut file.take(size))?;
+        let copied = self.out.copy_path(path, size)?;
         self.written += copied;
         if copied != size {
             return Err(io::Error::new(

@@ -197,3 +197,33 @@ impl Session {
         })
     }
 }
+
+/// The indexes single platforms of `plan` were chosen from that something refers to (a
+/// signature of the index): the tar carries them, so that the reference holds offline.
+pub(super) fn chosen_from_signed_indexes(
+    plan: &Plan,
+    attachments: &[Attachment],
+) -> Vec<AttachedManifest> {
+    let mut out: Vec<AttachedManifest> = Vec::new();
+    for (resolved, image) in plan.resolved.iter().zip(&plan.images) {
+        let Some(index) = &resolved.index else {
+            continue;
+        };
+        let written_whole = image.index.is_some();
+        let referred = attachments.iter().any(|a| a.subject == index.digest);
+        if written_whole || !referred || out.iter().any(|s| s.digest == index.digest) {
+            continue;
+        }
+        out.push(AttachedManifest {
+            digest: index.digest.clone(),
+            media_type: index
+                .content_type
+                .clone()
+                .filter(|t| crate::manifest::is_index(t))
+                .unwrap_or_else(|| crate::manifest::OCI_INDEX.to_string()),
+            size: index.bytes.len() as u64,
+            bytes: index.bytes.clone(),
+        });
+    }
+    out
+}

@@ -14,6 +14,7 @@ mod attachments;
 mod copy;
 mod error;
 mod signatures;
+mod tar_job;
 mod transports;
 
 use error::SignatureFailure;
@@ -362,67 +363,7 @@ impl Session {
         output: &Output,
         destination: &Destination,
     ) -> Result<Exported, PipelineError> {
-        // An artifact travels only as it is, in the OCI layout: a docker loader would take
-        // its files for filesystem layers.
-        for (image, config) in plan.resolved.iter().zip(&plan.configs) {
-            let Some(artifact_type) = &config.artifact_type else {
-                continue;
-            };
-            let why = match layout {
-                Layout::Docker | Layout::DockerV1 => {
-                    "the docker formats hold images for docker load"
-                }
-                Layout::Oci if plan.images.iter().any(|i| i.uncompressed) => {
-                    "--decompress applies to image layers"
-                }
-                Layout::Oci => continue,
-            };
-            return Err(PipelineError::ArtifactNeedsOci {
-                reference: image.reference.to_string(),
-                artifact_type: artifact_type.clone(),
-                why,
-            });
-        }
-        let candidates: Vec<delta::Candidate> = plan
-            .images
-            .iter()
-            .map(|image| delta::Candidate {
-                diff_ids: &image.diff_ids,
-                blobs: (0..image.layers.len())
-                    .map(|i| image.tar_blob(i).clone())
-                    .collect(),
-                sizes: (0..image.layers.len())
-                    .map(|i| {
-                        if image.uncompressed {
-                            self.store.size_of(image.tar_blob(i))
-                        } else {
-                            Some(image.layers[i].size)
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        let left_out = delta::left_out(&candidates, destination);
-        let mut needed: Vec<BlobRequest> = plan
-            .blobs
-            .iter()
-            .filter(|request| !left_out.blobs.contains_key(request.tar_blob()))
-            .cloned()
-            .collect();
-        // The attachments' blobs (in the cache already: found and fetched with them).
-        if let Some(first) = plan.resolved.first() {
-            for descriptor in attachments.iter().flat_map(|a| &a.blobs) {
-                if !needed
-                    .iter()
-                    .any(|r| r.descriptor.digest == descriptor.digest)
-                {
-                    needed.push(BlobRequest::new(
-                        first.reference.clone(),
-                        descriptor.clone(),
-                    ));
-                }
-            }
-        }
+        let (job, needed) = self.tar_job(plan, attachments, layout, destination)?;
         // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next
         // blob, and with it the downloads and a loader it feeds.
         let (_cancel, cancelled) = tokio::sync::watch::channel(());
@@ -430,13 +371,6 @@ impl Session {
             downloads: self.fetcher.start(&needed),
             runtime: tokio::runtime::Handle::current(),
             cancelled,
-        };
-        let job = TarJob {
-            images: plan.images.clone(),
-            layout,
-            left_out,
-            attachments: attachments.to_vec(),
-            subjects: chosen_from_signed_indexes(plan, attachments),
         };
         let exported = export::write_tar(job, downloads, output, self.progress.as_ref())
             .await
@@ -524,31 +458,4 @@ impl BlobSource for FromDownloads {
             }
         })
     }
-}
-
-/// The indexes single platforms of `plan` were chosen from that something refers to (a
-/// signature of the index): the tar carries them, so that the reference holds offline.
-fn chosen_from_signed_indexes(plan: &Plan, attachments: &[Attachment]) -> Vec<AttachedManifest> {
-    let mut out: Vec<AttachedManifest> = Vec::new();
-    for (resolved, image) in plan.resolved.iter().zip(&plan.images) {
-        let Some(index) = &resolved.index else {
-            continue;
-        };
-        let written_whole = image.index.is_some();
-        let referred = attachments.iter().any(|a| a.subject == index.digest);
-        if written_whole || !referred || out.iter().any(|s| s.digest == index.digest) {
-            continue;
-        }
-        out.push(AttachedManifest {
-            digest: index.digest.clone(),
-            media_type: index
-                .content_type
-                .clone()
-                .filter(|t| crate::manifest::is_index(t))
-                .unwrap_or_else(|| crate::manifest::OCI_INDEX.to_string()),
-            size: index.bytes.len() as u64,
-            bytes: index.bytes.clone(),
-        });
-    }
-    out
 }

@@ -5,13 +5,180 @@
 //! and its config lists one more diff_id and history entry); a layer with the same digest and
 //! annotations is the same signature and is not added twice. An `.sbom` is one document: one
 //! the destination holds is kept. (The OCI 1.1 fallback index is merged where it is written,
-//! in `Pusher::list_referrers`.)
+//! by [`Pusher::list_referrers`].)
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
+
+use super::{MemoryBlob, Origin, PushBlob, PushError, PushImage, PushManifest, Pusher};
+use crate::digest::Digest;
+use crate::reference::{Identifier, Reference};
+use crate::units::count;
 
 /// The annotation cosign writes on every layer of a merged manifest, empty where the layer
 /// carries no signature of its own (attestations).
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+impl Pusher {
+    /// Puts `top` under cosign's `tag`, merged with what the destination holds there (see
+    /// [`merge`]): nothing the destination has is dropped.
+    pub(super) async fn put_cosign_tag(
+        &self,
+        image: &PushImage,
+        tag: &str,
+        top: &PushManifest,
+        kind: CosignTag,
+    ) -> Result<(), PushError> {
+        let repository = &image.repository;
+        let existing = self
+            .client
+            .get_pushed_manifest(repository, &Identifier::Tag(tag.to_string()))
+            .await?;
+        let Some(existing) = existing.filter(|e| e.digest != top.digest) else {
+            return Ok(self
+                .client
+                .put_manifest(repository, tag, &top.media_type, &top.bytes)
+                .await?);
+        };
+        let named = || format!("{}:{tag}", repository.full_name());
+        if kind == CosignTag::Sbom {
+            tracing::warn!(
+                "{} holds another SBOM ({}); it is kept, not replaced by {}",
+                named(),
+                existing.digest,
+                top.digest
+            );
+            return Ok(());
+        }
+        let held: crate::manifest::ImageManifest = serde_json::from_slice(&existing.bytes)
+            .map_err(|e| PushError::Merge {
+                tag: named(),
+                detail: format!("its manifest is not an image manifest: {e}"),
+            })?;
+        let config = self
+            .client
+            .get_small_blob(repository, &held.config.digest, held.config.size)
+            .await?;
+        let merged =
+            merge(&existing.bytes, &config, &top.bytes).map_err(|detail| PushError::Merge {
+                tag: named(),
+                detail,
+            })?;
+        let Some(merged) = merged else {
+            // The destination holds every signature this push brings.
+            return Ok(());
+        };
+        let config = bytes::Bytes::from(merged.config);
+        let config_blob = PushBlob {
+            digest: Digest::of(&config),
+            size: config.len() as u64,
+            origin: Origin::Memory(MemoryBlob(config)),
+        };
+        if !self
+            .client
+            .has_blob(repository, &config_blob.digest)
+            .await?
+        {
+            self.upload(image, &config_blob).await?;
+        }
+        let media_type = held.media_type.as_deref().unwrap_or(&top.media_type);
+        let digest = Digest::of(&merged.manifest);
+        self.client
+            .put_manifest(
+                repository,
+                &digest.to_string(),
+                media_type,
+                &merged.manifest,
+            )
+            .await?;
+        self.client
+            .put_manifest(repository, tag, media_type, &merged.manifest)
+            .await?;
+        tracing::info!(
+            "{}: {} added to the {} the destination held",
+            named(),
+            count(merged.added, "layer"),
+            count(held.layers.len(), "layer")
+        );
+        Ok(())
+    }
+
+    /// Lists the untagged artifacts of `images` under the OCI 1.1 fallback tag of their subject
+    /// (`sha256-<hex>`, an index, merged with what it lists already), in each repository whose
+    /// registry does not offer the referrers API.
+    pub(super) async fn list_referrers(&self, images: &[PushImage]) -> Result<(), PushError> {
+        let mut groups: BTreeMap<(String, Digest), (Reference, Vec<&PushManifest>)> =
+            BTreeMap::new();
+        for image in images {
+            if let (Some(subject), Some(top)) = (&image.subject, image.manifests.last()) {
+                groups
+                    .entry((image.repository.full_name(), subject.clone()))
+                    .or_insert_with(|| (image.repository.clone(), Vec::new()))
+                    .1
+                    .push(top);
+            }
+        }
+        for ((_, subject), (repository, manifests)) in groups {
+            if self
+                .client
+                .get_referrers(&repository, &subject)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let tag = format!("{}-{}", subject.algorithm(), subject.hex());
+            let reference = repository.clone();
+            let mut entries: Vec<serde_json::Value> = match self
+                .client
+                .get_pushed_manifest(&reference, &Identifier::Tag(tag.clone()))
+                .await?
+            {
+                Some(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+                    .ok()
+                    .and_then(|v| v["manifests"].as_array().cloned())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            for manifest in manifests {
+                if entries
+                    .iter()
+                    .any(|e| e["digest"] == manifest.digest.to_string())
+                {
+                    continue;
+                }
+                let artifact: serde_json::Value =
+                    serde_json::from_slice(&manifest.bytes).unwrap_or_default();
+                let mut entry = serde_json::json!({
+                    "mediaType": manifest.media_type,
+                    "digest": manifest.digest.to_string(),
+                    "size": manifest.bytes.len(),
+                });
+                let artifact_type = artifact["artifactType"]
+                    .as_str()
+                    .or_else(|| artifact["config"]["mediaType"].as_str());
+                if let Some(artifact_type) = artifact_type {
+                    entry["artifactType"] = artifact_type.into();
+                }
+                if let Some(annotations) = artifact.get("annotations") {
+                    entry["annotations"] = annotations.clone();
+                }
+                entries.push(entry);
+            }
+            let index = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": crate::manifest::OCI_INDEX,
+                "manifests": entries,
+            }))
+            .expect("the index serializes");
+            self.client
+                .put_manifest(&repository, &tag, crate::manifest::OCI_INDEX, &index)
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 /// What cosign keeps under a tag of the form `sha256-<hex>.<suffix>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,8 +29,9 @@ use crate::cache::{LockMode, LockedFile};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::progress::{Event, Progress};
-use crate::reference::{Identifier, Reference};
+use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
+use crate::units::count;
 pub use compose::compose_manifest;
 pub use journal::{BlobLocations, FileJournal};
 pub use source::{BlobFile, MemoryBlob};
@@ -337,165 +338,6 @@ impl Pusher {
         Ok(summary)
     }
 
-    /// Puts `top` under cosign's `tag`, merged with what the destination holds there (see
-    /// [`merge`]): nothing the destination has is dropped.
-    async fn put_cosign_tag(
-        &self,
-        image: &PushImage,
-        tag: &str,
-        top: &PushManifest,
-        kind: merge::CosignTag,
-    ) -> Result<(), PushError> {
-        let repository = &image.repository;
-        let existing = self
-            .client
-            .get_pushed_manifest(repository, &Identifier::Tag(tag.to_string()))
-            .await?;
-        let Some(existing) = existing.filter(|e| e.digest != top.digest) else {
-            return Ok(self
-                .client
-                .put_manifest(repository, tag, &top.media_type, &top.bytes)
-                .await?);
-        };
-        let named = || format!("{}:{tag}", repository.full_name());
-        if kind == merge::CosignTag::Sbom {
-            tracing::warn!(
-                "{} holds another SBOM ({}); it is kept, not replaced by {}",
-                named(),
-                existing.digest,
-                top.digest
-            );
-            return Ok(());
-        }
-        let held: crate::manifest::ImageManifest = serde_json::from_slice(&existing.bytes)
-            .map_err(|e| PushError::Merge {
-                tag: named(),
-                detail: format!("its manifest is not an image manifest: {e}"),
-            })?;
-        let config = self
-            .client
-            .get_small_blob(repository, &held.config.digest, held.config.size)
-            .await?;
-        let merged = merge::merge(&existing.bytes, &config, &top.bytes).map_err(|detail| {
-            PushError::Merge {
-                tag: named(),
-                detail,
-            }
-        })?;
-        let Some(merged) = merged else {
-            // The destination holds every signature this push brings.
-            return Ok(());
-        };
-        let config = bytes::Bytes::from(merged.config);
-        let config_blob = PushBlob {
-            digest: Digest::of(&config),
-            size: config.len() as u64,
-            origin: Origin::Memory(MemoryBlob(config)),
-        };
-        if !self
-            .client
-            .has_blob(repository, &config_blob.digest)
-            .await?
-        {
-            self.upload(image, &config_blob).await?;
-        }
-        let media_type = held.media_type.as_deref().unwrap_or(&top.media_type);
-        let digest = Digest::of(&merged.manifest);
-        self.client
-            .put_manifest(
-                repository,
-                &digest.to_string(),
-                media_type,
-                &merged.manifest,
-            )
-            .await?;
-        self.client
-            .put_manifest(repository, tag, media_type, &merged.manifest)
-            .await?;
-        tracing::info!(
-            "{}: {} added to the {} the destination held",
-            named(),
-            count(merged.added, "layer"),
-            count(held.layers.len(), "layer")
-        );
-        Ok(())
-    }
-
-    /// Lists the untagged artifacts of `images` under the OCI 1.1 fallback tag of their subject
-    /// (`sha256-<hex>`, an index, merged with what it lists already), in each repository whose
-    /// registry does not offer the referrers API.
-    async fn list_referrers(&self, images: &[PushImage]) -> Result<(), PushError> {
-        let mut groups: BTreeMap<(String, Digest), (Reference, Vec<&PushManifest>)> =
-            BTreeMap::new();
-        for image in images {
-            if let (Some(subject), Some(top)) = (&image.subject, image.manifests.last()) {
-                groups
-                    .entry((image.repository.full_name(), subject.clone()))
-                    .or_insert_with(|| (image.repository.clone(), Vec::new()))
-                    .1
-                    .push(top);
-            }
-        }
-        for ((_, subject), (repository, manifests)) in groups {
-            if self
-                .client
-                .get_referrers(&repository, &subject)
-                .await?
-                .is_some()
-            {
-                continue;
-            }
-            let tag = format!("{}-{}", subject.algorithm(), subject.hex());
-            let reference = repository.clone();
-            let mut entries: Vec<serde_json::Value> = match self
-                .client
-                .get_pushed_manifest(&reference, &Identifier::Tag(tag.clone()))
-                .await?
-            {
-                Some(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
-                    .ok()
-                    .and_then(|v| v["manifests"].as_array().cloned())
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
-            for manifest in manifests {
-                if entries
-                    .iter()
-                    .any(|e| e["digest"] == manifest.digest.to_string())
-                {
-                    continue;
-                }
-                let artifact: serde_json::Value =
-                    serde_json::from_slice(&manifest.bytes).unwrap_or_default();
-                let mut entry = serde_json::json!({
-                    "mediaType": manifest.media_type,
-                    "digest": manifest.digest.to_string(),
-                    "size": manifest.bytes.len(),
-                });
-                let artifact_type = artifact["artifactType"]
-                    .as_str()
-                    .or_else(|| artifact["config"]["mediaType"].as_str());
-                if let Some(artifact_type) = artifact_type {
-                    entry["artifactType"] = artifact_type.into();
-                }
-                if let Some(annotations) = artifact.get("annotations") {
-                    entry["annotations"] = annotations.clone();
-                }
-                entries.push(entry);
-            }
-            let index = serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": crate::manifest::OCI_INDEX,
-                "manifests": entries,
-            }))
-            .expect("the index serializes");
-            self.client
-                .put_manifest(&repository, &tag, crate::manifest::OCI_INDEX, &index)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Uploads one blob; returns the body bytes sent.
     async fn upload(&self, image: &PushImage, blob: &PushBlob) -> Result<u64, PushError> {
         let source: Arc<dyn crate::registry::UploadSource> = match &blob.origin {
@@ -646,12 +488,4 @@ pub fn attachment_pushes(
 fn dedup_in_order(items: &mut Vec<String>) {
     let mut seen = BTreeSet::new();
     items.retain(|item| seen.insert(item.clone()));
-}
-
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }

@@ -48,6 +48,33 @@ fn parts_join_into_the_tar_check_with_coreutils_and_repair_themselves() {
     let haul = Haul::new();
     let whole = haul.export(&[&v1.reference], "v1.tar");
     std::fs::create_dir(haul.workdir.path().join("disc")).unwrap();
+
+    // --dry-run: the exact size, in how many parts, and nothing written.
+    let size = std::fs::metadata(&whole).unwrap().len();
+    let run = haul
+        .run(&[
+            "export",
+            &v1.reference,
+            "-o",
+            "disc/v1.tar",
+            "--split",
+            "256K",
+            "--parity",
+            "2",
+            "--dry-run",
+        ])
+        .success();
+    let plan = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(plan.contains(&format!("({size} bytes)")), "{plan}");
+    let parts = size.div_ceil(256 << 10);
+    assert!(
+        plan.contains(&format!(
+            "in {parts} parts of at most 256.0 KiB, and 2 recovery parts"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("{} media", parts + 2)), "{plan}");
+    assert!(files(&haul.workdir.path().join("disc")).is_empty());
     let run = haul
         .run(&[
             "export",
@@ -208,6 +235,23 @@ fn a_set_loads_pushes_and_bases_a_delta_without_being_joined() {
         run.stderr.contains("3 layer blobs left out"),
         "{}",
         run.stderr
+    );
+    let run = haul
+        .run(&[
+            "export",
+            &v2.reference,
+            "-o",
+            "v2.tar",
+            "--since",
+            "v1.tar.parts",
+            "--dry-run",
+        ])
+        .success();
+    let plan = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(plan.contains("3 layers left out"), "{plan}");
+    assert!(
+        plan.contains("a delta: what it leaves out is held where"),
+        "{plan}"
     );
     haul.run(&["verify", "v2.tar.parts"]).success();
 
