@@ -170,29 +170,44 @@ pub fn check(
 }
 
 /// The layers of `attachments` referring to one of `wanted` that carry signatures (simple
-/// signing payloads with their signature, sigstore bundles): the blobs a check reads.
-pub fn signature_blobs(
+/// signing payloads with their signature, sigstore bundles), in order, each once.
+fn signature_layers(
     attachments: &[crate::bundle::Attachment],
     wanted: &[&Digest],
 ) -> Vec<crate::manifest::Descriptor> {
     let mut out: Vec<crate::manifest::Descriptor> = Vec::new();
-    for attachment in attachments.iter().filter(|a| wanted.contains(&&a.subject)) {
-        for manifest in &attachment.manifests {
-            let Ok(image) =
-                serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
-            else {
-                continue;
-            };
-            for layer in image.layers {
-                let carries = (layer.media_type == SIMPLE_SIGNING
-                    && layer.annotations.contains_key(SIGNATURE_ANNOTATION))
-                    || sigstore::is_bundle(&layer.media_type);
-                if carries && !out.iter().any(|d| d.digest == layer.digest) {
-                    out.push(layer);
-                }
+    let manifests = attachments
+        .iter()
+        .filter(|a| wanted.contains(&&a.subject))
+        .flat_map(|a| &a.manifests);
+    for manifest in manifests {
+        let Ok(image) = serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
+        else {
+            continue;
+        };
+        for layer in image.layers {
+            let carries = (layer.media_type == SIMPLE_SIGNING
+                && layer.annotations.contains_key(SIGNATURE_ANNOTATION))
+                || sigstore::is_bundle(&layer.media_type);
+            let seen = out
+                .iter()
+                .any(|d| d.digest == layer.digest && d.annotations == layer.annotations);
+            if carries && !seen {
+                out.push(layer);
             }
         }
     }
+    out
+}
+
+/// The blobs a check of `attachments` for `wanted` reads: their signature layers, each once.
+pub fn signature_blobs(
+    attachments: &[crate::bundle::Attachment],
+    wanted: &[&Digest],
+) -> Vec<crate::manifest::Descriptor> {
+    let mut out = signature_layers(attachments, wanted);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|d| seen.insert(d.digest.clone()));
     out
 }
 
@@ -206,35 +221,19 @@ pub fn check_attachments(
     blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
 ) -> Result<(), Option<Rejection>> {
     let mut reason = None;
-    for attachment in attachments.iter().filter(|a| wanted.contains(&&a.subject)) {
-        for manifest in &attachment.manifests {
-            let Ok(image) =
-                serde_json::from_slice::<crate::manifest::ImageManifest>(&manifest.bytes)
-            else {
-                continue;
-            };
-            for layer in &image.layers {
-                let outcome = if layer.media_type == SIMPLE_SIGNING {
-                    let (Some(signed), Some(payload)) = (
-                        layer.annotations.get(SIGNATURE_ANNOTATION),
-                        blob(&layer.digest),
-                    ) else {
-                        continue;
-                    };
-                    check(keys, &payload, signed, wanted)
-                } else if sigstore::is_bundle(&layer.media_type) {
-                    let Some(bytes) = blob(&layer.digest) else {
-                        continue;
-                    };
-                    sigstore::check(keys, &bytes, wanted)
-                } else {
-                    continue;
-                };
-                match outcome {
-                    Ok(()) => return Ok(()),
-                    Err(rejection) => reason = Some(rejection),
-                }
+    for layer in signature_layers(attachments, wanted) {
+        let Some(bytes) = blob(&layer.digest) else {
+            continue;
+        };
+        let outcome = match layer.annotations.get(SIGNATURE_ANNOTATION) {
+            Some(signed) if layer.media_type == SIMPLE_SIGNING => {
+                check(keys, &bytes, signed, wanted)
             }
+            _ => sigstore::check(keys, &bytes, wanted),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(rejection) => reason = Some(rejection),
         }
     }
     Err(reason)
