@@ -34,30 +34,63 @@ pub struct PartsWriter {
     parts: Vec<TempFile>,
     current: Option<File>,
     current_len: u64,
-    hashing: Option<(
-        mpsc::Sender<File>,
-        std::thread::JoinHandle<io::Result<Hashes>>,
-    )>,
+    /// The size of each data part closed so far.
+    sizes: Vec<u64>,
+    hashing: Option<Hashing>,
 }
 
-/// What the hashing thread found: each data part's hashes, and the whole tar's.
-struct Hashes {
-    parts: Vec<PartHasher>,
-    whole: Verifier,
+/// Two threads beside the writer, each reading every finished part back (from the page
+/// cache) in order: one hashes each part (and flushes it to disk, while the next is being
+/// written), the other the whole tar. Apart, each hashes at one core's speed.
+struct Hashing {
+    parts: Worker<Vec<PartHasher>>,
+    whole: Worker<Verifier>,
+}
+
+struct Worker<T> {
+    sender: mpsc::Sender<File>,
+    thread: std::thread::JoinHandle<io::Result<T>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(
+        name: &str,
+        work: impl FnOnce(mpsc::Receiver<File>) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<Worker<T>> {
+        let (sender, receiver) = mpsc::channel::<File>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || work(receiver))?;
+        Ok(Worker { sender, thread })
+    }
+
+    fn send(&self, file: File) -> io::Result<()> {
+        self.sender
+            .send(file)
+            .map_err(|_| io::Error::other("a thread hashing the parts stopped"))
+    }
+
+    fn finish(self) -> io::Result<T> {
+        drop(self.sender);
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("a thread hashing the parts panicked"))?
+    }
 }
 
 impl PartsWriter {
     pub fn new(split: Split) -> io::Result<PartsWriter> {
-        let (sender, receiver) = mpsc::channel::<File>();
-        let thread = std::thread::Builder::new()
-            .name("haul-parts-hash".to_string())
-            .spawn(move || hash_parts(receiver))?;
+        let hashing = Hashing {
+            parts: Worker::spawn("haul-parts-hash", hash_each_part)?,
+            whole: Worker::spawn("haul-tar-hash", hash_whole)?,
+        };
         Ok(PartsWriter {
             split,
             parts: Vec::new(),
             current: None,
             current_len: 0,
-            hashing: Some((sender, thread)),
+            sizes: Vec::new(),
+            hashing: Some(hashing),
         })
     }
 
@@ -82,12 +115,12 @@ impl PartsWriter {
         let Some(file) = self.current.take() else {
             return Ok(());
         };
-        let reader = File::open(&self.parts.last().expect("a part").temp_path)?;
         drop(file);
-        if let Some((sender, _)) = &self.hashing {
-            sender
-                .send(reader)
-                .map_err(|_| io::Error::other("the thread hashing the parts stopped"))?;
+        self.sizes.push(self.current_len);
+        let path = &self.parts.last().expect("a part").temp_path;
+        if let Some(hashing) = &self.hashing {
+            hashing.parts.send(File::open(path)?)?;
+            hashing.whole.send(File::open(path)?)?;
         }
         Ok(())
     }
@@ -98,26 +131,13 @@ impl PartsWriter {
             self.part()?;
         }
         self.close_current()?;
-        let (sender, thread) = self.hashing.take().expect("hashing runs until finish");
-        drop(sender);
-        let hashes = thread
-            .join()
-            .map_err(|_| io::Error::other("the thread hashing the parts panicked"))??;
-        for part in &self.parts {
-            part.file.sync_all()?;
-        }
         let name = file_name(&self.split.path)?;
         let count = self.parts.len();
-        let records: Vec<PartRecord> = hashes
-            .parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, hasher)| hasher.finish(data_part_name(&name, i, count)))
-            .collect();
-        let part_size = records[0].size;
-        let size: u64 = records.iter().map(|p| p.size).sum();
+        let part_size = self.sizes[0];
+        let size: u64 = self.sizes.iter().sum();
 
-        // Recovery parts, from the data parts read back stripe by stripe.
+        // Recovery parts, from the data parts read back stripe by stripe, while the hashing
+        // threads finish on the other core.
         let mut recovery_temps = Vec::new();
         let mut recovery = None;
         if self.split.parity > 0 {
@@ -125,8 +145,8 @@ impl PartsWriter {
             let data: Vec<(File, u64)> = self
                 .parts
                 .iter()
-                .zip(&records)
-                .map(|(temp, record)| Ok((File::open(&temp.temp_path)?, record.size)))
+                .zip(&self.sizes)
+                .map(|(temp, size)| Ok((File::open(&temp.temp_path)?, *size)))
                 .collect::<io::Result<_>>()?;
             let mut files: Vec<(File, PartHasher)> = Vec::new();
             for i in 0..self.split.parity {
@@ -146,11 +166,20 @@ impl PartsWriter {
                 parts,
             });
         }
+        let hashing = self.hashing.take().expect("hashing runs until finish");
+        let records: Vec<PartRecord> = hashing
+            .parts
+            .finish()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, hasher)| hasher.finish(data_part_name(&name, i, count)))
+            .collect();
+        let whole = hashing.whole.finish()?;
         let record = PartsRecord {
             version: parts::RECORD_VERSION,
             name: name.clone(),
             size,
-            digest: hashes.whole.finish(),
+            digest: whole.finish(),
             part_size,
             parts: records,
             recovery,
@@ -221,27 +250,36 @@ impl Sink for PartsWriter {
     }
 }
 
-/// Hashes each part sent, in order, and the whole tar across them.
-fn hash_parts(parts: mpsc::Receiver<File>) -> io::Result<Hashes> {
-    use std::io::Read;
-    let mut hashes = Hashes {
-        parts: Vec::new(),
-        whole: Verifier::new(),
-    };
-    let mut buffer = vec![0u8; 1 << 20];
+/// Hashes each part sent, then flushes it to disk.
+fn hash_each_part(parts: mpsc::Receiver<File>) -> io::Result<Vec<PartHasher>> {
+    let mut hashers = Vec::new();
     for mut file in parts {
         let mut hasher = PartHasher::default();
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            hashes.whole.update(&buffer[..read]);
-        }
-        hashes.parts.push(hasher);
+        read_all(&mut file, |bytes| hasher.update(bytes))?;
+        file.sync_all()?;
+        hashers.push(hasher);
     }
-    Ok(hashes)
+    Ok(hashers)
+}
+
+/// Hashes the parts sent, in order, as the one tar they are.
+fn hash_whole(parts: mpsc::Receiver<File>) -> io::Result<Verifier> {
+    let mut whole = Verifier::new();
+    for mut file in parts {
+        read_all(&mut file, |bytes| whole.update(bytes))?;
+    }
+    Ok(whole)
+}
+
+fn read_all(file: &mut File, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(());
+        }
+        each(&buffer[..read]);
+    }
 }
 
 fn file_name(path: &Path) -> io::Result<String> {
