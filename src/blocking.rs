@@ -24,28 +24,50 @@ where
     }
 }
 
-/// An async reader over a std one: each read runs on a blocking thread, a MiB at a time.
+/// An async reader over a std one: each read (a MiB) runs on a blocking thread, and the next
+/// one starts as soon as the last is handed out, so the reading (and whatever the std reader
+/// does per byte, such as hashing a part) goes on while the caller works on what it got.
 pub struct Reader<R> {
-    state: State<R>,
+    /// The std reader, when no read is in flight.
+    idle: Option<R>,
+    reading: Option<tokio::task::JoinHandle<ReadDone<R>>>,
+    /// Bytes read and not yet handed out: `buffer[start..end]`.
+    ready: Option<(Vec<u8>, usize, usize)>,
+    spare: Vec<Vec<u8>>,
+    /// The std reader said end of input, or failed (the error is handed out after the bytes
+    /// read before it).
+    ended: Option<io::Result<()>>,
 }
 
-enum State<R> {
-    Idle(Option<(R, Vec<u8>)>),
-    Reading(tokio::task::JoinHandle<(R, Vec<u8>, io::Result<usize>)>),
-    /// Bytes read and not yet handed out: `buffer[start..end]`.
-    Ready {
-        reader: R,
-        buffer: Vec<u8>,
-        start: usize,
-        end: usize,
-    },
-}
+const READ_BYTES: usize = 1 << 20;
+
+/// What one read on the blocking thread gives back: the reader, the buffer, and how it went.
+type ReadDone<R> = (R, Vec<u8>, io::Result<usize>);
 
 impl<R: Read + Send + 'static> Reader<R> {
     pub fn new(reader: R) -> Reader<R> {
         Reader {
-            state: State::Idle(Some((reader, vec![0u8; 1 << 20]))),
+            idle: Some(reader),
+            reading: None,
+            ready: None,
+            spare: Vec::new(),
+            ended: None,
         }
+    }
+
+    /// Starts the next read, when the reader is idle and the input has not ended.
+    fn read_ahead(&mut self) {
+        if self.ended.is_some() {
+            return;
+        }
+        let Some(mut reader) = self.idle.take() else {
+            return;
+        };
+        let mut buffer = self.spare.pop().unwrap_or_else(|| vec![0u8; READ_BYTES]);
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            let read = reader.read(&mut buffer);
+            (reader, buffer, read)
+        }));
     }
 }
 
@@ -55,53 +77,50 @@ impl<R: Read + Send + Unpin + 'static> AsyncRead for Reader<R> {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         loop {
-            match &mut self.state {
-                State::Ready {
-                    buffer, start, end, ..
-                } => {
-                    let n = (*end - *start).min(out.remaining());
-                    out.put_slice(&buffer[*start..*start + n]);
-                    *start += n;
-                    if *start == *end
-                        && let State::Ready { reader, buffer, .. } =
-                            std::mem::replace(&mut self.state, State::Idle(None))
-                    {
-                        self.state = State::Idle(Some((reader, buffer)));
-                    }
-                    return Poll::Ready(Ok(()));
+            if let Some((buffer, start, end)) = &mut this.ready {
+                let n = (*end - *start).min(out.remaining());
+                out.put_slice(&buffer[*start..*start + n]);
+                *start += n;
+                if *start == *end {
+                    let (buffer, ..) = this.ready.take().expect("ready");
+                    this.spare.push(buffer);
                 }
-                State::Idle(idle) => {
-                    let (mut reader, mut buffer) = idle.take().expect("the reader is idle");
-                    self.state = State::Reading(tokio::task::spawn_blocking(move || {
-                        let read = reader.read(&mut buffer);
-                        (reader, buffer, read)
-                    }));
-                }
-                State::Reading(task) => {
-                    let (reader, buffer, read) = match Pin::new(task).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(done)) => done,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                    };
-                    match read {
-                        Ok(0) => {
-                            self.state = State::Idle(Some((reader, buffer)));
-                            return Poll::Ready(Ok(()));
-                        }
-                        Ok(end) => {
-                            self.state = State::Ready {
-                                reader,
-                                buffer,
-                                start: 0,
-                                end,
-                            }
-                        }
-                        Err(e) => {
-                            self.state = State::Idle(Some((reader, buffer)));
-                            return Poll::Ready(Err(e));
-                        }
+                this.read_ahead();
+                return Poll::Ready(Ok(()));
+            }
+            if this.reading.is_none() {
+                match this.ended.take() {
+                    // End of input: no bytes, and no more reads.
+                    Some(Ok(())) => {
+                        this.ended = Some(Ok(()));
+                        return Poll::Ready(Ok(()));
                     }
+                    Some(Err(e)) => return Poll::Ready(Err(e)),
+                    None => this.read_ahead(),
+                }
+            }
+            let task = this.reading.as_mut().expect("a read is in flight");
+            let (reader, buffer, read) = match Pin::new(task).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(done)) => done,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            };
+            this.reading = None;
+            this.idle = Some(reader);
+            match read {
+                Ok(0) => {
+                    this.spare.push(buffer);
+                    this.ended = Some(Ok(()));
+                }
+                Ok(end) => {
+                    this.ready = Some((buffer, 0, end));
+                    this.read_ahead();
+                }
+                Err(e) => {
+                    this.spare.push(buffer);
+                    this.ended = Some(Err(e));
                 }
             }
         }
@@ -118,5 +137,24 @@ mod tests {
         let mut out = Vec::new();
         reader.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, bytes);
+
+        // An error comes after the bytes read before it, and then again.
+        struct Failing(usize);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("part 2 is damaged"));
+                }
+                let n = self.0.min(buffer.len());
+                buffer[..n].fill(7);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut reader = super::Reader::new(Failing(3 << 20));
+        let mut out = Vec::new();
+        let error = reader.read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(out.len(), 3 << 20);
+        assert!(error.to_string().contains("damaged"), "{error}");
     }
 }

@@ -266,6 +266,98 @@ fn a_set_loads_pushes_and_bases_a_delta_without_being_joined() {
 }
 
 #[test]
+fn several_images_every_format_signatures_and_receipts_go_into_parts() {
+    let registry = Registry::start();
+    let seed = unique_seed();
+    let a = app(&registry, "v1", seed);
+    let b = app(&registry, "v1", seed + 10);
+    let clients = Clients::new();
+    let key = clients.key_pair("site");
+    let repository_of_a = a.reference.rsplit_once(':').unwrap().0;
+    clients.cosign_sign(
+        &key,
+        &format!("{repository_of_a}@{}", a.manifest_digest),
+        &[],
+    );
+    let haul = Haul::new();
+
+    // Two images, the OCI layout, what refers to them, and a receipt: in parts, checked
+    // offline with the key, listed by inspect.
+    let run = haul.run(&[
+        "export",
+        &a.reference,
+        &b.reference,
+        "-o",
+        "two.tar",
+        "--format",
+        "oci",
+        "--referrers",
+        "--split",
+        "64K",
+        "--parity",
+        "1",
+        "--receipt",
+        "two.receipt",
+    ]);
+    let run = run.success();
+    assert!(
+        haul.workdir.path().join("two.tar.parts").is_file(),
+        "{}",
+        run.stderr
+    );
+    haul.run(&["verify", "two.tar.parts", "--key", key.public()])
+        .failure(&["1 image in it is", "not signed", &b.reference]);
+    let listing = haul.run(&["inspect", "--json", "two.tar.parts"]).success();
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(
+        listing[0]["images"].as_array().unwrap().len(),
+        2,
+        "{listing}"
+    );
+    let signed = listing[0]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["names"][0] == a.reference.as_str())
+        .unwrap();
+    assert_eq!(
+        signed["referrers"][0]["kind"], "signature (cosign)",
+        "{signed}"
+    );
+
+    // A delta against the receipt, in parts too.
+    haul.run(&[
+        "export",
+        &a.reference,
+        "-o",
+        "again.tar",
+        "--since",
+        "two.receipt",
+        "--split",
+        "64K",
+    ])
+    .success();
+    haul.run(&["verify", "again.tar.parts"]).success();
+
+    // The classic layout in parts loads into a real engine.
+    haul.run(&[
+        "export",
+        &b.reference,
+        "-o",
+        "classic.tar",
+        "--format",
+        "docker-v1",
+        "--split",
+        "256K",
+    ])
+    .success();
+    let classic = Engine::Classic;
+    let _cleanup = classic.cleanup(&[&b.reference]);
+    haul.run(&["load", "classic.tar.parts"]).success();
+    assert_eq!(classic.image_id(&b.reference), b.config_digest);
+}
+
+#[test]
 fn split_says_what_it_cannot_do() {
     let haul = Haul::new();
     let usage = haul.run(&["export", "127.0.0.1:1/x:1", "--split", "1G", "-o", "-"]);
