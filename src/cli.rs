@@ -35,7 +35,9 @@ Examples:
   haul export 127.0.0.1:5000/team/app:1 -o - | docker load
   haul export app:1 --offline -o app.tar           # from the cache alone
   haul export app:v1 -o v1.tar --receipt v1.receipt
-  haul export app:v2 -o v2-delta.tar --since v1.receipt   # only what the site lacks";
+  haul export app:v2 -o v2-delta.tar --since v1.receipt   # only what the site lacks
+  haul export -f release.txt -o r1.tar --split dvd --parity 2   # DVDs, any 2 may be lost
+  haul export -f release.txt -o r1.tar --split dvd --dry-run    # how much, how many discs";
 
 const PULL_EXAMPLES: &str = "\
 Examples:
