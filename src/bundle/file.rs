@@ -68,8 +68,11 @@ impl BundleFile {
             BundleFile::Parts(set) => {
                 let log = ProblemLog::default();
                 let reader = crate::blocking::Reader::new(set.reader(log.clone(), false));
-                let mut bundle =
-                    Bundle::read(crate::progress::Counting::new(reader, on_read)).await;
+                let mut reader = crate::progress::Counting::new(reader, on_read);
+                let mut bundle = Bundle::read(&mut reader).await;
+                // The tar reader stops early where the tar stops making sense (past a missing
+                // part, say): the rest is read too, so that every part is checked.
+                tokio::io::copy(&mut reader, &mut tokio::io::sink()).await?;
                 let mut problems: Vec<PartProblem> = log.lock().unwrap().clone();
                 let checked = Arc::clone(set);
                 let recovery = crate::blocking::run(move || {

@@ -114,8 +114,18 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     for problem in &report.problems {
         eprintln!("problem: {problem}");
     }
+    // A set's lost parts: what to do is said with them (repair, or copy them again).
+    let what_to_do = if bundle
+        .problems
+        .iter()
+        .all(|p| matches!(p, crate::bundle::Problem::Part { .. }))
+    {
+        "Do as said above before carrying or loading it"
+    } else {
+        "Do not carry it; export or copy it again"
+    };
     bail!(
-        "{name} is not whole: {} (listed above). Do not carry it; export or copy it again",
+        "{name} is not whole: {} (listed above). {what_to_do}",
         count(report.problems.len(), "problem")
     )
 }
