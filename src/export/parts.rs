@@ -101,7 +101,8 @@ impl PartsWriter {
         }
         if self.current.is_none() {
             // Named by position for now; the final names need the count.
-            let provisional = part_path(&self.split.path, &format!("{}", self.parts.len() + 1));
+            let provisional =
+                parts::with_suffix(&self.split.path, &format!("{}", self.parts.len() + 1));
             let temp = TempFile::create(&provisional)?;
             self.current = Some(temp.file.try_clone()?);
             self.parts.push(temp);
@@ -150,7 +151,10 @@ impl PartsWriter {
                 .collect::<io::Result<_>>()?;
             let mut files: Vec<(File, PartHasher)> = Vec::new();
             for i in 0..self.split.parity {
-                let temp = TempFile::create(&part_path(&self.split.path, &format!("r{}", i + 1)))?;
+                let temp = TempFile::create(&parts::with_suffix(
+                    &self.split.path,
+                    &format!("r{}", i + 1),
+                ))?;
                 files.push((temp.file.try_clone()?, PartHasher::default()));
                 recovery_temps.push(temp);
             }
@@ -255,7 +259,7 @@ fn hash_each_part(parts: mpsc::Receiver<File>) -> io::Result<Vec<PartHasher>> {
     let mut hashers = Vec::new();
     for mut file in parts {
         let mut hasher = PartHasher::default();
-        read_all(&mut file, |bytes| hasher.update(bytes))?;
+        parts::read_through(&mut file, |bytes| hasher.update(bytes))?;
         file.sync_all()?;
         hashers.push(hasher);
     }
@@ -266,20 +270,9 @@ fn hash_each_part(parts: mpsc::Receiver<File>) -> io::Result<Vec<PartHasher>> {
 fn hash_whole(parts: mpsc::Receiver<File>) -> io::Result<Verifier> {
     let mut whole = Verifier::new();
     for mut file in parts {
-        read_all(&mut file, |bytes| whole.update(bytes))?;
+        parts::read_through(&mut file, |bytes| whole.update(bytes))?;
     }
     Ok(whole)
-}
-
-fn read_all(file: &mut File, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            return Ok(());
-        }
-        each(&buffer[..read]);
-    }
 }
 
 fn file_name(path: &Path) -> io::Result<String> {
@@ -291,14 +284,6 @@ fn file_name(path: &Path) -> io::Result<String> {
                 "the output path has no file name",
             )
         })
-}
-
-/// `DIR/NAME.suffix` for the tar `DIR/NAME`.
-fn part_path(tar: &Path, suffix: &str) -> PathBuf {
-    let mut name = tar.as_os_str().to_os_string();
-    name.push(".");
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Removes the parts of an earlier set named `name` beside `tar` (`NAME.001`…, `NAME.r01`…).

@@ -152,7 +152,8 @@ pub fn recovery_part_name(name: &str, index: usize, count: usize) -> String {
     format!("{name}.r{:0width$}", index + 1)
 }
 
-fn with_suffix(tar: &Path, suffix: &str) -> PathBuf {
+/// `DIR/NAME.suffix` for the tar `DIR/NAME`.
+pub fn with_suffix(tar: &Path, suffix: &str) -> PathBuf {
     let mut name = tar.as_os_str().to_os_string();
     name.push(".");
     name.push(suffix);
@@ -174,6 +175,19 @@ pub fn set_of(path: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Reads `file` to its end, a MiB at a time, handing each piece to `each` (a hasher).
+pub fn read_through(file: &mut std::fs::File, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(());
+        }
+        each(&buffer[..read]);
+    }
 }
 
 /// A part size: a number with K, M or G (powers of 1024, as `--limit-rate`), or a medium.

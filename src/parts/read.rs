@@ -138,14 +138,7 @@ impl PartsSet {
             Err(e) => return Err(e),
         };
         let mut hasher = PartHasher::default();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
+        super::read_through(&mut file, |bytes| hasher.update(bytes))?;
         Ok(judge(part, hasher))
     }
 
