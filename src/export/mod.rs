@@ -168,6 +168,8 @@ pub async fn write_tar<S: BlobSource + 'static>(
         let name = name.clone();
         move |source| ExportError::Write { path: name, source }
     };
+    // With `--split`: how many data and recovery parts the set has.
+    let mut parts_written = None;
     let exported = match output {
         Output::File(path) => {
             let path = path.clone();
@@ -211,10 +213,15 @@ pub async fn write_tar<S: BlobSource + 'static>(
                     write_entries(&job, &mut blobs, TarWriter::new(writer), &name)?;
                 let size = writer.finished_size();
                 let parts = writer.finish().map_err(write_error.clone())?;
-                parts.finish().map_err(write_error)?;
-                Ok::<_, ExportError>(Exported { size, bundle })
+                let record = parts.finish().map_err(write_error)?;
+                let counts = (record.parts.len(), record.parity());
+                Ok::<_, ExportError>((Exported { size, bundle }, counts))
             })
-            .await?
+            .await
+            .map(|(exported, counts)| {
+                parts_written = Some(counts);
+                exported
+            })?
         }
         Output::Engine(engine) => {
             let command = engine.load_command();
@@ -227,6 +234,7 @@ pub async fn write_tar<S: BlobSource + 'static>(
         into_engine: matches!(output, Output::Engine(_)),
         left_out,
         since,
+        parts: parts_written,
     });
     Ok(exported)
 }

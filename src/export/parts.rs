@@ -1,9 +1,13 @@
 //! `--split SIZE [--parity N]`: the tar streamed into data parts of at most SIZE bytes, under
 //! temporary names. A thread beside the writer hashes each part once it is complete (the
-//! writer copies cached blobs with `copy_file_range` and never sees their bytes), and the
-//! whole tar on the same pass. At the end come the recovery parts, then every part takes its
-//! name, and the checksums (`NAME.sha256`) and the record (`NAME.parts`) are written last. An
+//! writer copies cached blobs with `copy_file_range` and never sees their bytes), and another
+//! flushes it to disk. At the end come the recovery parts, then every part takes its name,
+//! and the checksums (`NAME.sha256`) and the record (`NAME.parts`) are written last. An
 //! export that fails leaves no part under a final name.
+//!
+//! The record holds no SHA-256 of the whole tar: the parts' checksums, in order, already
+//! fix every byte of it, and a second hash of every byte cost a warm export 1.02x -> 1.20x
+//! of the unsplit one on two cores.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -11,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use super::tar::Sink;
-use crate::digest::Verifier;
 use crate::fsx::TempFile;
 use crate::parts::{
     self, PartHasher, PartRecord, PartsRecord, Recovery, data_part_name, parity, recovery_part_name,
@@ -39,12 +42,12 @@ pub struct PartsWriter {
     hashing: Option<Hashing>,
 }
 
-/// Two threads beside the writer, each reading every finished part back (from the page
-/// cache) in order: one hashes each part (and flushes it to disk, while the next is being
-/// written), the other the whole tar. Apart, each hashes at one core's speed.
+/// Two threads beside the writer, each taking every finished part in order: one reads it
+/// back (from the page cache) and hashes it, the other flushes it to disk. Together they
+/// would make the hashing wait for the disk.
 struct Hashing {
     parts: Worker<Vec<PartHasher>>,
-    whole: Worker<Verifier>,
+    flush: Worker<()>,
 }
 
 struct Worker<T> {
@@ -82,7 +85,7 @@ impl PartsWriter {
     pub fn new(split: Split) -> io::Result<PartsWriter> {
         let hashing = Hashing {
             parts: Worker::spawn("haul-parts-hash", hash_each_part)?,
-            whole: Worker::spawn("haul-tar-hash", hash_whole)?,
+            flush: Worker::spawn("haul-parts-flush", flush_each_part)?,
         };
         Ok(PartsWriter {
             split,
@@ -121,7 +124,7 @@ impl PartsWriter {
         let path = &self.parts.last().expect("a part").temp_path;
         if let Some(hashing) = &self.hashing {
             hashing.parts.send(File::open(path)?)?;
-            hashing.whole.send(File::open(path)?)?;
+            hashing.flush.send(File::open(path)?)?;
         }
         Ok(())
     }
@@ -132,13 +135,14 @@ impl PartsWriter {
             self.part()?;
         }
         self.close_current()?;
+        let hashing = self.hashing.take().expect("hashing runs until finish");
         let name = file_name(&self.split.path)?;
         let count = self.parts.len();
         let part_size = self.sizes[0];
         let size: u64 = self.sizes.iter().sum();
 
         // Recovery parts, from the data parts read back stripe by stripe, while the hashing
-        // threads finish on the other core.
+        // thread finishes on the other core; the flushing thread takes them too.
         let mut recovery_temps = Vec::new();
         let mut recovery = None;
         if self.split.parity > 0 {
@@ -161,7 +165,7 @@ impl PartsWriter {
             parity::encode(&data, part_size, stripe, &mut files)?;
             let mut parts = Vec::new();
             for (i, (file, hasher)) in files.into_iter().enumerate() {
-                file.sync_all()?;
+                hashing.flush.send(file)?;
                 parts.push(hasher.finish(recovery_part_name(&name, i, self.split.parity)));
             }
             recovery = Some(Recovery {
@@ -170,7 +174,6 @@ impl PartsWriter {
                 parts,
             });
         }
-        let hashing = self.hashing.take().expect("hashing runs until finish");
         let records: Vec<PartRecord> = hashing
             .parts
             .finish()?
@@ -178,12 +181,11 @@ impl PartsWriter {
             .enumerate()
             .map(|(i, hasher)| hasher.finish(data_part_name(&name, i, count)))
             .collect();
-        let whole = hashing.whole.finish()?;
+        hashing.flush.finish()?;
         let record = PartsRecord {
             version: parts::RECORD_VERSION,
             name: name.clone(),
             size,
-            digest: whole.finish(),
             part_size,
             parts: records,
             recovery,
@@ -254,25 +256,23 @@ impl Sink for PartsWriter {
     }
 }
 
-/// Hashes each part sent, then flushes it to disk.
+/// Hashes each part sent.
 fn hash_each_part(parts: mpsc::Receiver<File>) -> io::Result<Vec<PartHasher>> {
     let mut hashers = Vec::new();
     for mut file in parts {
         let mut hasher = PartHasher::default();
         parts::read_through(&mut file, |bytes| hasher.update(bytes))?;
-        file.sync_all()?;
         hashers.push(hasher);
     }
     Ok(hashers)
 }
 
-/// Hashes the parts sent, in order, as the one tar they are.
-fn hash_whole(parts: mpsc::Receiver<File>) -> io::Result<Verifier> {
-    let mut whole = Verifier::new();
-    for mut file in parts {
-        parts::read_through(&mut file, |bytes| whole.update(bytes))?;
+/// Flushes each part sent to disk, while the next is being written and hashed.
+fn flush_each_part(parts: mpsc::Receiver<File>) -> io::Result<()> {
+    for file in parts {
+        file.sync_all()?;
     }
-    Ok(whole)
+    Ok(())
 }
 
 fn file_name(path: &Path) -> io::Result<String> {
@@ -338,7 +338,7 @@ mod tests {
         let record = writer.finish().unwrap();
         assert_eq!(record.parts.len(), 5);
         assert_eq!(record.parity(), 2);
-        assert_eq!(record.digest, crate::digest::Digest::of(&bytes));
+        assert_eq!(record.size, bytes.len() as u64);
         let mut joined = Vec::new();
         for part in &record.parts {
             joined.extend(std::fs::read(dir.path().join(&part.file)).unwrap());

@@ -3,7 +3,7 @@
 //! for byte), recovery parts `NAME.r01`, … (Reed–Solomon over the data parts: any N of the
 //! parts may be lost or damaged and the set is still whole), `NAME.sha256` (a line per part,
 //! for `sha256sum -c` at a site without haul) and `NAME.parts` (this module's [`PartsRecord`]:
-//! sizes, checksums, the whole tar's digest, the recovery scheme).
+//! sizes, checksums, the recovery scheme).
 //!
 //! - `crate::export::parts`: the writer the exporter streams the tar into.
 //! - [`parity`]: recovery parts, made and used stripe by stripe (never a part in memory).
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, Verifier};
+use crate::digest::Verifier;
 
 /// The record's own version.
 pub const RECORD_VERSION: u32 = 1;
@@ -35,9 +35,8 @@ pub struct PartsRecord {
     pub version: u32,
     /// The tar's file name: the parts are `NAME.001`, … beside this record.
     pub name: String,
-    /// The whole tar: its size and digest.
+    /// The whole tar's size. Its bytes are fixed by the parts' checksums, in order.
     pub size: u64,
-    pub digest: Digest,
     /// The most bytes a part holds.
     pub part_size: u64,
     pub parts: Vec<PartRecord>,

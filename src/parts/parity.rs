@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
@@ -50,20 +51,50 @@ fn coding_error(error: reed_solomon_simd::Error) -> io::Error {
 
 /// Writes `recovery.len()` recovery parts for the data parts `data` (open files and their
 /// sizes; the first is the longest, `part_size`), each fed to its hasher as it is written.
+/// The coding (reading the data parts back) and the writing and hashing of what it makes run
+/// on two threads, a few stripes apart: they cost about the same.
 pub fn encode(
     data: &[(File, u64)],
     part_size: u64,
     stripe: u64,
     recovery: &mut [(File, PartHasher)],
 ) -> io::Result<()> {
-    let mut encoder =
-        ReedSolomonEncoder::new(data.len(), recovery.len(), 2).map_err(coding_error)?;
+    let parity = recovery.len();
+    std::thread::scope(|scope| {
+        let (sender, stripes) = mpsc::sync_channel::<Vec<Vec<u8>>>(4);
+        let writing = scope.spawn(move || -> io::Result<()> {
+            for shards in stripes {
+                for ((file, hasher), shard) in recovery.iter_mut().zip(&shards) {
+                    file.write_all(shard)?;
+                    hasher.update(shard);
+                }
+            }
+            Ok(())
+        });
+        let coded = encode_stripes(data, part_size, stripe, parity, sender);
+        let written = writing
+            .join()
+            .map_err(|_| io::Error::other("the thread writing the recovery parts panicked"))?;
+        // The writer's error first: a coding that stopped because the writer did says less.
+        written.and(coded)
+    })
+}
+
+/// The coding of [`encode`]: each stripe's `parity` recovery shards, sent to be written.
+fn encode_stripes(
+    data: &[(File, u64)],
+    part_size: u64,
+    stripe: u64,
+    parity: usize,
+    write: mpsc::SyncSender<Vec<Vec<u8>>>,
+) -> io::Result<()> {
+    let mut encoder = ReedSolomonEncoder::new(data.len(), parity, 2).map_err(coding_error)?;
     let mut buffer = vec![0u8; stripe as usize + 1];
     let mut offset = 0;
     while offset < part_size {
         let len = shard_len(offset, part_size, stripe);
         encoder
-            .reset(data.len(), recovery.len(), len)
+            .reset(data.len(), parity, len)
             .map_err(coding_error)?;
         for (file, size) in data {
             read_stripe(file, *size, offset, &mut buffer[..len])?;
@@ -72,9 +103,10 @@ pub fn encode(
                 .map_err(coding_error)?;
         }
         let result = encoder.encode().map_err(coding_error)?;
-        for ((file, hasher), shard) in recovery.iter_mut().zip(result.recovery_iter()) {
-            file.write_all(shard)?;
-            hasher.update(shard);
+        let shards = result.recovery_iter().map(<[u8]>::to_vec).collect();
+        if write.send(shards).is_err() {
+            // The writer stopped, with the error that stopped it.
+            return Ok(());
         }
         offset += stripe;
     }

@@ -380,7 +380,6 @@ mod tests {
             version: 1,
             name: "t.tar".into(),
             size: bytes.len() as u64,
-            digest: crate::digest::Digest::of(bytes),
             part_size: cuts[0] as u64,
             parts,
             recovery: None,

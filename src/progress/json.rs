@@ -209,6 +209,10 @@ enum Record<'a> {
         left_out: usize,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         since: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parts: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovery_parts: Option<usize>,
     },
     BlobPresent {
         digest: &'a Digest,
@@ -331,12 +335,15 @@ impl<'a> From<&'a Event> for Record<'a> {
                 into_engine,
                 left_out,
                 since,
+                parts,
             } => Record::Exported {
                 path,
                 bytes: *bytes,
                 into_engine: *into_engine,
                 left_out: *left_out,
                 since,
+                parts: parts.map(|(data, _)| data),
+                recovery_parts: parts.map(|(_, recovery)| recovery),
             },
             Event::BlobPresent {
                 digest,
@@ -558,8 +565,20 @@ mod tests {
                     into_engine: false,
                     left_out: 0,
                     since: Vec::new(),
+                    parts: None,
                 },
                 json!({"event": "exported", "path": "out.tar", "bytes": 2048}),
+            ),
+            (
+                Event::Exported {
+                    path: "v1.tar.parts".into(),
+                    bytes: 2048,
+                    into_engine: false,
+                    left_out: 0,
+                    since: Vec::new(),
+                    parts: Some((3, 1)),
+                },
+                json!({"event": "exported", "path": "v1.tar.parts", "bytes": 2048, "parts": 3, "recovery_parts": 1}),
             ),
             (
                 Event::LoadStep {

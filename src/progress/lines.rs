@@ -95,11 +95,21 @@ pub(super) fn line(event: &Event) -> Option<String> {
             into_engine,
             left_out,
             since,
+            parts,
         } => {
-            let mut line = if *into_engine {
-                format!("sent {} into {path}", human_bytes(*bytes))
-            } else {
-                format!("wrote {path} ({})", human_bytes(*bytes))
+            let mut line = match parts {
+                _ if *into_engine => format!("sent {} into {path}", human_bytes(*bytes)),
+                None => format!("wrote {path} ({})", human_bytes(*bytes)),
+                Some((data, recovery)) => format!(
+                    "wrote {path} ({} in {data} part{}{})",
+                    human_bytes(*bytes),
+                    if *data == 1 { "" } else { "s" },
+                    match recovery {
+                        0 => String::new(),
+                        1 => " and 1 recovery part".to_string(),
+                        n => format!(" and {n} recovery parts"),
+                    }
+                ),
             };
             if *left_out > 0 {
                 line += &format!(

@@ -75,6 +75,8 @@ pub enum Event {
         into_engine: bool,
         left_out: usize,
         since: Vec<String>,
+        /// With `--split`: how many data parts and recovery parts hold it.
+        parts: Option<(usize, usize)>,
     },
     /// A push found a blob at the destination: there already, or linked from another
     /// repository of the registry (`mounted_from`). Nothing to upload.

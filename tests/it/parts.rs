@@ -97,6 +97,14 @@ fn parts_join_into_the_tar_check_with_coreutils_and_repair_themselves() {
         })
         .collect();
     assert!(data.len() >= 6, "{names:?}\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("wrote disc/v1.tar.parts (")
+            && run
+                .stderr
+                .contains(&format!(" in {} parts and 2 recovery parts)", data.len())),
+        "{}",
+        run.stderr
+    );
     assert!(names.contains(&"v1.tar.r01".to_string()) && names.contains(&"v1.tar.r02".to_string()));
     assert!(
         names.contains(&"v1.tar.sha256".to_string()) && names.contains(&"v1.tar.parts".to_string())
