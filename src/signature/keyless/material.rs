@@ -1,0 +1,311 @@
+//! What a keyless signature carries, read from the two forms cosign and GitHub write: a
+//! sigstore bundle (`application/vnd.dev.sigstore.bundle…`, v0.1 to v0.3: a message signature
+//! or a DSSE envelope, the certificate, log entries, timestamps), and cosign's `.sig` layer
+//! (a simple-signing payload with its signature, certificate and Rekor bundle in annotations).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+use x509_cert::Certificate;
+
+use super::tlog::{InclusionProof, LogEntry};
+use super::x509;
+
+/// The annotations of cosign's `.sig` layers.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+pub const TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
+
+/// What was signed.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// A signature over an artifact's bytes; a bundle also gives the artifact's digest.
+    Message {
+        digest: Option<[u8; 32]>,
+        signature: Vec<u8>,
+    },
+    /// A DSSE envelope (its one signature).
+    Envelope {
+        payload_type: String,
+        payload: Vec<u8>,
+        signature: Vec<u8>,
+    },
+}
+
+impl Content {
+    pub fn signature(&self) -> &[u8] {
+        match self {
+            Content::Message { signature, .. } | Content::Envelope { signature, .. } => signature,
+        }
+    }
+}
+
+/// Where the material came from: which proofs the log entries must carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Form {
+    /// cosign's `.sig` annotations, or a v0.1 bundle: the log's promise (SET) suffices.
+    Promise,
+    /// A v0.2 or v0.3 bundle: an inclusion proof is required.
+    Proof,
+}
+
+#[derive(Clone, Debug)]
+pub struct Material {
+    pub certificate: Certificate,
+    pub certificate_der: Vec<u8>,
+    pub content: Content,
+    pub entries: Vec<LogEntry>,
+    /// RFC 3161 responses, DER.
+    pub timestamps: Vec<Vec<u8>>,
+    pub form: Form,
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .ok()
+}
+
+/// protojson writes int64 as a string; older writers as a number.
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    value.as_str().and_then(base64_decode)
+}
+
+/// Reads a sigstore bundle. `Ok(None)`: a bundle signed with a key, not keyless.
+pub fn from_bundle(json: &[u8]) -> Result<Option<Material>, String> {
+    let malformed = |what: &str| format!("its sigstore bundle {what}");
+    let bundle: Value =
+        serde_json::from_slice(json).map_err(|e| malformed(&format!("is not JSON: {e}")))?;
+    let media_type = bundle["mediaType"].as_str().unwrap_or_default();
+    let form = match media_type {
+        "application/vnd.dev.sigstore.bundle+json;version=0.1" => Form::Promise,
+        "application/vnd.dev.sigstore.bundle+json;version=0.2"
+        | "application/vnd.dev.sigstore.bundle+json;version=0.3"
+        | "application/vnd.dev.sigstore.bundle.v0.3+json" => Form::Proof,
+        other => {
+            return Err(malformed(&format!(
+                "is of a version haul does not read ({other:?})"
+            )));
+        }
+    };
+    let material = &bundle["verificationMaterial"];
+    let certificate_der = if let Some(raw) = material["certificate"]["rawBytes"].as_str() {
+        base64_decode(raw)
+    } else if let Some(chain) = material["x509CertificateChain"]["certificates"].as_array() {
+        // The leaf only: the chain above it comes from the trusted root.
+        chain.first().and_then(|c| bytes(&c["rawBytes"]))
+    } else if material["publicKey"].is_object() {
+        return Ok(None);
+    } else {
+        None
+    };
+    let certificate_der =
+        certificate_der.ok_or_else(|| malformed("has no certificate that can be read"))?;
+    let certificate = x509::parse_der(&certificate_der).map_err(|e| malformed(&e))?;
+
+    let content = if let Some(message) = bundle.get("messageSignature") {
+        let digest = match message.get("messageDigest") {
+            Some(d) if d["algorithm"] == "SHA2_256" => Some(
+                bytes(&d["digest"])
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .ok_or_else(|| malformed("has a message digest that is not SHA-256"))?,
+            ),
+            Some(_) => return Err(malformed("has a message digest that is not SHA-256")),
+            None => None,
+        };
+        Content::Message {
+            digest,
+            signature: bytes(&message["signature"])
+                .ok_or_else(|| malformed("has a signature that is not base64"))?,
+        }
+    } else if let Some(envelope) = bundle.get("dsseEnvelope") {
+        let signatures = envelope["signatures"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let [signature] = signatures.as_slice() else {
+            return Err(malformed(
+                "has a DSSE envelope without exactly one signature",
+            ));
+        };
+        Content::Envelope {
+            payload_type: envelope["payloadType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            payload: bytes(&envelope["payload"])
+                .ok_or_else(|| malformed("has a payload that is not base64"))?,
+            signature: bytes(&signature["sig"])
+                .ok_or_else(|| malformed("has a signature that is not base64"))?,
+        }
+    } else {
+        return Err(malformed(
+            "holds neither a message signature nor a DSSE envelope",
+        ));
+    };
+
+    let mut entries = Vec::new();
+    for entry in material["tlogEntries"].as_array().into_iter().flatten() {
+        entries.push(
+            entry_from_bundle(entry)
+                .ok_or_else(|| malformed("has a log entry that cannot be read"))?,
+        );
+    }
+    let timestamps = material["timestampVerificationData"]["rfc3161Timestamps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| bytes(&t["signedTimestamp"]))
+        .collect();
+    Ok(Some(Material {
+        certificate,
+        certificate_der,
+        content,
+        entries,
+        timestamps,
+        form,
+    }))
+}
+
+fn entry_from_bundle(entry: &Value) -> Option<LogEntry> {
+    let proof = match entry.get("inclusionProof") {
+        None | Some(Value::Null) => None,
+        Some(proof) => Some(InclusionProof {
+            log_index: int(&proof["logIndex"]).unwrap_or(0).try_into().ok()?,
+            root_hash: bytes(&proof["rootHash"])?,
+            tree_size: int(&proof["treeSize"])?.try_into().ok()?,
+            hashes: proof["hashes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(bytes)
+                .collect::<Option<_>>()?,
+            checkpoint: proof["checkpoint"]["envelope"].as_str()?.to_string(),
+        }),
+    };
+    Some(LogEntry {
+        log_index: int(&entry["logIndex"]).unwrap_or(0).try_into().ok()?,
+        log_id: bytes(&entry["logId"]["keyId"])?,
+        kind: entry["kindVersion"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        version: entry["kindVersion"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        integrated_time: int(&entry["integratedTime"]).filter(|t| *t != 0),
+        promise: entry["inclusionPromise"]["signedEntryTimestamp"]
+            .as_str()
+            .and_then(base64_decode),
+        proof,
+        body: bytes(&entry["canonicalizedBody"])?,
+    })
+}
+
+/// cosign's Rekor bundle annotation.
+#[derive(Deserialize)]
+struct RekorBundle {
+    #[serde(rename = "SignedEntryTimestamp")]
+    signed_entry_timestamp: String,
+    #[serde(rename = "Payload")]
+    payload: RekorPayload,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RekorPayload {
+    body: String,
+    integrated_time: i64,
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+#[derive(Deserialize)]
+struct TimestampAnnotation {
+    #[serde(rename = "SignedRFC3161Timestamp")]
+    signed: String,
+}
+
+/// Reads a layer of cosign's `.sig` image whose payload is `payload` and whose signature is
+/// `signature` (base64). `Ok(None)`: the layer carries no certificate (signed with a key).
+pub fn from_cosign_layer(
+    payload: &[u8],
+    signature: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<Material>, String> {
+    let Some(pem) = annotations.get(CERTIFICATE_ANNOTATION) else {
+        return Ok(None);
+    };
+    let certificate = x509::parse_pem_chain(pem.as_bytes())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "its certificate annotation holds no certificate".to_string())?;
+    use der::Encode;
+    let certificate_der = certificate.to_der().map_err(|e| e.to_string())?;
+    let signature =
+        base64_decode(signature).ok_or_else(|| "its signature is not base64".to_string())?;
+    let mut entries = Vec::new();
+    if let Some(bundle) = annotations.get(BUNDLE_ANNOTATION) {
+        let bundle: RekorBundle = serde_json::from_str(bundle)
+            .map_err(|e| format!("its Rekor bundle annotation cannot be read: {e}"))?;
+        let body = base64_decode(&bundle.payload.body)
+            .ok_or_else(|| "its Rekor bundle's body is not base64".to_string())?;
+        let kind_version: Value = serde_json::from_slice(&body).unwrap_or_default();
+        entries.push(LogEntry {
+            log_index: bundle.payload.log_index.try_into().unwrap_or(0),
+            log_id: hex::decode(&bundle.payload.log_id)
+                .map_err(|_| "its Rekor bundle's log id is not hex".to_string())?,
+            kind: kind_version["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            version: kind_version["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            integrated_time: Some(bundle.payload.integrated_time),
+            promise: Some(
+                base64_decode(&bundle.signed_entry_timestamp)
+                    .ok_or_else(|| "its Rekor bundle's timestamp is not base64".to_string())?,
+            ),
+            proof: None,
+            body,
+        });
+    }
+    let mut timestamps = Vec::new();
+    if let Some(annotation) = annotations.get(TIMESTAMP_ANNOTATION) {
+        let parsed: TimestampAnnotation = serde_json::from_str(annotation)
+            .map_err(|e| format!("its timestamp annotation cannot be read: {e}"))?;
+        timestamps.push(
+            base64_decode(&parsed.signed)
+                .ok_or_else(|| "its timestamp annotation is not base64".to_string())?,
+        );
+    }
+    Ok(Some(Material {
+        certificate,
+        certificate_der,
+        content: Content::Message {
+            digest: Some(super::sha256(payload)),
+            signature,
+        },
+        entries,
+        timestamps,
+        form: Form::Promise,
+    }))
+}
