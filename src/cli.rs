@@ -134,6 +134,19 @@ Examples:
 Exit status: 0 when the tar is whole, 1 when anything is missing or damaged (each problem is
 listed, naming the file and what names it).";
 
+const VERIFY_BLOB_EXAMPLES: &str = "\
+Examples:
+  haul verify-blob chart.tgz --bundle chart.tgz.sigstore.json \\
+      --certificate-identity https://github.com/acme/charts/.github/workflows/release.yml@refs/tags/v1.2.0 \\
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com
+  haul verify-blob tool --bundle tool.sigstore.json --trusted-root site/trusted_root.json \\
+      --certificate-identity-regexp '^release@acme\\.example$' --certificate-oidc-issuer https://accounts.acme.example
+  haul verify-blob sha256:4f3c…e1 --bundle sbom.sigstore.json --key cosign.pub
+
+Without --trusted-root the bundle is checked against sigstore's public-good root that haul
+ships. No request leaves the machine. Exit status: 0 when it passes, 1 (with the reason) when
+not.";
+
 /// Pull container images from any OCI / Docker registry, without a Docker daemon, into
 /// tarballs that `docker load` accepts. Every blob is verified and cached, so the next
 /// export downloads only what is new.
@@ -276,6 +289,12 @@ pub enum Command {
     /// stream: a FILE, or standard input for -. Works offline; uses no cache.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
+
+    /// Check a file's sigstore bundle offline, as `cosign verify-blob` does: the signature (or
+    /// DSSE attestation) is of this file, by this identity or key, logged in a transparency
+    /// log of the trusted root
+    #[command(after_help = VERIFY_BLOB_EXAMPLES)]
+    VerifyBlob(VerifyBlobArgs),
 
     /// Load a bundle into the local Docker engine (`docker load`, honouring DOCKER_HOST),
     /// checking first that it is whole and, for a delta, that the engine holds every layer it
@@ -436,10 +455,56 @@ pub struct SignatureArgs {
     pub referrers: bool,
 
     /// Refuse images without a cosign signature by this public key (PEM: ECDSA P-256,
-    /// Ed25519 or RSA, as cosign.pub); repeatable, any one suffices. Keyless signatures are
-    /// not checked
+    /// Ed25519 or RSA, as cosign.pub); repeatable, any one suffices (or a keyless signature
+    /// that passes --certificate-identity)
     #[arg(long = "verify-key", value_name = "FILE")]
     pub verify_key: Vec<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub keyless: KeylessArgs,
+}
+
+/// Keyless signatures (a Fulcio certificate and a Rekor entry), checked offline, with the
+/// names cosign gives these options.
+#[derive(Debug, Args, Default)]
+pub struct KeylessArgs {
+    /// Refuse images without a keyless signature by this identity (the certificate's e-mail
+    /// or URI, exactly); needs --certificate-oidc-issuer
+    #[arg(
+        long,
+        value_name = "IDENTITY",
+        conflicts_with = "certificate_identity_regexp"
+    )]
+    pub certificate_identity: Option<String>,
+
+    /// As --certificate-identity, a regular expression found anywhere in the identity (as
+    /// cosign's); anchor it (^…$) to match it whole
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_identity_regexp: Option<String>,
+
+    /// The OIDC issuer that vouched for the identity, exactly (e.g.
+    /// https://token.actions.githubusercontent.com)
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "certificate_oidc_issuer_regexp"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+
+    /// As --certificate-oidc-issuer, a regular expression found anywhere in it
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+
+    /// sigstore's trusted_root.json to check keyless signatures against (Fulcio CAs, Rekor,
+    /// CT and timestamp keys) [default: the tar's own, else sigstore's public-good root that
+    /// haul ships]. An export with --referrers carries it in the tar
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<std::path::PathBuf>,
+
+    /// Demand an attestation of this predicate type (e.g. https://slsa.dev/provenance/v1),
+    /// signed as the key or identity options say, instead of a signature
+    #[arg(long, value_name = "URI")]
+    pub predicate_type: Option<String>,
 }
 
 /// How many transfers run at once, for push and copy.
@@ -657,6 +722,28 @@ pub struct VerifyArgs {
     /// the tar carries (`export --referrers`); repeatable, any one suffices. Offline
     #[arg(long = "key", value_name = "FILE")]
     pub keys: Vec<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub keyless: KeylessArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBlobArgs {
+    /// The file the bundle signs, or sha256:<hex>, the digest of a file not at hand
+    #[arg(value_name = "FILE")]
+    pub file: String,
+
+    /// Its sigstore bundle (FILE.sigstore.json), as `cosign sign-blob --bundle` and GitHub's
+    /// attest actions write it
+    #[arg(long, value_name = "BUNDLE")]
+    pub bundle: std::path::PathBuf,
+
+    /// A public key the bundle is signed with (PEM), instead of a keyless identity
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["certificate_identity", "certificate_identity_regexp"])]
+    pub key: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub keyless: KeylessArgs,
 }
 
 /// How progress is shown on standard error.

@@ -287,6 +287,11 @@ impl Bundle {
         self.contents.bytes_of(&blob_path(digest))
     }
 
+    /// The sigstore trusted root the tar carries (`export --referrers --trusted-root`).
+    pub fn trusted_root(&self) -> Option<&[u8]> {
+        self.contents.bytes_of(names::TRUSTED_ROOT)
+    }
+
     /// Whether the tar carries a record of attachments (exported with `--referrers`).
     pub fn has_referrers_record(&self) -> bool {
         self.contents.resolve(names::REFERRERS_RECORD).is_some()

@@ -26,6 +26,8 @@ pub const REPOSITORIES: &str = "repositories";
 pub const DELTA_RECORD: &str = "haul-delta.json";
 /// The record of a bundle's attachments.
 pub const REFERRERS_RECORD: &str = "haul-referrers.json";
+/// The sigstore trusted root a bundle carries, to check its keyless signatures at the site.
+pub const TRUSTED_ROOT: &str = "haul-trusted-root.json";
 /// What `oci-layout` holds.
 pub const OCI_LAYOUT_BYTES: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 

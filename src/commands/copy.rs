@@ -17,7 +17,7 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         .split_last()
         .expect("clap requires at least one path");
     let lists = read_lists(&args.file, args.login.password_stdin)?;
-    let keys = verify_keys(&args.signatures)?;
+    let trust = verify_keys(&args.signatures)?;
     let mut references: Vec<Reference> = lists
         .iter()
         .flat_map(|list| list.references().cloned().collect::<Vec<_>>())
@@ -59,8 +59,8 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         platforms,
     };
     let resolved = session.resolve(&request).await?;
-    if !keys.is_empty() {
-        session.check_signatures(&resolved, &keys).await?;
+    if !trust.is_empty() {
+        session.check_signatures(&resolved, &trust).await?;
     }
     let attachments = if args.signatures.referrers {
         session.attachments(&resolved).await?

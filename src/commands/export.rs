@@ -22,7 +22,7 @@ enum Target {
 
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let request = image_request(&args.images)?;
-    let keys = verify_keys(&args.signatures)?;
+    let trust = verify_keys(&args.signatures)?;
     let count = request.references.len();
     let target = match args.output.as_deref() {
         _ if args.load => Target::Ready(Output::Engine(Engine::local(None))),
@@ -87,8 +87,8 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .session(&args.images, usize::from(args.downloads.jobs))
         .await?;
     let resolved = session.resolve(&request).await?;
-    if !keys.is_empty() {
-        session.check_signatures(&resolved, &keys).await?;
+    if !trust.is_empty() {
+        session.check_signatures(&resolved, &trust).await?;
     }
     let attachments = if args.signatures.referrers {
         session.attachments(&resolved).await?

@@ -12,6 +12,7 @@ mod pull;
 mod push;
 mod repair;
 mod verify;
+mod verify_blob;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -131,6 +132,10 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     if let Command::Verify(args) = &cli.command {
         return verify::run(args, cli.quiet).await;
     }
+    // verify-blob reads only the file and its bundle.
+    if let Command::VerifyBlob(args) = &cli.command {
+        return verify_blob::run(args, cli.quiet);
+    }
     // load needs only the tar and the engine.
     if let Command::Load(args) = &cli.command {
         return load::run(args, progress).await;
@@ -149,7 +154,7 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Copy(args) => copy::run(&global, args).await,
         Command::Lock(args) => lock::run(&global, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::Verify(_) | Command::Load(_) | Command::Repair(_) => {
+        Command::Verify(_) | Command::VerifyBlob(_) | Command::Load(_) | Command::Repair(_) => {
             unreachable!("handled above")
         }
     }
@@ -282,15 +287,109 @@ fn print_pushed(global: &Global, summary: &crate::push::PushSummary) {
     );
 }
 
-/// The keys `--verify-key` names, read (a bad key fails before anything is fetched).
-fn verify_keys(
-    args: &crate::cli::SignatureArgs,
-) -> anyhow::Result<Vec<crate::signature::PublicKey>> {
-    Ok(args
+/// What `--verify-key` and the keyless options ask of every image (a bad key, root or
+/// pattern fails before anything is fetched).
+fn verify_keys(args: &crate::cli::SignatureArgs) -> anyhow::Result<crate::signature::Trust> {
+    let keys = args
         .verify_key
         .iter()
         .map(|path| crate::signature::PublicKey::read(path))
-        .collect::<Result<Vec<_>, _>>()?)
+        .collect::<Result<Vec<_>, _>>()?;
+    trust(keys, &args.keyless, None)
+}
+
+/// The identity policy the keyless options give, checked as options (a pattern that does not
+/// compile, an identity without its issuer, a root or predicate type with nothing to check).
+fn keyless_policy(
+    options: &crate::cli::KeylessArgs,
+    keys_given: bool,
+) -> anyhow::Result<Option<crate::signature::keyless::verify::Policy>> {
+    use crate::signature::keyless::verify::{Matcher, Policy};
+    let matcher = |exact: &Option<String>, pattern: &Option<String>, flag: &str| {
+        anyhow::Ok(match (exact, pattern) {
+            (Some(exact), _) => Some(Matcher::Exact(exact.clone())),
+            (None, Some(pattern)) => Some(Matcher::Pattern(regex::Regex::new(pattern).map_err(
+                |e| anyhow::anyhow!("--{flag}-regexp {pattern:?} is not a regular expression: {e}"),
+            )?)),
+            (None, None) => None,
+        })
+    };
+    let identity = matcher(
+        &options.certificate_identity,
+        &options.certificate_identity_regexp,
+        "certificate-identity",
+    )?;
+    let issuer = matcher(
+        &options.certificate_oidc_issuer,
+        &options.certificate_oidc_issuer_regexp,
+        "certificate-oidc-issuer",
+    )?;
+    let policy = match (identity, issuer) {
+        (Some(identity), Some(issuer)) => Some(Policy { identity, issuer }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "--certificate-identity needs --certificate-oidc-issuer (or -regexp): an identity \
+             means something only with the issuer that vouched for it"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--certificate-oidc-issuer needs --certificate-identity (or -regexp): who signed"
+        ),
+    };
+    if policy.is_none() && !keys_given {
+        if options.predicate_type.is_some() {
+            anyhow::bail!(
+                "--predicate-type needs a signer: --verify-key (--key), or \
+                 --certificate-identity with --certificate-oidc-issuer"
+            );
+        }
+        if options.trusted_root.is_some() {
+            anyhow::bail!(
+                "--trusted-root checks keyless signatures: give --certificate-identity and \
+                 --certificate-oidc-issuer too"
+            );
+        }
+    }
+    Ok(policy)
+}
+
+/// Checks the keyless options before anything is read: the policy, and the root file.
+pub fn check_keyless_options(
+    options: &crate::cli::KeylessArgs,
+    keys_given: bool,
+) -> anyhow::Result<()> {
+    if keyless_policy(options, keys_given)?.is_some()
+        && let Some(path) = &options.trusted_root
+    {
+        crate::signature::keyless::trust::TrustedRoot::read(path)?;
+    }
+    Ok(())
+}
+
+/// The trust `keys` and `options` describe; `carried` is the trusted root a tar carries,
+/// used when `--trusted-root` is not given (then sigstore's public-good root).
+pub fn trust(
+    keys: Vec<crate::signature::PublicKey>,
+    options: &crate::cli::KeylessArgs,
+    carried: Option<&[u8]>,
+) -> anyhow::Result<crate::signature::Trust> {
+    use crate::signature::keyless::trust::TrustedRoot;
+    let policy = keyless_policy(options, !keys.is_empty())?;
+    let keyless = match policy {
+        None => None,
+        Some(policy) => {
+            let root = match (&options.trusted_root, carried) {
+                (Some(path), _) => TrustedRoot::read(path)?,
+                (None, Some(bytes)) => TrustedRoot::parse(bytes, "the tar's trusted root")?,
+                (None, None) => TrustedRoot::public_good(),
+            };
+            Some(crate::signature::Keyless { root, policy })
+        }
+    };
+    Ok(crate::signature::Trust {
+        keys,
+        keyless,
+        predicate_type: options.predicate_type.clone(),
+    })
 }
 
 /// The references and platforms `args` name: the lists `-f` names, then the arguments,

@@ -7,14 +7,14 @@ use crate::resolve::ResolvedImage;
 
 pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     let request = image_request(&args.images)?;
-    let keys = verify_keys(&args.signatures)?;
+    let trust = verify_keys(&args.signatures)?;
     let session = global
         .session(&args.images, usize::from(args.downloads.jobs))
         .await?;
     if !args.keep_going {
         let resolved = session.resolve(&request).await?;
-        if !keys.is_empty() {
-            session.check_signatures(&resolved, &keys).await?;
+        if !trust.is_empty() {
+            session.check_signatures(&resolved, &trust).await?;
         }
         if args.signatures.referrers {
             session.attachments(&resolved).await?;
@@ -28,8 +28,8 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     // --keep-going: what resolves is pulled; an image whose config or blobs fail spoils only
     // itself.
     let (resolved, mut failures) = session.resolve_each(&request).await?;
-    if !keys.is_empty() {
-        session.check_signatures(&resolved, &keys).await?;
+    if !trust.is_empty() {
+        session.check_signatures(&resolved, &trust).await?;
     }
     if args.signatures.referrers {
         session.attachments(&resolved).await?;

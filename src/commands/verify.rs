@@ -20,6 +20,9 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         .iter()
         .map(|path| PublicKey::read(path))
         .collect::<Result<Vec<_>, _>>()?;
+    // The options are checked before the tar is read (the trust is made after: its root may
+    // be the tar's own).
+    super::check_keyless_options(&args.keyless, !keys.is_empty())?;
     let (name, bundle) = if args.tar == "-" {
         if std::io::stdin().is_terminal() {
             bail!(
@@ -47,18 +50,20 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     }
     if report.is_whole() {
         // The signatures first: "ok" is said of a tar that passes every check asked for.
-        if !keys.is_empty() {
-            let unsigned = signature::check_bundle(&bundle, &keys)
+        let trust = super::trust(keys, &args.keyless, bundle.trusted_root())?;
+        if !trust.is_empty() {
+            let unsigned = signature::check_bundle(&bundle, &trust)
                 .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
             if !unsigned.is_empty() {
                 bail!(
-                    "{name} is whole, but {} not signed by {}:{}",
+                    "{name} is whole, but {} not {} by {}:{}",
                     if unsigned.len() == 1 {
                         "1 image in it is".to_string()
                     } else {
                         format!("{} images in it are", unsigned.len())
                     },
-                    key_names(args),
+                    trust.what(),
+                    trust.signers(),
                     unsigned
                         .iter()
                         .map(|(image, why)| format!("\n  {image}: {why}"))
@@ -99,8 +104,8 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                 );
             }
         }
-        if !keys.is_empty() && !quiet && !args.json {
-            println!("signed: every image, by {}", key_names(args));
+        if !trust.is_empty() && !quiet && !args.json {
+            println!("{}: every image, by {}", trust.what(), trust.signers());
         }
         if let Some(path) = &args.receipt {
             let receipt = Receipt::of_bundle(&bundle).map_err(anyhow::Error::msg)?;
@@ -131,14 +136,6 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
 }
 
 /// The `--key` files, for messages.
-fn key_names(args: &VerifyArgs) -> String {
-    args.keys
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.
 fn summary(report: &Report) -> String {
     let mut text = format!(

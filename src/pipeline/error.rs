@@ -27,17 +27,19 @@ pub enum PipelineError {
         failures: Vec<ImageFailure>,
     },
     #[error(
-        "{} not signed by {keys}; stopped before writing anything:{}",
+        "{} not {what} by {signers}; stopped before writing anything:{}",
         if .failures.len() == 1 { "1 image is".to_string() } else { format!("{} images are", .failures.len()) },
         ImageFailure::lines(.failures)
     )]
     Unsigned {
-        keys: String,
+        /// "signed", or "attested (<predicate type>)".
+        what: String,
+        signers: String,
         failures: Vec<ImageFailure>,
     },
     #[error(
-        "--verify-key looks the signatures up in the registry (they are tags that move); it \
-         cannot be used with --offline"
+        "--verify-key and --certificate-identity look the signatures up in the registry (they \
+         are tags that move); they cannot be used with --offline"
     )]
     SignaturesOffline,
     #[error(

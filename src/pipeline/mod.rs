@@ -47,7 +47,7 @@ use crate::registry::{Client, RegistryError, RegistryOptions};
 use crate::resolve::{
     PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
 };
-use crate::signature::{self, PublicKey};
+use crate::signature::{self, Trust};
 
 /// References resolved at once: enough to hide a far registry's latency for a long list,
 /// few enough to be polite to it.

@@ -1,16 +1,17 @@
-//! Signature checks against a registry (`--verify-key` on export, pull and copy): each image
-//! must carry a cosign signature by one of the keys, found where the registry keeps them.
+//! Signature checks against a registry (`--verify-key` and the keyless options on export, pull
+//! and copy): each image must carry a cosign signature (or the attestation asked for) that the
+//! trust accepts, found where the registry keeps them.
 
 use super::*;
 
 impl Session {
-    /// Checks that every image of `resolved` carries a cosign signature by one of `keys`
+    /// Checks that every image of `resolved` carries a cosign signature `trust` accepts
     /// (on its own manifest, or on the index it was chosen from), fetched from its registry.
     /// Every image without one is reported, with the reason.
     pub async fn check_signatures(
         &self,
         resolved: &[ResolvedImage],
-        keys: &[PublicKey],
+        trust: &Trust,
     ) -> Result<(), PipelineError> {
         if self.offline {
             return Err(PipelineError::SignaturesOffline);
@@ -18,7 +19,7 @@ impl Session {
         let outcomes = futures::stream::iter(
             resolved
                 .iter()
-                .map(|image| async move { (image, self.signed(image, keys).await) }),
+                .map(|image| async move { (image, self.signed(image, trust).await) }),
         )
         .buffered(RESOLVE_AT_ONCE)
         .collect::<Vec<_>>()
@@ -38,22 +39,19 @@ impl Session {
             return Ok(());
         }
         Err(PipelineError::Unsigned {
-            keys: keys
-                .iter()
-                .map(|k| k.path.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            what: trust.what(),
+            signers: trust.signers(),
             failures,
         })
     }
 
-    /// Whether `image` carries a signature by one of `keys`, and if not, why: what refers to
+    /// Whether `image` carries a signature `trust` accepts, and if not, why: what refers to
     /// its manifest and to its index, found where cosign puts it (tags, the referrers API,
     /// the fallback tag), checked as a tar's attachments are.
     pub(super) async fn signed(
         &self,
         image: &ResolvedImage,
-        keys: &[PublicKey],
+        trust: &Trust,
     ) -> Result<(), SignatureFailure> {
         let mut digests = vec![&image.manifest.digest];
         digests.extend(image.index.as_ref().map(|i| &i.digest));
@@ -83,7 +81,7 @@ impl Session {
             blobs.insert(descriptor.digest, bytes);
         }
         let read = |digest: &Digest| blobs.get(digest).cloned();
-        signature::check_attachments(keys, &digests, &attachments, &read).map_err(|reason| {
+        signature::check_attachments(trust, &digests, &attachments, &read).map_err(|reason| {
             SignatureFailure::Rejected(match reason {
                 Some(rejection) => rejection.to_string(),
                 None => format!(

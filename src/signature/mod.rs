@@ -24,6 +24,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use crate::digest::Digest;
+use sigstore::pae;
 
 /// The annotation of a signature layer that holds the base64 signature of its payload.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -96,6 +97,54 @@ impl PublicKey {
     }
 }
 
+/// What a signature must be to count: by one of these keys, or keyless by an identity the
+/// policy names (checked against a trusted root); a signature, or with `--predicate-type` an
+/// attestation of that type.
+#[derive(Default)]
+pub struct Trust {
+    pub keys: Vec<PublicKey>,
+    pub keyless: Option<Keyless>,
+    /// An attestation of this predicate type is what must be carried, not a signature.
+    pub predicate_type: Option<String>,
+}
+
+/// A keyless signature's trust: the root it must chain to and who must have signed.
+pub struct Keyless {
+    pub root: keyless::trust::TrustedRoot,
+    pub policy: keyless::verify::Policy,
+}
+
+impl Trust {
+    /// Whether anything is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.keyless.is_none()
+    }
+
+    /// What a signature must be by, for messages: `cosign.pub`, `a@b (issuer https://…)`.
+    pub fn signers(&self) -> String {
+        let mut out: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| k.path.display().to_string())
+            .collect();
+        if let Some(keyless) = &self.keyless {
+            out.push(format!(
+                "{} (issuer {})",
+                keyless.policy.identity, keyless.policy.issuer
+            ));
+        }
+        out.join(", ")
+    }
+
+    /// "signed" or "attested as <type>", for messages.
+    pub fn what(&self) -> String {
+        match &self.predicate_type {
+            None => "signed".to_string(),
+            Some(predicate) => format!("attested ({predicate})"),
+        }
+    }
+}
+
 /// Why a signature did not count (the last reason is reported when none does).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -105,8 +154,14 @@ pub enum Rejection {
     OtherDigest(String),
     /// The signature manifest or its payload could not be read.
     Malformed(String),
-    /// It verified, but is an attestation of this predicate type, not a signature.
+    /// It verified, but is an attestation of this predicate type, not what was asked for.
     Attestation(String),
+    /// It verified, but is a signature, and an attestation was asked for.
+    NotAttestation,
+    /// A keyless signature that did not pass, and why.
+    Keyless(String),
+    /// Keyless, and no identity policy was given (or signed with a key, and only a policy was).
+    OtherKind(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -116,14 +171,20 @@ impl std::fmt::Display for Rejection {
             Rejection::OtherDigest(digest) => {
                 write!(
                     f,
-                    "its signature is by this key but signs another manifest, {digest}"
+                    "its signature verifies but signs another manifest, {digest}"
                 )
             }
             Rejection::Malformed(detail) => write!(f, "its signature cannot be read: {detail}"),
             Rejection::Attestation(predicate) => write!(
                 f,
-                "it carries an attestation by this key ({predicate}), but no signature"
+                "it carries a verified attestation of another kind ({predicate}), but not what \
+                 was asked for"
             ),
+            Rejection::NotAttestation => f.write_str(
+                "it carries a verified signature, but no attestation of the type asked for",
+            ),
+            Rejection::Keyless(reason) => f.write_str(reason),
+            Rejection::OtherKind(reason) => f.write_str(reason),
         }
     }
 }
@@ -144,6 +205,21 @@ struct SignedImage {
     digest: String,
 }
 
+/// Whether a simple-signing `payload` names one of `digests` (the image's manifest, or the
+/// index it was chosen from).
+fn names_image(payload: &[u8], digests: &[&Digest]) -> Result<(), Rejection> {
+    let payload: Payload = serde_json::from_slice(payload)
+        .map_err(|e| Rejection::Malformed(format!("the payload is not simple signing: {e}")))?;
+    if digests
+        .iter()
+        .any(|d| d.to_string() == payload.critical.image.digest)
+    {
+        Ok(())
+    } else {
+        Err(Rejection::OtherDigest(payload.critical.image.digest))
+    }
+}
+
 /// Whether `payload`, signed by base64 `signature`, verifies under one of `keys` and names
 /// one of `digests` (the image's manifest, or the index it was chosen from).
 pub fn check(
@@ -158,20 +234,15 @@ pub fn check(
     if !keys.iter().any(|key| key.verifies(payload, &raw)) {
         return Err(Rejection::NoKeyVerifies);
     }
-    let payload: Payload = serde_json::from_slice(payload)
-        .map_err(|e| Rejection::Malformed(format!("the payload is not simple signing: {e}")))?;
-    if digests
-        .iter()
-        .any(|d| d.to_string() == payload.critical.image.digest)
-    {
-        Ok(())
-    } else {
-        Err(Rejection::OtherDigest(payload.critical.image.digest))
-    }
+    names_image(payload, digests)
 }
 
+/// The media type of cosign's attestation layers (`cosign attest`, the `.att` tag).
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+
 /// The layers of `attachments` referring to one of `wanted` that carry signatures (simple
-/// signing payloads with their signature, sigstore bundles), in order, each once.
+/// signing payloads with their signature, DSSE envelopes, sigstore bundles), in order, each
+/// once.
 fn signature_layers(
     attachments: &[crate::bundle::Attachment],
     wanted: &[&Digest],
@@ -189,6 +260,7 @@ fn signature_layers(
         for layer in image.layers {
             let carries = (layer.media_type == SIMPLE_SIGNING
                 && layer.annotations.contains_key(SIGNATURE_ANNOTATION))
+                || layer.media_type == DSSE_ENVELOPE
                 || sigstore::is_bundle(&layer.media_type);
             let seen = out
                 .iter()
@@ -212,29 +284,187 @@ pub fn signature_blobs(
     out
 }
 
-/// Whether one of `attachments` referring to one of `wanted` is a signature by one of `keys`
-/// naming one of `wanted`; `blob` reads the bytes of a layer ([`signature_blobs`] names
-/// them). When none is, why the last one checked did not count (`None`: there was none).
+/// What a verified layer signed.
+enum Signed<'a> {
+    /// A simple-signing payload.
+    Payload(&'a [u8]),
+    /// An in-toto statement (a DSSE envelope's payload).
+    Statement(Vec<u8>),
+}
+
+/// The seconds since the epoch now: the time a keyless signature's log time must not pass.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Who signed `material` (keyless), by `trust`'s policy; `artifact` is what a message
+/// signature signs.
+fn check_keyless(
+    trust: &Trust,
+    material: &keyless::material::Material,
+    artifact: Option<&keyless::verify::Artifact<'_>>,
+) -> Result<(), Rejection> {
+    let Some(policy) = &trust.keyless else {
+        return Err(Rejection::OtherKind(format!(
+            "its signature is keyless (a certificate for {}); check it with \
+             --certificate-identity and --certificate-oidc-issuer",
+            material
+                .certificate
+                .as_ref()
+                .map(keyless::x509::identities)
+                .unwrap_or_default()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "no identity".to_string())
+        )));
+    };
+    keyless::verify::verify(material, artifact, &policy.root, &policy.policy, now())
+        .map(|_| ())
+        .map_err(Rejection::Keyless)
+}
+
+/// Checks one signature layer (`bytes` its blob) against `trust`: who signed it, then what it
+/// names.
+fn check_layer(
+    trust: &Trust,
+    layer: &crate::manifest::Descriptor,
+    bytes: &[u8],
+    wanted: &[&Digest],
+) -> Result<(), Rejection> {
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let signed = if layer.media_type == SIMPLE_SIGNING {
+        let signature = layer
+            .annotations
+            .get(SIGNATURE_ANNOTATION)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let raw = base64
+            .decode(signature.trim())
+            .map_err(|e| Rejection::Malformed(format!("the signature is not base64: {e}")))?;
+        let material = keyless::material::from_cosign_layer(
+            keyless::material::Content::Message {
+                digest: Some(keyless::sha256(bytes)),
+                signature: raw.clone(),
+            },
+            &layer.annotations,
+        )
+        .map_err(Rejection::Malformed)?;
+        authenticate(trust, material.as_ref(), Some(bytes), |key| {
+            key.verifies(bytes, &raw)
+        })?;
+        Signed::Payload(bytes)
+    } else if layer.media_type == DSSE_ENVELOPE {
+        let envelope = sigstore::Envelope::parse(bytes).map_err(Rejection::Malformed)?;
+        let signed = pae(&envelope.payload_type, &envelope.payload);
+        let material = keyless::material::from_cosign_layer(
+            keyless::material::Content::Envelope {
+                payload_type: envelope.payload_type.clone(),
+                payload: envelope.payload.clone(),
+                signature: envelope.signature.clone(),
+            },
+            &layer.annotations,
+        )
+        .map_err(Rejection::Malformed)?;
+        authenticate(trust, material.as_ref(), None, |key| {
+            key.verifies(&signed, &envelope.signature)
+        })?;
+        Signed::Statement(envelope.payload)
+    } else {
+        let material = keyless::material::from_bundle(bytes).map_err(Rejection::Malformed)?;
+        match material.certificate.is_some().then_some(material) {
+            Some(material) => {
+                check_keyless(trust, &material, None)?;
+                match material.content {
+                    keyless::material::Content::Envelope { payload, .. } => {
+                        Signed::Statement(payload)
+                    }
+                    keyless::material::Content::Message { .. } => {
+                        return Err(Rejection::Malformed(
+                            "its sigstore bundle holds a message signature, which names no \
+                             image"
+                                .to_string(),
+                        ));
+                    }
+                }
+            }
+            None if trust.keys.is_empty() => {
+                return Err(Rejection::OtherKind(
+                    "its signature is by a key, not keyless; check it with --verify-key \
+                     (--key for haul verify)"
+                        .to_string(),
+                ));
+            }
+            None => Signed::Statement(sigstore::open_with_keys(&trust.keys, bytes)?),
+        }
+    };
+    match signed {
+        Signed::Payload(payload) => {
+            if trust.predicate_type.is_some() {
+                return Err(Rejection::NotAttestation);
+            }
+            names_image(payload, wanted)
+        }
+        Signed::Statement(payload) => {
+            sigstore::statement_names(&payload, wanted, trust.predicate_type.as_deref())
+        }
+    }
+}
+
+/// A layer's signer: one of the keys, else (when it carries a certificate) the keyless
+/// policy. `verifies` checks the signature under a key.
+fn authenticate(
+    trust: &Trust,
+    material: Option<&keyless::material::Material>,
+    payload: Option<&[u8]>,
+    verifies: impl Fn(&PublicKey) -> bool,
+) -> Result<(), Rejection> {
+    if trust.keys.iter().any(&verifies) {
+        return Ok(());
+    }
+    match material {
+        Some(material) => {
+            let artifact = payload.map(keyless::verify::Artifact::Bytes);
+            check_keyless(trust, material, artifact.as_ref())
+        }
+        None if trust.keys.is_empty() => Err(Rejection::OtherKind(
+            "its signature is by a key, not keyless; check it with --verify-key (--key for \
+             haul verify)"
+                .to_string(),
+        )),
+        None => Err(Rejection::NoKeyVerifies),
+    }
+}
+
+/// Whether one of `attachments` referring to one of `wanted` is a signature (or the
+/// attestation asked for) that `trust` accepts, naming one of `wanted`; `blob` reads the bytes
+/// of a layer ([`signature_blobs`] names them). When none is, why the last one checked did
+/// not count (`None`: there was none).
 pub fn check_attachments(
-    keys: &[PublicKey],
+    trust: &Trust,
     wanted: &[&Digest],
     attachments: &[crate::bundle::Attachment],
     blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
 ) -> Result<(), Option<Rejection>> {
-    let mut reason = None;
+    let mut reason: Option<Rejection> = None;
     for layer in signature_layers(attachments, wanted) {
         let Some(bytes) = blob(&layer.digest) else {
             continue;
         };
-        let outcome = match layer.annotations.get(SIGNATURE_ANNOTATION) {
-            Some(signed) if layer.media_type == SIMPLE_SIGNING => {
-                check(keys, &bytes, signed, wanted)
-            }
-            _ => sigstore::check(keys, &bytes, wanted),
-        };
-        match outcome {
+        match check_layer(trust, &layer, &bytes, wanted) {
             Ok(()) => return Ok(()),
-            Err(rejection) => reason = Some(rejection),
+            // A reason about this image's own signature says more than one about another
+            // kind of layer (an attestation, a key-signed one).
+            Err(rejection) => {
+                let weaker = matches!(
+                    rejection,
+                    Rejection::Attestation(_) | Rejection::NotAttestation | Rejection::OtherKind(_)
+                );
+                if reason.is_none() || !weaker {
+                    reason = Some(rejection);
+                }
+            }
         }
     }
     Err(reason)
@@ -245,7 +475,7 @@ pub fn check_attachments(
 /// with the reason; an error when the tar has no manifests to check (the classic layout).
 pub fn check_bundle(
     bundle: &crate::bundle::Bundle,
-    keys: &[PublicKey],
+    trust: &Trust,
 ) -> Result<Vec<(String, String)>, String> {
     const NO_MANIFESTS: &str = "the tar holds no manifests (--format docker-v1, or docker save \
         before Docker 25); signatures name manifest digests: export the bundle with --format \
@@ -269,7 +499,7 @@ pub fn check_bundle(
         // was chosen from when the tar carries it.
         let wanted = image.digests();
         let read = |digest: &Digest| bundle.bytes_of(digest).map(<[u8]>::to_vec);
-        if let Err(reason) = check_attachments(keys, &wanted, &bundle.attachments, &read) {
+        if let Err(reason) = check_attachments(trust, &wanted, &bundle.attachments, &read) {
             failures.push((
                 label,
                 reason.map_or_else(

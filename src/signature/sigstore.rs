@@ -23,12 +23,12 @@ pub fn is_bundle(media_type: &str) -> bool {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Bundle {
-    dsse_envelope: Option<Envelope>,
+    dsse_envelope: Option<EnvelopeJson>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct EnvelopeJson {
     payload: String,
     payload_type: String,
     signatures: Vec<EnvelopeSignature>,
@@ -65,8 +65,43 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether bundle `bytes` is a cosign signature by one of `keys` naming one of `digests`.
-pub fn check(keys: &[PublicKey], bytes: &[u8], digests: &[&Digest]) -> Result<(), Rejection> {
+/// A DSSE envelope with its one signature.
+pub struct Envelope {
+    pub payload_type: String,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl Envelope {
+    /// Reads a DSSE envelope's JSON (cosign's attestation layers).
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, String> {
+        let envelope: EnvelopeJson = serde_json::from_slice(bytes)
+            .map_err(|e| format!("its DSSE envelope cannot be read: {e}"))?;
+        Envelope::from_json(envelope)
+    }
+
+    fn from_json(envelope: EnvelopeJson) -> Result<Envelope, String> {
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let payload = base64
+            .decode(envelope.payload.trim())
+            .map_err(|e| format!("its DSSE payload is not base64: {e}"))?;
+        let [signature] = envelope.signatures.as_slice() else {
+            return Err("its DSSE envelope has not exactly one signature".to_string());
+        };
+        let signature = base64
+            .decode(signature.sig.trim())
+            .map_err(|e| format!("its DSSE signature is not base64: {e}"))?;
+        Ok(Envelope {
+            payload_type: envelope.payload_type,
+            payload,
+            signature,
+        })
+    }
+}
+
+/// The statement of bundle `bytes` (signed with a key: no certificate), when its envelope
+/// verifies under one of `keys`.
+pub fn open_with_keys(keys: &[PublicKey], bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
     let malformed = |what: String| Rejection::Malformed(format!("its sigstore bundle {what}"));
     let bundle: Bundle =
         serde_json::from_slice(bytes).map_err(|e| malformed(format!("is not JSON: {e}")))?;
@@ -75,26 +110,36 @@ pub fn check(keys: &[PublicKey], bytes: &[u8], digests: &[&Digest]) -> Result<()
             "holds no DSSE envelope (a message signature names no image)".to_string(),
         ));
     };
-    let base64 = base64::engine::general_purpose::STANDARD;
-    let payload = base64
-        .decode(envelope.payload.trim())
-        .map_err(|e| malformed(format!("has a payload that is not base64: {e}")))?;
-    let signed = pae(&envelope.payload_type, &payload);
-    let verified = envelope.signatures.iter().any(|signature| {
-        base64
-            .decode(signature.sig.trim())
-            .is_ok_and(|raw| keys.iter().any(|key| key.verifies(&signed, &raw)))
-    });
-    if !verified {
-        return Err(Rejection::NoKeyVerifies);
+    let envelope = Envelope::from_json(envelope).map_err(Rejection::Malformed)?;
+    let signed = pae(&envelope.payload_type, &envelope.payload);
+    if keys
+        .iter()
+        .any(|key| key.verifies(&signed, &envelope.signature))
+    {
+        Ok(envelope.payload)
+    } else {
+        Err(Rejection::NoKeyVerifies)
     }
-    let statement: Statement = serde_json::from_slice(&payload).map_err(|e| {
-        malformed(format!(
-            "has a payload that is not an in-toto statement: {e}"
-        ))
+}
+
+/// Whether in-toto statement `payload` is what was asked for (a cosign signature, or an
+/// attestation of `predicate_type`) and names one of `digests`.
+pub fn statement_names(
+    payload: &[u8],
+    digests: &[&Digest],
+    predicate_type: Option<&str>,
+) -> Result<(), Rejection> {
+    let statement: Statement = serde_json::from_slice(payload).map_err(|e| {
+        Rejection::Malformed(format!("its payload is not an in-toto statement: {e}"))
     })?;
-    if statement.predicate_type != COSIGN_SIGN {
-        return Err(Rejection::Attestation(statement.predicate_type));
+    match predicate_type {
+        None if statement.predicate_type != COSIGN_SIGN => {
+            return Err(Rejection::Attestation(statement.predicate_type));
+        }
+        Some(wanted) if statement.predicate_type != wanted => {
+            return Err(Rejection::Attestation(statement.predicate_type));
+        }
+        _ => {}
     }
     let named: Vec<String> = statement
         .subject
@@ -115,6 +160,11 @@ pub fn check(keys: &[PublicKey], bytes: &[u8], digests: &[&Digest]) -> Result<()
                 .unwrap_or_else(|| "nothing".to_string()),
         ))
     }
+}
+
+/// Whether bundle `bytes` is a cosign signature by one of `keys` naming one of `digests`.
+pub fn check(keys: &[PublicKey], bytes: &[u8], digests: &[&Digest]) -> Result<(), Rejection> {
+    statement_names(&open_with_keys(keys, bytes)?, digests, None)
 }
 
 #[cfg(test)]

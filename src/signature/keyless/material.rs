@@ -54,7 +54,9 @@ pub enum Form {
 
 #[derive(Clone, Debug)]
 pub struct Material {
-    pub certificate: Certificate,
+    /// The signer's certificate; none for a bundle signed with a key.
+    pub certificate: Option<Certificate>,
+    /// Its DER (empty without one).
     pub certificate_der: Vec<u8>,
     pub content: Content,
     pub entries: Vec<LogEntry>,
@@ -85,8 +87,8 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
     value.as_str().and_then(base64_decode)
 }
 
-/// Reads a sigstore bundle. `Ok(None)`: a bundle signed with a key, not keyless.
-pub fn from_bundle(json: &[u8]) -> Result<Option<Material>, String> {
+/// Reads a sigstore bundle (keyless, or signed with a key: then it has no certificate).
+pub fn from_bundle(json: &[u8]) -> Result<Material, String> {
     let malformed = |what: &str| format!("its sigstore bundle {what}");
     let bundle: Value =
         serde_json::from_slice(json).map_err(|e| malformed(&format!("is not JSON: {e}")))?;
@@ -109,13 +111,17 @@ pub fn from_bundle(json: &[u8]) -> Result<Option<Material>, String> {
         // The leaf only: the chain above it comes from the trusted root.
         chain.first().and_then(|c| bytes(&c["rawBytes"]))
     } else if material["publicKey"].is_object() {
-        return Ok(None);
+        Some(Vec::new())
     } else {
         None
     };
     let certificate_der =
         certificate_der.ok_or_else(|| malformed("has no certificate that can be read"))?;
-    let certificate = x509::parse_der(&certificate_der).map_err(|e| malformed(&e))?;
+    let certificate = if certificate_der.is_empty() {
+        None
+    } else {
+        Some(x509::parse_der(&certificate_der).map_err(|e| malformed(&e))?)
+    };
 
     let content = if let Some(message) = bundle.get("messageSignature") {
         let digest = match message.get("messageDigest") {
@@ -171,14 +177,14 @@ pub fn from_bundle(json: &[u8]) -> Result<Option<Material>, String> {
         .flatten()
         .filter_map(|t| bytes(&t["signedTimestamp"]))
         .collect();
-    Ok(Some(Material {
+    Ok(Material {
         certificate,
         certificate_der,
         content,
         entries,
         timestamps,
         form,
-    }))
+    })
 }
 
 fn entry_from_bundle(entry: &Value) -> Option<LogEntry> {
@@ -242,11 +248,11 @@ struct TimestampAnnotation {
     signed: String,
 }
 
-/// Reads a layer of cosign's `.sig` image whose payload is `payload` and whose signature is
-/// `signature` (base64). `Ok(None)`: the layer carries no certificate (signed with a key).
+/// Reads a layer of cosign's `.sig` (or `.att`) image: `content` is what it signs (a
+/// simple-signing payload's signature, an attestation's envelope). `Ok(None)`: the layer
+/// carries no certificate (signed with a key).
 pub fn from_cosign_layer(
-    payload: &[u8],
-    signature: &str,
+    content: Content,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<Material>, String> {
     let Some(pem) = annotations.get(CERTIFICATE_ANNOTATION) else {
@@ -258,8 +264,6 @@ pub fn from_cosign_layer(
         .ok_or_else(|| "its certificate annotation holds no certificate".to_string())?;
     use der::Encode;
     let certificate_der = certificate.to_der().map_err(|e| e.to_string())?;
-    let signature =
-        base64_decode(signature).ok_or_else(|| "its signature is not base64".to_string())?;
     let mut entries = Vec::new();
     if let Some(bundle) = annotations.get(BUNDLE_ANNOTATION) {
         let bundle: RekorBundle = serde_json::from_str(bundle)
@@ -298,12 +302,9 @@ pub fn from_cosign_layer(
         );
     }
     Ok(Some(Material {
-        certificate,
+        certificate: Some(certificate),
         certificate_der,
-        content: Content::Message {
-            digest: Some(super::sha256(payload)),
-            signature,
-        },
+        content,
         entries,
         timestamps,
         form: Form::Promise,

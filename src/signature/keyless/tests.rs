@@ -26,9 +26,7 @@ fn bundle_json(name: &str) -> serde_json::Value {
 }
 
 fn material(json: &serde_json::Value) -> Material {
-    material::from_bundle(&serde_json::to_vec(json).unwrap())
-        .unwrap()
-        .unwrap()
+    material::from_bundle(&serde_json::to_vec(json).unwrap()).unwrap()
 }
 
 fn anyone() -> Policy {

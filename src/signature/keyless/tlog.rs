@@ -63,18 +63,25 @@ impl Signed<'_> {
     }
 }
 
+/// Who signed, as a log entry records it: a certificate (DER), or a public key (DER SPKI).
+#[derive(Clone, Copy)]
+pub enum Verifier<'a> {
+    Certificate(&'a [u8]),
+    Key(&'a [u8]),
+}
+
 /// What a verified entry tells: when the log saw the signature, if it signed that time.
 pub struct Verified {
     pub time: Option<i64>,
 }
 
 /// Checks `entry` against the logs of `root`: proven (or promised) by a log the root trusts,
-/// recording `signed` by `certificate` (DER).
+/// recording `signed` by `verifier`.
 pub fn verify_entry(
     entry: &LogEntry,
     root: &TrustedRoot,
     signed: &Signed<'_>,
-    certificate: &[u8],
+    verifier: Verifier<'_>,
 ) -> Result<Verified, String> {
     let log = root
         .tlogs
@@ -88,7 +95,7 @@ pub fn verify_entry(
         })?;
     let body: Value = serde_json::from_slice(&entry.body)
         .map_err(|_| "its log entry's body is not JSON".to_string())?;
-    check_body(&body, signed, certificate)?;
+    check_body(&body, signed, verifier)?;
 
     let mut time = None;
     if let Some(promise) = &entry.promise {
@@ -285,19 +292,30 @@ fn key_hint(key: &Key, name: &str) -> [u8; 4] {
     }
 }
 
-/// Whether the entry's body records `signed` by `certificate`.
-fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(), String> {
+/// Whether a v1 body's verifier (base64 of PEM: a certificate or a public key) is `verifier`.
+fn is_pem_of(value: &Value, verifier: Verifier<'_>) -> bool {
+    let Some(pem) = value
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    else {
+        return false;
+    };
+    let Ok((label, der)) = der::pem::decode_vec(&pem) else {
+        return false;
+    };
+    match verifier {
+        Verifier::Certificate(certificate) => label == "CERTIFICATE" && der == certificate,
+        Verifier::Key(spki) => label == "PUBLIC KEY" && der == spki,
+    }
+}
+
+/// Whether the entry's body records `signed` by `verifier`.
+fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Result<(), String> {
     let kind = body["kind"].as_str().unwrap_or_default();
     let version = body["apiVersion"].as_str().unwrap_or_default();
     let spec = &body["spec"];
     let base64 = base64::engine::general_purpose::STANDARD;
     let decoded = |v: &Value| v.as_str().and_then(|s| base64.decode(s).ok());
-    let pem_cert = |v: &Value| -> Option<Vec<u8>> {
-        let pem = decoded(v)?;
-        let certs = super::x509::parse_pem_chain(&pem).ok()?;
-        use der::Encode;
-        certs.first()?.to_der().ok()
-    };
     let mismatch = |what: &str| Err(format!("its log entry records another {what}"));
     let signature = signed.signature();
     match (kind, version, signed) {
@@ -309,9 +327,8 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
             if decoded(&spec["signature"]["content"]).as_deref() != Some(signature) {
                 return mismatch("signature");
             }
-            if pem_cert(&spec["signature"]["publicKey"]["content"]).as_deref() != Some(certificate)
-            {
-                return mismatch("certificate");
+            if !is_pem_of(&spec["signature"]["publicKey"]["content"], verifier) {
+                return mismatch("certificate or key");
             }
             Ok(())
         }
@@ -325,12 +342,12 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
                 .flatten()
                 .any(|s| {
                     decoded(&s["signature"]).as_deref() == Some(signature)
-                        && pem_cert(&s["verifier"]).as_deref() == Some(certificate)
+                        && is_pem_of(&s["verifier"], verifier)
                 });
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature or certificate")
+                mismatch("signature, certificate or key")
             }
         }
         ("intoto", "0.0.2", Signed::Envelope { payload, .. }) => {
@@ -348,12 +365,12 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
                         .and_then(|inner| base64.decode(inner).ok())
                         .as_deref()
                         == Some(signature)
-                        && pem_cert(&s["publicKey"]).as_deref() == Some(certificate)
+                        && is_pem_of(&s["publicKey"], verifier)
                 });
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature or certificate")
+                mismatch("signature, certificate or key")
             }
         }
         ("hashedrekord", "0.0.2", _) => {
@@ -372,7 +389,7 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
             {
                 return mismatch("payload");
             }
-            check_v2_signature(&spec["signature"], signature, certificate)
+            check_v2_signature(&spec["signature"], signature, verifier)
         }
         ("dsse", "0.0.2", Signed::Envelope { payload, .. }) => {
             let spec = &spec["dsseV002"];
@@ -385,11 +402,11 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|s| check_v2_signature(s, signature, certificate).is_ok());
+                .any(|s| check_v2_signature(s, signature, verifier).is_ok());
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature or certificate")
+                mismatch("signature, certificate or key")
             }
         }
         _ => Err(format!(
@@ -398,15 +415,28 @@ fn check_body(body: &Value, signed: &Signed<'_>, certificate: &[u8]) -> Result<(
     }
 }
 
-/// A Rekor v2 `Signature`: its content and its verifier's certificate.
-fn check_v2_signature(value: &Value, signature: &[u8], certificate: &[u8]) -> Result<(), String> {
+/// A Rekor v2 `Signature`: its content and its verifier's certificate or key.
+fn check_v2_signature(
+    value: &Value,
+    signature: &[u8],
+    verifier: Verifier<'_>,
+) -> Result<(), String> {
     let base64 = base64::engine::general_purpose::STANDARD;
     let decoded = |v: &Value| v.as_str().and_then(|s| base64.decode(s).ok());
     if decoded(&value["content"]).as_deref() != Some(signature) {
         return Err("its log entry records another signature".to_string());
     }
-    if decoded(&value["verifier"]["x509Certificate"]["rawBytes"]).as_deref() != Some(certificate) {
-        return Err("its log entry records another certificate".to_string());
+    let recorded = match verifier {
+        Verifier::Certificate(certificate) => {
+            decoded(&value["verifier"]["x509Certificate"]["rawBytes"]).as_deref()
+                == Some(certificate)
+        }
+        Verifier::Key(spki) => {
+            decoded(&value["verifier"]["publicKey"]["rawBytes"]).as_deref() == Some(spki)
+        }
+    };
+    if !recorded {
+        return Err("its log entry records another certificate or key".to_string());
     }
     Ok(())
 }

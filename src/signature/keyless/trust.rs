@@ -10,6 +10,10 @@ use x509_cert::Certificate;
 use super::keys::Key;
 use super::x509::parse_der;
 
+/// sigstore's public-good `trusted_root.json` (from its TUF repository, as sigstore-python
+/// 4.5.1 ships it; its newest key is valid from 2025-09-23).
+pub const PUBLIC_GOOD: &[u8] = include_bytes!("public-good-trusted-root.json");
+
 /// A span of time (Unix seconds), open at the end when the key or authority is current.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -224,6 +228,16 @@ impl TrustedRoot {
             )?,
             timestamp_authorities: authorities(&json.timestamp_authorities, "timestampAuthority")?,
         })
+    }
+
+    /// sigstore's public-good root, as haul ships it (see the README for its age and how to
+    /// refresh it).
+    pub fn public_good() -> TrustedRoot {
+        TrustedRoot::parse(
+            PUBLIC_GOOD,
+            "sigstore's public-good trusted root (shipped with haul)",
+        )
+        .expect("the shipped trusted root parses")
     }
 
     /// Reads a trusted root from a file.

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::material::{Content, Form, Material};
 use super::sct;
-use super::tlog::{self, Signed};
+use super::tlog::{self, Signed, Verifier};
 use super::trust::TrustedRoot;
 use super::tsa;
 use super::x509::{self, Purpose};
@@ -67,19 +67,11 @@ pub struct Signer {
     pub time: i64,
 }
 
-/// Checks `material` against `root` and `policy` at `now` (Unix seconds). `artifact` is what a
-/// message signature signs (an envelope signs its own payload).
-pub fn verify(
-    material: &Material,
+/// What `material` signs, with the digest a message signature's log entry records.
+fn signed<'a>(
+    material: &'a Material,
     artifact: Option<&Artifact<'_>>,
-    root: &TrustedRoot,
-    policy: &Policy,
-    now: i64,
-) -> Result<Signer, String> {
-    let certificate = &material.certificate;
-    let signature = material.content.signature();
-
-    // The artifact's digest, which a log entry of a message signature records.
+) -> Result<(Signed<'a>, Option<[u8; 32]>), String> {
     let message_digest = match (&material.content, artifact) {
         (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => Some(super::sha256(bytes)),
         (Content::Message { .. }, Some(Artifact::Sha256(digest))) => Some(*digest),
@@ -113,8 +105,16 @@ pub fn verify(
             signature,
         },
     };
+    Ok((signed, message_digest))
+}
 
-    // 1. The log.
+/// The log entries (one must verify) and timestamps (each must): the times they vouch for.
+fn logged_times(
+    material: &Material,
+    signed: &Signed<'_>,
+    verifier: Verifier<'_>,
+    root: &TrustedRoot,
+) -> Result<Vec<i64>, String> {
     if material.entries.is_empty() {
         return Err("it carries no transparency log entry".to_string());
     }
@@ -126,7 +126,7 @@ pub fn verify(
             reason = "its log entry carries no inclusion proof".to_string();
             continue;
         }
-        match tlog::verify_entry(entry, root, &signed, &material.certificate_der) {
+        match tlog::verify_entry(entry, root, signed, verifier) {
             Ok(verified) => {
                 logged = true;
                 times.extend(verified.time);
@@ -137,14 +137,77 @@ pub fn verify(
     if !logged {
         return Err(reason);
     }
-
-    // 2. Timestamps.
     for response in &material.timestamps {
-        match tsa::verify(response, signature, root) {
-            Ok(time) => times.push(time),
-            Err(why) => return Err(why),
-        }
+        times.push(tsa::verify(response, material.content.signature(), root)?);
     }
+    Ok(times)
+}
+
+/// Checks a bundle signed with `key` (no certificate): the signature, and its log entry
+/// against `root`. Returns the time the log vouches for, if any.
+pub fn verify_with_key(
+    material: &Material,
+    key: &super::keys::Key,
+    artifact: Option<&Artifact<'_>>,
+    root: &TrustedRoot,
+    now: i64,
+) -> Result<Option<i64>, String> {
+    let (signed, message_digest) = signed(material, artifact)?;
+    let verified = match (&material.content, artifact) {
+        (
+            Content::Envelope {
+                payload_type,
+                payload,
+                ..
+            },
+            _,
+        ) => key.verifies(
+            &crate::signature::sigstore::pae(payload_type, payload),
+            material.content.signature(),
+        ),
+        (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => {
+            key.verifies(bytes, material.content.signature())
+        }
+        (Content::Message { .. }, _) => key.verifies_sha256(
+            &message_digest.expect("a message signature has a digest"),
+            material.content.signature(),
+        ),
+    };
+    if !verified {
+        return Err("its signature is not by this key".to_string());
+    }
+    let times = logged_times(material, &signed, Verifier::Key(key.spki()), root)?;
+    if let Some(future) = times.iter().find(|t| **t > now + CLOCK_SKEW) {
+        return Err(format!(
+            "its log entry's time, {}, is in the future",
+            super::show_time(*future)
+        ));
+    }
+    Ok(times.first().copied())
+}
+
+/// Checks `material` against `root` and `policy` at `now` (Unix seconds). `artifact` is what a
+/// message signature signs (an envelope signs its own payload).
+pub fn verify(
+    material: &Material,
+    artifact: Option<&Artifact<'_>>,
+    root: &TrustedRoot,
+    policy: &Policy,
+    now: i64,
+) -> Result<Signer, String> {
+    let certificate = material.certificate.as_ref().ok_or_else(|| {
+        "it is signed with a key, not keylessly (it carries no certificate)".to_string()
+    })?;
+    let signature = material.content.signature();
+    let (signed, message_digest) = signed(material, artifact)?;
+
+    // 1. The log, and 2. the timestamps: when it was signed.
+    let times = logged_times(
+        material,
+        &signed,
+        Verifier::Certificate(&material.certificate_der),
+        root,
+    )?;
     if times.is_empty() {
         return Err(
             "nothing places it in time: its log entry has no signed time and it carries no \
@@ -234,9 +297,10 @@ pub fn verify(
             signature,
         ),
         (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => key.verifies(bytes, signature),
-        (Content::Message { .. }, _) => {
-            key.verifies_sha256(&message_digest.expect("checked above"), signature)
-        }
+        (Content::Message { .. }, _) => key.verifies_sha256(
+            &message_digest.expect("a message signature has a digest"),
+            signature,
+        ),
     };
     if !verified {
         return Err("its signature does not verify under its certificate's key".to_string());
