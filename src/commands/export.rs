@@ -11,7 +11,7 @@ use crate::delta::Receipt;
 use crate::engine::Engine;
 use crate::export::parts::Split;
 use crate::export::{Layout, Output};
-use crate::pipeline::LayerForm;
+use crate::pipeline::{Carried, LayerForm};
 
 /// Where `-o` (or its absence) sends the tar, before the images are known.
 enum Target {
@@ -23,6 +23,22 @@ enum Target {
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let request = image_request(&args.images)?;
     let trust = verify_keys(&args.signatures)?;
+    // The trusted root travels with what refers to the images, for `haul verify` at the site.
+    let trusted_root = match (
+        &args.signatures.keyless.trusted_root,
+        args.signatures.referrers,
+    ) {
+        (Some(path), true) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the trusted root {}", path.display()))?;
+            crate::signature::keyless::trust::TrustedRoot::parse(
+                &bytes,
+                &path.display().to_string(),
+            )?;
+            Some(bytes)
+        }
+        _ => None,
+    };
     let count = request.references.len();
     let target = match args.output.as_deref() {
         _ if args.load => Target::Ready(Output::Engine(Engine::local(None))),
@@ -111,13 +127,17 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         (output, _) => output,
     };
     let destination = session.destination(since, &output, args.full).await;
+    let carried = Carried {
+        attachments: &attachments,
+        trusted_root: trusted_root.as_deref(),
+    };
     if args.dry_run {
-        let measured = session.measure(&plan, &attachments, layout, &destination)?;
+        let measured = session.measure(&plan, &carried, layout, &destination)?;
         print_plan(&output, &measured);
         return Ok(());
     }
     let exported = session
-        .export(&plan, &attachments, layout, &output, &destination)
+        .export(&plan, &carried, layout, &output, &destination)
         .await?;
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);

@@ -295,14 +295,17 @@ fn verify_keys(args: &crate::cli::SignatureArgs) -> anyhow::Result<crate::signat
         .iter()
         .map(|path| crate::signature::PublicKey::read(path))
         .collect::<Result<Vec<_>, _>>()?;
-    trust(keys, &args.keyless, None)
+    trust(keys, &args.keyless, None, args.referrers)
 }
 
 /// The identity policy the keyless options give, checked as options (a pattern that does not
 /// compile, an identity without its issuer, a root or predicate type with nothing to check).
+/// `root_travels`: an export with `--referrers` carries `--trusted-root` even when nothing is
+/// checked on the way.
 fn keyless_policy(
     options: &crate::cli::KeylessArgs,
     keys_given: bool,
+    root_travels: bool,
 ) -> anyhow::Result<Option<crate::signature::keyless::verify::Policy>> {
     use crate::signature::keyless::verify::{Matcher, Policy};
     let matcher = |exact: &Option<String>, pattern: &Option<String>, flag: &str| {
@@ -342,10 +345,10 @@ fn keyless_policy(
                  --certificate-identity with --certificate-oidc-issuer"
             );
         }
-        if options.trusted_root.is_some() {
+        if options.trusted_root.is_some() && !root_travels {
             anyhow::bail!(
                 "--trusted-root checks keyless signatures: give --certificate-identity and \
-                 --certificate-oidc-issuer too"
+                 --certificate-oidc-issuer too (an export carries it with --referrers)"
             );
         }
     }
@@ -357,7 +360,7 @@ pub fn check_keyless_options(
     options: &crate::cli::KeylessArgs,
     keys_given: bool,
 ) -> anyhow::Result<()> {
-    if keyless_policy(options, keys_given)?.is_some()
+    if keyless_policy(options, keys_given, false)?.is_some()
         && let Some(path) = &options.trusted_root
     {
         crate::signature::keyless::trust::TrustedRoot::read(path)?;
@@ -371,9 +374,10 @@ pub fn trust(
     keys: Vec<crate::signature::PublicKey>,
     options: &crate::cli::KeylessArgs,
     carried: Option<&[u8]>,
+    root_travels: bool,
 ) -> anyhow::Result<crate::signature::Trust> {
     use crate::signature::keyless::trust::TrustedRoot;
-    let policy = keyless_policy(options, !keys.is_empty())?;
+    let policy = keyless_policy(options, !keys.is_empty(), root_travels)?;
     let keyless = match policy {
         None => None,
         Some(policy) => {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::PathBuf;
 
-use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD};
+use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD, TRUSTED_ROOT};
 use crate::bundle::{
     AttachedManifest, Attachment, DeltaRecord, LeftOutBlob, ReceiptBlob, ReceiptImage,
     ReferrersRecord, blob_path,
@@ -137,6 +137,9 @@ pub struct TarJob {
     /// Manifests the attachments refer to that the tar holds for that alone (the index one
     /// platform was chosen from): in `blobs/`, recorded in `haul-referrers.json`.
     pub subjects: Vec<AttachedManifest>,
+    /// The sigstore trusted root that travels with the attachments (`--trusted-root`), for
+    /// `haul verify` to check keyless signatures at the site: `haul-trusted-root.json`.
+    pub trusted_root: Option<Vec<u8>>,
 }
 
 /// A tar written.
@@ -411,6 +414,9 @@ fn write_entries<W: Sink, S: BlobSource>(
             &mut blobs,
             &mut entries,
         )?;
+    }
+    if let Some(root) = &job.trusted_root {
+        entries.bytes(TRUSTED_ROOT, root)?;
     }
     // A delta says what it left out, for `haul verify` and `haul load`.
     if !blobs.record.is_empty() {

@@ -19,6 +19,7 @@ mod transports;
 
 use error::SignatureFailure;
 pub use error::{ImageFailure, PipelineError};
+pub use tar_job::Carried;
 use transports::remembered_transports;
 
 use std::path::PathBuf;
@@ -358,12 +359,12 @@ impl Session {
     pub async fn export(
         &self,
         plan: &Plan,
-        attachments: &[Attachment],
+        carried: &Carried<'_>,
         layout: Layout,
         output: &Output,
         destination: &Destination,
     ) -> Result<Exported, PipelineError> {
-        let (job, needed) = self.tar_job(plan, attachments, layout, destination)?;
+        let (job, needed) = self.tar_job(plan, carried, layout, destination)?;
         // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next
         // blob, and with it the downloads and a loader it feeds.
         let (_cancel, cancelled) = tokio::sync::watch::channel(());

@@ -7,15 +7,24 @@ use std::collections::HashMap;
 use super::*;
 use crate::export::Measured;
 
+/// What a tar carries beside its images: what refers to them (`--referrers`), and the trusted
+/// root to check their keyless signatures with (`--trusted-root`).
+#[derive(Clone, Copy, Default)]
+pub struct Carried<'a> {
+    pub attachments: &'a [Attachment],
+    pub trusted_root: Option<&'a [u8]>,
+}
+
 impl Session {
     /// The tar `plan` makes in `layout` for `destination`, and the blobs it needs fetched.
     pub(super) fn tar_job(
         &self,
         plan: &Plan,
-        attachments: &[Attachment],
+        carried: &Carried<'_>,
         layout: Layout,
         destination: &Destination,
     ) -> Result<(TarJob, Vec<BlobRequest>), PipelineError> {
+        let attachments = carried.attachments;
         // An artifact travels only as it is, in the OCI layout: a docker loader would take
         // its files for filesystem layers.
         for (image, config) in plan.resolved.iter().zip(&plan.configs) {
@@ -83,6 +92,7 @@ impl Session {
             left_out,
             attachments: attachments.to_vec(),
             subjects: attachments::chosen_from_signed_indexes(plan, attachments),
+            trusted_root: carried.trusted_root.map(<[u8]>::to_vec),
         };
         Ok((job, needed))
     }
@@ -94,11 +104,11 @@ impl Session {
     pub fn measure(
         &self,
         plan: &Plan,
-        attachments: &[Attachment],
+        carried: &Carried<'_>,
         layout: Layout,
         destination: &Destination,
     ) -> Result<Measured, PipelineError> {
-        let (job, _) = self.tar_job(plan, attachments, layout, destination)?;
+        let (job, _) = self.tar_job(plan, carried, layout, destination)?;
         let mut sizes: HashMap<Digest, u64> = HashMap::new();
         let mut estimated = false;
         for request in &plan.blobs {
@@ -112,7 +122,7 @@ impl Session {
             };
             sizes.insert(request.tar_blob().clone(), size);
         }
-        for descriptor in attachments.iter().flat_map(|a| &a.blobs) {
+        for descriptor in carried.attachments.iter().flat_map(|a| &a.blobs) {
             sizes.insert(descriptor.digest.clone(), descriptor.size);
         }
         let mut measured =
