@@ -6,10 +6,11 @@
 #   podman           a third loader (docker, docker-v1 and OCI formats)
 #   busybox-static   the one static binary of the runnable test images
 #   zstd, apache2-utils (htpasswd for the basic-auth registry), curl
+#   strace           shows that keyless checks open no connection (tests/it/keyless.rs)
 # Runs `apt-get update` first unless the package lists are less than a day old.
 set -euo pipefail
 
-packages=(docker-registry docker.io skopeo podman busybox-static zstd apache2-utils curl time openssh-server openssh-client)
+packages=(docker-registry docker.io skopeo podman busybox-static zstd apache2-utils curl time openssh-server openssh-client strace)
 if [ "$#" -gt 0 ]; then packages=("$@"); fi
 
 missing=()

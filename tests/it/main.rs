@@ -20,6 +20,7 @@ mod faults;
 mod formats;
 mod huge_layer;
 mod inspect;
+mod keyless;
 mod lists;
 mod load;
 mod networks;

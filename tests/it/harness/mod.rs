@@ -11,6 +11,7 @@
 pub mod clients;
 pub mod images;
 pub mod registry;
+pub mod sigstore;
 pub mod tls;
 pub mod token;
 
