@@ -362,13 +362,14 @@ fn check_layer(
             keyless::material::Content::Envelope {
                 payload_type: envelope.payload_type.clone(),
                 payload: envelope.payload.clone(),
-                signature: envelope.signature.clone(),
+                // A keyless envelope has its certificate's one signature.
+                signature: envelope.signatures[0].clone(),
             },
             &layer.annotations,
         )
         .map_err(Rejection::Malformed)?;
         authenticate(trust, material.as_ref(), None, |key| {
-            key.verifies(&signed, &envelope.signature)
+            envelope.signatures.iter().any(|s| key.verifies(&signed, s))
         })?;
         Signed::Statement(envelope.payload)
     } else {
@@ -459,7 +460,10 @@ pub fn check_attachments(
             Err(rejection) => {
                 let weaker = matches!(
                     rejection,
-                    Rejection::Attestation(_) | Rejection::NotAttestation | Rejection::OtherKind(_)
+                    Rejection::Attestation(_)
+                        | Rejection::NotAttestation
+                        | Rejection::OtherKind(_)
+                        | Rejection::Malformed(_)
                 );
                 if reason.is_none() || !weaker {
                     reason = Some(rejection);

@@ -65,11 +65,11 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A DSSE envelope with its one signature.
+/// A DSSE envelope and its signatures (sigstore's have one; DSSE allows several).
 pub struct Envelope {
     pub payload_type: String,
     pub payload: Vec<u8>,
-    pub signature: Vec<u8>,
+    pub signatures: Vec<Vec<u8>>,
 }
 
 impl Envelope {
@@ -85,16 +85,19 @@ impl Envelope {
         let payload = base64
             .decode(envelope.payload.trim())
             .map_err(|e| format!("its DSSE payload is not base64: {e}"))?;
-        let [signature] = envelope.signatures.as_slice() else {
-            return Err("its DSSE envelope has not exactly one signature".to_string());
-        };
-        let signature = base64
-            .decode(signature.sig.trim())
+        if envelope.signatures.is_empty() {
+            return Err("its DSSE envelope holds no signature".to_string());
+        }
+        let signatures = envelope
+            .signatures
+            .iter()
+            .map(|s| base64.decode(s.sig.trim()))
+            .collect::<Result<_, _>>()
             .map_err(|e| format!("its DSSE signature is not base64: {e}"))?;
         Ok(Envelope {
             payload_type: envelope.payload_type,
             payload,
-            signature,
+            signatures,
         })
     }
 }
@@ -112,10 +115,13 @@ pub fn open_with_keys(keys: &[PublicKey], bytes: &[u8]) -> Result<Vec<u8>, Rejec
     };
     let envelope = Envelope::from_json(envelope).map_err(Rejection::Malformed)?;
     let signed = pae(&envelope.payload_type, &envelope.payload);
-    if keys
-        .iter()
-        .any(|key| key.verifies(&signed, &envelope.signature))
-    {
+    let verifies = |key: &PublicKey| {
+        envelope
+            .signatures
+            .iter()
+            .any(|signature| key.verifies(&signed, signature))
+    };
+    if keys.iter().any(verifies) {
         Ok(envelope.payload)
     } else {
         Err(Rejection::NoKeyVerifies)
