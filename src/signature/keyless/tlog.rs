@@ -70,9 +70,11 @@ pub enum Verifier<'a> {
     Key(&'a [u8]),
 }
 
-/// What a verified entry tells: when the log saw the signature, if it signed that time.
+/// What a verified entry tells: when the log saw the signature, if it signed that time, and
+/// when the log's key was in use (every time the signature is placed at must fall in it).
 pub struct Verified {
     pub time: Option<i64>,
+    pub log_valid: super::trust::Window,
 }
 
 /// Checks `entry` against the logs of `root`: proven (or promised) by a log the root trusts,
@@ -112,7 +114,10 @@ pub fn verify_entry(
         }
         None => {}
     }
-    Ok(Verified { time })
+    Ok(Verified {
+        time,
+        log_valid: log.valid,
+    })
 }
 
 /// The SET: the log's signature over the entry's canonical JSON (ECDSA over SHA-256).

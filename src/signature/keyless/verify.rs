@@ -119,6 +119,7 @@ fn logged_times(
         return Err("it carries no transparency log entry".to_string());
     }
     let mut times = Vec::new();
+    let mut windows = Vec::new();
     let mut logged = false;
     let mut reason = String::new();
     for entry in &material.entries {
@@ -130,6 +131,7 @@ fn logged_times(
             Ok(verified) => {
                 logged = true;
                 times.extend(verified.time);
+                windows.push(verified.log_valid);
             }
             Err(why) => reason = why,
         }
@@ -139,6 +141,16 @@ fn logged_times(
     }
     for response in &material.timestamps {
         times.push(tsa::verify(response, material.content.signature(), root)?);
+    }
+    // A log whose key was retired (or not yet in use) then proves nothing of that time.
+    if let Some(time) = times
+        .iter()
+        .find(|t| !windows.iter().any(|w| w.contains(**t)))
+    {
+        return Err(format!(
+            "its log entry's log key was not in use at {}",
+            super::show_time(*time)
+        ));
     }
     Ok(times)
 }

@@ -85,6 +85,15 @@ fn has_extended_usage(cert: &Certificate, usage: Oid) -> bool {
     )
 }
 
+/// RFC 3161 §2.3: a timestamp authority's certificate has one extended key usage,
+/// timeStamping, marked critical.
+fn is_timestamping_only(cert: &Certificate) -> bool {
+    matches!(
+        cert.tbs_certificate().get_extension::<ExtendedKeyUsage>(),
+        Ok(Some((true, ExtendedKeyUsage(usages)))) if usages == [TIME_STAMPING]
+    )
+}
+
 /// What a leaf certificate is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -109,6 +118,13 @@ pub fn chains_to(
         Purpose::CodeSigning => CODE_SIGNING,
         Purpose::TimeStamping => TIME_STAMPING,
     };
+    if purpose == Purpose::TimeStamping && !is_timestamping_only(leaf) {
+        return Err(
+            "the certificate is not a timestamp authority's (its one extended key usage must be \
+             timeStamping, critical)"
+                .to_string(),
+        );
+    }
     if !has_extended_usage(leaf, wanted) {
         return Err(match purpose {
             Purpose::CodeSigning => "the certificate is not for code signing".to_string(),

@@ -129,6 +129,44 @@ fn first_element(der: &[u8]) -> Vec<u8> {
     inner[..header + len].to_vec()
 }
 
+/// The elements of a DER constructed element's content, each as encoded.
+fn elements(content: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        let (header, len) = if rest[1] < 0x80 {
+            (2, rest[1] as usize)
+        } else {
+            let count = (rest[1] & 0x7f) as usize;
+            let len = rest[2..2 + count]
+                .iter()
+                .fold(0usize, |l, b| (l << 8) | *b as usize);
+            (2 + count, len)
+        };
+        out.push(rest[..header + len].to_vec());
+        rest = &rest[header + len..];
+    }
+    out
+}
+
+/// The content of a DER element (its header dropped).
+fn content(element: &[u8]) -> &[u8] {
+    let header = if element[1] < 0x80 {
+        2
+    } else {
+        2 + (element[1] & 0x7f) as usize
+    };
+    &element[header..]
+}
+
+/// A certificate's issuer and serial number, as CMS names a signer (IssuerAndSerialNumber).
+fn issuer_and_serial(certificate: &[u8]) -> Vec<u8> {
+    let tbs = first_element(certificate);
+    let fields = elements(content(&tbs));
+    // [0] version, serialNumber, signature, issuer, …
+    seq(&[fields[3].clone(), fields[1].clone()])
+}
+
 fn ecdsa(key: &KeyPair) -> EcdsaKeyPair {
     EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).unwrap()
 }
@@ -408,7 +446,11 @@ impl Sigstore {
         params
             .distinguished_name
             .push(DnType::CommonName, "haul.test timestamp authority");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::TimeStamping];
+        // RFC 3161 §2.3: the one extended key usage, timeStamping, and critical.
+        let mut usage =
+            CustomExtension::from_oid_content(&[2, 5, 29, 37], seq(&[oid("1.3.6.1.5.5.7.3.8")]));
+        usage.set_criticality(true);
+        params.custom_extensions = vec![usage];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400).unwrap();
         params.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 86_400 * 365).unwrap();
@@ -699,8 +741,8 @@ impl Sigstore {
         .concat();
         let signed_attributes = sign(&self.tsa_key, &tlv(0x31, &attributes));
         let signer_info = seq(&[
-            integer(3),
-            tlv(0x80, &sha256(self.tsa_leaf.der())[..20]),
+            integer(1),
+            issuer_and_serial(self.tsa_leaf.der()),
             sha256_id.clone(),
             tlv(0xa0, &attributes),
             seq(&[oid("1.2.840.10045.4.3.2")]),
