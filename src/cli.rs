@@ -37,7 +37,10 @@ Examples:
   haul export app:v1 -o v1.tar --receipt v1.receipt
   haul export app:v2 -o v2-delta.tar --since v1.receipt   # only what the site lacks
   haul export -f release.txt -o r1.tar --split dvd --parity 2   # DVDs, any 2 may be lost
-  haul export -f release.txt -o r1.tar --split dvd --dry-run    # how much, how many discs";
+  haul export -f release.txt -o r1.tar --split dvd --dry-run    # how much, how many discs
+  haul export app:2 --referrers --verify-key cosign.pub -o app.tar   # only if signed by the key
+  haul export app:2 --referrers --trusted-root trusted_root.json -o app.tar \\
+      --certificate-identity release@acme.example --certificate-oidc-issuer https://accounts.acme.example";
 
 const PULL_EXAMPLES: &str = "\
 Examples:
@@ -130,6 +133,9 @@ Examples:
   haul verify app.tar                              # ok: 1 image, 7 blobs, 201.3 MiB verified
   haul export app:1 -o - | tee app.tar | haul verify -
   haul verify --json bundle.tar > report.json
+  haul verify app.tar --key cosign.pub             # every image signed by the key (export --referrers)
+  haul verify app.tar --certificate-identity release@acme.example \\
+      --certificate-oidc-issuer https://accounts.acme.example   # keyless, offline
 
 Exit status: 0 when the tar is whole, 1 when anything is missing or damaged (each problem is
 listed, naming the file and what names it).";
@@ -468,8 +474,8 @@ pub struct SignatureArgs {
 /// names cosign gives these options.
 #[derive(Debug, Args, Default)]
 pub struct KeylessArgs {
-    /// Refuse images without a keyless signature by this identity (the certificate's e-mail
-    /// or URI, exactly); needs --certificate-oidc-issuer
+    /// Require a keyless signature by this identity (the certificate's e-mail or URI,
+    /// exactly): every image must carry one; needs --certificate-oidc-issuer
     #[arg(
         long,
         value_name = "IDENTITY",

@@ -591,6 +591,58 @@ fn file_bundles_check_as_cosign_verify_blob_checks_them() {
     )
     .failure(&["attestation of another kind"]);
 
+    // Signed with a key, logged: --key, as cosign verify-blob --key.
+    let (keyed, public) = sigstore.keyed_blob_bundle(&chart);
+    write("keyed.sigstore.json", keyed);
+    std::fs::write(dir.join("release.pub"), public).unwrap();
+    let accepted = clients.output(
+        Client::Cosign,
+        &[
+            "verify-blob",
+            &dir.join("chart.tgz").display().to_string(),
+            "--bundle",
+            &dir.join("keyed.sigstore.json").display().to_string(),
+            "--new-bundle-format",
+            "--trusted-root",
+            &root,
+            "--key",
+            &dir.join("release.pub").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        accepted.status.success(),
+        "cosign refused the keyed bundle:\n{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let run = haul
+        .run(&[
+            "verify-blob",
+            "chart.tgz",
+            "--bundle",
+            "keyed.sigstore.json",
+            "--trusted-root",
+            &root,
+            "--key",
+            "release.pub",
+        ])
+        .success();
+    assert!(
+        String::from_utf8_lossy(&run.stdout)
+            .contains("ok: chart.tgz is signed by the key release.pub, logged")
+    );
+    haul.run(&[
+        "verify-blob",
+        "chart.tgz",
+        "--bundle",
+        "good.sigstore.json",
+        "--trusted-root",
+        &root,
+        "--key",
+        "release.pub",
+    ])
+    .failure(&["its signature is not by this key"]);
+
     // Usage: who signed must be said.
     haul.run(&["verify-blob", "chart.tgz", "--bundle", "good.sigstore.json"])
         .failure(&["--certificate-identity with --certificate-oidc-issuer"]);

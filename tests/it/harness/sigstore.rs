@@ -891,6 +891,31 @@ impl Sigstore {
         .to_string()
     }
 
+    /// A sigstore bundle v0.3 for a file of `bytes`, signed with a key (no certificate: the
+    /// log entry records the key), logged in Rekor v1. Returns the bundle and the key's PEM.
+    pub fn keyed_blob_bundle(&self, bytes: &[u8]) -> (String, String) {
+        let pair = KeyPair::generate().unwrap();
+        let key = ecdsa(&pair);
+        let public = pem("PUBLIC KEY", &pair.subject_public_key_info());
+        let digest = sha256(bytes);
+        let signature = sign(&key, bytes);
+        let body = Self::hashedrekord(&digest, &signature, &public);
+        let logged = self.log(body, now(), Tamper::default());
+        let bundle = json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {
+                "publicKey": {"hint": b64(&sha256(&pair.subject_public_key_info()))},
+                "tlogEntries": [logged.bundle_entry("hashedrekord", "0.0.1")],
+            },
+            "messageSignature": {
+                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&digest)},
+                "signature": b64(&signature),
+            }
+        })
+        .to_string();
+        (bundle, public)
+    }
+
     /// A sigstore bundle v0.3 for a file of `bytes` logged in Rekor v2, placed in time by a
     /// timestamp of `timestamped` (the signature itself, or other bytes).
     pub fn blob_bundle_v2(&self, bytes: &[u8], leaf: &Leaf, timestamped: Option<&[u8]>) -> String {
