@@ -27,6 +27,7 @@ pub mod inspect;
 pub mod list;
 pub mod manifest;
 pub mod parts;
+pub mod patch;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
