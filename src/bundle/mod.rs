@@ -192,6 +192,9 @@ pub enum Place {
     Tar { offset: u64, is_tar: bool },
     /// Left out by a delta: expected at the destination.
     LeftOut,
+    /// Carried as a patch (the delta's `patched`, by the blob's path): rebuilt from layers the
+    /// destination holds.
+    Patched,
 }
 
 /// What a delta says of itself (`haul-delta.json`), and what follows from it.
@@ -201,6 +204,8 @@ pub struct Delta {
     pub left_out: BTreeMap<String, LeftOutBlob>,
     /// The images of earlier bundles it relies on: what to load first.
     pub since: Vec<String>,
+    /// The layers it carries as patches, by the path the tar would hold them at.
+    pub patched: BTreeMap<String, names::PatchedLayer>,
     /// The chains (diff_id prefixes) of the layers it left out: what the destination must
     /// hold.
     pub needed_chains: BTreeSet<Vec<Digest>>,

@@ -75,9 +75,50 @@ pub struct DeltaRecord {
     /// The images of earlier bundles whose layers it relies on: what to load first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub since: Vec<String>,
+    /// The layers it carries as patches against layers the destination holds
+    /// (`crate::patch`). A reader that does not know them finds those layers missing, and
+    /// loads nothing: the safe way to fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patched: Vec<PatchedLayer>,
 }
 
 const DELTA_RECORD_VERSION: u32 = 1;
+
+/// A layer a delta carries as a patch.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PatchedLayer {
+    /// Where the tar would hold the layer, as its manifests name it, and its blob.
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// What its rebuilt uncompressed tar must hash to.
+    #[serde(rename = "diffId")]
+    pub diff_id: Digest,
+    /// The patch, in the tar.
+    pub patch: LeftOutBlob,
+    /// The layers it is rebuilt from, in the patch's order: held at the destination.
+    pub sources: Vec<PatchSource>,
+    pub rebuild: Rebuild,
+}
+
+/// A layer a patch is rebuilt from: its diff_id, and its blob as the destination holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PatchSource {
+    #[serde(rename = "diffId")]
+    pub diff_id: Digest,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// What a patched layer's rebuild reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rebuild {
+    /// The blob itself, byte for byte (its compression reproduced): every digest is kept.
+    Exact,
+    /// Its content (the diff_id): the image ID is kept; the blob and the manifest are new.
+    Content,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LeftOutBlob {
@@ -98,6 +139,7 @@ impl DeltaRecord {
             version: DELTA_RECORD_VERSION,
             left_out: left_out.into_iter().collect(),
             since: since.into_iter().collect(),
+            patched: Vec::new(),
         }
     }
 

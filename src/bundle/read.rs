@@ -103,10 +103,11 @@ impl Subtree {
     }
 }
 
-/// A file an index names: in the tar, left out by a delta, or missing.
+/// A file an index names: in the tar, left out by a delta, carried as a patch, or missing.
 enum Found<'a> {
     File(&'a FileRecord),
     LeftOut(Digest, u64),
+    Patched(Digest, u64),
     Missing,
 }
 
@@ -146,6 +147,11 @@ impl<'a> Reader<'a> {
                         .map(|blob| (blob.path.clone(), blob))
                         .collect(),
                     since: record.since,
+                    patched: record
+                        .patched
+                        .into_iter()
+                        .map(|layer| (layer.path.clone(), layer))
+                        .collect(),
                     needed_chains: BTreeSet::new(),
                 });
             }
@@ -665,6 +671,26 @@ impl<'a> Reader<'a> {
         if let Some(blob) = self.delta.as_ref().and_then(|d| d.left_out.get(path)) {
             return Found::LeftOut(blob.digest.clone(), blob.size);
         }
+        if let Some(layer) = self.delta.as_ref().and_then(|d| d.patched.get(path)) {
+            let (digest, size) = (layer.digest.clone(), layer.size);
+            // The patch itself must be in the tar, whole.
+            let patch = layer.patch.clone();
+            let named_by = format!("{DELTA_RECORD} (the patch of {path})");
+            if let Found::File(file) = self.require_sized(&patch.path, patch.size, &named_by)
+                && file.digest != patch.digest
+                && !patch.path.starts_with("blobs/")
+            {
+                self.problems.push(Problem::Malformed {
+                    path: patch.path.clone(),
+                    what: "patch".to_string(),
+                    detail: format!(
+                        "its SHA-256 is {}, the record says {}",
+                        file.digest, patch.digest
+                    ),
+                });
+            }
+            return Found::Patched(digest, size);
+        }
         if self.reported_missing.insert(path.to_string()) {
             self.problems.push(Problem::Missing {
                 path: path.to_string(),
@@ -757,6 +783,7 @@ fn blob(path: &str, found: &Found<'_>, media_type: &str) -> Option<Blob> {
             place(file),
         ),
         Found::LeftOut(digest, size) => (digest.clone(), *size, Place::LeftOut),
+        Found::Patched(digest, size) => (digest.clone(), *size, Place::Patched),
         Found::Missing => return None,
     };
     Some(Blob {

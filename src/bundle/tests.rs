@@ -974,3 +974,55 @@ async fn one_image_under_several_names_is_one_image() {
         assert_eq!(offset, bundle.contents.files[&layer.path].offset);
     }
 }
+
+#[tokio::test]
+async fn a_patch_delta_names_its_patches_and_what_they_are_rebuilt_from() {
+    use names::{DeltaRecord, LeftOutBlob, PatchSource, PatchedLayer, Rebuild};
+    let (mut files, digests) = docker_layout();
+    let tars = layer_tars();
+    // Layer 2 travels as a patch (any bytes will do: the reader checks the record and that
+    // the patch is in the tar, whole; the rebuild checks the rest).
+    let patch = b"HAULPATCH1\n...".to_vec();
+    let patch_digest = Digest::of(&patch);
+    let layer = files
+        .iter()
+        .find(|(n, _)| *n == blob(&digests[1]))
+        .map(|(_, b)| b.len() as u64)
+        .unwrap();
+    remove(&mut files, &blob(&digests[1]));
+    set(&mut files, &blob(&patch_digest), patch.clone());
+    let mut record = DeltaRecord::new(Vec::<LeftOutBlob>::new(), ["app:0".to_string()]);
+    record.patched.push(PatchedLayer {
+        path: blob(&digests[1]),
+        digest: digests[1].clone(),
+        size: layer,
+        diff_id: Digest::of(&tars[1]),
+        patch: LeftOutBlob {
+            path: blob(&patch_digest),
+            digest: patch_digest.clone(),
+            size: patch.len() as u64,
+        },
+        sources: vec![PatchSource {
+            diff_id: Digest::of(b"an older layer"),
+            digest: Digest::of(b"its blob"),
+            size: 7,
+        }],
+        rebuild: Rebuild::Content,
+    });
+    set(&mut files, names::DELTA_RECORD, record.to_bytes());
+    let bytes = tar_of(&files);
+    let report = verify(&bytes).await;
+    assert!(report.is_whole(), "{:?}", report.problems);
+    assert_eq!(report.patched.len(), 1);
+    assert_eq!(report.patched[0].rebuild, Rebuild::Content);
+    let bundle = Bundle::read(&bytes[..]).await;
+    let layers = &bundle.images[0].platforms[0].layers;
+    assert_eq!(layers[1].place, Place::Patched);
+    assert_eq!(layers[1].digest, digests[1]);
+    assert!(matches!(layers[0].place, Place::Tar { .. }));
+
+    // The patch not in the tar: named, with what names it.
+    remove(&mut files, &blob(&patch_digest));
+    let report = verify(&tar_of(&files)).await;
+    assert_problem(&report, &[&blob(&patch_digest), "the patch of"]);
+}

@@ -37,6 +37,18 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
             "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
         );
     }
+    if let Some(layer) = bundle
+        .delta
+        .as_ref()
+        .and_then(|d| d.patched.values().next())
+    {
+        bail!(
+            "{name} carries layer {} as a patch against layers the engine holds (a patch \
+             delta, export --patch); this haul loads only whole layers and left-out ones. \
+             Nothing was loaded: load the full bundle",
+            layer.digest
+        );
+    }
     if let Some(delta) = bundle
         .delta
         .as_ref()

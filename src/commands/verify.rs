@@ -89,6 +89,26 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                     }
                 );
             }
+            for layer in &report.patched {
+                let sources: Vec<String> = layer
+                    .sources
+                    .iter()
+                    .map(|s| s.diff_id.to_string())
+                    .collect();
+                println!(
+                    "patched: {} ({}) is rebuilt from {}; the rebuild reaches {}",
+                    layer.digest,
+                    human_bytes(layer.size),
+                    sources.join(", "),
+                    match layer.rebuild {
+                        crate::bundle::names::Rebuild::Exact => "its blob, exactly".to_string(),
+                        crate::bundle::names::Rebuild::Content => format!(
+                            "its content (diff_id {}), under a new blob and manifest",
+                            layer.diff_id
+                        ),
+                    }
+                );
+            }
             for image in bundle.images.iter().filter(|i| !i.absent.is_empty()) {
                 let held: Vec<String> = image
                     .platforms

@@ -119,7 +119,10 @@ fn a_rebuilt_base_patches_small_and_rebuilds_byte_for_byte() {
     // Unchanged files copied (the moved one too), changed ones patched, the new one carried;
     // the patch a small share of the layer.
     assert!(made.copied > 1 << 20, "{made:?}");
-    assert!(made.copied + made.patched + made.carried > new_size * 9 / 10, "{made:?}");
+    assert!(
+        made.copied + made.patched + made.carried > new_size * 9 / 10,
+        "{made:?}"
+    );
     assert!(made.patched > 0 && made.carried >= 3000, "{made:?}");
     assert!(
         made.size < new_size / 50,

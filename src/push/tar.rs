@@ -65,6 +65,12 @@ pub enum TarError {
     )]
     ClassicDelta { image: String },
     #[error(
+        "{image}: its layer {digest} travels as a patch against layers the destination holds \
+         (a patch delta, export --patch); a registry takes blobs, not patches. Push the full \
+         bundle"
+    )]
+    PatchDelta { image: String, digest: String },
+    #[error(
         "{image} is an index whose platforms {absent} are not in the tar (it holds {held}), \
          so the index cannot be pushed: a registry refuses an index whose manifests it lacks. \
          Push what it holds with --platform {example} (the tag then names that platform's \
@@ -299,6 +305,12 @@ fn with_manifests(
                         Origin::File(BlobFile::in_bundle(tar, offset, blob.size))
                     }
                     Place::LeftOut => Origin::AtDestination,
+                    Place::Patched => {
+                        return Err(TarError::PatchDelta {
+                            image: label.clone(),
+                            digest: blob.digest.to_string(),
+                        });
+                    }
                 },
             });
         }
@@ -331,7 +343,7 @@ async fn legacy(
         Place::Tar { offset, is_tar } => {
             Some((BlobFile::in_bundle(tar, offset, blob.size), is_tar))
         }
-        Place::LeftOut => None,
+        Place::LeftOut | Place::Patched => None,
     };
     let Some((config_file, _)) = file(&platform.config) else {
         return Err(TarError::ClassicDelta {

@@ -35,6 +35,9 @@ pub struct Report {
     /// Layer blobs a delta bundle names but leaves out, as its `haul-delta.json` declares:
     /// expected at the destination.
     pub left_out: usize,
+    /// Layers a patch delta carries as patches: what each is rebuilt from, and whether the
+    /// rebuild reaches the blob itself or its content.
+    pub patched: Vec<crate::bundle::names::PatchedLayer>,
     pub problems: Vec<Problem>,
     /// What the bundle holds: each image with its names, platforms (and those absent),
     /// digests, sizes and what refers to it; whether it is a delta, and of what.
@@ -51,6 +54,11 @@ impl Report {
             layers_matching_diff_ids: bundle.layers_matching_diff_ids,
             layers_unchecked: bundle.layers_unchecked,
             left_out: bundle.left_out_count(),
+            patched: bundle
+                .delta
+                .as_ref()
+                .map(|d| d.patched.values().cloned().collect())
+                .unwrap_or_default(),
             problems: bundle.problems.clone(),
             contents: Summary::of(bundle),
         }
