@@ -136,6 +136,8 @@ Examples:
   haul verify app.tar --key cosign.pub             # every image signed by the key (export --referrers)
   haul verify app.tar --certificate-identity release@acme.example \\
       --certificate-oidc-issuer https://accounts.acme.example   # keyless, offline
+  haul verify app.tar --trusted-root-digest sha256:… --certificate-identity release@acme.example \\
+      --certificate-oidc-issuer https://accounts.acme.example   # against the root the tar carries
 
 Exit status: 0 when the tar is whole, 1 when anything is missing or damaged (each problem is
 listed, naming the file and what names it).";
@@ -731,6 +733,12 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub keyless: KeylessArgs,
+
+    /// Check keyless signatures against the trusted root the tar carries, if its SHA-256 is
+    /// this (printed when it was exported): a root carried beside what it vouches for proves
+    /// nothing unless it is pinned
+    #[arg(long, value_name = "sha256:HEX")]
+    pub trusted_root_digest: Option<crate::digest::Digest>,
 }
 
 #[derive(Debug, Args)]

@@ -116,6 +116,20 @@ impl Image {
         digests
     }
 
+    /// The digests a signature of this image may name: its root (the index or manifest its
+    /// name points at), and the index a platform was chosen from (in the tar, hash-checked,
+    /// listing the root). Not its other manifests: a signature of one child, or of an entry
+    /// the tar lacks, says nothing of an index the tar may have made up around it.
+    pub fn signed_digests(&self) -> Vec<&Digest> {
+        let mut digests: Vec<&Digest> = self.root.iter().map(|d| &d.digest).collect();
+        for digest in &self.chosen_from {
+            if !digests.contains(&digest) {
+                digests.push(digest);
+            }
+        }
+        digests
+    }
+
     /// The platforms its index names that the tar lacks, as `os/arch[/variant]` (or the
     /// digest when the entry names none).
     pub fn absent_platforms(&self) -> Vec<String> {

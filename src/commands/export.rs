@@ -139,6 +139,15 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let exported = session
         .export(&plan, &carried, layout, &output, &destination)
         .await?;
+    if let Some(root) = &trusted_root
+        && !global.quiet
+    {
+        let digest = crate::digest::Digest::of(root);
+        eprintln!(
+            "the tar carries the trusted root {digest}: at the site, pin it with \
+             `haul verify … --trusted-root-digest {digest}`"
+        );
+    }
     if let Some(path) = args.receipt {
         let receipt = Receipt::new(exported.bundle);
         crate::blocking::run({

@@ -357,6 +357,7 @@ fn check_layer(
         Signed::Payload(bytes)
     } else if layer.media_type == DSSE_ENVELOPE {
         let envelope = sigstore::Envelope::parse(bytes).map_err(Rejection::Malformed)?;
+        envelope.require_statement()?;
         let signed = pae(&envelope.payload_type, &envelope.payload);
         let material = keyless::material::from_cosign_layer(
             keyless::material::Content::Envelope {
@@ -378,7 +379,12 @@ fn check_layer(
             Some(material) => {
                 check_keyless(trust, &material, None)?;
                 match material.content {
-                    keyless::material::Content::Envelope { payload, .. } => {
+                    keyless::material::Content::Envelope {
+                        payload,
+                        payload_type,
+                        ..
+                    } => {
+                        sigstore::require_statement(&payload_type)?;
                         Signed::Statement(payload)
                     }
                     keyless::material::Content::Message { .. } => {
@@ -499,9 +505,9 @@ pub fn check_bundle(
             failures.push((label, NO_MANIFESTS.to_string()));
             continue;
         }
-        // The image's digest, for an index the manifests it names, and the index a platform
-        // was chosen from when the tar carries it.
-        let wanted = image.digests();
+        // The image's digest, and the index a platform was chosen from when the tar carries
+        // it.
+        let wanted = image.signed_digests();
         let read = |digest: &Digest| bundle.bytes_of(digest).map(<[u8]>::to_vec);
         if let Err(reason) = check_attachments(trust, &wanted, &bundle.attachments, &read) {
             failures.push((
@@ -606,6 +612,12 @@ mod tests {
         );
     }
 
+    fn encode_back(text: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap()
+    }
+
     #[test]
     fn a_sigstore_bundle_counts_as_cosign_3_makes_it() {
         let (pair, key, _dir) = key_pair();
@@ -661,11 +673,24 @@ mod tests {
         ));
         // The payload changed after signing: the PAE no longer verifies.
         let mut tampered: serde_json::Value = serde_json::from_slice(&good).unwrap();
-        tampered["dsseEnvelope"]["payloadType"] = "text/plain".into();
+        let payload = tampered["dsseEnvelope"]["payload"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut bytes = encode_back(&payload);
+        bytes.push(b' ');
+        tampered["dsseEnvelope"]["payload"] = encode(&bytes).into();
         assert_eq!(
             sigstore::check(keys, &serde_json::to_vec(&tampered).unwrap(), &[&digest]),
             Err(Rejection::NoKeyVerifies)
         );
+        // Another payload type: not a statement, whatever it holds.
+        let mut other: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        other["dsseEnvelope"]["payloadType"] = "text/plain".into();
+        assert!(matches!(
+            sigstore::check(keys, &serde_json::to_vec(&other).unwrap(), &[&digest]),
+            Err(Rejection::Malformed(m)) if m.contains("not an in-toto statement")
+        ));
     }
 
     #[test]

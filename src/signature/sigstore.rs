@@ -12,6 +12,10 @@ use serde::Deserialize;
 use super::{PublicKey, Rejection};
 use crate::digest::Digest;
 
+/// The payload type of an in-toto statement in a DSSE envelope: the only one taken as a
+/// statement (what another type holds is not a statement, whatever it looks like).
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
 /// The predicate type of cosign's signatures in bundle form.
 pub const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 
@@ -73,6 +77,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Refuses an envelope whose payload is not an in-toto statement.
+    pub fn require_statement(&self) -> Result<(), Rejection> {
+        require_statement(&self.payload_type)
+    }
+
     /// Reads a DSSE envelope's JSON (cosign's attestation layers).
     pub fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         let envelope: EnvelopeJson = serde_json::from_slice(bytes)
@@ -102,6 +111,17 @@ impl Envelope {
     }
 }
 
+/// Refuses a payload type other than an in-toto statement's.
+pub fn require_statement(payload_type: &str) -> Result<(), Rejection> {
+    if payload_type == IN_TOTO {
+        Ok(())
+    } else {
+        Err(Rejection::Malformed(format!(
+            "its DSSE envelope holds {payload_type:?}, not an in-toto statement ({IN_TOTO})"
+        )))
+    }
+}
+
 /// The statement of bundle `bytes` (signed with a key: no certificate), when its envelope
 /// verifies under one of `keys`.
 pub fn open_with_keys(keys: &[PublicKey], bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
@@ -114,6 +134,7 @@ pub fn open_with_keys(keys: &[PublicKey], bytes: &[u8]) -> Result<Vec<u8>, Rejec
         ));
     };
     let envelope = Envelope::from_json(envelope).map_err(Rejection::Malformed)?;
+    envelope.require_statement()?;
     let signed = pae(&envelope.payload_type, &envelope.payload);
     let verifies = |key: &PublicKey| {
         envelope

@@ -186,7 +186,20 @@ fn keyless_image_signatures_pass_and_fail_as_cosign_says() {
     };
     let mut with_referrers = vec!["--referrers"];
     with_referrers.extend_from_slice(&policy);
-    export(&good.reference, "good.tar", &with_referrers).success();
+    let exported = export(&good.reference, "good.tar", &with_referrers).success();
+    let root_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(sigstore.trusted_root()).unwrap()
+        ))
+    );
+    assert!(
+        exported
+            .stderr
+            .contains(&format!("--trusted-root-digest {root_digest}")),
+        "{}",
+        exported.stderr
+    );
     let tar = haul.workdir.path().join("good.tar");
     assert!(
         tar_entries(&tar)
@@ -252,8 +265,8 @@ fn keyless_image_signatures_pass_and_fail_as_cosign_says() {
     )
     .success();
 
-    // At the site: the tar alone, no --trusted-root (it carries its own), no network.
-    let mut args = vec!["verify", "good.tar"];
+    // At the site: the tar and the root's digest (it carries the root), no network.
+    let mut args = vec!["verify", "good.tar", "--trusted-root-digest", &root_digest];
     args.extend_from_slice(&policy);
     let run = offline_traced(&haul, &args).success();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -262,9 +275,36 @@ fn keyless_image_signatures_pass_and_fail_as_cosign_says() {
             .contains("signed: every image, by alice@haul.test (issuer https://issuer.haul.test)"),
         "{stdout}"
     );
+    // The carried root unpinned proves nothing: whoever could swap the images could swap it.
+    let mut unpinned = vec!["verify", "good.tar"];
+    unpinned.extend_from_slice(&policy);
+    haul.run(&unpinned).failure(&[
+        "carries a trusted root",
+        "pin it with --trusted-root-digest",
+        &root_digest,
+    ]);
+    // A root swapped in the tar: not the pinned one.
+    let swapped = haul.workdir.path().join("swapped.tar");
+    let mut entries = strip_entry(&tar, "haul-trusted-root.json");
+    entries = append_entry(
+        entries,
+        "haul-trusted-root.json",
+        &Sigstore::new().trusted_root_bytes(),
+    );
+    std::fs::write(&swapped, entries).unwrap();
+    let mut args = vec![
+        "verify",
+        "swapped.tar",
+        "--trusted-root-digest",
+        &root_digest,
+    ];
+    args.extend_from_slice(&policy);
+    haul.run(&args).failure(&["not the root that was pinned"]);
     haul.run(&[
         "verify",
         "good.tar",
+        "--trusted-root-digest",
+        &root_digest,
         "--certificate-identity",
         "bob@haul.test",
         "--certificate-oidc-issuer",
@@ -286,6 +326,26 @@ fn keyless_image_signatures_pass_and_fail_as_cosign_says() {
         ISSUER,
     ])
     .failure(&["by a log the trusted root does not hold"]);
+}
+
+/// `tar` (bytes, ending in the end-of-archive blocks) with a file `name` of `bytes` added.
+fn append_entry(tar: Vec<u8>, name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(tar.as_slice());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        header.set_cksum();
+        builder.append(&header, data.as_slice()).unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, name, bytes).unwrap();
+    builder.into_inner().unwrap()
 }
 
 /// The tar at `path` without its entry `name` (a tar exported before roots travelled).

@@ -504,6 +504,10 @@ impl Sigstore {
         self.dir.path().join("trusted_root.json")
     }
 
+    pub fn trusted_root_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.trusted_root()).unwrap()
+    }
+
     pub fn trusted_root_str(&self) -> String {
         self.trusted_root().display().to_string()
     }
