@@ -992,3 +992,41 @@ fn a_recursively_signed_index_copied_with_all_platforms_verifies_for_every_manif
         clients.cosign_verify(&key, &pinned(&dest.host(), &repository, digest), &[]);
     }
 }
+
+/// In a tar, a signature of one platform's manifest does not stand for the index around it
+/// (the tar could have made that index up); a signature of the index does.
+#[test]
+fn a_platform_signature_does_not_sign_the_index_in_a_tar() {
+    let clients = Clients::new();
+    let registry = Registry::start();
+    let repository = unique("test/child-signed");
+    let (index, platforms) = tiny_index(&registry, &repository);
+    let key = clients.key_pair("child");
+    clients.cosign_sign(
+        &key,
+        &pinned(&registry.host(), &repository, &platforms[0]),
+        &[],
+    );
+    let haul = Haul::new();
+    let reference = format!("{}/{repository}:multi", registry.host());
+    let export = |name: &str| {
+        haul.run(&[
+            "export",
+            &reference,
+            "--all-platforms",
+            "--format",
+            "oci",
+            "--referrers",
+            "-o",
+            name,
+        ])
+        .success();
+    };
+    export("child.tar");
+    haul.run(&["verify", "child.tar", "--key", key.public()])
+        .failure(&["not signed by", "carries no cosign signature"]);
+    clients.cosign_sign(&key, &pinned(&registry.host(), &repository, &index), &[]);
+    export("index.tar");
+    haul.run(&["verify", "index.tar", "--key", key.public()])
+        .success();
+}
