@@ -378,6 +378,16 @@ impl Engine {
     pub fn run(self, reference: &str, args: &[&str]) -> String {
         let mut all = vec!["run", "--rm", "--network", "none", reference];
         all.extend_from_slice(args);
+        // `docker run`'s attach can miss all the output of a container that exits at once
+        // while the engine is busy (seen with the containerd store, under a parallel 8 GiB
+        // load): the run succeeded, so run it again rather than take "" for its output.
+        // Every command run here prints something.
+        for _ in 0..2 {
+            let output = self.ok(&all);
+            if !output.is_empty() {
+                return output;
+            }
+        }
         self.ok(&all)
     }
 
