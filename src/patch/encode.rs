@@ -76,7 +76,7 @@ fn scratch_file(dir: &std::path::Path, what: &str) -> io::Result<File> {
 /// zstd's window for a frame referring back over `reference` bytes and making `len`.
 fn window_log(reference: u64, len: u64) -> u32 {
     let span = (reference + len).max(1 << 10);
-    (64 - (span - 1).leading_zeros()).clamp(10, 27)
+    (64 - (span - 1).leading_zeros()).clamp(10, super::WINDOW_LOG_MAX)
 }
 
 /// A zstd encoder that refers to `reference`, sized to reach back over it.

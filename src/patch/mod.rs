@@ -41,6 +41,9 @@ pub const WINDOW: u64 = 32 << 20;
 pub const WINDOW_MARGIN: u64 = 1 << 20;
 /// The most header bytes of the sources used as the literal stream's reference.
 pub const HEADERS_REFERENCE_MAX: usize = 64 << 20;
+/// The largest zstd window a patch is made with (128 MiB), and so the most a rebuild gives
+/// one frame: a frame asking for more is refused, not fed memory.
+pub const WINDOW_LOG_MAX: u32 = 27;
 /// zstd's level for the literal stream and the patches: fast enough for 100 MB/s of layer.
 pub const LEVEL: i32 = 3;
 

@@ -81,7 +81,7 @@ pub fn rebuild(
     };
     let mut literal =
         zstd::stream::Decoder::with_ref_prefix(io::BufReader::new(literal), &headers)?;
-    literal.window_log_max(31)?;
+    literal.window_log_max(super::WINDOW_LOG_MAX)?;
 
     let mut written = 0u64;
     for op in &read.ops {
@@ -109,6 +109,16 @@ pub fn rebuild(
                 frame,
             } => {
                 let file = source_file(sources, source)?;
+                // A patch refers to at most a window of its source (and its margins): a
+                // larger reference is a damaged or hostile patch, not memory to give it.
+                if len > super::WINDOW + 2 * super::WINDOW_MARGIN {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the patch refers to {len} bytes of a source at once, more than a window"
+                        ),
+                    ));
+                }
                 let mut reference = vec![0u8; len as usize];
                 file.read_exact_at(&mut reference, offset)?;
                 let frame = Section {
@@ -118,7 +128,7 @@ pub fn rebuild(
                 };
                 let mut decoder =
                     zstd::stream::Decoder::with_ref_prefix(io::BufReader::new(frame), &reference)?;
-                decoder.window_log_max(31)?;
+                decoder.window_log_max(super::WINDOW_LOG_MAX)?;
                 exactly(&mut decoder, rebuilt, out, "patched file")?;
             }
         }
