@@ -1,6 +1,7 @@
 //! Blocking work (file writes, fsync, sled, decompression, the tar writer) runs on tokio's
 //! blocking threads, never on the async workers that drive the downloads; [`Reader`] makes a
-//! std reader (a parts set read as one tar) an async one the same way.
+//! std reader (a parts set read as one tar) an async one the same way; [`pipe`] hands a tar
+//! written on one thread to a loader reading on another.
 
 use std::future::Future;
 use std::io::{self, Read};
@@ -156,5 +157,131 @@ mod tests {
         let error = reader.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(out.len(), 3 << 20);
         assert!(error.to_string().contains("damaged"), "{error}");
+    }
+}
+
+/// A pipe between two threads whose writer can fail it: the reader then gets the error, not
+/// an early end (a loader must never take a cut tar for a whole one). At most a few chunks
+/// are in flight, so memory stays bounded.
+pub fn pipe() -> (PipeWriter, PipeReader) {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+    (
+        PipeWriter {
+            sender,
+            buffer: Vec::with_capacity(PIPE_CHUNK),
+        },
+        PipeReader {
+            receiver,
+            chunk: Vec::new(),
+            at: 0,
+        },
+    )
+}
+
+const PIPE_CHUNK: usize = 1 << 20;
+
+pub struct PipeWriter {
+    sender: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    buffer: Vec<u8>,
+}
+
+impl PipeWriter {
+    /// Ends the stream with `error` (what was written before it is delivered first).
+    pub fn fail(mut self, error: io::Error) {
+        let _ = io::Write::flush(&mut self);
+        let _ = self.sender.send(Err(error));
+    }
+
+    /// Ends the stream well.
+    pub fn finish(mut self) -> io::Result<()> {
+        io::Write::flush(&mut self)?;
+        let _ = self.sender.send(Ok(Vec::new()));
+        Ok(())
+    }
+}
+
+impl io::Write for PipeWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let take = bytes.len().min(PIPE_CHUNK - self.buffer.len());
+        self.buffer.extend_from_slice(&bytes[..take]);
+        if self.buffer.len() == PIPE_CHUNK {
+            self.flush()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIPE_CHUNK));
+        self.sender
+            .send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader has gone"))
+    }
+}
+
+pub struct PipeReader {
+    receiver: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                // An empty chunk is the writer's `finish`.
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(0),
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the tar's writer stopped before its end",
+                    ));
+                }
+            }
+        }
+        let take = out.len().min(self.chunk.len() - self.at);
+        out[..take].copy_from_slice(&self.chunk[self.at..self.at + take]);
+        self.at += take;
+        Ok(take)
+    }
+}
+
+#[cfg(test)]
+mod pipe_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_failed_writer_is_an_error_at_the_reader_not_an_end() {
+        let (mut writer, mut reader) = pipe();
+        let thread = std::thread::spawn(move || {
+            writer.write_all(&[7u8; 3 << 20]).unwrap();
+            writer.fail(io::Error::other("disk gone"));
+        });
+        let mut got = Vec::new();
+        let error = reader.read_to_end(&mut got).unwrap_err();
+        thread.join().unwrap();
+        assert_eq!(got.len(), 3 << 20);
+        assert!(error.to_string().contains("disk gone"));
+
+        // A writer dropped without finishing is not an end either.
+        let (mut writer, mut reader) = pipe();
+        writer.write_all(b"abc").unwrap();
+        drop(writer);
+        assert!(reader.read_to_end(&mut Vec::new()).is_err());
+
+        let (mut writer, mut reader) = pipe();
+        writer.write_all(b"abc").unwrap();
+        writer.finish().unwrap();
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"abc");
     }
 }

@@ -310,6 +310,12 @@ pub enum Command {
     #[command(after_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
 
+    /// Rebuild a patch delta (export --since PREV --patch) into a whole bundle, from the
+    /// earlier bundles it was made against; every rebuilt layer is checked against its
+    /// diff_id before anything is written
+    #[command(after_help = REBUILD_EXAMPLES)]
+    Rebuild(RebuildArgs),
+
     /// Rebuild the missing and damaged parts of a parts set (export --split --parity) in place
     /// from the others; each rebuilt part is checked against the set before it takes its name
     #[command(after_help = REPAIR_EXAMPLES)]
@@ -364,6 +370,30 @@ pub struct LockArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The patch delta (a tar or a parts set)
+    #[arg(value_name = "DELTA")]
+    pub delta: std::path::PathBuf,
+
+    /// An earlier bundle the delta was made against (a tar or a parts set); repeatable
+    #[arg(long = "from", value_name = "PREV", required = true)]
+    pub from: Vec<std::path::PathBuf>,
+
+    /// The whole bundle to write
+    #[arg(short, long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+}
+
+const REBUILD_EXAMPLES: &str = "Examples:
+  haul rebuild v2-delta.tar --from v1.tar -o v2.tar     # then: docker load -i v2.tar
+  haul rebuild v2-delta.tar.parts --from v1.tar.parts -o v2.tar
+
+Rebuilt layers go in with their diff_ids checked. A layer whose blob the export could make
+again byte for byte (\"exact\") keeps every digest; otherwise (\"content\") it goes in
+uncompressed under a rewritten manifest: the image ID is kept, the manifest digest is new.
+`haul verify DELTA` says which layers are which. Scratch files go to TMPDIR.";
+
+#[derive(Debug, Args)]
 pub struct RepairArgs {
     /// The set: its record (FILE.parts) or its first part (FILE.001)
     #[arg(value_name = "SET")]
@@ -384,6 +414,11 @@ pub struct LoadArgs {
     /// ssh://host) [default: DOCKER_HOST, else the local engine]
     #[arg(short = 'H', long = "host", value_name = "HOST")]
     pub host: Option<String>,
+
+    /// For a patch delta: rebuild its layers from this earlier bundle (a tar or parts set);
+    /// repeatable [default: from the engine, `docker save` of the images the delta names]
+    #[arg(long = "from", value_name = "PREV")]
+    pub from: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -657,6 +692,12 @@ pub struct ExportArgs {
     /// every image's full layer list, manifests and configs
     #[arg(long, value_name = "PREV")]
     pub since: Vec<std::path::PathBuf>,
+
+    /// With --since: a layer the destination lacks may travel as a patch against the layer
+    /// at its place in the earlier image (its files compared, then its bytes), whichever is
+    /// smaller; `haul load DELTA` and `haul rebuild DELTA --from PREV` rebuild it
+    #[arg(long, requires = "since")]
+    pub patch: bool,
 
     /// With --load or --to: send every layer, without asking the engine what it holds
     #[arg(long)]

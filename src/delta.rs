@@ -290,9 +290,67 @@ fn left_out_blobs(images: &[Candidate<'_>], destination: &Destination) -> BTreeM
         .collect()
 }
 
+/// The layer a site holds that layer `position` of image `reference` (whose diff_ids are
+/// `diff_ids`) is most likely a new version of, for a patch: the layer at the same position
+/// of the earlier image of the same repository (the same name, another tag), else of the
+/// earlier image sharing the most layers with it; the latest delivered among equals.
+pub fn patch_source(
+    reference: &crate::reference::Reference,
+    diff_ids: &[Digest],
+    position: usize,
+    receipts: &[Receipt],
+) -> Option<crate::bundle::names::PatchSource> {
+    let repository = reference.full_name();
+    let same_repository = |image: &ReceiptImage| {
+        image.names.iter().any(|name| {
+            name.parse::<crate::reference::Reference>()
+                .is_ok_and(|r| r.full_name() == repository)
+        })
+    };
+    let earlier = receipts
+        .iter()
+        .flat_map(|r| &r.images)
+        .enumerate()
+        .filter(|(_, image)| image.diff_ids.len() > position && image.layers.len() > position)
+        .max_by_key(|(order, image)| {
+            let shared = image
+                .diff_ids
+                .iter()
+                .filter(|d| diff_ids.contains(d))
+                .count();
+            (same_repository(image), shared, *order)
+        })?
+        .1;
+    Some(crate::bundle::names::PatchSource {
+        diff_id: earlier.diff_ids[position].clone(),
+        digest: earlier.layers[position].digest.clone(),
+        size: earlier.layers[position].size,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_is_made_against_the_same_position_of_the_same_repository() {
+        let mut v1 = image(&["a1", "b1"], &["A1", "B1"]);
+        v1.names = vec!["registry.example/team/app:v1".to_string()];
+        let mut other = image(&["a1", "x", "y"], &["A1", "X", "Y"]);
+        other.names = vec!["registry.example/team/other:v1".to_string()];
+        let receipts = vec![Receipt::new([v1, other])];
+        let reference: crate::reference::Reference =
+            "registry.example/team/app:v2".parse().unwrap();
+        let diff_ids = vec![d("a2"), d("b2")];
+        let source = patch_source(&reference, &diff_ids, 1, &receipts).unwrap();
+        assert_eq!((source.diff_id, source.digest), (d("b1"), d("B1")));
+        // Another repository's image, sharing a layer, is the next best.
+        let elsewhere: crate::reference::Reference = "registry.example/x:1".parse().unwrap();
+        let source = patch_source(&elsewhere, &[d("a1"), d("q"), d("r")], 2, &receipts).unwrap();
+        assert_eq!(source.diff_id, d("y"));
+        // No earlier image has that many layers: nothing to patch against.
+        assert!(patch_source(&reference, &diff_ids, 3, &receipts).is_none());
+    }
 
     fn d(name: &str) -> Digest {
         Digest::of(name.as_bytes())

@@ -141,6 +141,29 @@ impl Drop for TempFile {
     }
 }
 
+/// A new file in `dir` with no name (removed once open): work in progress (a patch's
+/// sections, a rebuilt layer) that must not outlive the run, even a killed one.
+pub fn unnamed_file(dir: &Path, what: &str) -> io::Result<File> {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!(".haul-{}-{n}-{what}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                std::fs::remove_file(&path)?;
+                return Ok(file);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

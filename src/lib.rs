@@ -33,6 +33,7 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod push;
+pub mod rebuild;
 pub mod reference;
 pub mod referrers;
 pub mod registry;

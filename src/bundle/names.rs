@@ -99,6 +99,9 @@ pub struct PatchedLayer {
     /// The layers it is rebuilt from, in the patch's order: held at the destination.
     pub sources: Vec<PatchSource>,
     pub rebuild: Rebuild,
+    /// For an exact rebuild: how the blob is made from the rebuilt tar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recompress: Option<crate::patch::recompress::Recipe>,
 }
 
 /// A layer a patch is rebuilt from: its diff_id, and its blob as the destination holds it.

@@ -1008,6 +1008,7 @@ async fn a_patch_delta_names_its_patches_and_what_they_are_rebuilt_from() {
             size: 7,
         }],
         rebuild: Rebuild::Content,
+        recompress: None,
     });
     set(&mut files, names::DELTA_RECORD, record.to_bytes());
     let bytes = tar_of(&files);

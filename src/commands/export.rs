@@ -137,8 +137,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let exported = session
-        .export(&plan, &carried, layout, &output, &destination)
+        .export(&plan, &carried, layout, &output, &destination, args.patch)
         .await?;
+    if !global.quiet {
+        print_patches(&exported.patches);
+    }
     if let Some(root) = &trusted_root
         && !global.quiet
     {
@@ -158,6 +161,30 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--patch`: how each layer the delta carries travels.
+fn print_patches(patches: &[crate::export::PatchOutcome]) {
+    use crate::progress::human_bytes;
+    for outcome in patches {
+        match (outcome.patch_size, &outcome.whole_because) {
+            (Some(patch), _) => eprintln!(
+                "  {}: layer {} travels as a patch of {} instead of {} ({:.1}%)",
+                outcome.image,
+                outcome.layer.short(),
+                human_bytes(patch),
+                human_bytes(outcome.blob_size),
+                patch as f64 * 100.0 / outcome.blob_size.max(1) as f64
+            ),
+            (None, Some(why)) => eprintln!(
+                "  {}: layer {} travels whole ({}): {why}",
+                outcome.image,
+                outcome.layer.short(),
+                human_bytes(outcome.blob_size)
+            ),
+            (None, None) => {}
+        }
+    }
 }
 
 /// `--dry-run`: what would be written, per image, and in how many parts.

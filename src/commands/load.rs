@@ -10,8 +10,12 @@ use anyhow::{Context, bail};
 
 use crate::bundle::BundleFile;
 use crate::cli::LoadArgs;
+use crate::commands::rebuild::say_rebuilt;
 use crate::engine::Engine;
+use crate::export::tar::TarWriter;
 use crate::progress::{Event, Progress};
+use crate::rebuild::write::{LeftOut, write_bundle};
+use crate::rebuild::{Sources, check_sources, rebuild_layers};
 
 pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     let tar = BundleFile::at(&args.tar)?;
@@ -35,18 +39,6 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
     if let Some(problem) = bundle.problems.first() {
         bail!(
             "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
-        );
-    }
-    if let Some(layer) = bundle
-        .delta
-        .as_ref()
-        .and_then(|d| d.patched.values().next())
-    {
-        bail!(
-            "{name} carries layer {} as a patch against layers the engine holds (a patch \
-             delta, export --patch); this haul loads only whole layers and left-out ones. \
-             Nothing was loaded: load the full bundle",
-            layer.digest
         );
     }
     if let Some(delta) = bundle
@@ -82,6 +74,9 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
             ),
         }
     }
+    if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
+        return load_patched(args, tar, bundle, engine, progress, started).await;
+    }
     progress.event(Event::LoadStep {
         step: "loading",
         path: name.clone(),
@@ -107,4 +102,163 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// A patch delta: its layers rebuilt from `--from` or from the engine's own copies of the
+/// images it names (`docker save`), each checked, before the engine sees a byte; then the
+/// bundle, rebuilt, streams into `docker load`.
+async fn load_patched(
+    args: &LoadArgs,
+    tar: BundleFile,
+    bundle: crate::bundle::Bundle,
+    engine: Engine,
+    progress: Arc<dyn Progress>,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let name = tar.describe();
+    let scratch = std::env::temp_dir();
+    // The engine's copy is kept only while this runs.
+    let mut saved: Option<SavedImages> = None;
+    let sources = if args.from.is_empty() {
+        let names = bundle
+            .delta
+            .as_ref()
+            .map(|d| d.since.clone())
+            .unwrap_or_default();
+        if names.is_empty() {
+            bail!(
+                "{name} is a patch delta that names no image it was made against; give the \
+                 earlier bundle with --from PREV. Nothing was loaded"
+            );
+        }
+        progress.event(Event::LoadStep {
+            step: "saving",
+            path: names.join(", "),
+            bytes: 0,
+        });
+        let save = SavedImages::new(&scratch);
+        let (asked, path, listed) = (engine.clone(), save.path.clone(), names.clone());
+        crate::blocking::run(move || save_images(&asked, &listed, &path))
+            .await
+            .with_context(|| {
+                format!(
+                    "{name} is patched against {}, taken from the engine: load {} first, or \
+                     give the earlier bundle with --from PREV. Nothing was loaded",
+                    names.join(", "),
+                    if names.len() == 1 { "it" } else { "them" }
+                )
+            })?;
+        let file = BundleFile::Tar(save.path.clone());
+        saved = Some(save);
+        Sources {
+            earlier: vec![Sources::read(file).await?],
+        }
+    } else {
+        Sources::open(&args.from).await?
+    };
+    check_sources(&bundle, &sources)
+        .with_context(|| format!("{name} cannot be rebuilt; nothing was loaded"))?;
+    progress.event(Event::LoadStep {
+        step: "rebuilding",
+        path: name.clone(),
+        bytes: 0,
+    });
+    let (loader, sending) = (engine.clone(), progress.clone());
+    let output = engine.describe();
+    let (images, rebuilt) = crate::blocking::run(move || -> anyhow::Result<_> {
+        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
+            .with_context(|| format!("{}: nothing was loaded", tar.describe()))?;
+        let bytes = bundle.contents.bytes + rebuilt.iter().map(|l| l.size).sum::<u64>();
+        sending.event(Event::LoadStep {
+            step: "loading",
+            path: tar.describe(),
+            bytes,
+        });
+        let (writer, mut reader) = crate::blocking::pipe();
+        let layers = &mut rebuilt;
+        let images = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut out = TarWriter::new(writer);
+                match write_bundle(&bundle, &tar, layers, LeftOut::Keep, &mut out, &output) {
+                    Ok(()) => match out.finish() {
+                        Ok(writer) => {
+                            let _ = writer.finish();
+                        }
+                        Err(e) => drop(e),
+                    },
+                    Err(e) => out.into_inner().fail(std::io::Error::other(e.to_string())),
+                }
+            });
+            loader.load(&mut reader, &mut |sent| {
+                sending.event(Event::LoadProgress { bytes: sent });
+            })
+        })
+        .with_context(|| format!("{} was not loaded", tar.describe()))?;
+        Ok((images, rebuilt))
+    })
+    .await?;
+    drop(saved);
+    let content = rebuilt.iter().filter(|l| !l.exact).count();
+    if content > 0 {
+        eprintln!(
+            "{content} layer{} went in by content (uncompressed, diff_id checked): the image \
+             IDs are the registry's, the manifest digests are new",
+            if content == 1 { "" } else { "s" }
+        );
+    }
+    progress.event(Event::Loaded {
+        path: name,
+        engine: engine.describe(),
+        bytes: tar_len(&args.tar),
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(())
+}
+
+fn tar_len(path: &std::path::Path) -> u64 {
+    BundleFile::at(path)
+        .ok()
+        .and_then(|f| f.len().ok())
+        .unwrap_or_default()
+}
+
+/// `docker save` of `names` into `path`. Blocks.
+fn save_images(engine: &Engine, names: &[String], path: &std::path::Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut args = vec!["save"];
+    args.extend(names.iter().map(String::as_str));
+    let output = engine
+        .docker(&args)
+        .stdout(file)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {}", engine.describe()))?;
+    if !output.status.success() {
+        bail!(
+            "`docker save` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Where the engine's copy of the earlier images goes, removed when done.
+struct SavedImages {
+    path: std::path::PathBuf,
+}
+
+impl SavedImages {
+    fn new(dir: &std::path::Path) -> SavedImages {
+        SavedImages {
+            path: dir.join(format!(".haul-engine-save-{}.tar", std::process::id())),
+        }
+    }
+}
+
+impl Drop for SavedImages {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

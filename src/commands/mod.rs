@@ -10,6 +10,7 @@ mod load;
 mod lock;
 mod pull;
 mod push;
+mod rebuild;
 mod repair;
 mod verify;
 mod verify_blob;
@@ -144,6 +145,10 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     if let Command::Repair(args) = &cli.command {
         return repair::run(args).await;
     }
+    // rebuild needs only the bundles.
+    if let Command::Rebuild(args) = &cli.command {
+        return rebuild::run(args, cli.quiet).await;
+    }
     let global = Global::new(&cli, progress)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
@@ -154,7 +159,11 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
         Command::Copy(args) => copy::run(&global, args).await,
         Command::Lock(args) => lock::run(&global, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::Verify(_) | Command::VerifyBlob(_) | Command::Load(_) | Command::Repair(_) => {
+        Command::Verify(_)
+        | Command::VerifyBlob(_)
+        | Command::Load(_)
+        | Command::Repair(_)
+        | Command::Rebuild(_) => {
             unreachable!("handled above")
         }
     }

@@ -58,9 +58,15 @@ where
         let mut layers = Vec::with_capacity(image.layers.len());
         for (i, descriptor) in image.layers.iter().enumerate() {
             let path = blob_path(image.tar_blob(i));
-            match blobs.left_out(image, i, &path) {
-                Some(held) => layers.push(held),
-                None => layers.push(store_blob(descriptor, blobs, &mut in_tar, tar)?),
+            if let Some(held) = blobs.left_out(image, i, &path) {
+                layers.push(held);
+            } else if let Some((layer, patch)) = blobs.patched(image, i, &path) {
+                if in_tar.insert(patch.digest.clone()) {
+                    tar.file(&blob_path(&patch.digest), &patch)?;
+                }
+                layers.push(layer);
+            } else {
+                layers.push(store_blob(descriptor, blobs, &mut in_tar, tar)?);
             }
         }
         blobs.written(image, &layers);

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::PathBuf;
 
-use crate::bundle::names::{DELTA_RECORD, REFERRERS_RECORD, TRUSTED_ROOT};
+use crate::bundle::names::{
+    DELTA_RECORD, PatchSource, PatchedLayer, REFERRERS_RECORD, Rebuild, TRUSTED_ROOT,
+};
 use crate::bundle::{
     AttachedManifest, Attachment, DeltaRecord, LeftOutBlob, ReceiptBlob, ReceiptImage,
     ReferrersRecord, blob_path,
@@ -25,6 +27,7 @@ use crate::delta::LeftOut;
 use crate::digest::Digest;
 use crate::fsx::TempFile;
 use crate::manifest::Descriptor;
+use crate::patch::recompress::Recipe;
 use crate::progress::{Event, Progress};
 use crate::reference::Reference;
 use tar::{Sink, TarWriter};
@@ -140,6 +143,21 @@ pub struct TarJob {
     /// The sigstore trusted root that travels with the attachments (`--trusted-root`), for
     /// `haul verify` to check keyless signatures at the site: `haul-trusted-root.json`.
     pub trusted_root: Option<Vec<u8>>,
+    /// Layer blobs a patch delta carries as patches (`--patch`), by the blob's digest.
+    pub patched: BTreeMap<Digest, PatchedBlob>,
+}
+
+/// A layer carried as a patch against layers the destination holds.
+#[derive(Clone, Debug)]
+pub struct PatchedBlob {
+    /// The patch, in the cache.
+    pub patch: StoredBlob,
+    /// The layer's blob as the tar would hold it.
+    pub size: u64,
+    pub diff_id: Digest,
+    pub sources: Vec<PatchSource>,
+    /// How the very blob is made again from the rebuilt tar, when it can be.
+    pub recompress: Option<Recipe>,
 }
 
 /// A tar written.
@@ -149,6 +167,20 @@ pub struct Exported {
     pub size: u64,
     /// Its images as it holds them (for its receipt).
     pub bundle: Vec<ReceiptImage>,
+    /// With `--patch`: each layer tried as a patch, and how it travels.
+    pub patches: Vec<PatchOutcome>,
+}
+
+/// What `--patch` did to one layer, for the closing lines.
+#[derive(Clone, Debug)]
+pub struct PatchOutcome {
+    pub image: String,
+    pub layer: Digest,
+    /// The blob's size, and the patch's when one travels.
+    pub blob_size: u64,
+    pub patch_size: Option<u64>,
+    /// Why it travels whole, when it does.
+    pub whole_because: Option<String>,
 }
 
 /// Writes `job` as one tar to `output`. The tar is written on a blocking thread, with std
@@ -186,7 +218,11 @@ pub async fn write_tar<S: BlobSource + 'static>(
                 let size = writer.finished_size();
                 let file = writer.finish().map_err(write_error.clone())?;
                 file.sync_all().map_err(write_error.clone())?;
-                Ok::<_, ExportError>(Exported { size, bundle })
+                Ok::<_, ExportError>(Exported {
+                    size,
+                    bundle,
+                    patches: Vec::new(),
+                })
             })
             .await?;
             let write_error = {
@@ -204,7 +240,11 @@ pub async fn write_tar<S: BlobSource + 'static>(
                     write_entries(&job, &mut blobs, TarWriter::new(io::stdout()), &name)?;
                 let size = writer.finished_size();
                 writer.finish().map_err(write_error)?;
-                Ok::<_, ExportError>(Exported { size, bundle })
+                Ok::<_, ExportError>(Exported {
+                    size,
+                    bundle,
+                    patches: Vec::new(),
+                })
             })
             .await?
         }
@@ -218,7 +258,14 @@ pub async fn write_tar<S: BlobSource + 'static>(
                 let parts = writer.finish().map_err(write_error.clone())?;
                 let record = parts.finish().map_err(write_error)?;
                 let counts = (record.parts.len(), record.parity());
-                Ok::<_, ExportError>((Exported { size, bundle }, counts))
+                Ok::<_, ExportError>((
+                    Exported {
+                        size,
+                        bundle,
+                        patches: Vec::new(),
+                    },
+                    counts,
+                ))
             })
             .await
             .map(|(exported, counts)| {
@@ -344,7 +391,11 @@ fn write_to_command<S: BlobSource>(
             // Finishing closes stdin: the loader sees the end of the tar.
             writer
                 .finish()
-                .map(|_| Exported { size, bundle })
+                .map(|_| Exported {
+                    size,
+                    bundle,
+                    patches: Vec::new(),
+                })
                 .map_err(write_error)
         });
     let exported = match written {
@@ -390,7 +441,9 @@ fn write_entries<W: Sink, S: BlobSource>(
         source: blobs,
         taken: HashMap::new(),
         left_out: &job.left_out.blobs,
+        patched: &job.patched,
         record: Vec::new(),
+        patched_record: Vec::new(),
         bundle: Vec::new(),
         layout: job.layout,
     };
@@ -419,11 +472,16 @@ fn write_entries<W: Sink, S: BlobSource>(
         entries.bytes(TRUSTED_ROOT, root)?;
     }
     // A delta says what it left out, for `haul verify` and `haul load`.
-    if !blobs.record.is_empty() {
-        let record = DeltaRecord::new(
+    if !blobs.record.is_empty() || !blobs.patched_record.is_empty() {
+        let mut record = DeltaRecord::new(
             std::mem::take(&mut blobs.record),
             job.left_out.since.iter().cloned(),
         );
+        let patched: std::collections::BTreeSet<PatchedLayer> =
+            std::mem::take(&mut blobs.patched_record)
+                .into_iter()
+                .collect();
+        record.patched = patched.into_iter().collect();
         entries.bytes(DELTA_RECORD, &record.to_bytes())?;
     }
     Ok((entries.writer, blobs.bundle))
@@ -475,8 +533,12 @@ struct Blobs<'a, S> {
     taken: HashMap<Digest, StoredBlob>,
     /// Layer blobs the destination holds: not written.
     left_out: &'a BTreeMap<Digest, u64>,
+    /// Layer blobs carried as patches: not written, their patches are.
+    patched: &'a BTreeMap<Digest, PatchedBlob>,
     /// Where the left-out blobs would be (for `haul-delta.json`).
     record: Vec<LeftOutBlob>,
+    /// The layers carried as patches, where they would be (for `haul-delta.json`).
+    patched_record: Vec<PatchedLayer>,
     /// Each image as written.
     bundle: Vec<ReceiptImage>,
     /// Names images in the receipt as the layout's index files do.
@@ -508,6 +570,42 @@ impl<S: BlobSource> Blobs<'_, S> {
             digest: digest.clone(),
             size,
         })
+    }
+
+    /// Layer `i` of `image` when the delta carries it as a patch: the blob as it will be
+    /// rebuilt (no file), and the patch to write, recorded at `path`.
+    fn patched(
+        &mut self,
+        image: &ExportImage,
+        i: usize,
+        path: &str,
+    ) -> Option<(StoredBlob, StoredBlob)> {
+        let digest = image.tar_blob(i);
+        let patched = self.patched.get(digest)?;
+        self.patched_record.push(PatchedLayer {
+            path: path.to_string(),
+            digest: digest.clone(),
+            size: patched.size,
+            diff_id: patched.diff_id.clone(),
+            patch: LeftOutBlob {
+                path: blob_path(&patched.patch.digest),
+                digest: patched.patch.digest.clone(),
+                size: patched.patch.size,
+            },
+            sources: patched.sources.clone(),
+            rebuild: if patched.recompress.is_some() {
+                Rebuild::Exact
+            } else {
+                Rebuild::Content
+            },
+            recompress: patched.recompress,
+        });
+        let layer = StoredBlob {
+            path: PathBuf::new(),
+            digest: digest.clone(),
+            size: patched.size,
+        };
+        Some((layer, patched.patch.clone()))
     }
 
     /// Notes an image as written, with its layer blobs.

@@ -53,6 +53,8 @@ impl Sink for File {}
 impl Sink for io::Stdout {}
 impl Sink for std::process::ChildStdin {}
 impl Sink for Vec<u8> {}
+impl Sink for crate::blocking::PipeWriter {}
+impl Sink for io::BufWriter<File> {}
 
 /// Writes tar entries to `out`, counting bytes.
 pub struct TarWriter<W: Sink> {
@@ -103,6 +105,40 @@ impl<W: Sink> TarWriter<W> {
             ));
         }
         self.pad(size)
+    }
+
+    /// Copies `size` bytes from `reader` into the entry `name`: a short reader is an error,
+    /// never a short entry.
+    pub fn append_reader(
+        &mut self,
+        name: &str,
+        reader: &mut dyn Read,
+        size: u64,
+    ) -> io::Result<()> {
+        let header = header(name, size, tar::EntryType::Regular, 0o644)?;
+        self.write(header.as_bytes())?;
+        let copied = io::copy(&mut reader.take(size), &mut self.out)?;
+        self.written += copied;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name}: {copied} bytes to copy, expected {size}"),
+            ));
+        }
+        self.pad(size)
+    }
+
+    /// A hard link `name` to the entry `target` written before it.
+    pub fn append_link(&mut self, name: &str, target: &str) -> io::Result<()> {
+        let mut header = header(name, 0, tar::EntryType::Link, 0o644)?;
+        header.set_link_name(target)?;
+        header.set_cksum();
+        self.write(header.as_bytes())
+    }
+
+    /// The output, as it is (no end-of-archive marker): to fail it.
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     /// Writes the end-of-archive marker (two zero blocks) and returns the output.

@@ -53,7 +53,21 @@ where
                 top.then_some(&image.config.digest),
             );
             let layer_path = format!("{id}/layer.tar");
-            let held = blobs.left_out(image, position, &layer_path);
+            let mut held = blobs.left_out(image, position, &layer_path);
+            if held.is_none()
+                && let Some((layer, patch)) = blobs.patched(image, position, &layer_path)
+            {
+                // The patch goes where the OCI layouts keep blobs.
+                if in_tar.insert("blobs/".to_string()) {
+                    tar.dir("blobs/")?;
+                    tar.dir("blobs/sha256/")?;
+                }
+                let path = crate::bundle::blob_path(&patch.digest);
+                if in_tar.insert(path.clone()) {
+                    tar.file(&path, &patch)?;
+                }
+                held = Some(layer);
+            }
             let blob = match held.clone() {
                 Some(held) => held,
                 None => blobs.get(&descriptor.digest)?,
@@ -63,7 +77,7 @@ where
                 tar.bytes(&format!("{id}/VERSION"), b"1.0")?;
                 let json = layer_json(&id, parent.as_deref(), &config_json, top);
                 tar.bytes(&format!("{id}/json"), &json)?;
-                // Left out of a delta: the destination has this chain already.
+                // Left out of a delta (the destination has this chain already), or patched.
                 if held.is_none() {
                     tar.file(&layer_path, &blob)?;
                 }

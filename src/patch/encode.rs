@@ -59,20 +59,6 @@ fn sha256_of(file: &mut File, offset: u64, len: u64) -> io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-/// A file in `dir` with no name (removed once open): a section of the patch being made.
-fn scratch_file(dir: &std::path::Path, what: &str) -> io::Result<File> {
-    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!(".haul-patch-{}-{n}-{what}", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
-}
-
 /// zstd's window for a frame referring back over `reference` bytes and making `len`.
 fn window_log(reference: u64, len: u64) -> u32 {
     let span = (reference + len).max(1 << 10);
@@ -130,8 +116,8 @@ pub fn encode(
     let regions = data_regions(new)?;
     let mut ops: Vec<Op> = Vec::new();
     let mut made = Made::default();
-    let literal_file = scratch_file(scratch, "literal")?;
-    let frames_file = scratch_file(scratch, "frames")?;
+    let literal_file = crate::fsx::unnamed_file(scratch, "patch-literal")?;
+    let frames_file = crate::fsx::unnamed_file(scratch, "patch-frames")?;
     let mut frames = io::BufWriter::new(frames_file);
     let mut frames_len = 0u64;
     let mut literal = encoder(io::BufWriter::new(literal_file), &headers, size)?;

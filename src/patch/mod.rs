@@ -25,6 +25,7 @@
 
 pub mod encode;
 pub mod rebuild;
+pub mod recompress;
 
 use std::io::{self, Read};
 

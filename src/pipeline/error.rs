@@ -57,6 +57,8 @@ pub enum PipelineError {
         artifact_type: String,
         why: &'static str,
     },
+    #[error("cannot make the patch of layer {layer}: {why}; nothing was written")]
+    Patch { layer: Digest, why: String },
     #[error("export to {output} failed; {outcome}")]
     Export {
         output: String,

@@ -13,6 +13,7 @@
 mod attachments;
 mod copy;
 mod error;
+mod patches;
 mod signatures;
 mod tar_job;
 mod transports;
@@ -363,17 +364,27 @@ impl Session {
         layout: Layout,
         output: &Output,
         destination: &Destination,
+        patch: bool,
     ) -> Result<Exported, PipelineError> {
-        let (job, needed) = self.tar_job(plan, carried, layout, destination)?;
+        let (mut job, needed) = self.tar_job(plan, carried, layout, destination)?;
         // Dropping this future (Ctrl-C) drops `_cancel`: the writer's thread stops at its next
         // blob, and with it the downloads and a loader it feeds.
         let (_cancel, cancelled) = tokio::sync::watch::channel(());
+        let mut downloads = self.fetcher.start(&needed);
+        let mut ready = std::collections::HashMap::new();
+        let patches = if patch {
+            self.make_patches(plan, &mut job, destination, &mut downloads, &mut ready)
+                .await?
+        } else {
+            Vec::new()
+        };
         let downloads = FromDownloads {
-            downloads: self.fetcher.start(&needed),
+            downloads,
+            ready,
             runtime: tokio::runtime::Handle::current(),
             cancelled,
         };
-        let exported = export::write_tar(job, downloads, output, self.progress.as_ref())
+        let mut exported = export::write_tar(job, downloads, output, self.progress.as_ref())
             .await
             .map_err(|source| PipelineError::Export {
                 output: output.describe(),
@@ -385,6 +396,7 @@ impl Session {
                 source,
             })?;
         self.record(plan, &needed).await?;
+        exported.patches = patches;
         Ok(exported)
     }
 
@@ -440,6 +452,8 @@ impl Session {
 /// download on the runtime that runs it, unless the export was given up meanwhile.
 struct FromDownloads {
     downloads: Downloads,
+    /// Blobs waited for before the writer started (the layers patched).
+    ready: std::collections::HashMap<Digest, StoredBlob>,
     runtime: tokio::runtime::Handle,
     /// Closed when the export's future is dropped.
     cancelled: tokio::sync::watch::Receiver<()>,
@@ -447,10 +461,14 @@ struct FromDownloads {
 
 impl BlobSource for FromDownloads {
     fn blob(&mut self, digest: &Digest) -> Result<StoredBlob, BoxError> {
+        if let Some(blob) = self.ready.remove(digest) {
+            return Ok(blob);
+        }
         let FromDownloads {
             downloads,
             runtime,
             cancelled,
+            ..
         } = self;
         runtime.block_on(async {
             tokio::select! {

@@ -93,6 +93,7 @@ impl Session {
             attachments: attachments.to_vec(),
             subjects: attachments::chosen_from_signed_indexes(plan, attachments),
             trusted_root: carried.trusted_root.map(<[u8]>::to_vec),
+            patched: Default::default(),
         };
         Ok((job, needed))
     }

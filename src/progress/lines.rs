@@ -154,6 +154,12 @@ pub(super) fn line(event: &Event) -> Option<String> {
                 human_bytes(*sent)
             )
         }
+        // A step of unknown length (saving from the engine, rebuilding) says no size.
+        Event::LoadStep {
+            step,
+            path,
+            bytes: 0,
+        } => format!("{step} {path}…"),
         Event::LoadStep { step, path, bytes } => {
             format!("{step} {path} ({})…", human_bytes(*bytes))
         }

@@ -25,6 +25,7 @@ mod lists;
 mod load;
 mod networks;
 mod parts;
+mod patch;
 mod progress;
 mod push;
 mod repository;

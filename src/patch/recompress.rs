@@ -1,0 +1,226 @@
+//! Whether a layer's blob can be rebuilt byte for byte from its uncompressed tar: found at
+//! export time (a cheap probe on the first bytes at each level, then the whole blob made
+//! again and its digest checked), carried in the delta's record as a [`Recipe`], and applied
+//! at the site. Only then does the rebuilt image keep its manifest digest; otherwise it keeps
+//! its content (the diff_ids, so the image ID) and travels uncompressed.
+//!
+//! What reproduces: an uncompressed layer (always), gzip as flate2 writes it at levels 1–9,
+//! and zstd as libzstd's streaming API writes it at levels 1–19 with the size pledged. What
+//! does not: Go's compress/gzip (Docker's push, BuildKit, most public layers) and Go's zstd
+//! (klauspost's, skopeo's): their encoders are not these.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, Verifier};
+
+/// How to make a layer's blob from its uncompressed tar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "compression", content = "level")]
+pub enum Recipe {
+    /// The blob is the tar itself.
+    None,
+    /// flate2's gzip (header: no name, mtime 0, OS unknown) at this level.
+    Gzip(u32),
+    /// libzstd's stream at this level, the size pledged (as the `zstd` tool writes it).
+    Zstd(i32),
+}
+
+impl std::fmt::Display for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recipe::None => write!(f, "uncompressed"),
+            Recipe::Gzip(level) => write!(f, "gzip level {level}"),
+            Recipe::Zstd(level) => write!(f, "zstd level {level}"),
+        }
+    }
+}
+
+/// How much of the tar a probe compresses, and how much of its output it compares.
+const PROBE_INPUT: u64 = 2 << 20;
+const PROBE_OUTPUT: usize = 16 << 10;
+
+/// Writes the blob `recipe` makes of `tar` (`size` bytes, read from its start) to `out`.
+pub fn compress(
+    recipe: Recipe,
+    tar: &mut impl Read,
+    size: u64,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    compress_sized(recipe, tar, Some(size), out)
+}
+
+fn compress_sized(
+    recipe: Recipe,
+    tar: &mut impl Read,
+    size: Option<u64>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    match recipe {
+        Recipe::None => {
+            io::copy(tar, out)?;
+        }
+        Recipe::Gzip(level) => {
+            let mut encoder = flate2::GzBuilder::new()
+                .operating_system(255)
+                .write(out, flate2::Compression::new(level));
+            io::copy(tar, &mut encoder)?;
+            encoder.finish()?;
+        }
+        Recipe::Zstd(level) => {
+            let mut encoder = zstd::stream::Encoder::new(out, level)?;
+            encoder.include_contentsize(true)?;
+            encoder.set_pledged_src_size(size)?;
+            io::copy(tar, &mut encoder)?;
+            encoder.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// The recipe that makes `blob` (of digest `digest`) from `tar`, if one of those tried does.
+/// Costs a few small probes, and one whole compression only where a probe matched.
+pub fn find(tar: &mut File, blob: &mut File, digest: &Digest) -> io::Result<Option<Recipe>> {
+    let tar_size = tar.metadata()?.len();
+    let mut start = vec![0u8; PROBE_OUTPUT];
+    blob.seek(SeekFrom::Start(0))?;
+    let got = read_up_to(blob, &mut start)?;
+    start.truncate(got);
+    let candidates: Vec<Recipe> = match start.as_slice() {
+        [0x1f, 0x8b, ..] => (1..=9).rev().map(Recipe::Gzip).collect(),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => (1..=19).map(Recipe::Zstd).collect(),
+        _ => vec![Recipe::None],
+    };
+    for recipe in candidates {
+        // The probe: the first bytes of the tar, compressed as the whole would be (the whole
+        // size pledged), and the first half of the output so far compared.
+        let probe_len = tar_size.min(PROBE_INPUT);
+        tar.seek(SeekFrom::Start(0))?;
+        let probe = probe(recipe, &mut (&mut *tar).take(probe_len), tar_size)?;
+        // The end of a flushed stream is not the end of a finished one: compare the start.
+        let compare = (probe.len() / 2).min(start.len()).min(PROBE_OUTPUT / 2);
+        if compare == 0 || probe.get(..compare) != start.get(..compare) {
+            continue;
+        }
+        // The whole blob, made again and hashed.
+        tar.seek(SeekFrom::Start(0))?;
+        let mut hashed = Hashing(Verifier::new());
+        compress_sized(recipe, tar, Some(tar_size), &mut hashed)?;
+        if &hashed.0.finish() == digest {
+            return Ok(Some(recipe));
+        }
+    }
+    Ok(None)
+}
+
+/// What `recipe` writes for the first bytes of a tar of `size` bytes: the stream so far,
+/// flushed, not finished.
+fn probe(recipe: Recipe, start: &mut impl Read, size: u64) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match recipe {
+        Recipe::None => {
+            io::copy(start, &mut out)?;
+        }
+        Recipe::Gzip(level) => {
+            let mut encoder = flate2::GzBuilder::new()
+                .operating_system(255)
+                .write(&mut out, flate2::Compression::new(level));
+            io::copy(start, &mut encoder)?;
+            encoder.flush()?;
+        }
+        Recipe::Zstd(level) => {
+            let mut encoder = zstd::stream::Encoder::new(&mut out, level)?;
+            encoder.include_contentsize(true)?;
+            encoder.set_pledged_src_size(Some(size))?;
+            io::copy(start, &mut encoder)?;
+            encoder.flush()?;
+        }
+    }
+    Ok(out)
+}
+
+fn read_up_to(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buffer.len() {
+        match file.read(&mut buffer[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// A writer that only hashes.
+struct Hashing(Verifier);
+
+impl Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> Vec<u8> {
+        // A few MiB of text-like bytes (past the probe's input), compressible but not trivially.
+        let mut state = 7u64;
+        (0..3_000_000u32)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"etaoin shrdlu\n"[((state >> 33) % 14) as usize]
+            })
+            .collect()
+    }
+
+    fn file_of(bytes: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn finds_the_level_that_made_a_blob_and_refuses_others() {
+        let tar = layer();
+        for recipe in [
+            Recipe::Gzip(6),
+            Recipe::Gzip(1),
+            Recipe::Zstd(3),
+            Recipe::None,
+        ] {
+            let mut blob = Vec::new();
+            compress_sized(recipe, &mut &tar[..], Some(tar.len() as u64), &mut blob).unwrap();
+            let digest = Digest::of(&blob);
+            // Levels may make the same bytes: any recipe found makes the very blob.
+            let found = find(&mut file_of(&tar), &mut file_of(&blob), &digest)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{recipe} not found"));
+            assert_eq!(
+                std::mem::discriminant(&found),
+                std::mem::discriminant(&recipe)
+            );
+            let mut again = Vec::new();
+            compress(found, &mut &tar[..], tar.len() as u64, &mut again).unwrap();
+            assert_eq!(Digest::of(&again), digest, "{recipe}");
+        }
+        // A gzip blob another encoder made (here: another header) is not claimed.
+        let mut blob = Vec::new();
+        compress_sized(Recipe::Gzip(6), &mut &tar[..], None, &mut blob).unwrap();
+        blob[9] = 3;
+        let digest = Digest::of(&blob);
+        assert_eq!(
+            find(&mut file_of(&tar), &mut file_of(&blob), &digest).unwrap(),
+            None
+        );
+    }
+}

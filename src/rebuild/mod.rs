@@ -1,0 +1,286 @@
+//! The far side of a patch delta (`export --since PREV --patch`): each layer it carries as a
+//! patch is rebuilt from the layers the site holds ([`sources`]) and checked against the
+//! config's diff_id, every one before anything is written or loaded; then the bundle is
+//! written again with those layers in it ([`write`]): for `haul rebuild` an ordinary whole
+//! bundle (the left-out layers taken from the earlier bundles too), for `haul load` a tar
+//! the engine loads (the left-out layers, which it holds, still left out).
+//!
+//! A layer whose blob the export could reproduce ("exact") is recompressed to that very
+//! blob, and checked against its digest: every digest is kept. A "content" layer goes into
+//! the tar uncompressed (as `docker save` writes layers), under manifests rewritten to name
+//! it: the image ID (the config's digest) is kept; the manifest digest is new.
+
+pub mod sources;
+pub mod write;
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::bundle::names::{PatchedLayer, Rebuild};
+use crate::bundle::{Bundle, BundleFile};
+use crate::digest::Digest;
+use crate::patch::recompress;
+pub use sources::Sources;
+use sources::{HashingWriter, Taken};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("{name}: {why}")]
+    Source { name: String, why: String },
+    #[error(
+        "the delta is patched against layer {diff_id}, which none of {looked_in} holds; give \
+         the bundle that delivered it with --from (or load it into the engine first)"
+    )]
+    MissingSource { diff_id: Digest, looked_in: String },
+    #[error(
+        "the delta left out blob {digest} ({path}), which none of {looked_in} holds; give the \
+         bundle that delivered it with --from"
+    )]
+    MissingBlob {
+        path: String,
+        digest: Digest,
+        looked_in: String,
+    },
+    #[error(
+        "layer {layer} rebuilt from its patch hashes to {actual}, not its diff_id {expected}: \
+         the patch or a layer it is rebuilt from is damaged"
+    )]
+    Mismatch {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("cannot read the delta's {what}: {source}")]
+    Delta {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot use the scratch folder {dir} ({source}); set TMPDIR to a folder with room")]
+    Scratch {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {output}: {source}")]
+    Write {
+        output: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A patched layer, rebuilt and checked, in a scratch file.
+pub struct RebuiltLayer {
+    pub record: PatchedLayer,
+    /// The blob as it goes into the tar: the very blob (exact), or the uncompressed tar.
+    pub file: File,
+    pub digest: Digest,
+    pub size: u64,
+    /// Whether `digest` is the blob the manifests name (else the diff_id: new manifests).
+    pub exact: bool,
+}
+
+impl RebuiltLayer {
+    /// Where the tar holds it: where the record says, or, for content, the uncompressed
+    /// blob's own path in the `blobs/` layouts.
+    pub fn path(&self) -> String {
+        if self.exact || !self.record.path.starts_with("blobs/") {
+            self.record.path.clone()
+        } else {
+            crate::bundle::blob_path(&self.digest)
+        }
+    }
+}
+
+/// Names every layer a patch needs that `sources` lacks, before any work is done.
+pub fn check_sources(delta: &Bundle, sources: &Sources) -> Result<(), RebuildError> {
+    for layer in patched(delta) {
+        for source in &layer.sources {
+            if !sources.has_layer(&source.diff_id) {
+                return Err(RebuildError::MissingSource {
+                    diff_id: source.diff_id.clone(),
+                    looked_in: sources.describe(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn patched(delta: &Bundle) -> impl Iterator<Item = &PatchedLayer> {
+    delta.delta.iter().flat_map(|d| d.patched.values())
+}
+
+/// Rebuilds every patched layer of `delta` (read from `file`) from `sources`, in scratch
+/// files in `scratch`, each checked against its diff_id (and, exact, its digest). `progress`
+/// is told of each layer done. Blocks.
+pub fn rebuild_layers(
+    delta: &Bundle,
+    file: &BundleFile,
+    sources: &Sources,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&RebuiltLayer),
+) -> Result<Vec<RebuiltLayer>, RebuildError> {
+    check_sources(delta, sources)?;
+    let scratch_error = |source| RebuildError::Scratch {
+        dir: scratch.to_path_buf(),
+        source,
+    };
+    let mut taken = Taken::default();
+    let mut rebuilt = Vec::new();
+    for record in patched(delta) {
+        let mut tars = Vec::new();
+        for source in &record.sources {
+            let tar = match taken.files.get(&source.diff_id) {
+                Some(tar) => tar.try_clone().map_err(scratch_error)?,
+                None => {
+                    let tar = sources.layer_tar(&source.diff_id, scratch)?;
+                    taken.files.insert(
+                        source.diff_id.clone(),
+                        tar.try_clone().map_err(scratch_error)?,
+                    );
+                    tar
+                }
+            };
+            tars.push(tar);
+        }
+        let patch = copy_patch(delta, file, record, scratch)?;
+        let mut tar = crate::fsx::unnamed_file(scratch, "layer").map_err(scratch_error)?;
+        let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut tar));
+        let made = crate::patch::rebuild::rebuild(&patch, &tars, &mut hashed);
+        let (diff_id, writer) = hashed.finish();
+        writer
+            .into_inner()
+            .map_err(|e| scratch_error(e.into_error()))?;
+        match made {
+            Ok(header) if header.target == record.diff_id => {}
+            Ok(header) => {
+                return Err(RebuildError::Source {
+                    name: record.patch.path.clone(),
+                    why: format!(
+                        "the patch rebuilds layer {}, but the delta's record says {}",
+                        header.target, record.diff_id
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(RebuildError::Delta {
+                    what: format!("patch of layer {}", record.digest),
+                    source: e,
+                });
+            }
+        }
+        if diff_id != record.diff_id {
+            return Err(RebuildError::Mismatch {
+                layer: record.digest.clone(),
+                expected: record.diff_id.clone(),
+                actual: diff_id,
+            });
+        }
+        let size = tar.seek(SeekFrom::End(0)).map_err(scratch_error)?;
+        let layer = match exact_blob(record, &mut tar, size, scratch)? {
+            Some((file, size)) => RebuiltLayer {
+                record: record.clone(),
+                file,
+                digest: record.digest.clone(),
+                size,
+                exact: true,
+            },
+            None => RebuiltLayer {
+                record: record.clone(),
+                file: tar,
+                digest: record.diff_id.clone(),
+                size,
+                exact: false,
+            },
+        };
+        progress(&layer);
+        rebuilt.push(layer);
+    }
+    Ok(rebuilt)
+}
+
+/// The patch blob, out of the delta (a tar or a parts set) into a scratch file.
+fn copy_patch(
+    delta: &Bundle,
+    file: &BundleFile,
+    record: &PatchedLayer,
+    scratch: &Path,
+) -> Result<File, RebuildError> {
+    let what = || format!("patch {}", record.patch.path);
+    let found = delta
+        .contents
+        .resolve(&record.patch.path)
+        .ok_or_else(|| RebuildError::Delta {
+            what: what(),
+            source: io::Error::new(io::ErrorKind::NotFound, "it is not in the tar"),
+        })?;
+    let mut patch =
+        crate::fsx::unnamed_file(scratch, "patch").map_err(|source| RebuildError::Scratch {
+            dir: scratch.to_path_buf(),
+            source,
+        })?;
+    let delta_error = |source| RebuildError::Delta {
+        what: what(),
+        source,
+    };
+    let mut reader = file.range(found.offset, found.size).map_err(delta_error)?;
+    let mut hashed = HashingWriter::new(&mut patch);
+    io::copy(&mut reader, &mut hashed).map_err(delta_error)?;
+    let (digest, _) = hashed.finish();
+    // The tar's pass hashed it already; this copy is what the rebuild reads.
+    if digest != record.patch.digest {
+        return Err(delta_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it hashes to {digest}, not {}", record.patch.digest),
+        )));
+    }
+    Ok(patch)
+}
+
+/// For an exact layer, its very blob made again from the rebuilt tar and checked against its
+/// digest; none when the record says content, or when the blob made is another (a warning:
+/// the layer then goes in by content, still checked).
+fn exact_blob(
+    record: &PatchedLayer,
+    tar: &mut File,
+    size: u64,
+    scratch: &Path,
+) -> Result<Option<(File, u64)>, RebuildError> {
+    let (Rebuild::Exact, Some(recipe)) = (record.rebuild, record.recompress) else {
+        return Ok(None);
+    };
+    let scratch_error = |source| RebuildError::Scratch {
+        dir: scratch.to_path_buf(),
+        source,
+    };
+    if recipe == recompress::Recipe::None {
+        return Ok(Some((tar.try_clone().map_err(scratch_error)?, size)));
+    }
+    let mut blob = crate::fsx::unnamed_file(scratch, "blob").map_err(scratch_error)?;
+    tar.seek(SeekFrom::Start(0)).map_err(scratch_error)?;
+    let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut blob));
+    recompress::compress(
+        recipe,
+        &mut io::BufReader::new(&mut *tar),
+        size,
+        &mut hashed,
+    )
+    .map_err(scratch_error)?;
+    let (digest, writer) = hashed.finish();
+    writer
+        .into_inner()
+        .map_err(|e| scratch_error(e.into_error()))?;
+    if digest != record.digest {
+        tracing::warn!(
+            "layer {} recompressed ({recipe}) to {digest}, not the blob the export reproduced; \
+             it goes in by content (its diff_id checked), under a new manifest",
+            record.digest
+        );
+        return Ok(None);
+    }
+    let blob_size = blob.seek(SeekFrom::End(0)).map_err(scratch_error)?;
+    Ok(Some((blob, blob_size)))
+}

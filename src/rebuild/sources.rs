@@ -1,0 +1,201 @@
+//! Where a patch delta's sources come from, never guessed: the earlier bundles named with
+//! `--from` (tars or parts sets), or `docker save` of the images the delta names, which gives
+//! back each layer as the engine holds it (the classic store recreates the uncompressed tar;
+//! the containerd store gives the registry's blob). Either way a source is found by its
+//! diff_id, decompressed to a scratch file and checked against it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::RebuildError;
+use crate::bundle::{Bundle, BundleFile, Place};
+use crate::digest::{Digest, Verifier};
+
+/// A bundle read whole, to take layers from.
+pub struct Earlier {
+    pub name: String,
+    pub file: BundleFile,
+    pub bundle: Bundle,
+}
+
+/// The bundles the site holds, to rebuild from.
+pub struct Sources {
+    pub earlier: Vec<Earlier>,
+}
+
+/// A layer found in an earlier bundle: which, where, and whether it is an uncompressed tar.
+struct Found {
+    bundle: usize,
+    offset: u64,
+    size: u64,
+    is_tar: bool,
+}
+
+impl Sources {
+    /// Reads each of `paths` whole; each must be a whole bundle.
+    pub async fn open(paths: &[PathBuf]) -> Result<Sources, RebuildError> {
+        let mut earlier = Vec::new();
+        for path in paths {
+            let file = BundleFile::at(path).map_err(|e| RebuildError::Source {
+                name: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+            earlier.push(Self::read(file).await?);
+        }
+        Ok(Sources { earlier })
+    }
+
+    /// Reads one bundle whole (`docker save` output too).
+    pub async fn read(file: BundleFile) -> Result<Earlier, RebuildError> {
+        let name = file.describe();
+        let bundle = file.read().await.map_err(|e| RebuildError::Source {
+            name: name.clone(),
+            why: e.to_string(),
+        })?;
+        if let Some(problem) = bundle.problems.first() {
+            return Err(RebuildError::Source {
+                name,
+                why: format!("it is not whole ({problem})"),
+            });
+        }
+        Ok(Earlier { name, file, bundle })
+    }
+
+    pub fn describe(&self) -> String {
+        self.earlier
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn find_layer(&self, diff_id: &Digest) -> Option<Found> {
+        for (index, earlier) in self.earlier.iter().enumerate() {
+            for platform in earlier.bundle.images.iter().flat_map(|i| &i.platforms) {
+                for (layer, id) in platform.layers.iter().zip(&platform.diff_ids) {
+                    if id != diff_id {
+                        continue;
+                    }
+                    if let Place::Tar { offset, is_tar } = layer.place {
+                        return Some(Found {
+                            bundle: index,
+                            offset,
+                            size: layer.size,
+                            is_tar,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether some bundle holds the layer `diff_id`.
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.find_layer(diff_id).is_some()
+    }
+
+    /// Where some bundle holds the blob `digest` of `size` bytes (a left-out layer).
+    pub fn find_blob(&self, digest: &Digest, size: u64) -> Option<(&BundleFile, u64)> {
+        self.earlier.iter().find_map(|earlier| {
+            earlier
+                .bundle
+                .contents
+                .files
+                .values()
+                .find(|f| &f.digest == digest && f.size == size)
+                .map(|f| (&earlier.file, f.offset))
+        })
+    }
+
+    /// The uncompressed tar of layer `diff_id`, in a scratch file in `scratch`, checked
+    /// against its diff_id. Blocks.
+    pub fn layer_tar(&self, diff_id: &Digest, scratch: &Path) -> Result<File, RebuildError> {
+        let found = self
+            .find_layer(diff_id)
+            .ok_or_else(|| RebuildError::MissingSource {
+                diff_id: diff_id.clone(),
+                looked_in: self.describe(),
+            })?;
+        let earlier = &self.earlier[found.bundle];
+        let io_error = |e: io::Error| RebuildError::Source {
+            name: earlier.name.clone(),
+            why: format!("cannot read layer {diff_id}: {e}"),
+        };
+        let mut blob = io::BufReader::with_capacity(
+            1 << 20,
+            earlier
+                .file
+                .range(found.offset, found.size)
+                .map_err(io_error)?,
+        );
+        let mut reader: Box<dyn Read> = if found.is_tar {
+            Box::new(blob)
+        } else {
+            let magic = io::BufRead::fill_buf(&mut blob).map_err(io_error)?;
+            match magic {
+                [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+                [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+                    Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(io_error)?)
+                }
+                _ => Box::new(blob),
+            }
+        };
+        let mut file =
+            crate::fsx::unnamed_file(scratch, "layer").map_err(|e| RebuildError::Scratch {
+                dir: scratch.to_path_buf(),
+                source: e,
+            })?;
+        let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut file));
+        io::copy(&mut reader, &mut hashed).map_err(io_error)?;
+        let (digest, writer) = hashed.finish();
+        writer.into_inner().map_err(|e| io_error(e.into_error()))?;
+        if &digest != diff_id {
+            return Err(RebuildError::Source {
+                name: earlier.name.clone(),
+                why: format!("its layer {diff_id} decompresses to {digest}: it is damaged"),
+            });
+        }
+        Ok(file)
+    }
+}
+
+/// Writes through, hashing what passes.
+pub struct HashingWriter<W> {
+    inner: W,
+    verifier: Verifier,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            verifier: Verifier::new(),
+        }
+    }
+
+    pub fn finish(self) -> (Digest, W) {
+        (self.verifier.finish(), self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.verifier.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Layers already taken out to scratch files, by diff_id: a source used by several patches
+/// is decompressed once.
+#[derive(Default)]
+pub struct Taken {
+    pub files: HashMap<Digest, File>,
+}

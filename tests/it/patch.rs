@@ -1,0 +1,395 @@
+//! Patch deltas: `export --since PREV --patch` carries a rebuilt layer as what changed inside
+//! it; `haul load` rebuilds it from the engine's own copy of the earlier image (or from
+//! `--from PREV`) and loads it in both Docker stores; `haul rebuild` writes a whole bundle that
+//! loads into an empty engine; a damaged patch or a missing source loads nothing.
+
+use std::path::Path;
+
+use crate::harness::*;
+
+/// Bytes that do not compress, the same for the same seed.
+fn noise(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(size + 8);
+    while data.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(size);
+    data
+}
+
+/// An app on a base that was rebuilt: v1 and v2 share busybox; v2's base layer has one
+/// library changed in three places, a document moved, a new file; the app layer on top is the
+/// same content on a new parent.
+struct Rebuilt {
+    _registry: Registry,
+    v1: Pushed,
+    v2: Pushed,
+}
+
+/// `layer` as another gzip writer would have made it: the same deflate stream under a header
+/// with a modification time, which haul's encoder (mtime 0) does not reproduce.
+fn foreign_gzip(mut layer: Layer) -> Layer {
+    layer.compressed[4] = 0x2a;
+    layer.digest = sha256(&layer.compressed);
+    layer
+}
+
+fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
+    let compression = Compression::Gzip;
+    let as_made = |layer: Layer| {
+        if reproducible {
+            layer
+        } else {
+            foreign_gzip(layer)
+        }
+    };
+    let registry = Registry::start();
+    let repository = unique(name);
+    let seed = std::process::id() as u64 ^ 0x5eed;
+    let library = noise(900 << 10, seed);
+    let tool = noise(200 << 10, seed + 1);
+    let doc = "a document about the base, line after line\n".repeat(1000);
+    let mut changed = library.clone();
+    for at in [1000, 400_000, 800_000] {
+        changed[at..at + 64].copy_from_slice(&noise(64, seed + at as u64));
+    }
+    let base_v1 = as_made(Layer::from_entries(
+        &[
+            Entry::Dir("usr/"),
+            Entry::File("usr/lib/libbig.so", &library, 0o644),
+            Entry::File("usr/bin/tool", &tool, 0o755),
+            Entry::File("usr/share/doc/base/README", doc.as_bytes(), 0o644),
+        ],
+        compression,
+    ));
+    let base_v2 = as_made(Layer::from_entries(
+        &[
+            Entry::Dir("usr/"),
+            Entry::File("usr/lib/libbig.so", &changed, 0o644),
+            Entry::File("usr/bin/tool", &tool, 0o755),
+            Entry::File("usr/share/doc/base-2/README", doc.as_bytes(), 0o644),
+            Entry::File("etc/base-release", b"2\n", 0o644),
+        ],
+        compression,
+    ));
+    let app_bytes = noise(100 << 10, seed + 7);
+    let app = as_made(Layer::from_entries(
+        &[Entry::File("opt/app/app.bin", &app_bytes, 0o755)],
+        compression,
+    ));
+    let push = |tag: &str, base: &Layer| {
+        let image = Image::runnable(
+            &format!("app {tag}"),
+            vec![base.clone(), app.clone()],
+            compression,
+            oci,
+        );
+        registry.push(&repository, tag, &image)
+    };
+    let v1 = push("v1", &base_v1);
+    let v2 = push("v2", &base_v2);
+    Rebuilt {
+        _registry: registry,
+        v1,
+        v2,
+    }
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+fn delta_record(tar: &Path) -> serde_json::Value {
+    tar_json(tar, "haul-delta.json")
+}
+
+#[test]
+fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-exact", true, false);
+    let haul = Haul::new();
+    let dir = haul.workdir.path().to_path_buf();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-delta.tar",
+        "--since",
+        "v1.tar",
+    ])
+    .success();
+    let run = haul
+        .run(&[
+            "export",
+            &v2.reference,
+            "-o",
+            "v2-patch.tar",
+            "--since",
+            "v1.tar",
+            "--patch",
+        ])
+        .success();
+    assert!(run.stderr.contains("travels as a patch"), "{}", run.stderr);
+    // The base's 1.1 MiB of noise crosses as a few KiB; the app layer as almost nothing.
+    let (patch, plain) = (
+        size(&dir.join("v2-patch.tar")),
+        size(&dir.join("v2-delta.tar")),
+    );
+    assert!(
+        patch * 10 < plain,
+        "patch delta {patch} bytes, delta {plain}"
+    );
+    let record = delta_record(&dir.join("v2-patch.tar"));
+    let patched = record["patched"].as_array().unwrap();
+    assert_eq!(patched.len(), 2, "{record}");
+    for layer in patched {
+        // The harness compresses as flate2 does: the very blob is rebuilt.
+        assert_eq!(layer["rebuild"], "exact", "{layer}");
+        assert_eq!(layer["sources"].as_array().unwrap().len(), 1);
+    }
+    // verify lists each patched layer, what it is rebuilt from and how.
+    let verified = haul.run(&["verify", "v2-patch.tar"]).success();
+    let out = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(out.matches("patched: ").count(), 2, "{out}");
+    assert!(out.contains("its blob, exactly"), "{out}");
+
+    // The engine holding v1 rebuilds from its own copy (docker save), in both stores.
+    for (engine, host) in [
+        (Engine::Classic, None),
+        (Engine::ContainerdStore, Some(CONTAINERD_STORE_HOST)),
+    ] {
+        let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+        engine.load(&dir.join("v1.tar"));
+        let run = haul
+            .run_with(&["load", "v2-patch.tar"], |c| {
+                if let Some(host) = host {
+                    c.env("DOCKER_HOST", host);
+                }
+            })
+            .success();
+        assert!(run.stderr.contains("rebuilt layer"), "{}", run.stderr);
+        assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+        // Exact: every digest kept, the classic store's image ID and the containerd
+        // store's manifest digest alike.
+        let expected = match engine {
+            Engine::Classic => &v2.config_digest,
+            Engine::ContainerdStore => &v2.manifest_digest,
+        };
+        assert_eq!(&engine.image_id(&v2.reference), expected, "{engine:?}");
+    }
+
+    // `haul rebuild` writes an ordinary whole bundle: it verifies and loads into an empty
+    // engine, and holds the very blobs the registry serves.
+    haul.run(&[
+        "rebuild",
+        "v2-patch.tar",
+        "--from",
+        "v1.tar",
+        "-o",
+        "v2-full.tar",
+    ])
+    .success();
+    haul.run(&["verify", "v2-full.tar"]).success();
+    let files: Vec<String> = tar_entries(&dir.join("v2-full.tar"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!files.iter().any(|f| f == "haul-delta.json"), "{files:?}");
+    for layer in &v2.layer_digests {
+        assert!(
+            files.contains(&format!("blobs/sha256/{}", hex_of(layer))),
+            "{layer} missing: {files:?}"
+        );
+    }
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    engine.load(&dir.join("v2-full.tar"));
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+}
+
+#[test]
+fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
+    // A gzip haul's encoder does not reproduce (as Go's, which made most public layers):
+    // "content".
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-content", false, true);
+    let haul = Haul::new();
+    let dir = haul.workdir.path().to_path_buf();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-patch.tar",
+        "--since",
+        "v1.tar",
+        "--patch",
+    ])
+    .success();
+    let record = delta_record(&dir.join("v2-patch.tar"));
+    let patched = record["patched"].as_array().unwrap();
+    assert!(!patched.is_empty());
+    assert!(
+        patched.iter().all(|l| l["rebuild"] == "content"),
+        "{record}"
+    );
+    let verified = haul.run(&["verify", "v2-patch.tar"]).success();
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("its content"),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+
+    // Rebuilt from the earlier bundle, into the classic store: the image ID is the
+    // registry's config digest.
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    engine.load(&dir.join("v1.tar"));
+    let run = haul
+        .run(&["load", "v2-patch.tar", "--from", "v1.tar"])
+        .success();
+    assert!(run.stderr.contains("by content"), "{}", run.stderr);
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+
+    // The whole bundle: verifies, loads into an empty containerd store and runs there, under
+    // a manifest that is not the registry's (the layers are uncompressed in it).
+    haul.run(&[
+        "rebuild",
+        "v2-patch.tar",
+        "--from",
+        "v1.tar",
+        "-o",
+        "v2-full.tar",
+    ])
+    .success()
+    .stderr
+    .contains("by content")
+    .then_some(())
+    .expect("the closing line says how layers were rebuilt");
+    haul.run(&["verify", "v2-full.tar"]).success();
+    let containerd = Engine::ContainerdStore;
+    let _cleanup = containerd.cleanup(&[&v1.reference, &v2.reference]);
+    containerd.load(&dir.join("v2-full.tar"));
+    assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
+    assert_ne!(containerd.image_id(&v2.reference), v2.manifest_digest);
+}
+
+#[test]
+fn a_damaged_patch_or_a_missing_source_loads_nothing() {
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-damage", true, false);
+    let haul = Haul::new();
+    let dir = haul.workdir.path().to_path_buf();
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-patch.tar",
+        "--since",
+        "v1.tar",
+        "--patch",
+    ])
+    .success();
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+
+    // An engine without the base: the error names what to load first; nothing is loaded.
+    haul.run(&["load", "v2-patch.tar"]).failure(&[
+        "load",
+        &v1.reference,
+        "first",
+        "nothing was loaded",
+    ]);
+    assert_absent(engine, &v2.reference);
+
+    // A bundle that is not the one it was made against: the missing layer is named.
+    haul.run(&["export", &v2.reference, "-o", "v2.tar"])
+        .success();
+    haul.run(&[
+        "rebuild",
+        "v2-patch.tar",
+        "--from",
+        "v2.tar",
+        "-o",
+        "out.tar",
+    ])
+    .failure(&["patched against layer sha256:", "none of v2.tar holds"]);
+    assert!(!dir.join("out.tar").exists());
+
+    // A patch whose bytes were flipped: stopped before the engine sees anything.
+    let record = delta_record(&dir.join("v2-patch.tar"));
+    let patch_path = record["patched"][0]["patch"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut entries = tar_entries(&dir.join("v2-patch.tar"));
+    let (_, bytes) = entries
+        .iter_mut()
+        .find(|(name, _)| *name == patch_path)
+        .unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    write_tar(&dir.join("flipped.tar"), &entries);
+    engine.load(&dir.join("v1.tar"));
+    haul.run(&["load", "flipped.tar"])
+        .failure(&["flipped.tar", "nothing was loaded"]);
+    assert_absent(engine, &v2.reference);
+    // Flipped near its end and its name fixed to match (a forged patch): the rebuild is what
+    // stops it.
+    for (name, bytes) in &mut entries {
+        if *name == patch_path {
+            bytes[middle] ^= 0x55;
+            let end = bytes.len() - 12;
+            bytes[end] ^= 0x55;
+        }
+    }
+    let forged_digest = sha256(&entries.iter().find(|(n, _)| *n == patch_path).unwrap().1);
+    let forged_path = format!("blobs/sha256/{}", hex_of(&forged_digest));
+    let mut record = record;
+    record["patched"][0]["patch"]["path"] = forged_path.clone().into();
+    record["patched"][0]["patch"]["digest"] = forged_digest.clone().into();
+    for (name, bytes) in &mut entries {
+        if *name == patch_path {
+            *name = forged_path.clone();
+        } else if name == "haul-delta.json" {
+            *bytes = serde_json::to_vec(&record).unwrap();
+        }
+    }
+    write_tar(&dir.join("forged.tar"), &entries);
+    haul.run(&["load", "forged.tar"])
+        .failure(&["nothing was loaded"]);
+    assert_absent(engine, &v2.reference);
+}
+
+fn assert_absent(engine: Engine, reference: &str) {
+    let inspect = engine
+        .docker()
+        .args(["image", "inspect", reference])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "{reference} was loaded");
+}
+
+fn write_tar(path: &Path, entries: &[(String, Vec<u8>)]) {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(if name.ends_with('/') {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        builder.append_data(&mut header, name, &bytes[..]).unwrap();
+    }
+    std::fs::write(path, builder.into_inner().unwrap()).unwrap();
+}
