@@ -443,6 +443,17 @@ pub struct PushArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<crate::platform::Platform>,
 
+    /// For a patch delta: rebuild its layers from this earlier bundle (a tar or parts set)
+    /// before pushing; repeatable
+    #[arg(long = "from", value_name = "PREV")]
+    pub from: Vec<std::path::PathBuf>,
+
+    /// For a patch delta whose layers rebuild by content only: push them uncompressed, under
+    /// new manifest digests (the image IDs are kept; signatures of the old digests no longer
+    /// match)
+    #[arg(long)]
+    pub new_digests: bool,
+
     #[command(flatten)]
     pub transfers: TransferArgs,
 

@@ -9,9 +9,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{Global, print_pushed};
-use crate::bundle::BundleFile;
+use crate::bundle::names::{PatchedLayer, Rebuild};
+use crate::bundle::{Bundle, BundleFile};
 use crate::cli::PushArgs;
+use crate::commands::rebuild::say_rebuilt;
+use crate::export::tar::TarWriter;
 use crate::push::tar::tar_images;
+use crate::rebuild::write::{LeftOut, write_bundle};
+use crate::rebuild::{Sources, check_sources, rebuild_layers};
 
 pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let jobs = usize::from(args.transfers.jobs);
@@ -73,6 +78,16 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
             }
         );
     }
+    // A patch delta is rebuilt first, into a file in the cache folder, and that is pushed.
+    let _rebuilt;
+    let (tar, bundle) = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
+        let spool = Spool(store.spool_path().with_extension("rebuilt.partial"));
+        let rebuilt = rebuild_for_push(&args, &name, tar, bundle, &spool.0).await?;
+        _rebuilt = spool;
+        rebuilt
+    } else {
+        (tar, bundle)
+    };
     let images = tar_images(
         &store,
         &tar,
@@ -90,6 +105,109 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     session.remember_transports();
     print_pushed(global, &summary);
     Ok(())
+}
+
+/// A patch delta, rebuilt from `--from` into `path` (its left-out layers still left out: the
+/// registry holds them), then read again. Content-only layers change digests: refused unless
+/// `--new-digests`, naming what the change breaks.
+async fn rebuild_for_push(
+    args: &PushArgs,
+    name: &str,
+    tar: BundleFile,
+    bundle: Bundle,
+    path: &std::path::Path,
+) -> anyhow::Result<(BundleFile, Bundle)> {
+    if args.from.is_empty() {
+        bail!(
+            "{name} carries layers as patches (a patch delta, export --patch); a registry takes \
+             blobs: give the bundle it was made against with --from PREV, and haul rebuilds \
+             them first. Nothing was pushed"
+        );
+    }
+    let content: Vec<&PatchedLayer> = bundle
+        .delta
+        .iter()
+        .flat_map(|d| d.patched.values())
+        .filter(|l| l.rebuild == Rebuild::Content)
+        .collect();
+    if !content.is_empty() && !args.new_digests {
+        let digests: Vec<String> = bundle
+            .images
+            .iter()
+            .filter(|image| {
+                image.platforms.iter().any(|p| {
+                    p.layers
+                        .iter()
+                        .any(|l| content.iter().any(|c| c.digest == l.digest))
+                })
+            })
+            .map(|image| {
+                let signed = bundle
+                    .attachments
+                    .iter()
+                    .filter(|a| image.digests().contains(&&a.subject))
+                    .count();
+                format!(
+                    "{} ({}{})",
+                    image.label,
+                    image
+                        .digest()
+                        .map_or_else(|| "no manifest".to_string(), |d| d.to_string()),
+                    match signed {
+                        0 => String::new(),
+                        1 => ", and the 1 signature or attestation the tar carries for it"
+                            .to_string(),
+                        n => format!(
+                            ", and the {n} signatures and attestations the tar carries for it"
+                        ),
+                    }
+                )
+            })
+            .collect();
+        bail!(
+            "{} of {name}'s patched layers rebuild by content only (their compression cannot be \
+             made again byte for byte): pushed, they go up uncompressed and these manifest \
+             digests change: {}. Push with --new-digests to accept that (the image IDs are \
+             kept), or push the full bundle. Nothing was pushed",
+            content.len(),
+            digests.join("; ")
+        );
+    }
+    let sources = Sources::open(&args.from).await?;
+    check_sources(&bundle, &sources).with_context(|| format!("{name}: nothing was pushed"))?;
+    let output = path.to_path_buf();
+    let label = name.to_string();
+    crate::blocking::run(move || -> anyhow::Result<()> {
+        let scratch = std::env::temp_dir();
+        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
+            .with_context(|| format!("{label}: nothing was pushed"))?;
+        let file = std::fs::File::create(&output)
+            .with_context(|| format!("cannot create {}", output.display()))?;
+        let mut writer = TarWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        write_bundle(
+            &bundle,
+            &tar,
+            &mut rebuilt,
+            LeftOut::Keep,
+            &mut writer,
+            &output.display().to_string(),
+        )?;
+        writer
+            .finish()
+            .and_then(|w| w.into_inner().map_err(std::io::IntoInnerError::into_error))
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        Ok(())
+    })
+    .await?;
+    let tar = BundleFile::Tar(path.to_path_buf());
+    let bundle = tar
+        .read()
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if let Some(problem) = bundle.problems.first() {
+        bail!("{name} rebuilt is not whole ({problem}); nothing was pushed");
+    }
+    Ok((tar, bundle))
 }
 
 /// Standard input kept in a file; removed when the push is over, however it ends.

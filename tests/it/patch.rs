@@ -211,6 +211,27 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     engine.load(&dir.join("v2-full.tar"));
     assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
     assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+
+    // Pushed where v1 went before: rebuilt first, the registry's manifest digest kept.
+    let dest = Registry::start();
+    haul.run(&["push", "v1.tar", &dest.host()]).success();
+    haul.run(&["push", "v2-patch.tar", &dest.host()]).failure(&[
+        "give the bundle it was made against with --from PREV",
+        "Nothing was pushed",
+    ]);
+    haul.run(&["push", "v2-patch.tar", &dest.host(), "--from", "v1.tar"])
+        .success();
+    let target = pushed_as(&dest, &v2);
+    assert_eq!(
+        sha256(&skopeo_raw(&target, None).unwrap()),
+        v2.manifest_digest
+    );
+}
+
+/// Where `haul push … DEST` puts `image`: DEST/<repository>:<tag>.
+fn pushed_as(dest: &Registry, image: &Pushed) -> String {
+    let (_, path) = image.reference.split_once('/').unwrap();
+    format!("{}/{path}", dest.host())
 }
 
 #[test]
@@ -279,6 +300,32 @@ fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
     containerd.load(&dir.join("v2-full.tar"));
     assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
     assert_ne!(containerd.image_id(&v2.reference), v2.manifest_digest);
+
+    // A push would change the manifest digest: refused unless told, naming the digest.
+    let dest = Registry::start();
+    haul.run(&["push", "v1.tar", &dest.host()]).success();
+    haul.run(&["push", "v2-patch.tar", &dest.host(), "--from", "v1.tar"])
+        .failure(&[
+            "rebuild by content only",
+            &v2.manifest_digest,
+            "--new-digests",
+            "Nothing was pushed",
+        ]);
+    let target = pushed_as(&dest, &v2);
+    assert!(skopeo_raw(&target, None).is_none(), "nothing was pushed");
+    haul.run(&[
+        "push",
+        "v2-patch.tar",
+        &dest.host(),
+        "--from",
+        "v1.tar",
+        "--new-digests",
+    ])
+    .success();
+    // Another manifest, the same config: the same image ID.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&target, None).unwrap()).unwrap();
+    assert_eq!(manifest["config"]["digest"], v2.config_digest.as_str());
 }
 
 #[test]
@@ -392,4 +439,104 @@ fn write_tar(path: &Path, entries: &[(String, Vec<u8>)]) {
         builder.append_data(&mut header, name, &bytes[..]).unwrap();
     }
     std::fs::write(path, builder.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn every_format_and_a_parts_set_carry_patches() {
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-formats", true, true);
+    let haul = Haul::new();
+    let dir = haul.workdir.path().to_path_buf();
+
+    // The classic layout: layer.tar files are uncompressed, so every rebuild is exact.
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "--format",
+        "docker-v1",
+        "-o",
+        "v1-classic.tar",
+    ])
+    .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "--format",
+        "docker-v1",
+        "-o",
+        "v2-classic-patch.tar",
+        "--since",
+        "v1-classic.tar",
+        "--patch",
+    ])
+    .success();
+    let record = delta_record(&dir.join("v2-classic-patch.tar"));
+    assert!(
+        record["patched"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty() && p.iter().all(|l| l["rebuild"] == "exact")),
+        "{record}"
+    );
+    haul.run(&[
+        "rebuild",
+        "v2-classic-patch.tar",
+        "--from",
+        "v1-classic.tar",
+        "-o",
+        "v2-classic.tar",
+    ])
+    .success();
+    haul.run(&["verify", "v2-classic.tar"]).success();
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    engine.load(&dir.join("v2-classic.tar"));
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+
+    // The OCI layout, the delta in parts: verified as a set, rebuilt from it, loaded into the
+    // containerd store with the registry's manifest digest.
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "--format",
+        "oci",
+        "-o",
+        "v1-oci.tar",
+    ])
+    .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "--format",
+        "oci",
+        "-o",
+        "v2-oci-patch.tar",
+        "--since",
+        "v1-oci.tar",
+        "--patch",
+        "--split",
+        "64K",
+    ])
+    .success();
+    assert!(
+        dir.join("v2-oci-patch.tar.001").exists(),
+        "{:?}",
+        haul.workdir_files()
+    );
+    let verified = haul.run(&["verify", "v2-oci-patch.tar.parts"]).success();
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("patched: "));
+    haul.run(&[
+        "rebuild",
+        "v2-oci-patch.tar.parts",
+        "--from",
+        "v1-oci.tar",
+        "-o",
+        "v2-oci.tar",
+    ])
+    .success();
+    haul.run(&["verify", "v2-oci.tar"]).success();
+    let containerd = Engine::ContainerdStore;
+    let _cleanup = containerd.cleanup(&[&v1.reference, &v2.reference]);
+    containerd.load(&dir.join("v2-oci.tar"));
+    assert_eq!(containerd.run(&v2.reference, &[]).trim(), "app v2");
+    assert_eq!(containerd.image_id(&v2.reference), v2.manifest_digest);
 }
