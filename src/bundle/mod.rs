@@ -288,17 +288,29 @@ impl Bundle {
                             .cloned()
                             .collect(),
                         diff_ids: p.diff_ids.clone(),
-                        layers: p
-                            .layers
-                            .iter()
-                            .map(|l| ReceiptBlob {
-                                digest: l.digest.clone(),
-                                size: l.size,
-                            })
-                            .collect(),
+                        layers: p.layers.iter().map(|l| self.held_blob(l)).collect(),
                     })
             })
             .collect()
+    }
+
+    /// The blob a site holds for layer `layer` once this bundle is loaded: the blob, or for a
+    /// layer a patch rebuilds by content, its uncompressed tar.
+    fn held_blob(&self, layer: &Blob) -> ReceiptBlob {
+        let patched = (layer.place == Place::Patched)
+            .then(|| self.delta.as_ref()?.patched.get(&layer.path))
+            .flatten()
+            .filter(|p| p.rebuild == names::Rebuild::Content);
+        match patched {
+            Some(patched) => ReceiptBlob {
+                digest: patched.diff_id.clone(),
+                size: patched.tar_size,
+            },
+            None => ReceiptBlob {
+                digest: layer.digest.clone(),
+                size: layer.size,
+            },
+        }
     }
 
     /// The bytes of the blob `digest` when the tar keeps them (JSON metadata).

@@ -91,9 +91,12 @@ pub struct PatchedLayer {
     pub path: String,
     pub digest: Digest,
     pub size: u64,
-    /// What its rebuilt uncompressed tar must hash to.
+    /// What its rebuilt uncompressed tar must hash to, and its size: what a site holds of it
+    /// when it is rebuilt by content.
     #[serde(rename = "diffId")]
     pub diff_id: Digest,
+    #[serde(rename = "tarSize")]
+    pub tar_size: u64,
     /// The patch, in the tar.
     pub patch: LeftOutBlob,
     /// The layers it is rebuilt from, in the patch's order: held at the destination.

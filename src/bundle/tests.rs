@@ -997,6 +997,7 @@ async fn a_patch_delta_names_its_patches_and_what_they_are_rebuilt_from() {
         digest: digests[1].clone(),
         size: layer,
         diff_id: Digest::of(&tars[1]),
+        tar_size: 4096,
         patch: LeftOutBlob {
             path: blob(&patch_digest),
             digest: patch_digest.clone(),

@@ -133,7 +133,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     };
     if args.dry_run {
         let measured = session.measure(&plan, &carried, layout, &destination)?;
-        print_plan(&output, &measured);
+        print_plan(&output, &measured, args.patch);
         return Ok(());
     }
     let exported = session
@@ -188,7 +188,7 @@ fn print_patches(patches: &[crate::export::PatchOutcome]) {
 }
 
 /// `--dry-run`: what would be written, per image, and in how many parts.
-fn print_plan(output: &Output, measured: &crate::export::Measured) {
+fn print_plan(output: &Output, measured: &crate::export::Measured, patch: bool) {
     use crate::progress::human_bytes;
     let about = if measured.estimated { "about " } else { "" };
     let name = match output {
@@ -238,6 +238,9 @@ fn print_plan(output: &Output, measured: &crate::export::Measured) {
             if media == 1 { "um" } else { "a" },
             human_bytes(split.part_size)
         );
+    }
+    if patch {
+        println!("with --patch, layers are counted whole: a patch's size is known once it is made");
     }
     println!("nothing was written (--dry-run)");
 }

@@ -97,15 +97,20 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                     .map(|s| s.diff_id.to_string())
                     .collect();
                 println!(
-                    "patched: {} ({}) is rebuilt from {}; the rebuild reaches {}",
+                    "patched: {} ({}) travels as a {} patch against {}; it rebuilds {}",
                     layer.digest,
                     human_bytes(layer.size),
+                    human_bytes(layer.patch.size),
                     sources.join(", "),
-                    match layer.rebuild {
-                        crate::bundle::names::Rebuild::Exact => "its blob, exactly".to_string(),
-                        crate::bundle::names::Rebuild::Content => format!(
-                            "its content (diff_id {}), under a new blob and manifest",
-                            layer.diff_id
+                    match (layer.rebuild, layer.recompress) {
+                        (crate::bundle::names::Rebuild::Exact, Some(recipe)) => {
+                            format!("its blob, exactly ({recipe})")
+                        }
+                        _ => format!(
+                            "its content (diff_id {}, {} uncompressed), under a new blob and \
+                             manifest",
+                            layer.diff_id,
+                            human_bytes(layer.tar_size)
                         ),
                     }
                 );

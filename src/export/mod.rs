@@ -155,6 +155,8 @@ pub struct PatchedBlob {
     /// The layer's blob as the tar would hold it.
     pub size: u64,
     pub diff_id: Digest,
+    /// The uncompressed layer's size.
+    pub tar_size: u64,
     pub sources: Vec<PatchSource>,
     /// How the very blob is made again from the rebuilt tar, when it can be.
     pub recompress: Option<Recipe>,
@@ -587,6 +589,7 @@ impl<S: BlobSource> Blobs<'_, S> {
             digest: digest.clone(),
             size: patched.size,
             diff_id: patched.diff_id.clone(),
+            tar_size: patched.tar_size,
             patch: LeftOutBlob {
                 path: blob_path(&patched.patch.digest),
                 digest: patched.patch.digest.clone(),
@@ -618,11 +621,18 @@ impl<S: BlobSource> Blobs<'_, S> {
         self.bundle.push(ReceiptImage {
             names: name.into_iter().collect(),
             diff_ids: image.diff_ids.clone(),
+            // A layer rebuilt by content is held as its uncompressed tar.
             layers: layers
                 .iter()
-                .map(|b| ReceiptBlob {
-                    digest: b.digest.clone(),
-                    size: b.size,
+                .map(|b| match self.patched.get(&b.digest) {
+                    Some(p) if p.recompress.is_none() => ReceiptBlob {
+                        digest: p.diff_id.clone(),
+                        size: p.tar_size,
+                    },
+                    _ => ReceiptBlob {
+                        digest: b.digest.clone(),
+                        size: b.size,
+                    },
                 })
                 .collect(),
         });

@@ -135,6 +135,10 @@ impl LayerWork {
             File::open(path).map_err(|e| CacheError::io("cannot open", path)(e).into())
         };
         let mut new = open(&new_tar)?;
+        let tar_size = new
+            .metadata()
+            .map_err(CacheError::io("cannot read", &new_tar))?
+            .len();
         let mut sources = vec![encode::Source {
             diff_id: self.source.diff_id.clone(),
             tar: open(&source_tar)?,
@@ -155,6 +159,7 @@ impl LayerWork {
             },
             size: self.blob.size,
             diff_id: self.diff_id.clone(),
+            tar_size,
             sources: vec![self.source.clone()],
             recompress: recipe,
         }))

@@ -251,6 +251,8 @@ fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
         "--since",
         "v1.tar",
         "--patch",
+        "--receipt",
+        "v2.receipt",
     ])
     .success();
     let record = delta_record(&dir.join("v2-patch.tar"));
@@ -260,6 +262,23 @@ fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
         patched.iter().all(|l| l["rebuild"] == "content"),
         "{record}"
     );
+    // What the site holds after it: the content layers as their uncompressed tars. The tar
+    // read again says the same, byte for byte.
+    haul.run(&["verify", "v2-patch.tar", "--receipt", "v2.again"])
+        .success();
+    let receipt = std::fs::read(dir.join("v2.receipt")).unwrap();
+    assert_eq!(receipt, std::fs::read(dir.join("v2.again")).unwrap());
+    let receipt = String::from_utf8(receipt).unwrap();
+    for layer in patched {
+        assert!(
+            receipt.contains(layer["diffId"].as_str().unwrap()),
+            "{receipt}"
+        );
+        assert!(
+            !receipt.contains(layer["digest"].as_str().unwrap()),
+            "{receipt}"
+        );
+    }
     let verified = haul.run(&["verify", "v2-patch.tar"]).success();
     assert!(
         String::from_utf8_lossy(&verified.stdout).contains("its content"),
