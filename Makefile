@@ -43,11 +43,12 @@ demo:
 
 # criterion micro-benchmarks, then the end-to-end comparisons (write BENCHMARKS.md).
 bench:
-	scripts/install-test-deps.sh docker-registry busybox-static skopeo curl time
+	scripts/install-test-deps.sh docker-registry busybox-static skopeo curl time debootstrap zstd
 	$(CARGO) bench
 	$(CARGO) build --release
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench_fleet
+	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench_patch
 
 clean:
 	$(CARGO) clean

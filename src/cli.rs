@@ -36,6 +36,7 @@ Examples:
   haul export app:1 --offline -o app.tar           # from the cache alone
   haul export app:v1 -o v1.tar --receipt v1.receipt
   haul export app:v2 -o v2-delta.tar --since v1.receipt   # only what the site lacks
+  haul export app:v2 -o v2-patch.tar --since v1.tar --patch   # changed layers as patches
   haul export -f release.txt -o r1.tar --split dvd --parity 2   # DVDs, any 2 may be lost
   haul export -f release.txt -o r1.tar --split dvd --dry-run    # how much, how many discs
   haul export app:2 --referrers --verify-key cosign.pub -o app.tar   # only if signed by the key
@@ -102,7 +103,9 @@ Examples:
 const LOAD_EXAMPLES: &str = "\
 Examples:
   haul load v1.tar                                 # a whole bundle: checked, then loaded
-  haul load v2-delta.tar                           # a delta: only if the engine has its base";
+  haul load v2-delta.tar                           # a delta: only if the engine has its base
+  haul load v2-patch.tar                           # a patch delta: rebuilt from the engine's v1
+  haul load v2-patch.tar --from v1.tar             # … or from the bundle that brought v1";
 
 const PUSH_EXAMPLES: &str = "\
 Examples:
@@ -110,6 +113,7 @@ Examples:
   haul push bundle.tar registry.site:5000/mirror    # -> DEST/library/nginx:1.27, DEST = .../mirror
   haul push app.tar registry.site:5000 --as team/app:1.2   # a one-image tar, under the name given
   haul push v2-delta.tar registry.site:5000         # a delta: only after its base was pushed there
+  haul push v2-patch.tar registry.site:5000 --from v1.tar   # a patch delta: rebuilt first
   ssh build-host haul export app:1 -o - | haul push - registry.site:5000
 
 Manifests go up byte for byte, so every digest is kept; a tar without them (--format docker-v1,

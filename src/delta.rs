@@ -293,13 +293,14 @@ fn left_out_blobs(images: &[Candidate<'_>], destination: &Destination) -> BTreeM
 /// The layer a site holds that layer `position` of image `reference` (whose diff_ids are
 /// `diff_ids`) is most likely a new version of, for a patch: the layer at the same position
 /// of the earlier image of the same repository (the same name, another tag), else of the
-/// earlier image sharing the most layers with it; the latest delivered among equals.
-pub fn patch_source(
+/// earlier image sharing the most layers with it; the latest delivered among equals. Also
+/// returns that image's names: the delta relies on it.
+pub fn patch_source<'r>(
     reference: &crate::reference::Reference,
     diff_ids: &[Digest],
     position: usize,
-    receipts: &[Receipt],
-) -> Option<crate::bundle::names::PatchSource> {
+    receipts: &'r [Receipt],
+) -> Option<(crate::bundle::names::PatchSource, &'r [String])> {
     let repository = reference.full_name();
     let same_repository = |image: &ReceiptImage| {
         image.names.iter().any(|name| {
@@ -321,11 +322,12 @@ pub fn patch_source(
             (same_repository(image), shared, *order)
         })?
         .1;
-    Some(crate::bundle::names::PatchSource {
+    let source = crate::bundle::names::PatchSource {
         diff_id: earlier.diff_ids[position].clone(),
         digest: earlier.layers[position].digest.clone(),
         size: earlier.layers[position].size,
-    })
+    };
+    Some((source, &earlier.names))
 }
 
 #[cfg(test)]
@@ -342,11 +344,13 @@ mod tests {
         let reference: crate::reference::Reference =
             "registry.example/team/app:v2".parse().unwrap();
         let diff_ids = vec![d("a2"), d("b2")];
-        let source = patch_source(&reference, &diff_ids, 1, &receipts).unwrap();
+        let (source, names) = patch_source(&reference, &diff_ids, 1, &receipts).unwrap();
         assert_eq!((source.diff_id, source.digest), (d("b1"), d("B1")));
+        assert_eq!(names, ["registry.example/team/app:v1".to_string()]);
         // Another repository's image, sharing a layer, is the next best.
         let elsewhere: crate::reference::Reference = "registry.example/x:1".parse().unwrap();
-        let source = patch_source(&elsewhere, &[d("a1"), d("q"), d("r")], 2, &receipts).unwrap();
+        let (source, _) =
+            patch_source(&elsewhere, &[d("a1"), d("q"), d("r")], 2, &receipts).unwrap();
         assert_eq!(source.diff_id, d("y"));
         // No earlier image has that many layers: nothing to patch against.
         assert!(patch_source(&reference, &diff_ids, 3, &receipts).is_none());

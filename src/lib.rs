@@ -7,7 +7,9 @@
 //! [`cache::gc`] decides what the cache keeps. [`digest`], [`reference`](mod@reference), [`platform`] and
 //! [`manifest`] are leaves without I/O; only [`cli`] and [`commands`] know about the terminal
 //! and exit codes. [`verify`] reads an exported tar back and checks that it is whole;
-//! [`inspect`] reports what images are. Blocking work runs through [`blocking`].
+//! [`inspect`] reports what images are. [`delta`] decides what a bundle may leave out,
+//! [`patch`] makes and applies layer patches, and [`rebuild`] turns a patch delta back into a
+//! whole bundle at the site. Blocking work runs through [`blocking`].
 
 pub mod blocking;
 pub mod bundle;

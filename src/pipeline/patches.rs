@@ -42,7 +42,7 @@ impl Session {
                 {
                     continue;
                 }
-                let Some(source) =
+                let Some((source, earlier)) =
                     delta::patch_source(&image.reference, &image.diff_ids, i, receipts)
                 else {
                     continue;
@@ -77,6 +77,8 @@ impl Session {
                     Ok(patched) if patched.patch.size < made.blob_size => {
                         outcome.patch_size = Some(patched.patch.size);
                         job.patched.insert(blob_digest, patched);
+                        // The site rebuilds it from that image: the delta relies on it.
+                        job.left_out.since.extend(earlier.iter().cloned());
                     }
                     Ok(patched) => {
                         outcome.whole_because = Some(format!(

@@ -6,9 +6,6 @@
 
 use std::io::{BufReader, Read};
 
-use async_compression::Level;
-use async_compression::futures::bufread::GzipEncoder;
-use futures::io::{AllowStdIo, AsyncReadExt};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
@@ -116,20 +113,17 @@ fn open_at(file: &BlobFile) -> Result<Box<dyn std::io::Read + Send>, CacheError>
         .map_err(CacheError::io("cannot open", &file.path))
 }
 
-/// Gzip at the default level, as docker's push does.
+/// Gzip at the default level, as docker's push does; made as a patch delta's exact rebuild
+/// makes it (`crate::patch::recompress`), so a later `export --patch` keeps its digest.
 fn gzip(file: &BlobFile, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let input = open_at(file).map_err(std::io::Error::other)?;
-    let input = AllowStdIo::new(BufReader::with_capacity(CHUNK, input));
-    let mut encoder = GzipEncoder::with_quality(input, Level::Default);
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        // The input is a std file: every poll completes at once.
-        let n = futures::executor::block_on(encoder.read(&mut buffer))?;
-        if n == 0 {
-            return Ok(());
-        }
-        out.write_all(&buffer[..n])?;
-    }
+    let mut input = BufReader::with_capacity(CHUNK, open_at(file).map_err(std::io::Error::other)?);
+    let mut out = out;
+    crate::patch::recompress::compress(
+        crate::patch::recompress::Recipe::Gzip { level: 6 },
+        &mut input,
+        file.size,
+        &mut out,
+    )
 }
 
 /// The folder remembering, per uncompressed layer, the gzip blob made of it.

@@ -38,11 +38,34 @@ fn foreign_gzip(mut layer: Layer) -> Layer {
     layer
 }
 
+/// `layer` gzipped as haul's own encoder does (what `haul push` makes of an uncompressed
+/// layer): a patch rebuilds this blob exactly.
+fn haul_gzip(layer: Layer) -> Layer {
+    use std::io::Read;
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&layer.compressed[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    let mut compressed = Vec::new();
+    haul::patch::recompress::compress(
+        haul::patch::recompress::Recipe::Gzip { level: 6 },
+        &mut &tar[..],
+        tar.len() as u64,
+        &mut compressed,
+    )
+    .unwrap();
+    Layer {
+        digest: sha256(&compressed),
+        compressed,
+        ..layer
+    }
+}
+
 fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
     let compression = Compression::Gzip;
     let as_made = |layer: Layer| {
         if reproducible {
-            layer
+            haul_gzip(layer)
         } else {
             foreign_gzip(layer)
         }
