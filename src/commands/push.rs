@@ -152,7 +152,7 @@ async fn rebuild_for_push(
                     image.label,
                     image
                         .digest()
-                        .map_or_else(|| "no manifest".to_string(), |d| d.to_string()),
+                        .map_or_else(|| "no manifest".to_string(), ToString::to_string),
                     match signed {
                         0 => String::new(),
                         1 => ", and the 1 signature or attestation the tar carries for it"
