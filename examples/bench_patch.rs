@@ -11,13 +11,10 @@
 //! `HAUL_BENCH_ROOTFS=DIR` takes a debootstrap'd tree from DIR (copied) instead of making one.
 
 #[path = "../tests/it/harness/images.rs"]
-#[allow(dead_code)]
 mod images;
 #[path = "../tests/it/harness/registry.rs"]
-#[allow(dead_code)]
 mod registry;
 #[path = "../tests/it/harness/token.rs"]
-#[allow(dead_code)]
 mod token;
 
 use std::fmt::Write as _;
