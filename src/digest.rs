@@ -139,9 +139,85 @@ impl Verifier {
     }
 }
 
+/// A writer that passes everything to `inner` and hashes it on a thread of its own, so the
+/// hashing runs beside whatever makes the bytes (a decompression, a rebuild) on another core.
+/// At most a few MiB wait for the hasher.
+pub struct HashingWriter<W> {
+    inner: W,
+    pending: Vec<u8>,
+    sender: std::sync::mpsc::SyncSender<Vec<u8>>,
+    hasher: std::thread::JoinHandle<Verifier>,
+}
+
+const HASH_CHUNK: usize = 1 << 20;
+
+impl<W: std::io::Write> HashingWriter<W> {
+    pub fn new(inner: W) -> HashingWriter<W> {
+        let (sender, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut verifier = Verifier::new();
+            for chunk in chunks {
+                verifier.update(&chunk);
+            }
+            verifier
+        });
+        HashingWriter {
+            inner,
+            pending: Vec::with_capacity(HASH_CHUNK),
+            sender,
+            hasher,
+        }
+    }
+
+    /// The inner writer, flushed, and the digest and length of all that went through.
+    pub fn finish(mut self) -> std::io::Result<(Digest, u64, W)> {
+        std::io::Write::flush(&mut self.inner)?;
+        if !self.pending.is_empty() {
+            let _ = self.sender.send(std::mem::take(&mut self.pending));
+        }
+        drop(self.sender);
+        let verifier = match self.hasher.join() {
+            Ok(verifier) => verifier,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let len = verifier.len();
+        Ok((verifier.finish(), len, self.inner))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.pending.extend_from_slice(&bytes[..written]);
+        if self.pending.len() >= HASH_CHUNK {
+            let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_CHUNK));
+            // The hasher ends only when this writer does.
+            let _ = self.sender.send(chunk);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hashing_writer_hashes_what_it_passes_on() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut writer = HashingWriter::new(Vec::new());
+        for chunk in data.chunks(70_000) {
+            writer.write_all(chunk).unwrap();
+        }
+        let (digest, len, out) = writer.finish().unwrap();
+        assert_eq!((digest, len), (Digest::of(&data), data.len() as u64));
+        assert_eq!(out, data);
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lock::{LockMode, LockedFile};
 use super::{BlobStore, CacheError};
-use crate::digest::{Digest, Verifier};
+use crate::digest::{Digest, HashingWriter, Verifier};
 
 /// Large writes: a download arrives in small chunks, the disk prefers big ones.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -169,19 +169,19 @@ pub(super) fn put_derived(
         .ingest_dir()
         .join(format!("derived-{}-{n}.partial", std::process::id()));
     let file = File::create(&temp).map_err(CacheError::io("cannot create", &temp))?;
-    let mut writer = HashingWriter {
-        inner: BufWriter::with_capacity(WRITE_BUFFER, file),
-        verifier: Verifier::new(),
+    let mut writer = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
+    let result = write(&mut writer).and_then(|()| {
+        let (digest, size, inner) = writer.finish()?;
+        inner.get_ref().sync_all()?;
+        Ok((digest, size))
+    });
+    let (digest, size) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(CacheError::io("cannot write", &temp)(e));
+        }
     };
-    let result = write(&mut writer)
-        .and_then(|()| writer.inner.flush())
-        .and_then(|()| writer.inner.get_ref().sync_all());
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(CacheError::io("cannot write", &temp)(e));
-    }
-    let size = writer.verifier.len();
-    let digest = writer.verifier.finish();
     let final_path = store.blob_path(&digest);
     if store.contains(&digest, size) {
         let _ = std::fs::remove_file(&temp);
@@ -197,24 +197,6 @@ pub(super) fn put_derived(
         .map_err(CacheError::io("cannot move into place", &final_path))?;
     sync_dir(final_path.parent().expect("blob paths have a parent"));
     Ok((digest, size))
-}
-
-/// Hashes what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    verifier: Verifier,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(bytes)?;
-        self.verifier.update(&bytes[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Re-hashes the bytes already in a partial file and leaves the cursor at its end.

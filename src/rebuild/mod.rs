@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use crate::bundle::names::{PatchedLayer, Rebuild};
 use crate::bundle::{Bundle, BundleFile};
 use crate::digest::Digest;
+use crate::digest::HashingWriter;
 use crate::patch::recompress;
 pub use sources::Sources;
-use sources::{HashingWriter, Taken};
+use sources::Taken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -146,14 +147,13 @@ pub fn rebuild_layers(
             };
             tars.push(tar);
         }
+        tracing::debug!("sources of {} ready", record.digest);
         let patch = copy_patch(delta, file, record, scratch)?;
         let mut tar = crate::fsx::unnamed_file(scratch, "layer").map_err(scratch_error)?;
         let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut tar));
         let made = crate::patch::rebuild::rebuild(&patch, &tars, &mut hashed);
-        let (diff_id, writer) = hashed.finish();
-        writer
-            .into_inner()
-            .map_err(|e| scratch_error(e.into_error()))?;
+        let (diff_id, _, writer) = hashed.finish().map_err(scratch_error)?;
+        drop(writer);
         match made {
             Ok(header) if header.target == record.diff_id => {}
             Ok(header) => {
@@ -180,6 +180,7 @@ pub fn rebuild_layers(
             });
         }
         let size = tar.seek(SeekFrom::End(0)).map_err(scratch_error)?;
+        tracing::debug!("layer {} rebuilt and checked", record.digest);
         let layer = match exact_blob(record, &mut tar, size, scratch)? {
             Some((file, size)) => RebuiltLayer {
                 record: record.clone(),
@@ -229,7 +230,7 @@ fn copy_patch(
     let mut reader = file.range(found.offset, found.size).map_err(delta_error)?;
     let mut hashed = HashingWriter::new(&mut patch);
     io::copy(&mut reader, &mut hashed).map_err(delta_error)?;
-    let (digest, _) = hashed.finish();
+    let (digest, _, _) = hashed.finish().map_err(delta_error)?;
     // The tar's pass hashed it already; this copy is what the rebuild reads.
     if digest != record.patch.digest {
         return Err(delta_error(io::Error::new(
@@ -269,10 +270,8 @@ fn exact_blob(
         &mut hashed,
     )
     .map_err(scratch_error)?;
-    let (digest, writer) = hashed.finish();
-    writer
-        .into_inner()
-        .map_err(|e| scratch_error(e.into_error()))?;
+    let (digest, _, writer) = hashed.finish().map_err(scratch_error)?;
+    drop(writer);
     if digest != record.digest {
         tracing::warn!(
             "layer {} recompressed ({recipe}) to {digest}, not the blob the export reproduced; \

@@ -6,12 +6,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::RebuildError;
 use crate::bundle::{Bundle, BundleFile, Place};
-use crate::digest::{Digest, Verifier};
+use crate::digest::{Digest, HashingWriter};
 
 /// A bundle read whole, to take layers from.
 pub struct Earlier {
@@ -150,8 +150,8 @@ impl Sources {
             })?;
         let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut file));
         io::copy(&mut reader, &mut hashed).map_err(io_error)?;
-        let (digest, writer) = hashed.finish();
-        writer.into_inner().map_err(|e| io_error(e.into_error()))?;
+        let (digest, _, writer) = hashed.finish().map_err(io_error)?;
+        drop(writer);
         if &digest != diff_id {
             return Err(RebuildError::Source {
                 name: earlier.name.clone(),
@@ -159,37 +159,6 @@ impl Sources {
             });
         }
         Ok(file)
-    }
-}
-
-/// Writes through, hashing what passes.
-pub struct HashingWriter<W> {
-    inner: W,
-    verifier: Verifier,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            verifier: Verifier::new(),
-        }
-    }
-
-    pub fn finish(self) -> (Digest, W) {
-        (self.verifier.finish(), self.inner)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.verifier.update(&bytes[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
