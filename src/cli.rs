@@ -350,6 +350,17 @@ impl Cli {
     pub fn check(&self) -> Result<(), clap::Error> {
         use clap::CommandFactory;
         if let Command::Export(args) = &self.command
+            && args.patch
+            && (args.load || args.to.is_some())
+        {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--patch writes layers that only haul rebuilds, and `docker load` would be given \
+                 them: write the delta to a file (-o FILE) and run `haul load FILE` where the \
+                 engine is",
+            ));
+        }
+        if let Command::Export(args) = &self.command
             && args.split.is_some()
             && args.output.as_deref() == Some("-")
         {
