@@ -479,7 +479,44 @@ fn main() {
         exact_rows.push((tool.to_string(), exact, blobs.len()));
     };
     let host = registry.host();
-    // GNU gzip -6 -n (what this benchmark pushed), zstd's CLI, flate2 (haul's own encoder).
+    // haul's own push of uncompressed layers (a docker-v1 bundle): gzipped as a patch's exact
+    // rebuild does.
+    {
+        let source = push(&registry, "bench/plain", "v1", &[&base_v1, &app]);
+        let bundle = work.join("plain-v1.tar");
+        let cache = work.join("cache-plain");
+        let haul_run = |args: &[&str]| {
+            let mut command = vec![
+                haul.clone(),
+                "-q".into(),
+                "--cache-dir".into(),
+                cache.display().to_string(),
+            ];
+            command.extend(args.iter().map(ToString::to_string));
+            timed(&command);
+        };
+        haul_run(&[
+            "export",
+            &source,
+            "--format",
+            "docker-v1",
+            "-o",
+            &bundle.display().to_string(),
+        ]);
+        haul_run(&[
+            "push",
+            &bundle.display().to_string(),
+            &format!("{host}/site"),
+            "--as",
+            "bench/haul-push:v1",
+        ]);
+        count(
+            "haul push of uncompressed layers (gzip level 6)",
+            layer_blobs(&registry, &format!("{host}/site/bench/haul-push:v1")),
+        );
+        bash(&format!("rm -rf {} {}", bundle.display(), cache.display()));
+    }
+    // GNU gzip -6 -n (what this benchmark pushed), zstd's CLI (another libzstd than haul's).
     count(
         "GNU gzip -6 -n",
         vec![base_v1.blob.clone(), app.blob.clone()],

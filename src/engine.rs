@@ -155,11 +155,12 @@ impl Engine {
             }
             sent(read as u64);
         };
-        drop(stdin);
         if let Err(LoadError::Read(_)) = &copied {
-            // Stop the loader before it takes a cut tar as complete.
+            // Stop the loader before it takes a cut tar as complete: killed first, its input
+            // closed after, so it never reads an end where the tar was cut.
             let _ = child.kill();
         }
+        drop(stdin);
         let status = child.wait().map_err(LoadError::Send)?;
         let loaded = printed.join().unwrap_or_default();
         match copied {

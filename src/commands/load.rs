@@ -174,24 +174,30 @@ async fn load_patched(
             path: tar.describe(),
             bytes,
         });
-        let (writer, mut reader) = crate::blocking::pipe();
+        let (writer, reader) = crate::blocking::pipe();
         let layers = &mut rebuilt;
         let images = std::thread::scope(|scope| {
             scope.spawn(|| {
                 let mut out = TarWriter::new(writer);
                 match write_bundle(&bundle, &tar, layers, LeftOut::Keep, &mut out, &output) {
-                    Ok(()) => match out.finish() {
-                        Ok(writer) => {
-                            let _ = writer.finish();
+                    // The end-of-archive marker, then the end of the stream.
+                    Ok(()) => match out.end() {
+                        Ok(()) => {
+                            let _ = out.into_inner().finish();
                         }
-                        Err(e) => drop(e),
+                        Err(e) => out.into_inner().fail(e),
                     },
                     Err(e) => out.into_inner().fail(std::io::Error::other(e.to_string())),
                 }
             });
-            loader.load(&mut reader, &mut |sent| {
+            // The reader goes when the loader is done with it, whatever happened: a writer
+            // still sending then stops (the pipe is broken) instead of waiting forever.
+            let mut reader = reader;
+            let loaded = loader.load(&mut reader, &mut |sent| {
                 sending.event(Event::LoadProgress { bytes: sent });
-            })
+            });
+            drop(reader);
+            loaded
         })
         .with_context(|| format!("{} was not loaded", tar.describe()))?;
         Ok((images, rebuilt))
@@ -225,8 +231,12 @@ fn tar_len(path: &std::path::Path) -> u64 {
 
 /// `docker save` of `names` into `path`. Blocks.
 fn save_images(engine: &Engine, names: &[String], path: &std::path::Path) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    // A new file: never one a link left there points at.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let mut args = vec!["save"];
     args.extend(names.iter().map(String::as_str));
     let output = engine

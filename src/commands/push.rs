@@ -177,10 +177,22 @@ async fn rebuild_for_push(
     check_sources(&bundle, &sources).with_context(|| format!("{name}: nothing was pushed"))?;
     let output = path.to_path_buf();
     let label = name.to_string();
+    let new_digests = args.new_digests;
     crate::blocking::run(move || -> anyhow::Result<()> {
         let scratch = std::env::temp_dir();
         let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
             .with_context(|| format!("{label}: nothing was pushed"))?;
+        // A layer recorded exact that did not come out so would change digests too.
+        if let Some(layer) = rebuilt.iter().find(|l| !l.exact)
+            && !new_digests
+        {
+            bail!(
+                "layer {} of {label} did not rebuild to its very blob, so pushed its image \
+                 would get a new manifest digest: push with --new-digests to accept that, or \
+                 push the full bundle. Nothing was pushed",
+                layer.record.digest
+            );
+        }
         let file = std::fs::File::create(&output)
             .with_context(|| format!("cannot create {}", output.display()))?;
         let mut writer = TarWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));

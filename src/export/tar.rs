@@ -143,9 +143,15 @@ impl<W: Sink> TarWriter<W> {
 
     /// Writes the end-of-archive marker (two zero blocks) and returns the output.
     pub fn finish(mut self) -> io::Result<W> {
-        self.write(&[0u8; 2 * BLOCK])?;
-        self.out.flush()?;
+        self.end()?;
         Ok(self.out)
+    }
+
+    /// Writes the end-of-archive marker and flushes, keeping the output (to fail it if this
+    /// fails).
+    pub fn end(&mut self) -> io::Result<()> {
+        self.write(&[0u8; 2 * BLOCK])?;
+        self.out.flush()
     }
 
     fn pad(&mut self, size: u64) -> io::Result<()> {

@@ -35,6 +35,11 @@ pub enum RebuildError {
     )]
     MissingSource { diff_id: Digest, looked_in: String },
     #[error(
+        "the delta is patched against layer {diff_id}, which {name} itself carries as a patch: \
+         rebuild it first (haul rebuild {name} --from …) and give the rebuilt bundle with --from"
+    )]
+    SourcePatched { diff_id: Digest, name: String },
+    #[error(
         "the delta left out blob {digest} ({path}), which none of {looked_in} holds; give the \
          bundle that delivered it with --from"
     )]
@@ -100,6 +105,12 @@ pub fn check_sources(delta: &Bundle, sources: &Sources) -> Result<(), RebuildErr
     for layer in patched(delta) {
         for source in &layer.sources {
             if !sources.has_layer(&source.diff_id) {
+                if let Some(name) = sources.patched_in(&source.diff_id) {
+                    return Err(RebuildError::SourcePatched {
+                        diff_id: source.diff_id.clone(),
+                        name: name.to_string(),
+                    });
+                }
                 return Err(RebuildError::MissingSource {
                     diff_id: source.diff_id.clone(),
                     looked_in: sources.describe(),
@@ -131,7 +142,14 @@ pub fn rebuild_layers(
     };
     let mut taken = Taken::default();
     let mut rebuilt = Vec::new();
-    for record in patched(delta) {
+    // Each source's scratch copy goes once the last patch that needs it is applied.
+    let records: Vec<&PatchedLayer> = patched(delta).collect();
+    let last_use: std::collections::HashMap<&Digest, usize> = records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.sources.iter().map(move |s| (&s.diff_id, i)))
+        .collect();
+    for (index, record) in records.iter().copied().enumerate() {
         let mut tars = Vec::new();
         for source in &record.sources {
             let tar = match taken.files.get(&source.diff_id) {
@@ -181,6 +199,9 @@ pub fn rebuild_layers(
         }
         let size = tar.seek(SeekFrom::End(0)).map_err(scratch_error)?;
         tracing::debug!("layer {} rebuilt and checked", record.digest);
+        taken
+            .files
+            .retain(|diff_id, _| last_use.get(diff_id).is_some_and(|&last| last > index));
         let layer = match exact_blob(record, &mut tar, size, scratch)? {
             Some((file, size)) => RebuiltLayer {
                 record: record.clone(),
@@ -258,6 +279,17 @@ fn exact_blob(
         source,
     };
     if recipe == recompress::Recipe::None {
+        // The blob is the tar itself: its digest is the diff_id just checked, or the record
+        // is wrong.
+        if record.digest != record.diff_id {
+            tracing::warn!(
+                "layer {} is recorded as an uncompressed tar, but its diff_id is {}; it goes in \
+                 by content",
+                record.digest,
+                record.diff_id
+            );
+            return Ok(None);
+        }
         return Ok(Some((tar.try_clone().map_err(scratch_error)?, size)));
     }
     let mut blob = crate::fsx::unnamed_file(scratch, "blob").map_err(scratch_error)?;
@@ -274,8 +306,10 @@ fn exact_blob(
     drop(writer);
     if digest != record.digest {
         tracing::warn!(
-            "layer {} recompressed ({recipe}) to {digest}, not the blob the export reproduced; \
-             it goes in by content (its diff_id checked), under a new manifest",
+            "layer {} recompressed ({recipe}) to {digest}, not the blob the export made again \
+             (is this haul another build than the exporter's?); it goes in by content (its \
+             diff_id checked), under a new manifest, and a receipt of the delta no longer says \
+             what the site holds: give the next export `--since` this bundle as rebuilt",
             record.digest
         );
         return Ok(None);

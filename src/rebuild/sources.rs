@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::RebuildError;
@@ -97,6 +97,21 @@ impl Sources {
         self.find_layer(diff_id).is_some()
     }
 
+    /// The bundle that carries layer `diff_id` as a patch itself (a patch delta given as a
+    /// source): it must be rebuilt first.
+    pub fn patched_in(&self, diff_id: &Digest) -> Option<&str> {
+        self.earlier.iter().find_map(|earlier| {
+            let patched = earlier
+                .bundle
+                .images
+                .iter()
+                .flat_map(|i| &i.platforms)
+                .flat_map(|p| p.layers.iter().zip(&p.diff_ids))
+                .any(|(layer, id)| id == diff_id && layer.place == Place::Patched);
+            patched.then_some(earlier.name.as_str())
+        })
+    }
+
     /// Where some bundle holds the blob `digest` of `size` bytes (a left-out layer).
     pub fn find_blob(&self, digest: &Digest, size: u64) -> Option<(&BundleFile, u64)> {
         self.earlier.iter().find_map(|earlier| {
@@ -148,9 +163,23 @@ impl Sources {
                 dir: scratch.to_path_buf(),
                 source: e,
             })?;
+        let scratch_error = |source| RebuildError::Scratch {
+            dir: scratch.to_path_buf(),
+            source,
+        };
         let mut hashed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut file));
-        io::copy(&mut reader, &mut hashed).map_err(io_error)?;
-        let (digest, _, writer) = hashed.finish().map_err(io_error)?;
+        // Read and write errors apart: a full scratch disk is not a damaged bundle.
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e)),
+            };
+            hashed.write_all(&buffer[..read]).map_err(scratch_error)?;
+        }
+        let (digest, _, writer) = hashed.finish().map_err(scratch_error)?;
         drop(writer);
         if &digest != diff_id {
             return Err(RebuildError::Source {

@@ -33,6 +33,8 @@ struct Rewrite {
     added: Vec<(String, Vec<u8>)>,
     /// Left-out blobs taken from an earlier bundle: path, where, size.
     filled: Vec<(String, BundleFile, u64, u64)>,
+    /// The links to write again: to a file moved, its new path; to one dropped, none.
+    links: Vec<(String, String)>,
 }
 
 /// Writes `delta` (read from `file`) with `rebuilt` in place of its patches to `out`. Blocks.
@@ -108,7 +110,7 @@ pub fn write_bundle<W: Sink>(
             .map_err(write_error)?;
     }
     // Links last: each names a file written before it.
-    for (path, target) in &delta.contents.links {
+    for (path, target) in &rewrite.links {
         out.append_link(path, target).map_err(write_error)?;
     }
     Ok(())
@@ -138,6 +140,7 @@ fn plan(
         replaced: BTreeMap::new(),
         added: Vec::new(),
         filled: Vec::new(),
+        links: Vec::new(),
     };
     rewrite.dropped.insert(DELTA_RECORD.to_string());
     for layer in rebuilt {
@@ -212,6 +215,14 @@ fn plan(
             MANIFEST_JSON.to_string(),
             serde_json::to_vec(&json).expect("manifest.json serializes"),
         );
+    }
+    for (path, target) in &delta.contents.links {
+        let target = moved_paths.get(target).unwrap_or(target);
+        let written = !rewrite.dropped.contains(target)
+            || rebuilt.iter().any(|layer| layer.path() == *target);
+        if written {
+            rewrite.links.push((path.clone(), target.clone()));
+        }
     }
     let left_out_blobs: Vec<_> = delta
         .delta

@@ -73,11 +73,13 @@ fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
     let registry = Registry::start();
     let repository = unique(name);
     let seed = std::process::id() as u64 ^ 0x5eed;
-    let library = noise(900 << 10, seed);
+    // Larger than the few MiB a pipe to `docker load` holds (so a loader that stops early is
+    // seen stopping).
+    let library = noise(6 << 20, seed);
     let tool = noise(200 << 10, seed + 1);
     let doc = "a document about the base, line after line\n".repeat(1000);
     let mut changed = library.clone();
-    for at in [1000, 400_000, 800_000] {
+    for at in [1000, 2_400_000, 5_800_000] {
         changed[at..at + 64].copy_from_slice(&noise(64, seed + at as u64));
     }
     let base_v1 = as_made(Layer::from_entries(
@@ -398,6 +400,13 @@ fn a_damaged_patch_or_a_missing_source_loads_nothing() {
         "nothing was loaded",
     ]);
     assert_absent(engine, &v2.reference);
+
+    // An engine that cannot be reached: `docker load` fails, and haul says so and ends
+    // (the rebuilt tar's writer is stopped, not left waiting).
+    haul.run_with(&["load", "v2-patch.tar", "--from", "v1.tar"], |c| {
+        c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    })
+    .failure(&["v2-patch.tar was not loaded", "`docker load` failed"]);
 
     // A bundle that is not the one it was made against: the missing layer is named.
     haul.run(&["export", &v2.reference, "-o", "v2.tar"])
