@@ -113,7 +113,8 @@ Examples:
   haul push bundle.tar registry.site:5000/mirror    # -> DEST/library/nginx:1.27, DEST = .../mirror
   haul push app.tar registry.site:5000 --as team/app:1.2   # a one-image tar, under the name given
   haul push v2-delta.tar registry.site:5000         # a delta: only after its base was pushed there
-  haul push v2-patch.tar registry.site:5000 --from v1.tar   # a patch delta: rebuilt first
+  haul push v2-patch.tar registry.site:5000         # a patch delta: rebuilt from what is there
+  haul push v2-patch.tar registry.site:5000 --from v1.tar   # … or from the earlier bundle
   ssh build-host haul export app:1 -o - | haul push - registry.site:5000
 
 Manifests go up byte for byte, so every digest is kept; a tar without them (--format docker-v1,
@@ -459,7 +460,8 @@ pub struct PushArgs {
     pub platform: Option<crate::platform::Platform>,
 
     /// For a patch delta: rebuild its layers from this earlier bundle (a tar or parts set)
-    /// before pushing; repeatable
+    /// before pushing; repeatable [default: from the layers the destination holds, where the
+    /// earlier bundle was pushed]
     #[arg(long = "from", value_name = "PREV")]
     pub from: Vec<std::path::PathBuf>,
 

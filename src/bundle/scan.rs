@@ -347,7 +347,9 @@ async fn hash_entry<R: AsyncRead + Unpin>(
             first[first_len..first_len + take].copy_from_slice(&chunk[..take]);
             first_len += take;
         }
-        if kept.is_none() && !always && !looks_like_json(chunk) {
+        // Decided on the first bytes alone: a later read (a file cut by a part boundary, say)
+        // starts in the middle of the document.
+        if kept.is_none() && !always && verifier.is_empty() && !looks_like_json(chunk) {
             kept = Some(Kept::NotJson);
         }
         if kept.is_none() {
@@ -510,6 +512,34 @@ mod tests {
             assert_eq!(normalize(bad, ""), None, "{bad}");
         }
         assert_eq!(normalize("../../x", "a"), None);
+    }
+
+    /// Hands out at most a few bytes per read, as a parts set does at a part boundary.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let take = self.0.len().min(buf.remaining()).min(7);
+            buf.put_slice(&self.0[..take]);
+            self.0 = &self.0[take..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_document_read_in_pieces_is_still_kept() {
+        let mut writer = crate::export::tar::TarWriter::new(Vec::new());
+        writer
+            .append_bytes("blobs/sha256/ab", br#"{"schemaVersion": 2, "layers": []}"#)
+            .unwrap();
+        let tar = writer.finish().unwrap();
+        let contents = scan(Trickle(&tar)).await;
+        assert!(contents.problems.is_empty(), "{:?}", contents.problems);
+        assert!(contents.bytes_of("blobs/sha256/ab").is_some());
     }
 
     #[test]

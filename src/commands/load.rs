@@ -152,6 +152,7 @@ async fn load_patched(
         saved = Some(save);
         Sources {
             earlier: vec![Sources::read(file).await?],
+            fetched: Vec::new(),
         }
     } else {
         Sources::open(&args.from).await?

@@ -9,12 +9,18 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{Global, print_pushed};
+use crate::bundle::Place;
+use crate::bundle::names::PatchSource;
 use crate::bundle::names::{PatchedLayer, Rebuild};
 use crate::bundle::{Bundle, BundleFile};
 use crate::cli::PushArgs;
 use crate::commands::rebuild::say_rebuilt;
 use crate::export::tar::TarWriter;
+use crate::fetch::BlobRequest;
+use crate::manifest::Descriptor;
 use crate::push::tar::tar_images;
+use crate::push::tar::{repository_of, target};
+use crate::rebuild::sources::Fetched;
 use crate::rebuild::write::{LeftOut, write_bundle};
 use crate::rebuild::{Sources, check_sources, rebuild_layers};
 
@@ -82,7 +88,7 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let _rebuilt;
     let (tar, bundle) = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
         let spool = Spool(store.spool_path().with_extension("rebuilt.partial"));
-        let rebuilt = rebuild_for_push(&args, &name, tar, bundle, &spool.0).await?;
+        let rebuilt = rebuild_for_push(&session, &args, &name, tar, bundle, &spool.0).await?;
         _rebuilt = spool;
         rebuilt
     } else {
@@ -107,23 +113,18 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A patch delta, rebuilt from `--from` into `path` (its left-out layers still left out: the
-/// registry holds them), then read again. Content-only layers change digests: refused unless
-/// `--new-digests`, naming what the change breaks.
+/// A patch delta, rebuilt into `path` from `--from`, else from the layers the destination
+/// registry holds (fetched into the cache, each checked), its left-out layers still left out
+/// (the registry holds them), then read again. Content-only layers change digests: refused
+/// unless `--new-digests`, naming what the change breaks.
 async fn rebuild_for_push(
+    session: &crate::pipeline::Session,
     args: &PushArgs,
     name: &str,
     tar: BundleFile,
     bundle: Bundle,
     path: &std::path::Path,
 ) -> anyhow::Result<(BundleFile, Bundle)> {
-    if args.from.is_empty() {
-        bail!(
-            "{name} carries layers as patches (a patch delta, export --patch); a registry takes \
-             blobs: give the bundle it was made against with --from PREV, and haul rebuilds \
-             them first. Nothing was pushed"
-        );
-    }
     let content: Vec<&PatchedLayer> = bundle
         .delta
         .iter()
@@ -173,7 +174,11 @@ async fn rebuild_for_push(
             digests.join("; ")
         );
     }
-    let sources = Sources::open(&args.from).await?;
+    let sources = if args.from.is_empty() {
+        from_destination(session, args, name, &bundle).await?
+    } else {
+        Sources::open(&args.from).await?
+    };
     check_sources(&bundle, &sources).with_context(|| format!("{name}: nothing was pushed"))?;
     let output = path.to_path_buf();
     let label = name.to_string();
@@ -220,6 +225,71 @@ async fn rebuild_for_push(
         bail!("{name} rebuilt is not whole ({problem}); nothing was pushed");
     }
     Ok((tar, bundle))
+}
+
+/// The layers a patch delta is rebuilt from, fetched from where its images go: the site
+/// registry that took the earlier bundle holds them, by digest, in the image's repository.
+async fn from_destination(
+    session: &crate::pipeline::Session,
+    args: &PushArgs,
+    name: &str,
+    bundle: &Bundle,
+) -> anyhow::Result<Sources> {
+    let mut requests = Vec::new();
+    let mut wanted: Vec<(PatchSource, String)> = Vec::new();
+    let delta = bundle.delta.as_ref();
+    for image in &bundle.images {
+        let records: Vec<&PatchedLayer> = image
+            .platforms
+            .iter()
+            .flat_map(|p| &p.layers)
+            .filter(|l| l.place == Place::Patched)
+            .filter_map(|l| delta?.patched.get(&l.path))
+            .collect();
+        if records.is_empty() {
+            continue;
+        }
+        let repository = match (&args.as_name, image.names.first()) {
+            (Some(as_name), _) => target(&args.dest, as_name, &image.label)?.0,
+            (None, Some(first)) => target(&args.dest, &repository_of(first)?, first)?.0,
+            (None, None) => bail!(
+                "{} in {name} has no name to push it under; give --as REPOSITORY[:TAG]",
+                image.label
+            ),
+        };
+        for source in records.iter().flat_map(|r| &r.sources) {
+            requests.push(BlobRequest::new(
+                repository.clone(),
+                Descriptor {
+                    media_type: String::new(),
+                    digest: source.digest.clone(),
+                    size: source.size,
+                    platform: None,
+                    annotations: Default::default(),
+                },
+            ));
+            wanted.push((source.clone(), repository.full_name()));
+        }
+    }
+    let fetched = session.fetch_blobs(&requests).await.with_context(|| {
+        format!(
+            "{name} is rebuilt from the layers the destination holds, and fetching one failed: \
+             push the bundle it was made against there first, or give it with --from PREV. \
+             Nothing was pushed"
+        )
+    })?;
+    let mut sources = Sources::default();
+    for (source, from) in wanted {
+        if let Some(blob) = fetched.get(&source.digest) {
+            sources.fetched.push(Fetched {
+                diff_id: source.diff_id,
+                path: blob.path.clone(),
+                size: blob.size,
+                from,
+            });
+        }
+    }
+    Ok(sources)
 }
 
 /// Standard input kept in a file; removed when the push is over, however it ends.

@@ -20,14 +20,27 @@ pub struct Earlier {
     pub bundle: Bundle,
 }
 
-/// The bundles the site holds, to rebuild from.
+/// What the site holds, to rebuild from: earlier bundles, and layer blobs fetched from where
+/// the images go (a push's destination registry), by diff_id.
+#[derive(Default)]
 pub struct Sources {
     pub earlier: Vec<Earlier>,
+    pub fetched: Vec<Fetched>,
 }
 
-/// A layer found in an earlier bundle: which, where, and whether it is an uncompressed tar.
-struct Found {
-    bundle: usize,
+/// A layer blob fetched into the cache (checked against its digest there).
+pub struct Fetched {
+    pub diff_id: Digest,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Where it came from, for messages.
+    pub from: String,
+}
+
+/// A layer found: in which file, where, and whether it is an uncompressed tar.
+struct Found<'a> {
+    name: &'a str,
+    file: BundleFile,
     offset: u64,
     size: u64,
     is_tar: bool,
@@ -44,7 +57,10 @@ impl Sources {
             })?;
             earlier.push(Self::read(file).await?);
         }
-        Ok(Sources { earlier })
+        Ok(Sources {
+            earlier,
+            fetched: Vec::new(),
+        })
     }
 
     /// Reads one bundle whole (`docker save` output too).
@@ -64,15 +80,20 @@ impl Sources {
     }
 
     pub fn describe(&self) -> String {
-        self.earlier
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut names: Vec<&str> = self.earlier.iter().map(|e| e.name.as_str()).collect();
+        for fetched in &self.fetched {
+            if !names.contains(&fetched.from.as_str()) {
+                names.push(&fetched.from);
+            }
+        }
+        if names.is_empty() {
+            return "the sources given".to_string();
+        }
+        names.join(", ")
     }
 
-    fn find_layer(&self, diff_id: &Digest) -> Option<Found> {
-        for (index, earlier) in self.earlier.iter().enumerate() {
+    fn find_layer(&self, diff_id: &Digest) -> Option<Found<'_>> {
+        for earlier in &self.earlier {
             for platform in earlier.bundle.images.iter().flat_map(|i| &i.platforms) {
                 for (layer, id) in platform.layers.iter().zip(&platform.diff_ids) {
                     if id != diff_id {
@@ -80,7 +101,8 @@ impl Sources {
                     }
                     if let Place::Tar { offset, is_tar } = layer.place {
                         return Some(Found {
-                            bundle: index,
+                            name: &earlier.name,
+                            file: earlier.file.clone(),
                             offset,
                             size: layer.size,
                             is_tar,
@@ -89,7 +111,17 @@ impl Sources {
                 }
             }
         }
-        None
+        self.fetched
+            .iter()
+            .find(|f| &f.diff_id == diff_id)
+            .map(|f| Found {
+                name: &f.from,
+                file: BundleFile::Tar(f.path.clone()),
+                offset: 0,
+                size: f.size,
+                // Sniffed when read.
+                is_tar: false,
+            })
     }
 
     /// Whether some bundle holds the layer `diff_id`.
@@ -134,14 +166,13 @@ impl Sources {
                 diff_id: diff_id.clone(),
                 looked_in: self.describe(),
             })?;
-        let earlier = &self.earlier[found.bundle];
         let io_error = |e: io::Error| RebuildError::Source {
-            name: earlier.name.clone(),
+            name: found.name.to_string(),
             why: format!("cannot read layer {diff_id}: {e}"),
         };
         let mut blob = io::BufReader::with_capacity(
             1 << 20,
-            earlier
+            found
                 .file
                 .range(found.offset, found.size)
                 .map_err(io_error)?,
@@ -183,7 +214,7 @@ impl Sources {
         drop(writer);
         if &digest != diff_id {
             return Err(RebuildError::Source {
-                name: earlier.name.clone(),
+                name: found.name.to_string(),
                 why: format!("its layer {diff_id} decompresses to {digest}: it is damaged"),
             });
         }

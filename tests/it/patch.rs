@@ -237,16 +237,37 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
     assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
 
-    // Pushed where v1 went before: rebuilt first, the registry's manifest digest kept.
+    // Pushed where v1 went before: rebuilt first from the layers that registry holds (or from
+    // the earlier bundle), the registry's manifest digest kept. A cache without v1's layers
+    // fetches them from there.
+    let delta = dir.join("v2-patch.tar").display().to_string();
     let dest = Registry::start();
-    haul.run(&["push", "v1.tar", &dest.host()]).success();
-    haul.run(&["push", "v2-patch.tar", &dest.host()]).failure(&[
-        "give the bundle it was made against with --from PREV",
-        "Nothing was pushed",
+    let fresh = Haul::new();
+    fresh.run(&["push", &delta, &dest.host()]).failure(&[
+        "fetching one failed",
+        "push the bundle it was made against there first",
     ]);
-    haul.run(&["push", "v2-patch.tar", &dest.host(), "--from", "v1.tar"])
-        .success();
+    haul.run(&["push", &delta, &dest.host()])
+        .failure(&["missing at", &v1.reference, "first"]);
+    haul.run(&["push", "v1.tar", &dest.host()]).success();
+    fresh.run(&["push", &delta, &dest.host()]).success();
     let target = pushed_as(&dest, &v2);
+    assert_eq!(
+        sha256(&skopeo_raw(&target, None).unwrap()),
+        v2.manifest_digest
+    );
+    let elsewhere = Registry::start();
+    haul.run(&["push", "v1.tar", &elsewhere.host()]).success();
+    Haul::new()
+        .run(&[
+            "push",
+            &delta,
+            &elsewhere.host(),
+            "--from",
+            &dir.join("v1.tar").display().to_string(),
+        ])
+        .success();
+    let target = pushed_as(&elsewhere, &v2);
     assert_eq!(
         sha256(&skopeo_raw(&target, None).unwrap()),
         v2.manifest_digest
