@@ -205,6 +205,21 @@ pub enum LoadError {
 }
 
 fn ask(engine: &Engine) -> Result<Holdings, String> {
+    // An image removed between the listing and the inspection (by someone else, meanwhile)
+    // fails the inspection: list again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ask_once(engine) {
+            Err(why) if attempt < 3 && why.to_ascii_lowercase().contains("no such image") => {
+                continue;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+fn ask_once(engine: &Engine) -> Result<Holdings, String> {
     let driver = docker(engine, &["info", "--format", "{{json .DriverStatus}}"])?;
     let containerd_store = driver.contains("io.containerd.snapshotter");
     let ids = docker(engine, &["image", "ls", "--quiet", "--no-trunc"])?;

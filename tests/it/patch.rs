@@ -7,20 +7,6 @@ use std::path::Path;
 
 use crate::harness::*;
 
-/// Bytes that do not compress, the same for the same seed.
-fn noise(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(size + 8);
-    while data.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(size);
-    data
-}
-
 /// An app on a base that was rebuilt: v1 and v2 share busybox; v2's base layer has one
 /// library changed in three places, a document moved, a new file; the app layer on top is the
 /// same content on a new parent.

@@ -38,6 +38,22 @@ pub enum Compression {
     Zstd,
 }
 
+/// `size` bytes that do not compress, the same for the same seed.
+pub fn noise(size: usize, seed: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(size + 8);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    while data.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(size);
+    data
+}
+
 /// A layer: its uncompressed tar's digest (diff_id) and the compressed blob.
 #[derive(Clone, Debug)]
 pub struct Layer {
@@ -141,18 +157,10 @@ impl Layer {
 
     /// A layer with `size` bytes of incompressible data (for resume and rate tests).
     pub fn random(path: &str, size: usize, seed: u64) -> Layer {
-        let mut data = Vec::with_capacity(size);
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        while data.len() < size {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            data.extend_from_slice(&state.to_le_bytes());
-        }
-        data.truncate(size);
-        Layer::from_entries(&[Entry::File(path, &data, 0o644)], Compression::Gzip)
+        Layer::from_entries(
+            &[Entry::File(path, &noise(size, seed), 0o644)],
+            Compression::Gzip,
+        )
     }
 
     pub fn media_type(&self, oci: bool) -> &'static str {
