@@ -110,6 +110,23 @@ fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
     }
 }
 
+/// `v1.tar`, then `v2-patch.tar`: v2's patch delta against it (with `extra` options).
+fn export_v1_and_patch(haul: &Haul, v1: &Pushed, v2: &Pushed, extra: &[&str]) {
+    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
+        .success();
+    let mut args = vec![
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-patch.tar",
+        "--since",
+        "v1.tar",
+        "--patch",
+    ];
+    args.extend_from_slice(extra);
+    haul.run(&args).success();
+}
+
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
@@ -273,20 +290,7 @@ fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
     let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-content", false, true);
     let haul = Haul::new();
     let dir = haul.workdir.path().to_path_buf();
-    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
-        .success();
-    haul.run(&[
-        "export",
-        &v2.reference,
-        "-o",
-        "v2-patch.tar",
-        "--since",
-        "v1.tar",
-        "--patch",
-        "--receipt",
-        "v2.receipt",
-    ])
-    .success();
+    export_v1_and_patch(&haul, &v1, &v2, &["--receipt", "v2.receipt"]);
     let record = delta_record(&dir.join("v2-patch.tar"));
     let patched = record["patched"].as_array().unwrap();
     assert!(!patched.is_empty());
@@ -384,18 +388,7 @@ fn a_damaged_patch_or_a_missing_source_loads_nothing() {
     let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-damage", true, false);
     let haul = Haul::new();
     let dir = haul.workdir.path().to_path_buf();
-    haul.run(&["export", &v1.reference, "-o", "v1.tar"])
-        .success();
-    haul.run(&[
-        "export",
-        &v2.reference,
-        "-o",
-        "v2-patch.tar",
-        "--since",
-        "v1.tar",
-        "--patch",
-    ])
-    .success();
+    export_v1_and_patch(&haul, &v1, &v2, &[]);
     let engine = Engine::Classic;
     let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
 
