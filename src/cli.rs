@@ -351,17 +351,6 @@ impl Cli {
     pub fn check(&self) -> Result<(), clap::Error> {
         use clap::CommandFactory;
         if let Command::Export(args) = &self.command
-            && args.patch
-            && (args.load || args.to.is_some())
-        {
-            return Err(Cli::command().error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--patch writes layers that only haul rebuilds, and `docker load` would be given \
-                 them: write the delta to a file (-o FILE) and run `haul load FILE` where the \
-                 engine is",
-            ));
-        }
-        if let Command::Export(args) = &self.command
             && args.split.is_some()
             && args.output.as_deref() == Some("-")
         {
@@ -422,9 +411,10 @@ const REPAIR_EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The bundle (a tar haul or `docker save` wrote)
+    /// The bundle (a tar haul or `docker save` wrote, or a parts set), or - to read it from
+    /// standard input
     #[arg(value_name = "FILE")]
-    pub tar: std::path::PathBuf,
+    pub tar: String,
 
     /// The engine to load into, as docker's -H takes it (unix:///path, tcp://host:port,
     /// ssh://host) [default: DOCKER_HOST, else the local engine]
@@ -723,7 +713,8 @@ pub struct ExportArgs {
 
     /// With --since: a layer the destination lacks may travel as a patch against the layer
     /// at its place in the earlier image (its files compared, then its bytes), whichever is
-    /// smaller; `haul load DELTA` and `haul rebuild DELTA --from PREV` rebuild it
+    /// smaller; `haul load DELTA` and `haul rebuild DELTA --from PREV` rebuild it. With --load
+    /// or --to, it is rebuilt where the engine is (over ssh, by `haul load -` there)
     #[arg(long, requires = "since")]
     pub patch: bool,
 

@@ -104,6 +104,21 @@ impl Engine {
         }
     }
 
+    /// `haul args…` on the engine's host, for what only haul does there (rebuilding a patch
+    /// delta): `HAUL_REMOTE_COMMAND` names it when it is not `haul` on the remote PATH. None
+    /// for the local engine, where this process does it.
+    pub fn remote_haul(&self, args: &[&str]) -> Option<Command> {
+        let Engine::Ssh { ssh, .. } = self else {
+            return None;
+        };
+        let mut command = Command::new(&ssh[0]);
+        command.args(&ssh[1..]);
+        // As given: a path, or words (`sudo haul`).
+        command.arg(std::env::var("HAUL_REMOTE_COMMAND").unwrap_or_else(|_| "haul".to_string()));
+        command.args(args.iter().map(|a| shell_quote(a)));
+        Some(command)
+    }
+
     /// `docker load`, reading the tar on its standard input.
     pub fn load_command(&self) -> Command {
         self.docker(&["load"])
@@ -324,6 +339,13 @@ mod tests {
         assert!(argv("ssh://").is_err());
         assert!(argv("ssh://-oProxyCommand=x").is_err());
         assert!(argv("ssh://h:port").is_err());
+        let remote = Engine::ssh("ssh://me@host").unwrap();
+        let haul = remote.remote_haul(&["load", "-"]).unwrap();
+        assert_eq!(
+            haul.get_args().collect::<Vec<_>>(),
+            vec!["me@host", "haul", "'load'", "'-'"]
+        );
+        assert!(Engine::local(None).remote_haul(&["load"]).is_none());
         let local = Engine::local(Some("unix:///x.sock".into())).load_command();
         assert_eq!(
             local.get_args().collect::<Vec<_>>(),

@@ -141,27 +141,57 @@ impl Drop for TempFile {
     }
 }
 
-/// A new file in `dir` with no name (removed once open): work in progress (a patch's
-/// sections, a rebuilt layer) that must not outlive the run, even a killed one.
-pub fn unnamed_file(dir: &Path, what: &str) -> io::Result<File> {
-    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    loop {
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = dir.join(format!(".haul-{}-{n}-{what}", std::process::id()));
-        match std::fs::OpenOptions::new()
+/// A working file under a name (a tar kept while another process or a second pass reads
+/// it), removed on drop. The name is new: [`Scratch::create`] never opens a file a link
+/// left there points at.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    /// `path`, created empty (what a killed run left there is replaced).
+    pub fn at(path: PathBuf) -> io::Result<(Scratch, File)> {
+        let _ = std::fs::remove_file(&path);
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => {
-                std::fs::remove_file(&path)?;
-                return Ok(file);
+            .open(&path)?;
+        Ok((Scratch { path }, file))
+    }
+
+    /// `dir/.haul-PID-N-what`, created empty.
+    pub fn create(dir: &Path, what: &str) -> io::Result<(Scratch, File)> {
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".haul-{}-{n}-{what}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok((Scratch { path }, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
         }
     }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A new file in `dir` with no name (removed once open): work in progress (a patch's
+/// sections, a rebuilt layer) that must not outlive the run, even a killed one.
+pub fn unnamed_file(dir: &Path, what: &str) -> io::Result<File> {
+    let (scratch, file) = Scratch::create(dir, what)?;
+    std::fs::remove_file(&scratch.path)?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -134,11 +134,12 @@ impl BlobStore {
         self.path_of(Bucket::Ingest)
     }
 
-    /// Where `haul push -` keeps the tar it reads from standard input while it pushes.
-    pub fn spool_path(&self) -> PathBuf {
+    /// A working file of this run in the cache folder (standard input kept by `haul push -`, a
+    /// rebuilt or patch delta on its way), `what` naming it.
+    pub fn spool_path(&self, what: &str) -> PathBuf {
         // `.partial`: a copy a killed run leaves is cleared by `cache prune`.
         self.ingest_dir()
-            .join(format!("push-stdin-{}.partial", std::process::id()))
+            .join(format!("{what}-{}.partial", std::process::id()))
     }
 
     /// The files of the derived buckets (upload records, compressed forms): path, size and

@@ -127,6 +127,18 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         (output, _) => output,
     };
     let destination = session.destination(since, &output, args.full).await;
+    // A patch delta for an engine is written to a file in the cache folder first, then
+    // loaded as `haul load` loads one: rebuilt from the engine's own layers (over ssh, by
+    // the haul there) before the engine sees it.
+    let (output, patched_for) = match output {
+        Output::Engine(engine) if args.patch && !args.dry_run => {
+            let file = crate::fsx::Scratch {
+                path: session.store().spool_path("export-patch-delta"),
+            };
+            (Output::File(file.path.clone()), Some((engine, file)))
+        }
+        output => (output, None),
+    };
     let carried = Carried {
         attachments: &attachments,
         trusted_root: trusted_root.as_deref(),
@@ -141,6 +153,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .await?;
     if !global.quiet {
         print_patches(&exported.patches);
+    }
+    if let Some((engine, delta)) = patched_for {
+        load_patch_delta(global, engine, &delta.path).await?;
     }
     if let Some(root) = &trusted_root
         && !global.quiet
@@ -161,6 +176,39 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--patch` with `--load` or `--to`: the delta at `path` into `engine`, rebuilt where the
+/// engine is.
+async fn load_patch_delta(global: &Global, engine: Engine, path: &Path) -> anyhow::Result<()> {
+    let Some(mut remote) = engine.remote_haul(&["load", "-"]) else {
+        let tar = crate::bundle::BundleFile::Tar(path.to_path_buf());
+        let name = "the patch delta";
+        return super::load::load_bundle(tar, name, engine, &[], global.progress.clone()).await;
+    };
+    let described = format!(
+        "`{}`",
+        std::iter::once(remote.get_program())
+            .chain(remote.get_args())
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let delta = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the patch delta {}", path.display()))?;
+    let status = crate::blocking::run(move || remote.stdin(delta).status())
+        .await
+        .with_context(|| format!("cannot run {described}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        // ssh's remote shell: command not found.
+        Some(127) => bail!(
+            "{described}: haul is not there; a patch delta is rebuilt by haul where the engine \
+             is. Install it there (or set HAUL_REMOTE_COMMAND to its path), or export without \
+             --patch"
+        ),
+        _ => bail!("{described} failed ({status}); see its message above"),
+    }
 }
 
 /// `--patch`: how each layer the delta carries travels.

@@ -18,8 +18,28 @@ use crate::rebuild::write::{LeftOut, write_bundle};
 use crate::rebuild::{Sources, check_sources, rebuild_layers};
 
 pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
-    let tar = BundleFile::at(&args.tar)?;
-    let name = tar.describe();
+    // A patch delta is read again to be rebuilt: standard input is kept in a file first.
+    let spool = std::env::temp_dir().join(format!(".haul-load-{}.tar", std::process::id()));
+    let (name, path, _spool) = super::tar_in_file(
+        &args.tar,
+        spool,
+        "haul export REF --since PREV --patch -o - | haul load -",
+    )
+    .await?;
+    let engine = Engine::local(args.host.clone());
+    load_bundle(BundleFile::at(&path)?, &name, engine, &args.from, progress).await
+}
+
+/// Loads the bundle `tar` (called `name` in messages) into `engine`; a patch delta is
+/// rebuilt first, from the earlier bundles `from`, else from the engine's own images.
+pub async fn load_bundle(
+    tar: BundleFile,
+    name: &str,
+    engine: Engine,
+    from: &[std::path::PathBuf],
+    progress: Arc<dyn Progress>,
+) -> anyhow::Result<()> {
+    let name = name.to_string();
     let bytes = tar.len().with_context(|| format!("cannot read {name}"))?;
     let started = std::time::Instant::now();
     progress.event(Event::LoadStep {
@@ -35,7 +55,6 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
         .await
         .with_context(|| format!("cannot read {name}"))?
     };
-    let engine = Engine::local(args.host.clone());
     if let Some(problem) = bundle.problems.first() {
         bail!(
             "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was loaded"
@@ -75,7 +94,7 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
         }
     }
     if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
-        return load_patched(args, tar, bundle, engine, progress, started).await;
+        return load_patched(from, tar, name, bundle, engine, progress, started).await;
     }
     progress.event(Event::LoadStep {
         step: "loading",
@@ -108,18 +127,19 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
 /// images it names (`docker save`), each checked, before the engine sees a byte; then the
 /// bundle, rebuilt, streams into `docker load`.
 async fn load_patched(
-    args: &LoadArgs,
+    from: &[std::path::PathBuf],
     tar: BundleFile,
+    name: String,
     bundle: crate::bundle::Bundle,
     engine: Engine,
     progress: Arc<dyn Progress>,
     started: std::time::Instant,
 ) -> anyhow::Result<()> {
-    let name = tar.describe();
+    let bytes = tar.len().unwrap_or_default();
     let scratch = std::env::temp_dir();
     // The engine's copy is kept only while this runs.
-    let mut saved: Option<SavedImages> = None;
-    let sources = if args.from.is_empty() {
+    let mut saved: Option<crate::fsx::Scratch> = None;
+    let sources = if from.is_empty() {
         let names = bundle
             .delta
             .as_ref()
@@ -136,9 +156,11 @@ async fn load_patched(
             path: names.join(", "),
             bytes: 0,
         });
-        let save = SavedImages::new(&scratch);
-        let (asked, path, listed) = (engine.clone(), save.path.clone(), names.clone());
-        crate::blocking::run(move || save_images(&asked, &listed, &path))
+        // A new file: never one a link left there points at.
+        let (save, file) = crate::fsx::Scratch::create(&scratch, "engine-save.tar")
+            .with_context(|| format!("cannot write in {}", scratch.display()))?;
+        let (asked, listed) = (engine.clone(), names.clone());
+        crate::blocking::run(move || save_images(&asked, &listed, file))
             .await
             .with_context(|| {
                 format!(
@@ -155,7 +177,7 @@ async fn load_patched(
             fetched: Vec::new(),
         }
     } else {
-        Sources::open(&args.from).await?
+        Sources::open(from).await?
     };
     check_sources(&bundle, &sources)
         .with_context(|| format!("{name} cannot be rebuilt; nothing was loaded"))?;
@@ -166,13 +188,14 @@ async fn load_patched(
     });
     let (loader, sending) = (engine.clone(), progress.clone());
     let output = engine.describe();
+    let described = name.clone();
     let (images, rebuilt) = crate::blocking::run(move || -> anyhow::Result<_> {
         let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
-            .with_context(|| format!("{}: nothing was loaded", tar.describe()))?;
+            .with_context(|| format!("{described}: nothing was loaded"))?;
         let bytes = bundle.contents.bytes + rebuilt.iter().map(|l| l.size).sum::<u64>();
         sending.event(Event::LoadStep {
             step: "loading",
-            path: tar.describe(),
+            path: described.clone(),
             bytes,
         });
         let (writer, reader) = crate::blocking::pipe();
@@ -200,7 +223,7 @@ async fn load_patched(
             drop(reader);
             loaded
         })
-        .with_context(|| format!("{} was not loaded", tar.describe()))?;
+        .with_context(|| format!("{described} was not loaded"))?;
         Ok((images, rebuilt))
     })
     .await?;
@@ -216,28 +239,15 @@ async fn load_patched(
     progress.event(Event::Loaded {
         path: name,
         engine: engine.describe(),
-        bytes: tar_len(&args.tar),
+        bytes,
         images,
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(())
 }
 
-fn tar_len(path: &std::path::Path) -> u64 {
-    BundleFile::at(path)
-        .ok()
-        .and_then(|f| f.len().ok())
-        .unwrap_or_default()
-}
-
-/// `docker save` of `names` into `path`. Blocks.
-fn save_images(engine: &Engine, names: &[String], path: &std::path::Path) -> anyhow::Result<()> {
-    // A new file: never one a link left there points at.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+/// `docker save` of `names` into `file`. Blocks.
+fn save_images(engine: &Engine, names: &[String], file: std::fs::File) -> anyhow::Result<()> {
     let mut args = vec!["save"];
     args.extend(names.iter().map(String::as_str));
     let output = engine
@@ -253,23 +263,4 @@ fn save_images(engine: &Engine, names: &[String], path: &std::path::Path) -> any
         );
     }
     Ok(())
-}
-
-/// Where the engine's copy of the earlier images goes, removed when done.
-struct SavedImages {
-    path: std::path::PathBuf,
-}
-
-impl SavedImages {
-    fn new(dir: &std::path::Path) -> SavedImages {
-        SavedImages {
-            path: dir.join(format!(".haul-engine-save-{}.tar", std::process::id())),
-        }
-    }
-}
-
-impl Drop for SavedImages {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }

@@ -107,6 +107,49 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A tar named on the command line, where it can be read in any order and more than once: a
+/// regular file as it is; standard input (`-`), a pipe or a device first copied into `spool`
+/// (removed when the returned guard goes). Returns its name for messages, the path to read
+/// and the guard. `example` shows how to pipe a tar in.
+async fn tar_in_file(
+    input: &str,
+    spool: std::path::PathBuf,
+    example: &str,
+) -> anyhow::Result<(String, std::path::PathBuf, Option<crate::fsx::Scratch>)> {
+    use anyhow::Context;
+    use std::io::IsTerminal;
+    let regular = input != "-"
+        && std::fs::metadata(input)
+            .with_context(|| format!("cannot open {input}"))?
+            .is_file();
+    if regular {
+        return Ok((input.to_string(), std::path::PathBuf::from(input), None));
+    }
+    if input == "-" && std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "`-` reads the tar from standard input; pipe it in (e.g. {example}) or give a FILE"
+        );
+    }
+    let (scratch, file) = crate::fsx::Scratch::at(spool.clone())
+        .with_context(|| format!("cannot create {}", spool.display()))?;
+    let mut file = tokio::fs::File::from_std(file);
+    if input == "-" {
+        tokio::io::copy(&mut tokio::io::stdin(), &mut file).await
+    } else {
+        let mut source = tokio::fs::File::open(input)
+            .await
+            .with_context(|| format!("cannot open {input}"))?;
+        tokio::io::copy(&mut source, &mut file).await
+    }
+    .with_context(|| format!("cannot keep the tar in {}", spool.display()))?;
+    let name = if input == "-" {
+        "the tar on standard input".to_string()
+    } else {
+        input.to_string()
+    };
+    Ok((name, scratch.path.clone(), Some(scratch)))
+}
+
 /// Ctrl-C or SIGTERM. Dropping the running command then removes its temporary output.
 async fn interrupted() {
     let terminate = async {

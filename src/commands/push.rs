@@ -3,9 +3,6 @@
 //! read from the file in place (a parts set's from its parts). Standard input is first kept in a file in the cache folder
 //! (removed afterwards), since a push reads blobs in the registry's order, not the tar's.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-
 use anyhow::{Context, bail};
 
 use super::{Global, print_pushed};
@@ -30,42 +27,12 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     let store = session.store().clone();
     // Blobs are read where they lie in the file (or across a parts set's files): a pipe or
     // device is kept in a file first.
-    let regular = args.tar != "-"
-        && std::fs::metadata(&args.tar)
-            .with_context(|| format!("cannot open {}", args.tar))?
-            .is_file();
-    let (name, path, _spool) = if !regular {
-        if args.tar == "-" && std::io::stdin().is_terminal() {
-            bail!(
-                "`haul push -` reads the tar from standard input; pipe it in \
-                 (e.g. haul export REF -o - | haul push - DEST) or give a FILE"
-            );
-        }
-        let spool = Spool(store.spool_path());
-        let mut file = tokio::fs::File::create(&spool.0)
-            .await
-            .with_context(|| format!("cannot create {}", spool.0.display()))?;
-        let name = if args.tar == "-" {
-            tokio::io::copy(&mut tokio::io::stdin(), &mut file).await
-        } else {
-            let mut input = tokio::fs::File::open(&args.tar)
-                .await
-                .with_context(|| format!("cannot open {}", args.tar))?;
-            tokio::io::copy(&mut input, &mut file).await
-        }
-        .with_context(|| format!("cannot keep the tar in {}", spool.0.display()))
-        .map(|_| {
-            if args.tar == "-" {
-                "the tar on standard input".to_string()
-            } else {
-                args.tar.clone()
-            }
-        })?;
-        let path = spool.0.clone();
-        (name, path, Some(spool))
-    } else {
-        (args.tar.clone(), PathBuf::from(&args.tar), None)
-    };
+    let (name, path, _spool) = super::tar_in_file(
+        &args.tar,
+        store.spool_path("push-stdin"),
+        "haul export REF -o - | haul push - DEST",
+    )
+    .await?;
     let tar = BundleFile::at(&path)?;
     let bundle = tar
         .read()
@@ -87,8 +54,10 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
     // A patch delta is rebuilt first, into a file in the cache folder, and that is pushed.
     let _rebuilt;
     let (tar, bundle) = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
-        let spool = Spool(store.spool_path().with_extension("rebuilt.partial"));
-        let rebuilt = rebuild_for_push(&session, &args, &name, tar, bundle, &spool.0).await?;
+        let spool = crate::fsx::Scratch {
+            path: store.spool_path("push-rebuilt"),
+        };
+        let rebuilt = rebuild_for_push(&session, &args, &name, tar, bundle, &spool.path).await?;
         _rebuilt = spool;
         rebuilt
     } else {
@@ -290,13 +259,4 @@ async fn from_destination(
         }
     }
     Ok(sources)
-}
-
-/// Standard input kept in a file; removed when the push is over, however it ends.
-struct Spool(PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

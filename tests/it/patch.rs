@@ -10,10 +10,10 @@ use crate::harness::*;
 /// An app on a base that was rebuilt: v1 and v2 share busybox; v2's base layer has one
 /// library changed in three places, a document moved, a new file; the app layer on top is the
 /// same content on a new parent.
-struct Rebuilt {
-    _registry: Registry,
-    v1: Pushed,
-    v2: Pushed,
+pub(crate) struct Rebuilt {
+    pub _registry: Registry,
+    pub v1: Pushed,
+    pub v2: Pushed,
 }
 
 /// `layer` as another gzip writer would have made it: the same deflate stream under a header
@@ -47,7 +47,7 @@ fn haul_gzip(layer: Layer) -> Layer {
     }
 }
 
-fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
+pub(crate) fn rebuilt_base(name: &str, reproducible: bool, oci: bool) -> Rebuilt {
     let compression = Compression::Gzip;
     let as_made = |layer: Layer| {
         if reproducible {
@@ -467,7 +467,7 @@ fn a_damaged_patch_or_a_missing_source_loads_nothing() {
     assert_absent(engine, &v2.reference);
 }
 
-fn assert_absent(engine: Engine, reference: &str) {
+pub(crate) fn assert_absent(engine: Engine, reference: &str) {
     let inspect = engine
         .docker()
         .args(["image", "inspect", reference])

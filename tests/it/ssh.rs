@@ -1,6 +1,7 @@
 //! `haul export --to ssh://…`: the tar streams through the system's ssh into `docker load`
 //! on the other side, here an sshd the test starts on loopback (the "remote" engine is this
-//! machine's classic one).
+//! machine's classic one). A patch delta streams into `haul load -` there instead, which
+//! rebuilds it from that engine's own layers.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -138,4 +139,87 @@ fn export_to_ssh_streams_into_a_remote_docker_load() {
     .failure(&["failed", "docker load"]);
     haul.run(&["export", &pushed.reference, "--to", "ftp://host"])
         .failure(&["only ssh://"]);
+}
+
+#[test]
+fn a_patch_delta_is_rebuilt_where_the_engine_is() {
+    use crate::patch::{Rebuilt, assert_absent, rebuilt_base};
+    let sshd = Sshd::start();
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/ssh-patch", true, false);
+    let haul = Haul::new();
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
+    let v1_tar = haul.export(&[&v1.reference], "v1.tar");
+    engine.load(&v1_tar);
+    let patch_to = |target: &str, remote_haul: &str| {
+        haul.run_with(
+            &[
+                "export",
+                &v2.reference,
+                "--since",
+                "v1.tar",
+                "--patch",
+                "--to",
+                target,
+            ],
+            |c| {
+                c.env("HAUL_SSH_COMMAND", sshd.ssh_command());
+                c.env("HAUL_REMOTE_COMMAND", remote_haul);
+            },
+        )
+    };
+    let target = format!("ssh://root@127.0.0.1:{}", sshd.port);
+
+    // No haul on that host: said so, and nothing is loaded.
+    patch_to(&target, "/nonexistent/haul").failure(&[
+        "haul is not there",
+        "HAUL_REMOTE_COMMAND",
+        "without --patch",
+    ]);
+    assert_absent(engine, &v2.reference);
+
+    // With it: the patch crosses, the haul there rebuilds it from the engine's v1 and loads
+    // the very image (its ID is the config's digest).
+    let run = patch_to(&target, env!("CARGO_BIN_EXE_haul")).success();
+    assert!(run.stderr.contains("travels as a patch"), "{}", run.stderr);
+    assert!(run.stderr.contains("rebuilt layer"), "{}", run.stderr);
+    assert!(
+        haul.workdir_files().iter().all(|f| f == "v1.tar"),
+        "--to writes no local file: {:?}",
+        haul.workdir_files()
+    );
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+    assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
+    engine.remove(&v2.reference);
+
+    // --load: rebuilt here, from the local engine's copy.
+    let run = haul
+        .run(&[
+            "export",
+            &v2.reference,
+            "--since",
+            "v1.tar",
+            "--patch",
+            "--load",
+        ])
+        .success();
+    assert!(run.stderr.contains("rebuilt layer"), "{}", run.stderr);
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+    engine.remove(&v2.reference);
+
+    // `haul load -`: the delta on standard input.
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "--since",
+        "v1.tar",
+        "--patch",
+        "-o",
+        "v2-patch.tar",
+    ])
+    .success();
+    let delta = std::fs::read(haul.workdir.path().join("v2-patch.tar")).unwrap();
+    let run = haul.run_stdin_bytes(&["load", "-"], &delta).success();
+    assert!(run.stderr.contains("rebuilt layer"), "{}", run.stderr);
+    assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
 }
