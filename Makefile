@@ -23,6 +23,7 @@ test-deps:
 engines: test-deps
 	scripts/start-dockerd.sh
 	scripts/start-docker-containerd-store.sh
+	scripts/start-docker-26-classic.sh
 
 lint:
 	$(CARGO) fmt --check

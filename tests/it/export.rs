@@ -243,11 +243,11 @@ fn an_index_is_narrowed_to_the_platform_variant_included() {
         );
         if oci {
             // OCI media types with gzip layers load in both stores and run.
-            for engine in [Engine::Classic, Engine::ContainerdStore] {
+            for engine in [Engine::Classic, Engine::Classic26, Engine::ContainerdStore] {
                 let _cleanup = engine.cleanup(&[&reference]);
                 engine.load(&tar);
                 let expected_id = match engine {
-                    Engine::Classic => sha256(&amd64.config),
+                    Engine::Classic | Engine::Classic26 => sha256(&amd64.config),
                     Engine::ContainerdStore => amd64_manifest.clone(),
                 };
                 assert_eq!(engine.image_id(&reference), expected_id, "{engine:?}");

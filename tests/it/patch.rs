@@ -186,11 +186,10 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     assert_eq!(out.matches("patched: ").count(), 2, "{out}");
     assert!(out.contains("its blob, exactly"), "{out}");
 
-    // The engine holding v1 rebuilds from its own copy (docker save), in both stores.
-    for (engine, host) in [
-        (Engine::Classic, None),
-        (Engine::ContainerdStore, Some(CONTAINERD_STORE_HOST)),
-    ] {
+    // The engine holding v1 rebuilds from its own copy (docker save), in both stores, in
+    // Docker 20.10 and 26.1.
+    for engine in [Engine::Classic, Engine::Classic26, Engine::ContainerdStore] {
+        let host = engine.host();
         let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
         engine.load(&dir.join("v1.tar"));
         let run = haul
@@ -205,7 +204,7 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
         // Exact: every digest kept, the classic store's image ID and the containerd
         // store's manifest digest alike.
         let expected = match engine {
-            Engine::Classic => &v2.config_digest,
+            Engine::Classic | Engine::Classic26 => &v2.config_digest,
             Engine::ContainerdStore => &v2.manifest_digest,
         };
         assert_eq!(&engine.image_id(&v2.reference), expected, "{engine:?}");

@@ -28,6 +28,8 @@ pub use tls::*;
 
 /// The containerd-store engine's socket (scripts/start-docker-containerd-store.sh).
 pub const CONTAINERD_STORE_HOST: &str = "unix:///run/haul-test/docker-cs.sock";
+/// Docker 26.1 with the classic store (scripts/start-docker-26-classic.sh).
+pub const CLASSIC_26_HOST: &str = "unix:///run/haul-test/docker-26.sock";
 
 /// How long one haul, docker or skopeo command may take: a hang fails the test instead of
 /// stalling the whole run.
@@ -297,6 +299,8 @@ pub enum Engine {
     Classic,
     /// The containerd image store (Debian trixie's 26.1), started by make test.
     ContainerdStore,
+    /// Docker 26.1 with the classic store (overlay2), started by make test.
+    Classic26,
 }
 
 impl Engine {
@@ -309,10 +313,19 @@ impl Engine {
         command
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_CONTEXT");
-        if self == Engine::ContainerdStore {
-            command.args(["-H", CONTAINERD_STORE_HOST]);
+        if let Some(host) = self.host() {
+            command.args(["-H", host]);
         }
         command
+    }
+
+    /// Its socket, for `DOCKER_HOST` or `-H` (None: the default one).
+    pub fn host(self) -> Option<&'static str> {
+        match self {
+            Engine::Classic => None,
+            Engine::ContainerdStore => Some(CONTAINERD_STORE_HOST),
+            Engine::Classic26 => Some(CLASSIC_26_HOST),
+        }
     }
 
     /// What starts this engine.
@@ -320,6 +333,7 @@ impl Engine {
         match self {
             Engine::Classic => "scripts/start-dockerd.sh",
             Engine::ContainerdStore => "scripts/start-docker-containerd-store.sh",
+            Engine::Classic26 => "scripts/start-docker-26-classic.sh",
         }
     }
 
