@@ -429,7 +429,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The tar, or - to read it from standard input
+    /// The tar (or a parts set), or - to read it from standard input
     #[arg(value_name = "FILE")]
     pub tar: String,
 

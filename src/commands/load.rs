@@ -79,9 +79,15 @@ pub async fn load_bundle(
                     } else {
                         delta.since.join(", ")
                     };
+                    let whole = if from.is_empty() {
+                        "or export a full bundle"
+                    } else {
+                        "--from only gives what its patches are made against; `haul rebuild \
+                         DELTA --from PREV -o FULL.tar` writes a whole bundle"
+                    };
                     bail!(
                         "{name} is a delta, and the engine lacks {missing} of the {} layers it \
-                         left out: load {first} first (or export a full bundle); nothing was loaded",
+                         left out: load {first} first ({whole}); nothing was loaded",
                         delta.needed_chains.len()
                     );
                 }

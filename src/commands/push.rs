@@ -240,11 +240,15 @@ async fn from_destination(
             wanted.push((source.clone(), repository.full_name()));
         }
     }
+    let made_against = match delta.map(|d| d.since.join(", ")) {
+        Some(names) if !names.is_empty() => names,
+        _ => "the bundle it was made against".to_string(),
+    };
     let fetched = session.fetch_blobs(&requests).await.with_context(|| {
         format!(
             "{name} is rebuilt from the layers the destination holds, and fetching one failed: \
-             push the bundle it was made against there first, or give it with --from PREV. \
-             Nothing was pushed"
+             push {made_against} there first, or give the bundle that brought it with --from \
+             PREV. Nothing was pushed"
         )
     })?;
     let mut sources = Sources::default();

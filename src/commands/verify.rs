@@ -94,7 +94,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
                 let sources: Vec<String> = layer
                     .sources
                     .iter()
-                    .map(|s| s.diff_id.to_string())
+                    .map(|s| format!("layer {} (blob {})", s.diff_id, s.digest))
                     .collect();
                 println!(
                     "patched: {} ({}) travels as a {} patch against {}; it rebuilds {}",

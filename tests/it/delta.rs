@@ -210,6 +210,9 @@ fn a_delta_leaves_out_what_the_site_holds_and_loads_in_both_docker_stores() {
         &v1.reference,
         "nothing was loaded",
     ]);
+    // --from names what patches are made against, not what the engine must hold: said so.
+    haul.run(&["load", "v2-delta.tar", "--from", "v1.tar"])
+        .failure(&["of the 3 layers it left out", "haul rebuild"]);
     let listed = output_within(
         engine.docker().args(["image", "inspect", &v2.reference]),
         None,

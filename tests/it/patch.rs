@@ -247,7 +247,7 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     let fresh = Haul::new();
     fresh.run(&["push", &delta, &dest.host()]).failure(&[
         "fetching one failed",
-        "push the bundle it was made against there first",
+        &format!("push {} there first", v1.reference),
     ]);
     haul.run(&["push", &delta, &dest.host()])
         .failure(&["missing at", &v1.reference, "first"]);
