@@ -9,6 +9,8 @@ mod images;
 #[path = "../tests/it/harness/registry.rs"]
 mod registry;
 // registry.rs can start a registry in token mode, which needs the token service.
+#[path = "support/timing.rs"]
+mod timing;
 #[path = "../tests/it/harness/token.rs"]
 mod token;
 
@@ -19,48 +21,9 @@ use std::time::Duration;
 
 use images::{Compression, Entry, Image, Layer};
 use registry::Registry;
+use timing::{Sample, median, timed};
 
 const RUNS: usize = 3;
-
-/// One measured run: wall time and peak RSS.
-#[derive(Clone, Copy)]
-struct Sample {
-    wall: Duration,
-    rss_kib: u64,
-}
-
-/// Runs `command` under `/usr/bin/time -v`.
-fn timed(command: &[&str]) -> Sample {
-    let output = Command::new("/usr/bin/time")
-        .arg("-v")
-        .args(command)
-        .output()
-        .expect("/usr/bin/time is missing: apt-get install time");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{command:?} failed:\n{stderr}");
-    let field = |name: &str| {
-        stderr
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| panic!("no {name} in time's output"))
-    };
-    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):");
-    let seconds: f64 = wall
-        .split(':')
-        .map(|p| p.parse::<f64>().unwrap())
-        .fold(0.0, |acc, p| acc * 60.0 + p);
-    Sample {
-        wall: Duration::from_secs_f64(seconds),
-        rss_kib: field("Maximum resident set size (kbytes):")
-            .parse()
-            .unwrap(),
-    }
-}
-
-fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by_key(|s| s.wall);
-    samples[samples.len() / 2]
-}
 
 fn sh(script: &str) -> Vec<String> {
     vec!["bash".into(), "-c".into(), script.into()]

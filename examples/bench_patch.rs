@@ -14,6 +14,8 @@
 mod images;
 #[path = "../tests/it/harness/registry.rs"]
 mod registry;
+#[path = "support/timing.rs"]
+mod timing;
 #[path = "../tests/it/harness/token.rs"]
 mod token;
 
@@ -23,51 +25,21 @@ use std::process::Command;
 use std::time::Duration;
 
 use registry::Registry;
+use timing::{Sample, median, timed};
 
 const RUNS: usize = 3;
 const SECTION: &str = "## Patch deltas";
 
-#[derive(Clone, Copy)]
-struct Sample {
-    wall: Duration,
-    rss_kib: u64,
-}
-
-fn timed(command: &[String]) -> Sample {
-    let output = Command::new("/usr/bin/time")
-        .arg("-v")
-        .args(command)
-        .output()
-        .expect("/usr/bin/time is missing: apt-get install time");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{command:?} failed:\n{stderr}");
-    let field = |name: &str| {
-        stderr
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| panic!("no {name} in time's output"))
-    };
-    let seconds: f64 = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")
-        .split(':')
-        .map(|p| p.parse::<f64>().unwrap())
-        .fold(0.0, |acc, p| acc * 60.0 + p);
-    Sample {
-        wall: Duration::from_secs_f64(seconds),
-        rss_kib: field("Maximum resident set size (kbytes):")
-            .parse()
-            .unwrap(),
-    }
-}
-
-fn median(command: &[String]) -> Sample {
-    let mut samples: Vec<Sample> = (0..RUNS)
-        .map(|_| {
-            let _ = Command::new("sync").status();
-            timed(command)
-        })
-        .collect();
-    samples.sort_by_key(|s| s.wall);
-    samples[RUNS / 2]
+/// The median of `RUNS` runs of `command`, each after a sync.
+fn median_of(command: &[String]) -> Sample {
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let _ = Command::new("sync").status();
+                timed(command)
+            })
+            .collect(),
+    )
 }
 
 fn bash(script: &str) -> String {
@@ -230,7 +202,7 @@ fn measure(
     ]);
     // The first run also decompresses both layers into the cache; the next ones find them.
     let first_make = timed(&patch);
-    let make = median(&patch);
+    let make = median_of(&patch);
     let record: serde_json::Value = serde_json::from_str(&bash(&format!(
         "tar -xOf {} haul-delta.json",
         at("patch.tar")
@@ -243,7 +215,7 @@ fn measure(
         .and_then(|l| l["patch"]["size"].as_u64())
         .expect("the base layer travels as a patch");
     let rebuilt_bytes: u64 = patched.iter().map(|l| l["tarSize"].as_u64().unwrap()).sum();
-    let rebuild = median(&run(&[
+    let rebuild = median_of(&run(&[
         "rebuild",
         &at("patch.tar"),
         "--from",
@@ -271,7 +243,7 @@ fn measure(
         &at("v1-classic.tar"),
         "--patch",
     ]));
-    let rebuild_uncompressed = median(&run(&[
+    let rebuild_uncompressed = median_of(&run(&[
         "rebuild",
         &at("patch-classic.tar"),
         "--from",

@@ -252,29 +252,42 @@ fn plan(
     Ok(rewrite)
 }
 
-/// Points the descriptors under `key` that name a renamed manifest at the new one.
-fn rename_entries(json: &mut Value, key: &str, renamed: &HashMap<Digest, (Digest, u64)>) -> bool {
+/// Hands each descriptor under `key` (an object with a digest) to `change`; true if any
+/// changed.
+fn change_descriptors(
+    json: &mut Value,
+    key: &str,
+    mut change: impl FnMut(&Digest, &mut serde_json::Map<String, Value>) -> bool,
+) -> bool {
     let mut changed = false;
     for entry in json
         .get_mut(key)
         .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
+        .filter_map(Value::as_object_mut)
     {
-        let Some(old) = entry
+        let digest = entry
             .get("digest")
             .and_then(Value::as_str)
-            .and_then(|d| d.parse::<Digest>().ok())
-        else {
-            continue;
-        };
-        if let (Some((digest, size)), Some(entry)) = (renamed.get(&old), entry.as_object_mut()) {
-            entry.insert("digest".into(), digest.to_string().into());
-            entry.insert("size".into(), (*size).into());
-            changed = true;
+            .and_then(|d| d.parse::<Digest>().ok());
+        if let Some(digest) = digest {
+            changed |= change(&digest, entry);
         }
     }
     changed
+}
+
+/// Points the descriptors under `key` that name a renamed manifest at the new one.
+fn rename_entries(json: &mut Value, key: &str, renamed: &HashMap<Digest, (Digest, u64)>) -> bool {
+    change_descriptors(json, key, |old, entry| {
+        let Some((digest, size)) = renamed.get(old) else {
+            return false;
+        };
+        entry.insert("digest".into(), digest.to_string().into());
+        entry.insert("size".into(), (*size).into());
+        true
+    })
 }
 
 /// Names the uncompressed tar for each layer rebuilt by content, as `--decompress` does.
@@ -284,30 +297,16 @@ fn uncompress_layers(
     content: &HashMap<&Digest, &RebuiltLayer>,
 ) -> bool {
     let layer_type = Compression::uncompressed_media_type(media_type);
-    let mut changed = false;
-    for entry in json
-        .get_mut("layers")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        let Some(layer) = entry
-            .get("digest")
-            .and_then(Value::as_str)
-            .and_then(|d| d.parse::<Digest>().ok())
-            .and_then(|d| content.get(&d))
-        else {
-            continue;
+    change_descriptors(json, "layers", |digest, entry| {
+        let Some(layer) = content.get(digest) else {
+            return false;
         };
-        if let Some(entry) = entry.as_object_mut() {
-            entry.insert("mediaType".into(), layer_type.into());
-            entry.insert("digest".into(), layer.digest.to_string().into());
-            entry.insert("size".into(), layer.size.into());
-            entry.remove("urls");
-            changed = true;
-        }
-    }
-    changed
+        entry.insert("mediaType".into(), layer_type.into());
+        entry.insert("digest".into(), layer.digest.to_string().into());
+        entry.insert("size".into(), layer.size.into());
+        entry.remove("urls");
+        true
+    })
 }
 
 /// Every folder above `paths`, parents first.
