@@ -107,26 +107,6 @@ impl<W: Sink> TarWriter<W> {
         self.pad(size)
     }
 
-    /// Copies the first `size` bytes of the open `file` into the entry `name`, as
-    /// [`append_file`](Self::append_file) copies a named one (the kernel's work).
-    pub fn append_open_file(&mut self, name: &str, file: &File, size: u64) -> io::Result<()> {
-        use std::io::Seek;
-        let header = header(name, size, tar::EntryType::Regular, 0o644)?;
-        self.write(header.as_bytes())?;
-        self.out.flush()?;
-        let mut from = file.try_clone()?;
-        from.seek(io::SeekFrom::Start(0))?;
-        let copied = self.out.copy_file(&mut from.take(size))?;
-        self.written += copied;
-        if copied != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{name}: {copied} bytes to copy, expected {size}"),
-            ));
-        }
-        self.pad(size)
-    }
-
     /// Copies `size` bytes from `reader` into the entry `name`: a short reader is an error,
     /// never a short entry.
     pub fn append_reader(

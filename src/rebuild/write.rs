@@ -4,6 +4,7 @@
 //! `manifest.json` (the configs, so the image IDs, are untouched).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Seek, SeekFrom};
 
 use serde_json::Value;
 
@@ -88,8 +89,14 @@ pub fn write_bundle<W: Sink>(
     for (path, bytes) in &rewrite.added {
         out.append_bytes(path, bytes).map_err(write_error)?;
     }
-    for layer in rebuilt.iter() {
-        out.append_open_file(&layer.path(), &layer.file, layer.size)
+    for layer in rebuilt.iter_mut() {
+        layer
+            .file
+            .seek(SeekFrom::Start(0))
+            .map_err(delta_error("rebuilt layer"))?;
+        let path = layer.path();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut layer.file);
+        out.append_reader(&path, &mut reader, layer.size)
             .map_err(write_error)?;
     }
     for (path, bundle, offset, size) in &rewrite.filled {
