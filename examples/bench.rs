@@ -17,7 +17,6 @@ mod token;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use images::{Compression, Entry, Image, Layer};
 use registry::Registry;
