@@ -22,7 +22,6 @@ mod token;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use registry::Registry;
 use timing::{Sample, median, timed};
