@@ -96,7 +96,8 @@ pub fn encode(
     let mut headers = Vec::new();
     for (index, source) in sources.iter_mut().enumerate() {
         let index = index as u32;
-        let regions = data_regions(&source.tar)?;
+        let view = super::SourceTar::whole(source.tar.try_clone()?)?;
+        let regions = data_regions(&view)?;
         for region in &regions {
             let hash = sha256_of(&mut source.tar, region.offset, region.len)?;
             by_content
@@ -104,16 +105,11 @@ pub fn encode(
                 .or_insert((index, region.offset));
             by_path.insert(region.path.clone(), (index, region.clone()));
         }
-        header_bytes(
-            &mut source.tar,
-            &regions,
-            HEADERS_REFERENCE_MAX,
-            &mut headers,
-        )?;
+        header_bytes(&view, &regions, HEADERS_REFERENCE_MAX, &mut headers)?;
     }
 
     let size = new.metadata()?.len();
-    let regions = data_regions(new)?;
+    let regions = data_regions(&super::SourceTar::whole(new.try_clone()?)?)?;
     let mut ops: Vec<Op> = Vec::new();
     let mut made = Made::default();
     let literal_file = crate::fsx::unnamed_file(scratch, "patch-literal")?;

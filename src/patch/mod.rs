@@ -202,15 +202,117 @@ pub struct Region {
     pub len: u64,
 }
 
+/// An uncompressed layer tar a patch is made against: a whole file, or a stretch of one (a
+/// layer read in place, where it lies in a bundle).
+pub struct SourceTar {
+    pub file: std::fs::File,
+    pub start: u64,
+    pub len: u64,
+}
+
+impl SourceTar {
+    /// All of `file`.
+    pub fn whole(file: std::fs::File) -> io::Result<SourceTar> {
+        let len = file.metadata()?.len();
+        Ok(SourceTar {
+            file,
+            start: 0,
+            len,
+        })
+    }
+
+    pub fn try_clone(&self) -> io::Result<SourceTar> {
+        Ok(SourceTar {
+            file: self.file.try_clone()?,
+            ..*self
+        })
+    }
+
+    /// Its bytes `offset..offset + len`, read through their own position (`pread`), so that
+    /// several stretches may be read at once; a stretch past its end is an error.
+    pub fn section(&self, offset: u64, len: u64) -> io::Result<Section<'_>> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(Section {
+                file: &self.file,
+                start: self.start + offset,
+                at: self.start + offset,
+                end: self.start + end,
+            }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "bytes {offset}..+{len} of a source layer of {} bytes are asked for",
+                    self.len
+                ),
+            )),
+        }
+    }
+}
+
+/// A stretch of a file, read with `pread` (its own position); seeks stay inside it.
+pub struct Section<'a> {
+    file: &'a std::fs::File,
+    start: u64,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> Section<'a> {
+    /// `file`'s bytes `start..end`.
+    pub fn of(file: &'a std::fs::File, start: u64, end: u64) -> Section<'a> {
+        Section {
+            file,
+            start,
+            at: start,
+            end,
+        }
+    }
+}
+
+impl io::Read for Section<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end.saturating_sub(self.at)).min(buffer.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buffer[..want], self.at)?;
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a file ended before the patch's bytes",
+            ));
+        }
+        self.at += read as u64;
+        Ok(read)
+    }
+}
+
+impl io::Seek for Section<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let (base, by) = match to {
+            io::SeekFrom::Start(n) => (self.start, n as i128),
+            io::SeekFrom::End(n) => (self.end, n as i128),
+            io::SeekFrom::Current(n) => (self.at, n as i128),
+        };
+        let at = base as i128 + by;
+        if at < self.start as i128 || at > self.end as i128 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a seek outside the layer",
+            ));
+        }
+        self.at = at as u64;
+        Ok(self.at - self.start)
+    }
+}
+
 /// A tar's files' data, in order. Everything else (headers, long names, padding, the end) is
-/// "header bytes".
-pub fn data_regions(tar: &std::fs::File) -> io::Result<Vec<Region>> {
-    use std::io::{Seek, SeekFrom};
-    let mut reader = tar;
-    reader.seek(SeekFrom::Start(0))?;
-    let mut archive = tar::Archive::new(reader);
+/// "header bytes". Files' data is skipped by seeking, not read.
+pub fn data_regions(tar: &SourceTar) -> io::Result<Vec<Region>> {
+    let mut archive = tar::Archive::new(tar.section(0, tar.len)?);
     let mut regions = Vec::new();
-    for entry in archive.entries()? {
+    for entry in archive.entries_with_seek()? {
         let entry = entry?;
         let header = entry.header();
         let size = entry.size();
@@ -228,30 +330,27 @@ pub fn data_regions(tar: &std::fs::File) -> io::Result<Vec<Region>> {
 
 /// The header bytes of a tar (all but its files' data), in order, up to `limit` bytes.
 pub fn header_bytes(
-    tar: &mut std::fs::File,
+    tar: &SourceTar,
     regions: &[Region],
     limit: usize,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let length = tar.metadata()?.len();
     let mut at = 0u64;
     let mut gaps: Vec<(u64, u64)> = Vec::new();
     for region in regions {
         gaps.push((at, region.offset - at));
         at = region.offset + region.len;
     }
-    gaps.push((at, length - at));
+    gaps.push((at, tar.len - at));
     for (offset, len) in gaps {
         let room = limit.saturating_sub(out.len()) as u64;
         let take = len.min(room);
         if take == 0 {
             break;
         }
-        tar.seek(SeekFrom::Start(offset))?;
         let start = out.len();
         out.resize(start + take as usize, 0);
-        tar.read_exact(&mut out[start..])?;
+        tar.section(offset, take)?.read_exact(&mut out[start..])?;
     }
     Ok(())
 }

@@ -3,35 +3,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 
-use super::{HEADERS_REFERENCE_MAX, Op, Patch, data_regions, header_bytes};
-
-/// A stretch of a file read through its own position (`pread`), so that several stretches of
-/// one file may be read at once.
-struct Section<'a> {
-    file: &'a File,
-    at: u64,
-    end: u64,
-}
-
-impl Read for Section<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.at).min(buffer.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let read = self.file.read_at(&mut buffer[..want], self.at)?;
-        if read == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "a file ended before the patch's bytes",
-            ));
-        }
-        self.at += read as u64;
-        Ok(read)
-    }
-}
+use super::{HEADERS_REFERENCE_MAX, Op, Patch, Section, SourceTar, data_regions, header_bytes};
 
 fn exactly(reader: &mut impl Read, len: u64, out: &mut impl Write, what: &str) -> io::Result<()> {
     let copied = io::copy(&mut reader.take(len), out)?;
@@ -50,14 +23,10 @@ fn exactly(reader: &mut impl Read, len: u64, out: &mut impl Write, what: &str) -
 /// `size` (else an error).
 pub fn rebuild(
     patch: &File,
-    sources: &[File],
+    sources: &[SourceTar],
     out: &mut impl Write,
 ) -> io::Result<super::PatchHeader> {
-    let read = Patch::read(&mut Section {
-        file: patch,
-        at: 0,
-        end: patch.metadata()?.len(),
-    })?;
+    let read = Patch::read(&mut Section::of(patch, 0, patch.metadata()?.len()))?;
     if read.header.sources.len() != sources.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -71,14 +40,9 @@ pub fn rebuild(
     let mut headers = Vec::new();
     for source in sources {
         let regions = data_regions(source)?;
-        let mut handle = source.try_clone()?;
-        header_bytes(&mut handle, &regions, HEADERS_REFERENCE_MAX, &mut headers)?;
+        header_bytes(source, &regions, HEADERS_REFERENCE_MAX, &mut headers)?;
     }
-    let literal = Section {
-        file: patch,
-        at: read.literal.0,
-        end: read.literal.0 + read.literal.1,
-    };
+    let literal = Section::of(patch, read.literal.0, read.literal.0 + read.literal.1);
     let mut literal =
         zstd::stream::Decoder::with_ref_prefix(io::BufReader::new(literal), &headers)?;
     literal.window_log_max(super::WINDOW_LOG_MAX)?;
@@ -92,12 +56,7 @@ pub fn rebuild(
                 offset,
                 len,
             } => {
-                let file = source_file(sources, source)?;
-                let mut section = Section {
-                    file,
-                    at: offset,
-                    end: offset + len,
-                };
+                let mut section = source_tar(sources, source)?.section(offset, len)?;
                 exactly(&mut section, len, out, "source")?;
             }
             Op::Patch {
@@ -108,7 +67,7 @@ pub fn rebuild(
                 at,
                 frame,
             } => {
-                let file = source_file(sources, source)?;
+                let source = source_tar(sources, source)?;
                 // A patch refers to at most a window of its source (and its margins): a
                 // larger reference is a damaged or hostile patch, not memory to give it.
                 if len > super::WINDOW + 2 * super::WINDOW_MARGIN {
@@ -120,12 +79,8 @@ pub fn rebuild(
                     ));
                 }
                 let mut reference = vec![0u8; len as usize];
-                file.read_exact_at(&mut reference, offset)?;
-                let frame = Section {
-                    file: patch,
-                    at: read.frames + at,
-                    end: read.frames + at + frame,
-                };
+                source.section(offset, len)?.read_exact(&mut reference)?;
+                let frame = Section::of(patch, read.frames + at, read.frames + at + frame);
                 let mut decoder =
                     zstd::stream::Decoder::with_ref_prefix(io::BufReader::new(frame), &reference)?;
                 decoder.window_log_max(super::WINDOW_LOG_MAX)?;
@@ -146,7 +101,7 @@ pub fn rebuild(
     Ok(read.header)
 }
 
-fn source_file(sources: &[File], index: u32) -> io::Result<&File> {
+fn source_tar(sources: &[SourceTar], index: u32) -> io::Result<&SourceTar> {
     sources.get(index as usize).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 
+use super::SourceTar;
 use super::encode::{Source, encode};
 use super::rebuild::rebuild;
 use crate::digest::Digest;
@@ -129,16 +130,48 @@ fn a_rebuilt_base_patches_small_and_rebuilds_byte_for_byte() {
         "{made:?} for a layer of {new_size}"
     );
 
+    let whole = |file: &File| SourceTar::whole(file.try_clone().unwrap()).unwrap();
     let mut rebuilt = Vec::new();
-    let header = rebuild(&patch, &[old.try_clone().unwrap()], &mut rebuilt).unwrap();
+    let header = rebuild(&patch, &[whole(&old)], &mut rebuilt).unwrap();
     assert_eq!(header.target, new_id);
     assert_eq!(header.sources, vec![old_id]);
     assert_eq!(Digest::of(&rebuilt), new_id, "the rebuilt layer differs");
 
+    // The source read in place, where it lies inside a larger file (a bundle): the same.
+    let mut old_bytes = Vec::new();
+    old.seek(SeekFrom::Start(0)).unwrap();
+    std::io::Read::read_to_end(&mut old, &mut old_bytes).unwrap();
+    let mut bundle = tempfile::tempfile().unwrap();
+    bundle.write_all(&[7u8; 1536]).unwrap();
+    bundle.write_all(&old_bytes).unwrap();
+    bundle.write_all(&[9u8; 4096]).unwrap();
+    let in_place = SourceTar {
+        file: bundle.try_clone().unwrap(),
+        start: 1536,
+        len: old_bytes.len() as u64,
+    };
+    let mut rebuilt = Vec::new();
+    rebuild(&patch, &[in_place], &mut rebuilt).unwrap();
+    assert_eq!(
+        Digest::of(&rebuilt),
+        new_id,
+        "rebuilt in place, the layer differs"
+    );
+    // A stretch shorter than the layer: the patch's reads past its end are refused.
+    let cut = SourceTar {
+        file: bundle,
+        start: 1536,
+        len: old_bytes.len() as u64 / 2,
+    };
+    let mut out = Vec::new();
+    if rebuild(&patch, &[cut], &mut out).is_ok() {
+        assert_ne!(Digest::of(&out), new_id);
+    }
+
     // Another source: not the layer (the caller's hash check refuses it), or an error.
     let other = layer(dir.path(), "other.tar", &new_files[..10], 1);
     let mut wrong = Vec::new();
-    if rebuild(&patch, &[other], &mut wrong).is_ok() {
+    if rebuild(&patch, &[whole(&other)], &mut wrong).is_ok() {
         assert_ne!(Digest::of(&wrong), new_id);
     }
     // A damaged patch: not the layer, or an error.
@@ -150,7 +183,7 @@ fn a_rebuilt_base_patches_small_and_rebuilds_byte_for_byte() {
     let damaged = dir.path().join("damaged.patch");
     std::fs::write(&damaged, &bytes).unwrap();
     let mut out = Vec::new();
-    if rebuild(&File::open(&damaged).unwrap(), &[old], &mut out).is_ok() {
+    if rebuild(&File::open(&damaged).unwrap(), &[whole(&old)], &mut out).is_ok() {
         assert_ne!(Digest::of(&out), new_id);
     }
 }

@@ -2,7 +2,8 @@
 //! `--from` (tars or parts sets), or `docker save` of the images the delta names, which gives
 //! back each layer as the engine holds it (the classic store recreates the uncompressed tar;
 //! the containerd store gives the registry's blob). Either way a source is found by its
-//! diff_id, decompressed to a scratch file and checked against it.
+//! diff_id, decompressed to a scratch file and checked against it (an uncompressed layer in a
+//! tar, checked when the tar was read, is read in place).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::RebuildError;
 use crate::bundle::{Bundle, BundleFile, Place};
 use crate::digest::{Digest, HashingWriter};
+use crate::patch::SourceTar;
 
 /// A bundle read whole, to take layers from.
 pub struct Earlier {
@@ -159,7 +161,7 @@ impl Sources {
 
     /// The uncompressed tar of layer `diff_id`, in a scratch file in `scratch`, checked
     /// against its diff_id. Blocks.
-    pub fn layer_tar(&self, diff_id: &Digest, scratch: &Path) -> Result<File, RebuildError> {
+    pub fn layer_tar(&self, diff_id: &Digest, scratch: &Path) -> Result<SourceTar, RebuildError> {
         let found = self
             .find_layer(diff_id)
             .ok_or_else(|| RebuildError::MissingSource {
@@ -170,6 +172,16 @@ impl Sources {
             name: found.name.to_string(),
             why: format!("cannot read layer {diff_id}: {e}"),
         };
+        // An uncompressed layer in a tar is read where it lies: reading the bundle checked it
+        // against its diff_id already, and the rebuilt layer is checked against its own.
+        if let (true, BundleFile::Tar(path)) = (found.is_tar, &found.file) {
+            let file = File::open(path).map_err(io_error)?;
+            return Ok(SourceTar {
+                file,
+                start: found.offset,
+                len: found.size,
+            });
+        }
         let mut blob = io::BufReader::with_capacity(
             1 << 20,
             found
@@ -218,7 +230,7 @@ impl Sources {
                 why: format!("its layer {diff_id} decompresses to {digest}: it is damaged"),
             });
         }
-        Ok(file)
+        SourceTar::whole(file).map_err(scratch_error)
     }
 }
 
@@ -226,5 +238,5 @@ impl Sources {
 /// is decompressed once.
 #[derive(Default)]
 pub struct Taken {
-    pub files: HashMap<Digest, File>,
+    pub files: HashMap<Digest, SourceTar>,
 }
