@@ -26,7 +26,7 @@ use std::process::Command;
 use registry::Registry;
 use timing::{Sample, median, timed};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const SECTION: &str = "## Patch deltas";
 
 /// The median of `RUNS` runs of `command`, each after a sync.

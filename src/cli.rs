@@ -450,8 +450,9 @@ pub struct PushArgs {
     pub platform: Option<crate::platform::Platform>,
 
     /// For a patch delta: rebuild its layers from this earlier bundle (a tar or parts set)
-    /// before pushing; repeatable [default: from the layers the destination holds, where the
-    /// earlier bundle was pushed]
+    /// before pushing, and take from it the layers the delta left out, so that the
+    /// destination need not hold them; repeatable [default: from the layers the destination
+    /// holds, where the earlier bundle was pushed]
     #[arg(long = "from", value_name = "PREV")]
     pub from: Vec<std::path::PathBuf>,
 

@@ -149,6 +149,10 @@ async fn rebuild_for_push(
         Sources::open(&args.from).await?
     };
     check_sources(&bundle, &sources).with_context(|| format!("{name}: nothing was pushed"))?;
+    // Earlier bundles that also hold what the delta left out make it whole: then the
+    // destination need not hold those layers (what it holds is not sent again).
+    let fill =
+        !args.from.is_empty() && crate::rebuild::write::check_left_out(&bundle, &sources).is_ok();
     let output = path.to_path_buf();
     let label = name.to_string();
     let new_digests = args.new_digests;
@@ -174,7 +178,11 @@ async fn rebuild_for_push(
             &bundle,
             &tar,
             &mut rebuilt,
-            LeftOut::Keep,
+            if fill {
+                LeftOut::Fill(&sources)
+            } else {
+                LeftOut::Keep
+            },
             &mut writer,
             &output.display().to_string(),
         )?;

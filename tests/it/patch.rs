@@ -274,6 +274,28 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
         sha256(&skopeo_raw(&target, None).unwrap()),
         v2.manifest_digest
     );
+    // A registry that never took v1: --from gives the patches' sources and the layers the
+    // delta left out alike.
+    let empty = Registry::start();
+    Haul::new()
+        .run(&[
+            "push",
+            &delta,
+            &empty.host(),
+            "--from",
+            &dir.join("v1.tar").display().to_string(),
+        ])
+        .success();
+    let target = pushed_as(&empty, &v2);
+    assert_eq!(
+        sha256(&skopeo_raw(&target, None).unwrap()),
+        v2.manifest_digest
+    );
+    // Every blob is there: the engine pulls it and runs it.
+    let engine = Engine::Classic;
+    let _cleanup = engine.cleanup(&[&target]);
+    engine.pull(&target);
+    assert_eq!(engine.run(&target, &[]).trim(), "app v2");
 }
 
 /// Where `haul push … DEST` puts `image`: DEST/<repository>:<tag>.
