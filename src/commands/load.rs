@@ -20,14 +20,21 @@ use crate::rebuild::{Sources, check_sources, rebuild_layers};
 pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     // A patch delta is read again to be rebuilt: standard input is kept in a file first.
     let spool = std::env::temp_dir().join(format!(".haul-load-{}.tar", std::process::id()));
-    let (name, path, _spool) = super::tar_in_file(
+    let (name, path, spool) = super::tar_in_file(
         &args.tar,
         spool,
         "haul export REF --since PREV --patch -o - | haul load -",
     )
     .await?;
+    let tar = BundleFile::at(&path)?;
+    // A file by its own name (a parts set by its record's); standard input as such.
+    let name = if spool.is_some() {
+        name
+    } else {
+        tar.describe()
+    };
     let engine = Engine::local(args.host.clone());
-    load_bundle(BundleFile::at(&path)?, &name, engine, &args.from, progress).await
+    load_bundle(tar, &name, engine, &args.from, progress).await
 }
 
 /// Loads the bundle `tar` (called `name` in messages) into `engine`; a patch delta is

@@ -118,10 +118,12 @@ async fn tar_in_file(
 ) -> anyhow::Result<(String, std::path::PathBuf, Option<crate::fsx::Scratch>)> {
     use anyhow::Context;
     use std::io::IsTerminal;
+    // A parts set is read where its parts lie (a missing one is named there).
     let regular = input != "-"
-        && std::fs::metadata(input)
-            .with_context(|| format!("cannot open {input}"))?
-            .is_file();
+        && (crate::parts::set_of(std::path::Path::new(input)).is_some()
+            || std::fs::metadata(input)
+                .with_context(|| format!("cannot open {input}"))?
+                .is_file());
     if regular {
         return Ok((input.to_string(), std::path::PathBuf::from(input), None));
     }
