@@ -258,39 +258,26 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
         sha256(&skopeo_raw(&target, None).unwrap()),
         v2.manifest_digest
     );
+    // Pushed with --from into a fresh haul: the digest kept, whatever the registry held. Into
+    // one that took v1, and into one that never did (--from then also gives the layers the
+    // delta left out).
+    let push_from = |dest: &Registry| {
+        let from = dir.join("v1.tar").display().to_string();
+        Haul::new()
+            .run(&["push", &delta, &dest.host(), "--from", &from])
+            .success();
+        let target = pushed_as(dest, &v2);
+        assert_eq!(
+            sha256(&skopeo_raw(&target, None).unwrap()),
+            v2.manifest_digest
+        );
+        target
+    };
     let elsewhere = Registry::start();
     haul.run(&["push", "v1.tar", &elsewhere.host()]).success();
-    Haul::new()
-        .run(&[
-            "push",
-            &delta,
-            &elsewhere.host(),
-            "--from",
-            &dir.join("v1.tar").display().to_string(),
-        ])
-        .success();
-    let target = pushed_as(&elsewhere, &v2);
-    assert_eq!(
-        sha256(&skopeo_raw(&target, None).unwrap()),
-        v2.manifest_digest
-    );
-    // A registry that never took v1: --from gives the patches' sources and the layers the
-    // delta left out alike.
+    push_from(&elsewhere);
     let empty = Registry::start();
-    Haul::new()
-        .run(&[
-            "push",
-            &delta,
-            &empty.host(),
-            "--from",
-            &dir.join("v1.tar").display().to_string(),
-        ])
-        .success();
-    let target = pushed_as(&empty, &v2);
-    assert_eq!(
-        sha256(&skopeo_raw(&target, None).unwrap()),
-        v2.manifest_digest
-    );
+    let target = push_from(&empty);
     // Every blob is there: the engine pulls it and runs it.
     let engine = Engine::Classic;
     let _cleanup = engine.cleanup(&[&target]);
