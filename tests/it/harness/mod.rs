@@ -308,6 +308,11 @@ impl Engine {
     /// and context are ignored).
     #[track_caller]
     pub fn docker(self) -> Command {
+        self.keep_busybox();
+        self.bare_docker()
+    }
+
+    fn bare_docker(self) -> Command {
         require_on_path("docker");
         let mut command = Command::new("docker");
         command
@@ -317,6 +322,43 @@ impl Engine {
             command.args(["-H", host]);
         }
         command
+    }
+
+    /// A classic store drops a layer with the last image holding it. Every test image sits on
+    /// busybox, so a test removing its images could take that layer away between haul asking
+    /// another test's engine what it holds and `docker load` of the delta: an image of the
+    /// busybox layer alone (`docker import` keeps the tar's digest as its diff_id) stays in
+    /// each classic engine.
+    fn keep_busybox(self) {
+        static CLASSIC: std::sync::Once = std::sync::Once::new();
+        static CLASSIC_26: std::sync::Once = std::sync::Once::new();
+        let once = match self {
+            Engine::Classic => &CLASSIC,
+            Engine::Classic26 => &CLASSIC_26,
+            Engine::ContainerdStore => return,
+        };
+        once.call_once(|| {
+            const KEEPER: &str = "haul-test-keep/busybox:layer";
+            let held = output_within(
+                self.bare_docker().args(["image", "inspect", KEEPER]),
+                None,
+                COMMAND_TIMEOUT,
+            );
+            if held.status.success() {
+                return;
+            }
+            let mut tar = Vec::new();
+            flate2::read::GzDecoder::new(&Layer::busybox(Compression::Gzip).compressed[..])
+                .read_to_end(&mut tar)
+                .unwrap();
+            // Not asserted: an engine that does not answer fails the test's own command,
+            // with the message that says how to start it.
+            let _ = output_within(
+                self.bare_docker().args(["import", "-", KEEPER]),
+                Some(&tar),
+                COMMAND_TIMEOUT,
+            );
+        });
     }
 
     /// Its socket, for `DOCKER_HOST` or `-H` (None: the default one).
