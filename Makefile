@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Where cargo puts its builds (honours CARGO_TARGET_DIR, like cargo does).
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 
-.PHONY: build release test test-deps engines lint fmt clippy demo bench clean
+.PHONY: build release dist test test-deps site-roots engines lint fmt clippy demo bench clean
 
 build:
 	$(CARGO) build
@@ -11,14 +11,23 @@ build:
 release:
 	$(CARGO) build --release
 
-# Installs what is missing (Debian packages; the cosign and oras clients), starts both Docker
-# engines, then lints and runs every test.
-test: test-deps engines lint
+# dist/: a stripped haul for x86_64 Linux, aarch64 Linux (both glibc 2.17 or later) and x86_64
+# Windows, each with its .sha256 and CycloneDX SBOM (scripts/dist.sh installs what it builds with).
+dist:
+	scripts/dist.sh
+
+# Installs what is missing (Debian packages; the cosign and oras clients), starts the Docker
+# engines, builds dist/ and the machines its binaries are tested on (a Debian 11 root, an arm64
+# root under qemu-user, wine), then lints and runs every test.
+test: test-deps engines dist site-roots lint
 	$(CARGO) test
 
 test-deps:
 	scripts/install-test-deps.sh
 	scripts/install-sigstore-clients.sh
+
+site-roots:
+	scripts/install-site-roots.sh
 
 engines: test-deps
 	scripts/start-dockerd.sh

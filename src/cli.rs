@@ -164,7 +164,7 @@ not.";
 /// tarballs that `docker load` accepts. Every blob is verified and cached, so the next
 /// export downloads only what is new.
 #[derive(Debug, Parser)]
-#[command(name = "haul", version, after_help = HAUL_AFTER_HELP)]
+#[command(name = "haul", version = env!("HAUL_VERSION"), after_help = HAUL_AFTER_HELP)]
 pub struct Cli {
     /// Cache folder (also HAUL_CACHE_DIR) [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
     // The variable is read by the command, not clap: clap would show an option set from the

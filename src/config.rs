@@ -70,17 +70,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     parse(&text, &path)
 }
 
-/// `$XDG_CONFIG_HOME/haul/config.toml`, else `~/.config/haul/config.toml`.
+/// `$XDG_CONFIG_HOME/haul/config.toml`, else `~/.config/haul/config.toml`; on Windows
+/// `%APPDATA%\haul\config.toml`.
 pub fn default_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".config"))
-        })?;
-    Some(base.join("haul").join("config.toml"))
+    crate::portable::config_file()
 }
 
 fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {

@@ -45,6 +45,12 @@ impl Engine {
     /// `ssh://[user@]host[:port]`, reached with `ssh [-p port] [user@]host`, `ssh` replaced by
     /// `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
     pub fn ssh(target: &str) -> Result<Engine, String> {
+        if cfg!(windows) {
+            return Err(format!(
+                "--to {target:?}: the ssh transport is not supported by haul on Windows; write \
+                 the tar (-o FILE), copy it to the engine's host and run `haul load FILE` there"
+            ));
+        }
         let Some(rest) = target.strip_prefix("ssh://") else {
             return Err(format!(
                 "--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported"
@@ -133,6 +139,7 @@ impl Engine {
         sent: &mut dyn FnMut(u64),
     ) -> Result<Vec<String>, LoadError> {
         use std::io::{BufRead, Write};
+        self.reachable_from_here()?;
         let mut child = self
             .load_command()
             .stdin(std::process::Stdio::piped())
@@ -188,6 +195,25 @@ impl Engine {
         }
     }
 
+    /// Refuses what this operating system cannot reach: on Windows, an engine on a Unix socket
+    /// (Docker there listens on a named pipe).
+    fn reachable_from_here(&self) -> Result<(), LoadError> {
+        let Engine::Local { host } = self else {
+            return Ok(());
+        };
+        let host = host.clone().or_else(|| std::env::var("DOCKER_HOST").ok());
+        match host {
+            Some(host) if cfg!(windows) && host.starts_with("unix://") => {
+                Err(LoadError::Unsupported(format!(
+                    "{host} is a Unix socket, which haul on Windows cannot reach; Docker on \
+                     Windows listens on npipe:////./pipe/docker_engine (docker's default: \
+                     leave -H and DOCKER_HOST out)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// For messages: `` `docker load` ``, `` `ssh me@host docker load` ``.
     pub fn describe(&self) -> String {
         match self {
@@ -217,6 +243,8 @@ pub enum LoadError {
     Send(#[source] std::io::Error),
     #[error("{0} failed ({1}); see its message above")]
     Failed(String, String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn ask(engine: &Engine) -> Result<Holdings, String> {

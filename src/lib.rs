@@ -33,6 +33,7 @@ pub mod patch;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
+pub mod portable;
 pub mod progress;
 pub mod push;
 pub mod rebuild;

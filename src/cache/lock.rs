@@ -4,11 +4,10 @@
 //! A lock file may be deleted by its holder ([`LockedFile::remove`]) so that `ingest/` does
 //! not keep one file per blob ever downloaded. That is safe because acquiring checks, once
 //! the lock is held, that the path still names the file that was locked (same device and
-//! inode), and starts over otherwise: a process that opened the file before its holder
+//! inode, or volume and file index on Windows: same-file's `Handle`), and starts over otherwise: a process that opened the file before its holder
 //! deleted it does not go on holding a lock nobody else can see (as cargo and uv do).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::CacheError;
@@ -123,8 +122,9 @@ impl LockedFile {
 
 /// Whether `path` names the same file as the open `file`.
 fn still_named_by(file: &File, path: &Path) -> bool {
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+    let open = file.try_clone().and_then(same_file::Handle::from_file);
+    match (open, same_file::Handle::from_path(path)) {
+        (Ok(open), Ok(named)) => open == named,
         _ => false,
     }
 }

@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = run(cli, progress.clone()) => Some(result),
-            _ = interrupted() => None,
+            _ = crate::portable::stop_requested() => None,
         }
     });
     // Do not wait for blocking tasks (a tar copy) still running: their output is discarded.
@@ -150,22 +150,6 @@ async fn tar_in_file(
         input.to_string()
     };
     Ok((name, scratch.path.clone(), Some(scratch)))
-}
-
-/// Ctrl-C or SIGTERM. Dropping the running command then removes its temporary output.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }
 
 async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
@@ -530,15 +514,14 @@ fn platform_choice(args: &ImageArgs) -> anyhow::Result<PlatformChoice> {
     })
 }
 
-/// `$XDG_CACHE_HOME/haul`, else `~/.cache/haul`.
+/// The cache folder when none is given (see [`crate::portable::cache_home`]).
 fn default_cache_dir() -> anyhow::Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("haul"));
-    }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
-        "cannot find a cache folder: neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir DIR",
-    )?;
-    Ok(PathBuf::from(home).join(".cache").join("haul"))
+    crate::portable::cache_home().with_context(|| {
+        format!(
+            "cannot find a cache folder: {}; pass --cache-dir DIR",
+            crate::portable::CACHE_HOME_VARIABLES
+        )
+    })
 }
 
 fn read_password_stdin() -> anyhow::Result<String> {

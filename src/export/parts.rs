@@ -70,7 +70,7 @@ impl<T: Send + 'static> Worker<T> {
     fn send(&self, file: File) -> io::Result<()> {
         self.sender
             .send(file)
-            .map_err(|_| io::Error::other("a thread hashing the parts stopped"))
+            .map_err(|_| io::Error::other("a thread hashing or flushing the parts stopped"))
     }
 
     fn finish(self) -> io::Result<T> {
@@ -123,8 +123,20 @@ impl PartsWriter {
         self.sizes.push(self.current_len);
         let path = &self.parts.last().expect("a part").temp_path;
         if let Some(hashing) = &self.hashing {
-            hashing.parts.send(File::open(path)?)?;
-            hashing.flush.send(File::open(path)?)?;
+            let sent = hashing.parts.send(File::open(path)?).and_then(|()| {
+                // Opened for writing: Windows flushes a file only through a handle that may
+                // write it (FlushFileBuffers).
+                hashing
+                    .flush
+                    .send(std::fs::OpenOptions::new().write(true).open(path)?)
+            });
+            if let Err(stopped) = sent {
+                // The thread that stopped says why.
+                let hashing = self.hashing.take().expect("hashing runs until finish");
+                hashing.parts.finish()?;
+                hashing.flush.finish()?;
+                return Err(stopped);
+            }
         }
         Ok(())
     }

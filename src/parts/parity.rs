@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
@@ -40,7 +39,7 @@ fn read_stripe(file: &File, size: u64, offset: u64, buffer: &mut [u8]) -> io::Re
     buffer.fill(0);
     if offset < size {
         let len = (size - offset).min(buffer.len() as u64) as usize;
-        file.read_exact_at(&mut buffer[..len], offset)?;
+        crate::portable::read_exact_at(file, &mut buffer[..len], offset)?;
     }
     Ok(())
 }

@@ -271,12 +271,11 @@ impl<'a> Section<'a> {
 
 impl io::Read for Section<'_> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
         let want = (self.end.saturating_sub(self.at)).min(buffer.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
-        let read = self.file.read_at(&mut buffer[..want], self.at)?;
+        let read = crate::portable::read_at(self.file, &mut buffer[..want], self.at)?;
         if read == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

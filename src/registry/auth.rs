@@ -158,11 +158,11 @@ pub(super) async fn fetch_token(
     }
     let response = request.send().await.map_err(|source| {
         if super::http::is_certificate_error(&source) {
-            RegistryError::Certificate {
-                registry: format!("the token service of {registry}"),
-                host: realm_host(&url),
+            super::http::untrusted_certificate(
+                format!("the token service of {registry}"),
+                realm_host(&url),
                 source,
-            }
+            )
         } else {
             RegistryError::Connect {
                 registry: format!("{registry}'s token service {realm}"),
@@ -374,7 +374,7 @@ fn docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker").join("config.json"))
+    crate::portable::home().map(|home| home.join(".docker").join("config.json"))
 }
 
 /// config.json keys are written many ways (`https://index.docker.io/v1/`, `host:5000`,

@@ -31,6 +31,21 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// A certificate not trusted on a system that has no CA certificates of its own: the
+    /// cause is then more likely the missing store than the server.
+    #[error(
+        "the TLS certificate of {registry} ({host}) is not trusted, and this system has no CA \
+         certificates (none were found in its certificate store) to verify it with. Pass the \
+         certificate authority that signed it with --ca-cert FILE (PEM) or the configuration \
+         file's ca-certs, or install the ca-certificates package (or point SSL_CERT_FILE at a \
+         CA bundle); to skip verification, --insecure-registry {host}"
+    )]
+    NoSystemRoots {
+        registry: String,
+        host: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error(
         "{what} not found in {registry} ({detail}); check the repository name and the tag or digest"
     )]

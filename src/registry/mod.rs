@@ -353,7 +353,9 @@ impl Client {
             RegistryError::NotFound { .. } => {
                 tracing::debug!("mirror {}: {text}; trying the next source", mirror.host);
             }
-            RegistryError::Connect { .. } | RegistryError::Certificate { .. } => {
+            RegistryError::Connect { .. }
+            | RegistryError::Certificate { .. }
+            | RegistryError::NoSystemRoots { .. } => {
                 self.unreachable_mirrors
                     .lock()
                     .unwrap()
@@ -591,11 +593,11 @@ impl Client {
                     return Ok(response);
                 }
                 Err(source) if http::is_certificate_error(&source) => {
-                    return Err(RegistryError::Certificate {
-                        registry: endpoint.registry.clone(),
-                        host: endpoint.host.clone(),
+                    return Err(http::untrusted_certificate(
+                        endpoint.registry.clone(),
+                        endpoint.host.clone(),
                         source,
-                    });
+                    ));
                 }
                 Err(error) => {
                     tracing::debug!(

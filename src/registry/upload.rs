@@ -128,7 +128,11 @@ impl Client {
         };
         let response = match self.push_request(&endpoint, &call).await {
             Ok(response) => response,
-            Err(error @ (RegistryError::Connect { .. } | RegistryError::Certificate { .. })) => {
+            Err(
+                error @ (RegistryError::Connect { .. }
+                | RegistryError::Certificate { .. }
+                | RegistryError::NoSystemRoots { .. }),
+            ) => {
                 return Err(error);
             }
             Err(error) => {

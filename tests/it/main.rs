@@ -7,6 +7,7 @@ mod fault_proxy;
 mod harness;
 
 mod bundle;
+mod ca_store;
 mod cache;
 mod clients;
 mod crash_loop;
@@ -30,6 +31,7 @@ mod progress;
 mod push;
 mod repository;
 mod signatures;
+mod sites;
 mod ssh;
 mod token_auth;
 mod verify;

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod images;
 pub mod registry;
 pub mod sigstore;
+pub mod sites;
 pub mod tls;
 pub mod token;
 
