@@ -15,7 +15,10 @@ if [ "$#" -gt 0 ]; then targets=("$@"); else read -ra targets <<<"${HAUL_DIST_TA
 MAX_BYTES=$((25 * 1024 * 1024))
 
 scripts/install-dist-deps.sh
+# Ctrl-C or SIGTERM ends the run through `exit`, so the EXIT trap removes what was half made.
 trap 'rm -f dist/.*.partial haul_bin.cdx.json' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 mkdir -p dist
 # The commit goes into every binary's --version, whatever tree cargo sees.

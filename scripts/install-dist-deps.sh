@@ -4,8 +4,8 @@
 #                    (rustup, the toolchain's own client)
 #   zig              the C compiler and linker for the Linux targets, against glibc 2.17's symbols
 #                    (PyPI's ziglang wheel, with the system's pip and its configured index)
-#   cargo-zigbuild   drives cargo with zig as linker (crates.io)
-#   cargo-cyclonedx  writes the CycloneDX SBOM of the crates each binary holds (crates.io)
+#   cargo-zigbuild   drives cargo with zig as linker (cargo install)
+#   cargo-cyclonedx  writes the CycloneDX SBOM of the crates each binary holds (cargo install)
 #   Debian packages  gcc-mingw-w64-x86-64 (the Windows linker and C compiler), nasm (aws-lc's
 #                    assembly for Windows)
 # Refreshing: change a version below, run `make dist` and then `make test`.

@@ -164,27 +164,15 @@ fn split_lose_and_repair(site: &Site, reference: &str) {
         .success();
 }
 
-#[test]
-fn on_debian_11_without_ca_certificates_a_site_exports_repairs_rebuilds_and_pushes() {
-    let root = Machine::Bullseye.root().unwrap();
-    assert!(
-        root.join("lib/x86_64-linux-gnu/libc-2.31.so").exists(),
-        "the root is not Debian 11's glibc 2.31"
-    );
-    assert!(
-        !root.join("etc/ssl/certs/ca-certificates.crt").exists(),
-        "the root has a CA store"
-    );
-    let crate::patch::Rebuilt { v1, v2, _registry } =
-        crate::patch::rebuilt_base("test/site-bullseye", true, false);
-    let site = Site::new(Machine::Bullseye);
-
-    // Export from the registry (plain HTTP: no CA store needed) and verify, there.
+/// v1 exported there from the registry and verified; v2's patch delta against that v1.tar
+/// made where the registry is (the origin); v2 rebuilt there, verified, then loaded into an
+/// engine on the host and run, its image ID v2's. Returns the images and the origin's haul.
+fn rebuild_a_patch_delta_there(site: &Site, name: &str) -> (crate::patch::Rebuilt, Haul) {
+    let rebuilt = crate::patch::rebuilt_base(name, true, false);
+    let (v1, v2) = (&rebuilt.v1, &rebuilt.v2);
     site.run(&["export", &v1.reference, "-o", &site.at("v1.tar")])
         .success();
     site.run(&["verify", &site.at("v1.tar")]).success();
-
-    // The patch delta is made where the registry is; the site rebuilds v2 from it and its v1.
     let origin = Haul::new();
     origin
         .run(&[
@@ -212,6 +200,23 @@ fn on_debian_11_without_ca_certificates_a_site_exports_repairs_rebuilds_and_push
     engine.load(&site.host_path("v2.tar"));
     assert_eq!(engine.run(&v2.reference, &[]).trim(), "app v2");
     assert_eq!(engine.image_id(&v2.reference), v2.config_digest);
+    (rebuilt, origin)
+}
+
+#[test]
+fn on_debian_11_without_ca_certificates_a_site_exports_repairs_rebuilds_and_pushes() {
+    let root = Machine::Bullseye.root().unwrap();
+    assert!(
+        root.join("lib/x86_64-linux-gnu/libc-2.31.so").exists(),
+        "the root is not Debian 11's glibc 2.31"
+    );
+    assert!(
+        !root.join("etc/ssl/certs/ca-certificates.crt").exists(),
+        "the root has a CA store"
+    );
+    let site = Site::new(Machine::Bullseye);
+    let (rebuilt, origin) = rebuild_a_patch_delta_there(&site, "test/site-bullseye");
+    let crate::patch::Rebuilt { v1, v2, _registry } = &rebuilt;
 
     // Pushed into the site's registry, every digest kept.
     let site_registry = Registry::start();
@@ -228,6 +233,22 @@ fn on_debian_11_without_ca_certificates_a_site_exports_repairs_rebuilds_and_push
     );
 
     split_lose_and_repair(&site, &v1.reference);
+
+    // HTTPS with no CA store there: refused, naming both ways out; its CA given, it works.
+    let ca = TestCa::new("haul site test CA");
+    let (cert, key) = ca.server_cert(&["127.0.0.1"]);
+    let tls = TlsRegistry::serve(&_registry.storage_dir(), &cert, &key);
+    let over_tls = v1.reference.replacen(&_registry.host(), &tls.host(), 1);
+    site.run(&["inspect", &over_tls]).failure(&[
+        "no CA certificates",
+        "--ca-cert",
+        "ca-certificates",
+    ]);
+    std::fs::copy(ca.ca_pem(), site.host_path("ca.pem")).unwrap();
+    let inspect = site
+        .run(&["inspect", &over_tls, "--ca-cert", &site.at("ca.pem")])
+        .success();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains(&v1.manifest_digest));
 }
 
 #[test]
@@ -345,6 +366,7 @@ fn on_windows_a_site_exports_every_format_verifies_repairs_and_pushes() {
     }
 
     split_lose_and_repair(&site, &v1.reference);
+    rebuild_a_patch_delta_there(&site, "test/site-windows-patch");
 
     // What cannot run on Windows says so.
     site.run(&["export", &v1.reference, "--to", "ssh://site-host"])
