@@ -46,8 +46,9 @@ for name in "${targets[@]}"; do
     *) echo "dist: unknown target $name (known: ${all[*]})" >&2; exit 2 ;;
   esac
   out=haul-$name${exe#haul}
-  # Under temporary names first, renamed when all three are whole: dist/ never holds a
-  # half-written file under a final name, and an interrupted run leaves none (the trap).
+  # Under temporary names first, renamed once the binary, its checksum and its SBOM are all
+  # written: dist/ never holds a half-written file under a final name, and an interrupted run
+  # leaves none (the trap).
   cp "$TARGET_DIR/$triple/dist/$exe" "dist/.$out.partial"
   size=$(stat -c %s "dist/.$out.partial")
   if [ "$size" -gt "$MAX_BYTES" ]; then

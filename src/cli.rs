@@ -166,7 +166,8 @@ not.";
 #[derive(Debug, Parser)]
 #[command(name = "haul", version = env!("HAUL_VERSION"), after_help = HAUL_AFTER_HELP)]
 pub struct Cli {
-    /// Cache folder (also HAUL_CACHE_DIR) [default: $XDG_CACHE_HOME/haul or ~/.cache/haul]
+    /// Cache folder (also HAUL_CACHE_DIR) [default: $XDG_CACHE_HOME/haul or ~/.cache/haul; on
+    /// Windows %LOCALAPPDATA%\haul\cache]
     // The variable is read by the command, not clap: clap would show an option set from the
     // environment in every usage error, as if it were required.
     #[arg(
@@ -204,7 +205,7 @@ pub struct Cli {
     pub ca_certs: Vec<PathBuf>,
 
     /// Configuration file (also HAUL_CONFIG) [default: $XDG_CONFIG_HOME/haul/config.toml or
-    /// ~/.config/haul/config.toml]
+    /// ~/.config/haul/config.toml; on Windows %APPDATA%\haul\config.toml]
     #[arg(
         long,
         global = true,
@@ -693,7 +694,8 @@ pub struct ExportArgs {
     pub load: bool,
 
     /// Stream the tar into `docker load` on another host through the system's ssh:
-    /// ssh://[USER@]HOST[:PORT] (HAUL_SSH_COMMAND replaces `ssh`, e.g. to add -i KEY)
+    /// ssh://[USER@]HOST[:PORT] (HAUL_SSH_COMMAND replaces `ssh`, e.g. to add -i KEY); not on
+    /// Windows
     #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]", conflicts_with_all = ["output", "load"])]
     pub to: Option<String>,
 

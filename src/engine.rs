@@ -197,7 +197,7 @@ impl Engine {
 
     /// Refuses what this operating system cannot reach: on Windows, an engine on a Unix socket
     /// (Docker there listens on a named pipe).
-    fn reachable_from_here(&self) -> Result<(), LoadError> {
+    pub fn reachable_from_here(&self) -> Result<(), LoadError> {
         let Engine::Local { host } = self else {
             return Ok(());
         };

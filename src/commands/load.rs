@@ -18,6 +18,9 @@ use crate::rebuild::write::{LeftOut, write_bundle};
 use crate::rebuild::{Sources, check_sources, rebuild_layers};
 
 pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
+    let engine = Engine::local(args.host.clone());
+    // An engine this system cannot reach is refused before the bundle is read.
+    engine.reachable_from_here()?;
     // A patch delta is read again to be rebuilt: standard input is kept in a file first.
     let spool = std::env::temp_dir().join(format!(".haul-load-{}.tar", std::process::id()));
     let (name, path, spool) = super::tar_in_file(
@@ -33,7 +36,6 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
     } else {
         tar.describe()
     };
-    let engine = Engine::local(args.host.clone());
     load_bundle(tar, &name, engine, &args.from, progress).await
 }
 

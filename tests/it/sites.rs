@@ -371,11 +371,12 @@ fn on_windows_a_site_exports_every_format_verifies_repairs_and_pushes() {
     // What cannot run on Windows says so.
     site.run(&["export", &v1.reference, "--to", "ssh://site-host"])
         .failure(&["not supported by haul on Windows", "haul load"]);
+    // Refused before the bundle is read (this one does not even exist).
     site.run(&[
         "load",
         "-H",
         "unix:///var/run/docker.sock",
-        &site.at("v1-docker.tar"),
+        &site.at("absent.tar"),
     ])
     .failure(&["Unix socket", "npipe:////./pipe/docker_engine"]);
 }
