@@ -25,7 +25,7 @@ pub enum Holdings {
     /// content store; which they are, only that manifest says.
     Images(Vec<(Digest, Vec<Digest>)>),
     /// Cannot tell, and why (the full tar is sent).
-    Unknown(String),
+    Unknown(EngineError),
 }
 
 /// An engine, and how its `docker` CLI is reached.
@@ -44,16 +44,21 @@ impl Engine {
 
     /// `ssh://[user@]host[:port]`, reached with `ssh [-p port] [user@]host`, `ssh` replaced by
     /// `$HAUL_SSH_COMMAND` when set (split on whitespace, as git's GIT_SSH_COMMAND is).
-    pub fn ssh(target: &str) -> Result<Engine, String> {
+    pub fn ssh(target: &str) -> Result<Engine, EngineError> {
+        let invalid = |detail: String| EngineError::Target {
+            target: target.to_string(),
+            detail,
+        };
         if cfg!(windows) {
-            return Err(format!(
-                "--to {target:?}: the ssh transport is not supported by haul on Windows; write \
-                 the tar (-o FILE), copy it to the engine's host and run `haul load FILE` there"
+            return Err(invalid(
+                "the ssh transport is not supported by haul on Windows; write the tar \
+                 (-o FILE), copy it to the engine's host and run `haul load FILE` there"
+                    .to_string(),
             ));
         }
         let Some(rest) = target.strip_prefix("ssh://") else {
-            return Err(format!(
-                "--to {target:?}: only ssh://[USER@]HOST[:PORT] is supported"
+            return Err(invalid(
+                "only ssh://[USER@]HOST[:PORT] is supported".to_string(),
             ));
         };
         let rest = rest.trim_end_matches('/');
@@ -61,7 +66,7 @@ impl Engine {
             Some((user_host, port)) if !port.contains(']') => {
                 let port: u16 = port
                     .parse()
-                    .map_err(|_| format!("--to {target:?}: the port {port:?} is not a number"))?;
+                    .map_err(|_| invalid(format!("the port {port:?} is not a number")))?;
                 (user_host, Some(port))
             }
             _ => (rest, None),
@@ -69,9 +74,7 @@ impl Engine {
         let host = user_host.rsplit('@').next().unwrap_or("");
         if host.is_empty() || user_host.contains(char::is_whitespace) || user_host.starts_with('-')
         {
-            return Err(format!(
-                "--to {target:?}: expected ssh://[USER@]HOST[:PORT]"
-            ));
+            return Err(invalid("expected ssh://[USER@]HOST[:PORT]".to_string()));
         }
         let command = std::env::var("HAUL_SSH_COMMAND").unwrap_or_else(|_| "ssh".to_string());
         let mut ssh: Vec<String> = command.split_whitespace().map(str::to_string).collect();
@@ -195,6 +198,29 @@ impl Engine {
         }
     }
 
+    /// `docker save names…` into `file`: the engine's own copy of those images, in the form
+    /// its `docker load` reads. Blocks: it runs the docker CLI.
+    pub fn save(&self, names: &[String], file: std::fs::File) -> Result<(), EngineError> {
+        let mut args = vec!["save"];
+        args.extend(names.iter().map(String::as_str));
+        let output = self
+            .docker(&args)
+            .stdout(file)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|source| EngineError::Start {
+                command: "docker save".to_string(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(EngineError::Failed {
+                command: "docker save".to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses what this operating system cannot reach: on Windows, an engine on a Unix socket
     /// (Docker there listens on a named pipe).
     pub fn reachable_from_here(&self) -> Result<(), LoadError> {
@@ -232,6 +258,31 @@ impl Engine {
     }
 }
 
+/// Why the engine could not be named, asked or saved from.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("--to {target:?}: {detail}")]
+    Target { target: String, detail: String },
+    #[error("cannot run {command}")]
+    Start {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("`docker image inspect` printed {line:?}: {detail}")]
+    Unreadable { line: String, detail: String },
+}
+
+impl EngineError {
+    /// Whether docker said an image is gone (removed between the listing and the inspection).
+    fn no_such_image(&self) -> bool {
+        matches!(self, EngineError::Failed { stderr, .. }
+            if stderr.to_ascii_lowercase().contains("no such image"))
+    }
+}
+
 /// Why a load did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -247,14 +298,14 @@ pub enum LoadError {
     Unsupported(String),
 }
 
-fn ask(engine: &Engine) -> Result<Holdings, String> {
+fn ask(engine: &Engine) -> Result<Holdings, EngineError> {
     // An image removed between the listing and the inspection (by someone else, meanwhile)
     // fails the inspection: list again.
     let mut attempt = 0;
     loop {
         attempt += 1;
         match ask_once(engine) {
-            Err(why) if attempt < 3 && why.to_ascii_lowercase().contains("no such image") => {
+            Err(why) if attempt < 3 && why.no_such_image() => {
                 continue;
             }
             answer => return answer,
@@ -262,7 +313,7 @@ fn ask(engine: &Engine) -> Result<Holdings, String> {
     }
 }
 
-fn ask_once(engine: &Engine) -> Result<Holdings, String> {
+fn ask_once(engine: &Engine) -> Result<Holdings, EngineError> {
     let driver = docker(engine, &["info", "--format", "{{json .DriverStatus}}"])?;
     let containerd_store = driver.contains("io.containerd.snapshotter");
     let ids = docker(engine, &["image", "ls", "--quiet", "--no-trunc"])?;
@@ -280,8 +331,10 @@ fn ask_once(engine: &Engine) -> Result<Holdings, String> {
             .lines()
             .filter(|l| !l.trim().is_empty())
         {
-            let unreadable =
-                |detail: String| format!("`docker image inspect` printed {line:?}: {detail}");
+            let unreadable = |detail: String| EngineError::Unreadable {
+                line: line.to_string(),
+                detail,
+            };
             let (id, layers) = line
                 .split_once(' ')
                 .ok_or_else(|| unreadable("no layers".to_string()))?;
@@ -301,7 +354,7 @@ fn ask_once(engine: &Engine) -> Result<Holdings, String> {
 impl Holdings {
     /// The chains (diff_id prefixes) the engine holds unpacked, in either store; or why it
     /// cannot tell.
-    pub fn chains(self) -> Result<BTreeSet<Vec<Digest>>, String> {
+    pub fn chains(self) -> Result<BTreeSet<Vec<Digest>>, EngineError> {
         match self {
             Holdings::Chains(chains) => Ok(chains),
             Holdings::Images(images) => Ok(chains_of(&images)),
@@ -319,20 +372,21 @@ fn chains_of(images: &[(Digest, Vec<Digest>)]) -> BTreeSet<Vec<Digest>> {
 }
 
 /// Runs `docker args…` on `engine` and returns its standard output.
-fn docker(engine: &Engine, args: &[&str]) -> Result<String, String> {
+fn docker(engine: &Engine, args: &[&str]) -> Result<String, EngineError> {
     let mut command = engine.docker(args);
     let program = command.get_program().to_string_lossy().into_owned();
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|source| EngineError::Start {
+            command: program,
+            source,
+        })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
-            "`docker {}` failed: {}",
-            args.first().copied().unwrap_or_default(),
-            stderr.trim()
-        ));
+        return Err(EngineError::Failed {
+            command: format!("docker {}", args.first().copied().unwrap_or_default()),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

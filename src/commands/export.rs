@@ -42,9 +42,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let count = request.references.len();
     let target = match args.output.as_deref() {
         _ if args.load => Target::Ready(Output::Engine(Engine::local(None))),
-        _ if args.to.is_some() => Target::Ready(Output::Engine(
-            Engine::ssh(args.to.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?,
-        )),
+        _ if args.to.is_some() => Target::Ready(Output::Engine(Engine::ssh(
+            args.to.as_deref().unwrap_or_default(),
+        )?)),
         Some("-") => {
             if std::io::stdout().is_terminal() {
                 bail!(

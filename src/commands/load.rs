@@ -102,9 +102,10 @@ pub async fn load_bundle(
                 }
             }
             Err(why) => tracing::warn!(
-                "cannot check that the engine holds the {} layers {name} left out ({why}); \
+                "cannot check that the engine holds the {} layers {name} left out ({}); \
                  loading it anyway",
-                delta.needed_chains.len()
+                delta.needed_chains.len(),
+                crate::error::describe(&why)
             ),
         }
     }
@@ -175,7 +176,7 @@ async fn load_patched(
         let (save, file) = crate::fsx::Scratch::create(&scratch, "engine-save.tar")
             .with_context(|| format!("cannot write in {}", scratch.display()))?;
         let (asked, listed) = (engine.clone(), names.clone());
-        crate::blocking::run(move || save_images(&asked, &listed, file))
+        crate::blocking::run(move || asked.save(&listed, file))
             .await
             .with_context(|| {
                 format!(
@@ -258,24 +259,5 @@ async fn load_patched(
         images,
         seconds: started.elapsed().as_secs_f64(),
     });
-    Ok(())
-}
-
-/// `docker save` of `names` into `file`. Blocks.
-fn save_images(engine: &Engine, names: &[String], file: std::fs::File) -> anyhow::Result<()> {
-    let mut args = vec!["save"];
-    args.extend(names.iter().map(String::as_str));
-    let output = engine
-        .docker(&args)
-        .stdout(file)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .with_context(|| format!("cannot run {}", engine.describe()))?;
-    if !output.status.success() {
-        bail!(
-            "`docker save` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
     Ok(())
 }

@@ -367,8 +367,9 @@ impl Session {
             }
             Holdings::Unknown(why) => {
                 tracing::warn!(
-                    "cannot tell what {} holds ({why}); sending every layer",
-                    output.describe()
+                    "cannot tell what {} holds ({}); sending every layer",
+                    output.describe(),
+                    crate::error::describe(&why)
                 );
                 Destination::Unknown
             }
