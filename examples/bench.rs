@@ -4,6 +4,8 @@
 //! then cat into one file); and the peers where installed (skopeo copy, docker pull + save).
 //! Peak RSS from /usr/bin/time -v. The table is printed and written to BENCHMARKS.md.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 #[path = "../tests/it/harness/images.rs"]
 mod images;
 #[path = "../tests/it/harness/registry.rs"]

@@ -10,6 +10,8 @@
 //!
 //! Appends its section to BENCHMARKS.md (written first by examples/bench.rs).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 #[path = "../tests/it/harness/images.rs"]
 mod images;
 #[path = "../tests/it/harness/latency.rs"]

@@ -10,6 +10,8 @@
 //! `HAUL_BENCH_QUICK=1` measures the rebuilt base alone (and writes no BENCHMARKS.md);
 //! `HAUL_BENCH_ROOTFS=DIR` takes a debootstrap'd tree from DIR (copied) instead of making one.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 #[path = "../tests/it/harness/images.rs"]
 mod images;
 #[path = "../tests/it/harness/registry.rs"]

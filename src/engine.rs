@@ -134,12 +134,13 @@ impl Engine {
     }
 
     /// Streams the tar `tar` into the engine's `docker load`, telling `sent` of every chunk
-    /// written, and returns what it printed of the images it loaded (`Loaded image: …`), which
-    /// also go to standard output as docker prints them. Blocks: it runs the docker CLI.
+    /// written and `said` of every line docker prints (as it prints them), and returns the
+    /// images it loaded (its `Loaded image: …` lines). Blocks: it runs the docker CLI.
     pub fn load(
         &self,
         tar: &mut dyn std::io::Read,
         sent: &mut dyn FnMut(u64),
+        said: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Vec<String>, LoadError> {
         use std::io::{BufRead, Write};
         self.reachable_from_here()?;
@@ -151,51 +152,55 @@ impl Engine {
             .map_err(|e| LoadError::Start(self.describe(), e))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
-        // docker load prints as it goes: read it beside the copy, so neither pipe fills.
-        let printed = std::thread::spawn(move || {
-            let mut loaded = Vec::new();
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                println!("{line}");
-                if let Some(image) = line.trim().strip_prefix("Loaded image") {
-                    let image = image.trim_start_matches(" ID").trim_start_matches(':');
-                    loaded.push(image.trim().to_string());
+        std::thread::scope(|scope| {
+            // docker load prints as it goes: read it beside the copy, so neither pipe fills.
+            let printed = scope.spawn(move || {
+                let mut loaded = Vec::new();
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    said(&line);
+                    if let Some(image) = line.trim().strip_prefix("Loaded image") {
+                        let image = image.trim_start_matches(" ID").trim_start_matches(':');
+                        loaded.push(image.trim().to_string());
+                    }
                 }
-            }
-            loaded
-        });
-        // Large writes: a pipe into docker is the slow side, not the file.
-        let mut buffer = vec![0u8; 1 << 20];
-        let copied = loop {
-            let read = match tar.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(LoadError::Read(e)),
+                loaded
+            });
+            // Large writes: a pipe into docker is the slow side, not the file.
+            let mut buffer = vec![0u8; 1 << 20];
+            let copied = loop {
+                let read = match tar.read(&mut buffer) {
+                    Ok(0) => break Ok(()),
+                    Ok(read) => read,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(LoadError::Read(e)),
+                };
+                if let Err(e) = stdin.write_all(&buffer[..read]) {
+                    break Err(LoadError::Send(e));
+                }
+                sent(read as u64);
             };
-            if let Err(e) = stdin.write_all(&buffer[..read]) {
-                break Err(LoadError::Send(e));
+            if let Err(LoadError::Read(_)) = &copied {
+                // Stop the loader before it takes a cut tar as complete: killed first, its
+                // input closed after, so it never reads an end where the tar was cut.
+                let _ = child.kill();
             }
-            sent(read as u64);
-        };
-        if let Err(LoadError::Read(_)) = &copied {
-            // Stop the loader before it takes a cut tar as complete: killed first, its input
-            // closed after, so it never reads an end where the tar was cut.
-            let _ = child.kill();
-        }
-        drop(stdin);
-        let status = child.wait().map_err(LoadError::Send)?;
-        let loaded = printed.join().unwrap_or_default();
-        match copied {
-            Err(LoadError::Send(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(LoadError::Send(e))
+            drop(stdin);
+            let status = child.wait().map_err(LoadError::Send)?;
+            let loaded = printed.join().unwrap_or_default();
+            match copied {
+                Err(LoadError::Send(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(LoadError::Send(e))
+                }
+                Err(LoadError::Read(e)) => Err(LoadError::Read(e)),
+                _ if !status.success() => {
+                    Err(LoadError::Failed(self.describe(), status.to_string()))
+                }
+                _ => Ok(loaded),
             }
-            Err(LoadError::Read(e)) => Err(LoadError::Read(e)),
-            _ if !status.success() => Err(LoadError::Failed(self.describe(), status.to_string())),
-            _ => Ok(loaded),
-        }
+        })
     }
 
     /// `docker save names…` into `file`: the engine's own copy of those images, in the form

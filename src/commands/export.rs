@@ -28,15 +28,9 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         &args.signatures.keyless.trusted_root,
         args.signatures.referrers,
     ) {
-        (Some(path), true) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read the trusted root {}", path.display()))?;
-            crate::signature::keyless::trust::TrustedRoot::parse(
-                &bytes,
-                &path.display().to_string(),
-            )?;
-            Some(bytes)
-        }
+        (Some(path), true) => Some(crate::signature::keyless::trust::TrustedRoot::read_bytes(
+            path,
+        )?),
         _ => None,
     };
     let count = request.references.len();

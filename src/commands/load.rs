@@ -22,7 +22,8 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
     // An engine this system cannot reach is refused before the bundle is read.
     engine.reachable_from_here()?;
     // A patch delta is read again to be rebuilt: standard input is kept in a file first.
-    let spool = std::env::temp_dir().join(format!(".haul-load-{}.tar", std::process::id()));
+    let spool =
+        crate::rebuild::scratch_dir().join(format!(".haul-load-{}.tar", std::process::id()));
     let (name, path, spool) = super::tar_in_file(
         &args.tar,
         spool,
@@ -123,9 +124,11 @@ pub async fn load_bundle(
         .with_context(|| format!("cannot open {name}"))?;
     let (loader, sending) = (engine.clone(), progress.clone());
     let images = crate::blocking::run(move || {
-        loader.load(&mut stream, &mut |sent| {
-            sending.event(Event::LoadProgress { bytes: sent });
-        })
+        loader.load(
+            &mut stream,
+            &mut |sent| sending.event(Event::LoadProgress { bytes: sent }),
+            &mut print_docker_line,
+        )
     })
     .await
     .with_context(|| format!("{name} was not loaded"))?;
@@ -152,7 +155,7 @@ async fn load_patched(
     started: std::time::Instant,
 ) -> anyhow::Result<()> {
     let bytes = tar.len().unwrap_or_default();
-    let scratch = std::env::temp_dir();
+    let scratch = crate::rebuild::scratch_dir();
     // The engine's copy is kept only while this runs.
     let mut saved: Option<crate::fsx::Scratch> = None;
     let sources = if from.is_empty() {
@@ -206,7 +209,7 @@ async fn load_patched(
     let output = engine.describe();
     let described = name.clone();
     let (images, rebuilt) = crate::blocking::run(move || -> anyhow::Result<_> {
-        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
+        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &mut say_rebuilt)
             .with_context(|| format!("{described}: nothing was loaded"))?;
         let bytes = bundle.contents.bytes + rebuilt.iter().map(|l| l.size).sum::<u64>();
         sending.event(Event::LoadStep {
@@ -233,9 +236,11 @@ async fn load_patched(
             // The reader goes when the loader is done with it, whatever happened: a writer
             // still sending then stops (the pipe is broken) instead of waiting forever.
             let mut reader = reader;
-            let loaded = loader.load(&mut reader, &mut |sent| {
-                sending.event(Event::LoadProgress { bytes: sent });
-            });
+            let loaded = loader.load(
+                &mut reader,
+                &mut |sent| sending.event(Event::LoadProgress { bytes: sent }),
+                &mut print_docker_line,
+            );
             drop(reader);
             loaded
         })
@@ -260,4 +265,9 @@ async fn load_patched(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// What `docker load` prints goes to standard output, as docker prints it.
+fn print_docker_line(line: &str) {
+    println!("{line}");
 }

@@ -1,6 +1,9 @@
 //! One function per subcommand, and the settings they share. The only place (with `cli`)
 //! that knows the terminal, `anyhow` and exit codes.
 
+// The commands print: the library below them does not (clippy's print lints, Cargo.toml).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod cache;
 mod completions;
 mod copy;
@@ -37,6 +40,7 @@ use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
 use crate::registry::endpoint::{Mirror, Routes};
 use crate::resolve::PlatformChoice;
+use crate::signature::policy::KeylessOptions;
 
 /// Exit codes, as `haul --help` and the README list them. A failure of any kind is 1 (a
 /// damaged cache found by `cache verify`, an image or platform that is not there, …): the
@@ -333,105 +337,24 @@ fn verify_keys(args: &crate::cli::SignatureArgs) -> anyhow::Result<crate::signat
         .iter()
         .map(|path| crate::signature::PublicKey::read(path))
         .collect::<Result<Vec<_>, _>>()?;
-    trust(keys, &args.keyless, None, args.referrers)
-}
-
-/// The identity policy the keyless options give, checked as options (a pattern that does not
-/// compile, an identity without its issuer, a root or predicate type with nothing to check).
-/// `root_travels`: an export with `--referrers` carries `--trusted-root` even when nothing is
-/// checked on the way.
-fn keyless_policy(
-    options: &crate::cli::KeylessArgs,
-    keys_given: bool,
-    root_travels: bool,
-) -> anyhow::Result<Option<crate::signature::keyless::verify::Policy>> {
-    use crate::signature::keyless::verify::{Matcher, Policy};
-    let matcher = |exact: &Option<String>, pattern: &Option<String>, flag: &str| {
-        anyhow::Ok(match (exact, pattern) {
-            (Some(exact), _) => Some(Matcher::Exact(exact.clone())),
-            (None, Some(pattern)) => Some(Matcher::Pattern(regex::Regex::new(pattern).map_err(
-                |e| anyhow::anyhow!("--{flag}-regexp {pattern:?} is not a regular expression: {e}"),
-            )?)),
-            (None, None) => None,
-        })
-    };
-    let identity = matcher(
-        &options.certificate_identity,
-        &options.certificate_identity_regexp,
-        "certificate-identity",
-    )?;
-    let issuer = matcher(
-        &options.certificate_oidc_issuer,
-        &options.certificate_oidc_issuer_regexp,
-        "certificate-oidc-issuer",
-    )?;
-    let policy = match (identity, issuer) {
-        (Some(identity), Some(issuer)) => Some(Policy { identity, issuer }),
-        (None, None) => None,
-        (Some(_), None) => anyhow::bail!(
-            "--certificate-identity needs --certificate-oidc-issuer (or -regexp): an identity \
-             means something only with the issuer that vouched for it"
-        ),
-        (None, Some(_)) => anyhow::bail!(
-            "--certificate-oidc-issuer needs --certificate-identity (or -regexp): who signed"
-        ),
-    };
-    if policy.is_none() && !keys_given {
-        if options.predicate_type.is_some() {
-            anyhow::bail!(
-                "--predicate-type needs a signer: --verify-key (--key), or \
-                 --certificate-identity with --certificate-oidc-issuer"
-            );
-        }
-        if options.trusted_root.is_some() && !root_travels {
-            anyhow::bail!(
-                "--trusted-root checks keyless signatures: give --certificate-identity and \
-                 --certificate-oidc-issuer too (an export carries it with --referrers)"
-            );
-        }
-    }
-    Ok(policy)
-}
-
-/// Checks the keyless options before anything is read: the policy, and the root file.
-pub fn check_keyless_options(
-    options: &crate::cli::KeylessArgs,
-    keys_given: bool,
-) -> anyhow::Result<()> {
-    if keyless_policy(options, keys_given, false)?.is_some()
-        && let Some(path) = &options.trusted_root
-    {
-        crate::signature::keyless::trust::TrustedRoot::read(path)?;
-    }
-    Ok(())
-}
-
-/// The trust `keys` and `options` describe; `carried` is the trusted root a tar carries,
-/// used when `--trusted-root` is not given (then sigstore's public-good root).
-pub fn trust(
-    keys: Vec<crate::signature::PublicKey>,
-    options: &crate::cli::KeylessArgs,
-    carried: Option<&[u8]>,
-    root_travels: bool,
-) -> anyhow::Result<crate::signature::Trust> {
-    use crate::signature::keyless::trust::TrustedRoot;
-    let policy = keyless_policy(options, !keys.is_empty(), root_travels)?;
-    let keyless = match policy {
-        None => None,
-        Some(policy) => {
-            let root = match (&options.trusted_root, carried) {
-                (Some(path), _) => TrustedRoot::read(path)?,
-                (None, Some(bytes)) => TrustedRoot::parse(bytes, "the tar's trusted root")?,
-                (None, None) => TrustedRoot::public_good(),
-            };
-            Some(crate::signature::Keyless { root, policy })
-        }
-    };
-    Ok(crate::signature::Trust {
+    Ok(crate::signature::policy::trust(
         keys,
-        keyless,
-        predicate_type: options.predicate_type.clone(),
-    })
+        &keyless_options(&args.keyless),
+        None,
+        args.referrers,
+    )?)
+}
+
+/// The keyless options as the signature policy takes them.
+pub fn keyless_options(args: &crate::cli::KeylessArgs) -> KeylessOptions {
+    KeylessOptions {
+        identity: args.certificate_identity.clone(),
+        identity_regexp: args.certificate_identity_regexp.clone(),
+        issuer: args.certificate_oidc_issuer.clone(),
+        issuer_regexp: args.certificate_oidc_issuer_regexp.clone(),
+        trusted_root: args.trusted_root.clone(),
+        predicate_type: args.predicate_type.clone(),
+    }
 }
 
 /// The references and platforms `args` name: the lists `-f` names, then the arguments,

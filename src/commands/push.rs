@@ -157,8 +157,7 @@ async fn rebuild_for_push(
     let label = name.to_string();
     let new_digests = args.new_digests;
     crate::blocking::run(move || -> anyhow::Result<()> {
-        let scratch = std::env::temp_dir();
-        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &scratch, &mut say_rebuilt)
+        let mut rebuilt = rebuild_layers(&bundle, &tar, &sources, &mut say_rebuilt)
             .with_context(|| format!("{label}: nothing was pushed"))?;
         // A layer recorded exact that did not come out so would change digests too.
         if let Some(layer) = rebuilt.iter().find(|l| !l.exact)

@@ -25,8 +25,7 @@ pub async fn run(args: &RebuildArgs, quiet: bool) -> anyhow::Result<()> {
     let output = args.output.clone();
     let started = std::time::Instant::now();
     let (size, rebuilt) = crate::blocking::run(move || -> anyhow::Result<_> {
-        let scratch = std::env::temp_dir();
-        let mut rebuilt = rebuild_layers(&delta, &file, &sources, &scratch, &mut |layer| {
+        let mut rebuilt = rebuild_layers(&delta, &file, &sources, &mut |layer| {
             if !quiet {
                 say_rebuilt(layer);
             }

@@ -10,7 +10,7 @@ use crate::bundle::{Bundle, BundleFile};
 use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
 use crate::progress::human_bytes;
-use crate::signature::{self, PublicKey};
+use crate::signature::{self, PublicKey, policy};
 use crate::units::count;
 use crate::verify::Report;
 
@@ -22,7 +22,8 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     // The options are checked before the tar is read (the trust is made after: its root may
     // be the tar's own).
-    super::check_keyless_options(&args.keyless, !keys.is_empty())?;
+    let keyless = super::keyless_options(&args.keyless);
+    policy::check_options(&keyless, !keys.is_empty())?;
     let (name, bundle) = if args.tar == "-" {
         if std::io::stdin().is_terminal() {
             bail!(
@@ -50,8 +51,13 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     }
     if report.is_whole() {
         // The signatures first: "ok" is said of a tar that passes every check asked for.
-        let carried = carried_root(&name, &bundle, args)?;
-        let trust = super::trust(keys, &args.keyless, carried, false)?;
+        let carried = policy::carried_root(
+            &name,
+            bundle.trusted_root(),
+            args.trusted_root_digest.as_ref(),
+            &keyless,
+        )?;
+        let trust = policy::trust(keys, &keyless, carried, false)?;
         if !trust.is_empty() {
             let unsigned = signature::check_bundle(&bundle, &trust)
                 .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
@@ -159,45 +165,6 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         "{name} is not whole: {} (listed above). {what_to_do}",
         count(report.problems.len(), "problem")
     )
-}
-
-/// The `--key` files, for messages.
-/// The trusted root the tar carries, when it may be used: pinned by `--trusted-root-digest`,
-/// or the public-good one haul ships. One the tar brings unpinned is refused when it would
-/// decide: whoever could change the images could change it too.
-fn carried_root<'b>(
-    name: &str,
-    bundle: &'b Bundle,
-    args: &VerifyArgs,
-) -> anyhow::Result<Option<&'b [u8]>> {
-    use crate::signature::keyless::trust::PUBLIC_GOOD;
-    let keyless = args.keyless.certificate_identity.is_some()
-        || args.keyless.certificate_identity_regexp.is_some();
-    match (bundle.trusted_root(), &args.trusted_root_digest) {
-        (Some(bytes), Some(pin)) => {
-            let digest = crate::digest::Digest::of(bytes);
-            if digest != *pin {
-                bail!(
-                    "{name} carries a trusted root whose SHA-256 is {digest}, not {pin}: it is \
-                     not the root that was pinned; nothing was checked against it"
-                );
-            }
-            Ok(Some(bytes))
-        }
-        (None, Some(_)) => bail!(
-            "--trusted-root-digest: {name} carries no trusted root (export it with --referrers \
-             --trusted-root FILE, or give --trusted-root FILE here)"
-        ),
-        (Some(bytes), None) if bytes == PUBLIC_GOOD => Ok(Some(bytes)),
-        (Some(bytes), None) if keyless && args.keyless.trusted_root.is_none() => bail!(
-            "{name} carries a trusted root (sha256 {}), but a root carried beside the images it \
-             vouches for proves nothing by itself: pin it with --trusted-root-digest {} (the \
-             export printed it), or give --trusted-root FILE",
-            crate::digest::Digest::of(bytes),
-            crate::digest::Digest::of(bytes)
-        ),
-        _ => Ok(None),
-    }
 }
 
 /// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.

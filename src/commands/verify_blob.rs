@@ -18,7 +18,11 @@ use crate::signature::keyless::{keys::Key, show_time};
 
 pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
     let key = args.key.as_deref().map(read_key).transpose()?;
-    let policy = super::keyless_policy(&args.keyless, key.is_some(), false)?;
+    let policy = crate::signature::policy::keyless_policy(
+        &super::keyless_options(&args.keyless),
+        key.is_some(),
+        false,
+    )?;
     if key.is_none() && policy.is_none() {
         bail!(
             "say who must have signed {}: --certificate-identity with --certificate-oidc-issuer \

@@ -125,17 +125,25 @@ fn patched(delta: &Bundle) -> impl Iterator<Item = &PatchedLayer> {
     delta.delta.iter().flat_map(|d| d.patched.values())
 }
 
+/// The folder a site's rebuild keeps its scratch files in (the sources' layers, the patches,
+/// the rebuilt layers; also `haul load`'s copy of the engine's `docker save`): the system's
+/// temporary folder, which `TMPDIR` names. Each file is unnamed or removed when done.
+pub fn scratch_dir() -> PathBuf {
+    std::env::temp_dir()
+}
+
 /// Rebuilds every patched layer of `delta` (read from `file`) from `sources`, in scratch
-/// files in `scratch`, each checked against its diff_id (and, exact, its digest). `progress`
-/// is told of each layer done. Blocks.
+/// files in [`scratch_dir`], each checked against its diff_id (and, exact, its digest).
+/// `progress` is told of each layer done. Blocks.
 pub fn rebuild_layers(
     delta: &Bundle,
     file: &BundleFile,
     sources: &Sources,
-    scratch: &Path,
     progress: &mut dyn FnMut(&RebuiltLayer),
 ) -> Result<Vec<RebuiltLayer>, RebuildError> {
     check_sources(delta, sources)?;
+    let scratch = scratch_dir();
+    let scratch = scratch.as_path();
     let scratch_error = |source| RebuildError::Scratch {
         dir: scratch.to_path_buf(),
         source,

@@ -13,6 +13,7 @@
 //! Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
 
 pub mod keyless;
+pub mod policy;
 pub mod sigstore;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! Docker engines (see `harness`); `fault_proxy` sits between haul and a registry to cut,
 //! stall and corrupt.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod fault_proxy;
 mod harness;
 

@@ -734,6 +734,26 @@ fn a_pull_through_registry_is_the_shared_cache_of_many_machines() {
         .run(&["pull", &reference, "--mirror", &mirror])
         .success();
     assert!(counter.blob_bytes() > 1 << 20, "{:?}", counter.requests());
+    // distribution's proxy stores what it served beside serving it, and links it into the
+    // repository last: under load that can end after the pull did.
+    let stored = shared
+        .storage_dir()
+        .join("docker/registry/v2/repositories")
+        .join(&repository);
+    let links: Vec<std::path::PathBuf> = pushed
+        .layer_digests
+        .iter()
+        .chain([&pushed.config_digest])
+        .map(|d| stored.join("_layers/sha256").join(hex_of(d)).join("link"))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !links.iter().all(|l| l.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull-through registry did not store what it served: {links:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     // The second downloads everything from it: no blob request reaches upstream (a tag is
     // still checked there by the pull-through, as distribution does), and by digest nothing

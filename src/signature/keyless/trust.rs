@@ -57,12 +57,13 @@ pub struct TrustedRoot {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{source_name} is not a sigstore trusted root ({detail}); give the trusted_root.json of the sigstore instance the signatures come from"
-)]
-pub struct TrustError {
-    source_name: String,
-    detail: String,
+pub enum TrustError {
+    #[error("cannot read the trusted root {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error(
+        "{source_name} is not a sigstore trusted root ({detail}); give the trusted_root.json of the sigstore instance the signatures come from"
+    )]
+    Invalid { source_name: String, detail: String },
 }
 
 #[derive(Deserialize)]
@@ -140,7 +141,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
 impl TrustedRoot {
     /// Parses `bytes`, named `source` in messages.
     pub fn parse(bytes: &[u8], source: &str) -> Result<TrustedRoot, TrustError> {
-        let error = |detail: String| TrustError {
+        let error = |detail: String| TrustError::Invalid {
             source_name: source.to_string(),
             detail,
         };
@@ -241,9 +242,18 @@ impl TrustedRoot {
     }
 
     /// Reads a trusted root from a file.
-    pub fn read(path: &std::path::Path) -> anyhow::Result<TrustedRoot> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the trusted root {}: {e}", path.display()))?;
-        Ok(TrustedRoot::parse(&bytes, &path.display().to_string())?)
+    pub fn read(path: &std::path::Path) -> Result<TrustedRoot, TrustError> {
+        let bytes = TrustedRoot::read_bytes(path)?;
+        TrustedRoot::parse(&bytes, &path.display().to_string())
+    }
+
+    /// A trusted root file's bytes, checked to parse (an export carries them as they are).
+    pub fn read_bytes(path: &std::path::Path) -> Result<Vec<u8>, TrustError> {
+        let bytes = std::fs::read(path).map_err(|e| TrustError::Read {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        TrustedRoot::parse(&bytes, &path.display().to_string())?;
+        Ok(bytes)
     }
 }
