@@ -143,7 +143,6 @@ impl Engine {
         said: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Vec<String>, LoadError> {
         use std::io::{BufRead, Write};
-        self.reachable_from_here()?;
         let mut child = self
             .load_command()
             .stdin(std::process::Stdio::piped())
@@ -227,7 +226,7 @@ impl Engine {
     }
 
     /// Refuses what this operating system cannot reach: on Windows, an engine on a Unix socket
-    /// (Docker there listens on a named pipe).
+    /// (Docker there listens on a named pipe). Commands ask before they read or fetch anything.
     pub fn reachable_from_here(&self) -> Result<(), LoadError> {
         let Engine::Local { host } = self else {
             return Ok(());

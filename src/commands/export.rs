@@ -35,7 +35,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     };
     let count = request.references.len();
     let target = match args.output.as_deref() {
-        _ if args.load => Target::Ready(Output::Engine(Engine::local(None))),
+        _ if args.load => {
+            let engine = Engine::local(None);
+            engine.reachable_from_here()?;
+            Target::Ready(Output::Engine(engine))
+        }
         _ if args.to.is_some() => Target::Ready(Output::Engine(Engine::ssh(
             args.to.as_deref().unwrap_or_default(),
         )?)),
