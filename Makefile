@@ -20,7 +20,7 @@ dist:
 # engines, builds dist/ and the machines its binaries are tested on (a Debian 11 root, an arm64
 # root under qemu-user, wine), then lints and runs every test.
 test: test-deps engines dist site-roots lint
-	$(CARGO) test
+	$(CARGO) test --workspace
 
 test-deps:
 	scripts/install-test-deps.sh
@@ -35,14 +35,14 @@ engines: test-deps
 	scripts/start-docker-26-classic.sh
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Starts a local registry with a sample image, exports it, loads it where an engine answers.
 # One build: only the haul binary (scripts/demo.sh needs no dev-dependency).

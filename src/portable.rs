@@ -103,16 +103,6 @@ pub fn config_file() -> Option<PathBuf> {
     Some(base.join("haul").join("config.toml"))
 }
 
-/// The user's home folder (`HOME`; on Windows `USERPROFILE`), where docker keeps
-/// `.docker/config.json`.
-pub fn home() -> Option<PathBuf> {
-    if cfg!(windows) {
-        var("USERPROFILE").or_else(|| var("HOME"))
-    } else {
-        var("HOME")
-    }
-}
-
 /// What the variables that name the cache folder are called here, for the error that says
 /// none was set.
 pub const CACHE_HOME_VARIABLES: &str = if cfg!(windows) {

@@ -12,7 +12,7 @@
 //! (`--verify-key`): both hand it the attachments they found and a way to read their blobs.
 //! Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
 
-pub mod keyless;
+pub use haul_sigstore as keyless;
 pub mod policy;
 pub mod sigstore;
 

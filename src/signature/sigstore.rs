@@ -57,17 +57,7 @@ struct Subject {
     digest: std::collections::BTreeMap<String, String>,
 }
 
-/// The bytes DSSE signs: `DSSEv1 <len> <type> <len> <payload>`.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
+pub use haul_sigstore::pae;
 
 /// A DSSE envelope and its signatures (sigstore's have one; DSSE allows several).
 pub struct Envelope {

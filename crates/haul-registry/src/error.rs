@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::digest::Digest;
-use crate::manifest::MAX_MANIFEST_BYTES;
+use haul_oci::digest::Digest;
+use haul_oci::manifest::MAX_MANIFEST_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -24,6 +24,18 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// The bytes DSSE signs: `DSSEv1 <len> <type> <len> <payload>`.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
 /// A Unix time as people read it (UTC, RFC 3339).
 pub fn show_time(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)

@@ -13,8 +13,8 @@ use reqwest::header::{CONTENT_RANGE, HeaderMap};
 
 use super::retry::{Attempts, RetryReport};
 use super::{Client, RegistryError};
-use crate::digest::Digest;
-use crate::reference::Reference;
+use haul_oci::digest::Digest;
+use haul_oci::reference::Reference;
 
 /// An open blob download. See the module's documentation.
 pub struct BlobStream<'a> {

@@ -1,6 +1,6 @@
 //! The registry client: the distribution API v2 over HTTP(S), with authentication, mirrors,
 //! retries and the rate limit. It knows HTTP and nothing of files or tars: manifests come back
-//! as bytes, blobs as a [`BlobStream`] of chunks. Nothing outside this module sees `reqwest`.
+//! as bytes, blobs as a [`BlobStream`] of chunks. Nothing outside this crate sees `reqwest`.
 //!
 //! - `error`: what can go wrong, and what to do about it;
 //! - [`auth`]: challenges, credentials and the token exchange;
@@ -37,11 +37,11 @@ pub use upload::{
     CHUNK_BYTES, UploadJournal, UploadProgress, UploadReader, UploadReport, UploadSource,
 };
 
-use crate::digest::Digest;
-use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
-use crate::reference::{Identifier, Reference};
 use auth::{Challenge, CredentialStore};
 use endpoint::{Endpoint, Routes, Transport};
+use haul_oci::digest::Digest;
+use haul_oci::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use haul_oci::reference::{Identifier, Reference};
 use retry::{Attempts, RateLimiter, RetryPolicy};
 
 /// How to reach registries.
@@ -225,7 +225,10 @@ impl Client {
             .pop()
             .expect("the registry itself is last");
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(crate::manifest::OCI_INDEX));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(haul_oci::manifest::OCI_INDEX),
+        );
         let what = format!("the referrers of {digest} in {}", reference.full_name());
         let response = match self
             .get(
@@ -348,7 +351,7 @@ impl Client {
     /// Logs why a mirror could not serve a request (the next source is asked instead), and
     /// stops asking a mirror that cannot be reached.
     fn mirror_failed(&self, mirror: &Endpoint, error: RegistryError) {
-        let text = crate::error::describe(&error);
+        let text = haul_oci::error::describe(&error);
         match error {
             RegistryError::NotFound { .. } => {
                 tracing::debug!("mirror {}: {text}; trying the next source", mirror.host);
@@ -604,7 +607,7 @@ impl Client {
                         "{} over {}: {}",
                         endpoint.host,
                         transport.scheme(),
-                        crate::error::describe(&error)
+                        haul_oci::error::describe(&error)
                     );
                     last_error = Some(error);
                 }

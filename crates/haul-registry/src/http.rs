@@ -59,7 +59,7 @@ pub fn build_http_client(
             let _ = SYSTEM_ROOTS_MISSING.set(true);
             tracing::debug!(
                 "no system CA certificates ({}); trusting only --ca-cert",
-                crate::error::describe(&error)
+                haul_oci::error::describe(&error)
             );
             builder()
                 .tls_certs_only(given)

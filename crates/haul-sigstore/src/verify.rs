@@ -174,7 +174,7 @@ pub fn verify_with_key(
             },
             _,
         ) => key.verifies(
-            &crate::signature::sigstore::pae(payload_type, payload),
+            &crate::pae(payload_type, payload),
             material.content.signature(),
         ),
         (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => {
@@ -304,10 +304,7 @@ pub fn verify(
                 ..
             },
             _,
-        ) => key.verifies(
-            &crate::signature::sigstore::pae(payload_type, payload),
-            signature,
-        ),
+        ) => key.verifies(&crate::pae(payload_type, payload), signature),
         (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => key.verifies(bytes, signature),
         (Content::Message { .. }, _) => key.verifies_sha256(
             &message_digest.expect("a message signature has a digest"),

@@ -9,7 +9,7 @@ use super::verify::{Artifact, Matcher, Policy, verify};
 
 fn root(name: &str) -> TrustedRoot {
     let bytes = std::fs::read(format!(
-        "{}/src/signature/keyless/testdata/{name}",
+        "{}/src/testdata/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
@@ -18,7 +18,7 @@ fn root(name: &str) -> TrustedRoot {
 
 fn bundle_json(name: &str) -> serde_json::Value {
     let bytes = std::fs::read(format!(
-        "{}/src/signature/keyless/testdata/{name}",
+        "{}/src/testdata/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub use crate::reference::is_loopback;
-use crate::reference::{DOCKER_HUB, Reference, host_without_port};
+pub use haul_oci::reference::is_loopback;
+use haul_oci::reference::{DOCKER_HUB, Reference, host_without_port};
 
 /// How a request reaches a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

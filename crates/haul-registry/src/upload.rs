@@ -27,8 +27,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::endpoint::Endpoint;
 use super::retry::RateLimiter;
 use super::{Access, BodyFactory, Call, Client, RegistryError, Target, warn_retry};
-use crate::digest::Digest;
-use crate::reference::Reference;
+use haul_oci::digest::Digest;
+use haul_oci::reference::Reference;
 
 /// Blobs up to this size go up in one request; larger ones in chunks of this size, the most a
 /// cut upload sends again.
@@ -136,7 +136,7 @@ impl Client {
                 return Err(error);
             }
             Err(error) => {
-                tracing::debug!("{what}: {}", crate::error::describe(&error));
+                tracing::debug!("{what}: {}", haul_oci::error::describe(&error));
                 return Ok(false);
             }
         };
@@ -397,7 +397,7 @@ impl Client {
             }
             Err(error) if error.is_retryable() => Err(error),
             Err(error) => {
-                tracing::debug!("{what}: {}", crate::error::describe(&error));
+                tracing::debug!("{what}: {}", haul_oci::error::describe(&error));
                 Ok(None)
             }
         }
@@ -440,7 +440,7 @@ impl Client {
     pub async fn get_pushed_manifest(
         &self,
         repository: &Reference,
-        identifier: &crate::reference::Identifier,
+        identifier: &haul_oci::reference::Identifier,
     ) -> Result<Option<super::FetchedManifest>, RegistryError> {
         let endpoint = self.push_endpoint(repository);
         match self

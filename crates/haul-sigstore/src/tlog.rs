@@ -387,7 +387,7 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
                     payload_type,
                     payload,
                     ..
-                } => sha256(&crate::signature::sigstore::pae(payload_type, payload)).to_vec(),
+                } => sha256(&crate::pae(payload_type, payload)).to_vec(),
             };
             if spec["data"]["algorithm"] != "SHA2_256"
                 || decoded(&spec["data"]["digest"]).as_deref() != Some(&digest[..])

@@ -374,7 +374,22 @@ fn docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    crate::portable::home().map(|home| home.join(".docker").join("config.json"))
+    home().map(|home| home.join(".docker").join("config.json"))
+}
+
+/// The user's home folder (`HOME`; on Windows `USERPROFILE`), where docker keeps
+/// `.docker/config.json`.
+fn home() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if cfg!(windows) {
+        var("USERPROFILE").or_else(|| var("HOME"))
+    } else {
+        var("HOME")
+    }
 }
 
 /// config.json keys are written many ways (`https://index.docker.io/v1/`, `host:5000`,
