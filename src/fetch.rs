@@ -128,6 +128,24 @@ impl Fetcher {
         }
     }
 
+    /// Every blob of `requests` into the cache (each distinct one once), waited for: by
+    /// digest, where each lies.
+    pub async fn fetch_all(
+        &self,
+        requests: &[BlobRequest],
+    ) -> Result<HashMap<Digest, StoredBlob>, FetchError> {
+        let mut downloads = self.start(requests);
+        let mut blobs = HashMap::new();
+        for request in requests {
+            let digest = &request.descriptor.digest;
+            if !blobs.contains_key(digest) {
+                let blob = downloads.wait(digest).await?;
+                blobs.insert(digest.clone(), blob);
+            }
+        }
+        Ok(blobs)
+    }
+
     /// Starts every request at once; at most `jobs` transfer at a time, the rest wait in
     /// order (tokio's semaphore is fair), so the tar writer's next blob comes first.
     /// First says what the run needs and what of it is missing ([`Event::Planned`]).

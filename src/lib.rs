@@ -34,6 +34,7 @@ pub mod fetch;
 pub mod fsx;
 pub mod inspect;
 pub mod list;
+pub mod load;
 pub mod parts;
 pub mod patch;
 pub mod pipeline;

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
+use crate::digest::Digest;
 use crate::reference::{Reference, ReferenceError};
+use crate::resolve::{PlatformKey, ResolvedImage};
 
 /// One line of a list, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +66,36 @@ impl ImageList {
     }
 
     /// The references, in order.
+    /// Each reference pinned by digest (`name:tag@sha256:…`) becomes its tag again
+    /// (`name:tag`), so that it is resolved anew.
+    pub fn unpin_tags(&mut self) -> Result<(), ReferenceError> {
+        for line in &mut self.lines {
+            if let Line::Reference {
+                text, reference, ..
+            } = line
+                && reference.tag().is_some()
+                && let Some((name, _)) = text.clone().split_once('@')
+            {
+                *reference = name.parse()?;
+                *text = name.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    /// Each reference `pins` names pinned to its digest, as written with its tag spelt out.
+    pub fn pin(&mut self, pins: &[(Reference, Digest)]) {
+        for line in &mut self.lines {
+            if let Line::Reference {
+                text, reference, ..
+            } = line
+                && let Some((_, digest)) = pins.iter().find(|(r, _)| r == reference)
+            {
+                *text = pinned(text, reference, digest);
+            }
+        }
+    }
+
     pub fn references(&self) -> impl Iterator<Item = &Reference> {
         self.lines.iter().filter_map(|line| match line {
             Line::Reference { reference, .. } => Some(reference),
@@ -84,6 +116,34 @@ impl fmt::Display for ImageList {
             }
         }
         Ok(())
+    }
+}
+
+/// What `haul lock` pins each reference to: for several platforms the index, else the image's
+/// own manifest.
+pub fn pins(resolved: &[ResolvedImage], several: bool) -> Vec<(Reference, Digest)> {
+    let mut pins: Vec<(Reference, Digest)> = Vec::new();
+    for image in resolved {
+        let digest = match (&image.index, &image.platform_key) {
+            (Some(index), PlatformKey::All) => &index.digest,
+            (Some(index), _) if several => &index.digest,
+            _ => &image.manifest.digest,
+        };
+        if !pins.iter().any(|(r, _)| *r == image.reference) {
+            pins.push((image.reference.clone(), digest.clone()));
+        }
+    }
+    pins
+}
+
+/// `text` (as the user wrote it) pinned to `digest`, its tag spelt out: `busybox` →
+/// `busybox:latest@sha256:…`.
+fn pinned(text: &str, reference: &Reference, digest: &Digest) -> String {
+    let name = text.split('@').next().unwrap_or(text);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match reference.tag() {
+        Some(tag) if !last.contains(':') => format!("{name}:{tag}@{digest}"),
+        _ => format!("{name}@{digest}"),
     }
 }
 
@@ -134,5 +194,21 @@ mod tests {
             .map(|r| r.parse().unwrap())
             .collect();
         assert_eq!(distinct(references).len(), 2);
+    }
+
+    #[test]
+    fn pins_keep_the_name_as_written_and_spell_the_tag() {
+        let digest = Digest::of(b"manifest");
+        let pin = |text: &str| pinned(text, &text.parse().unwrap(), &digest);
+        assert_eq!(pin("busybox"), format!("busybox:latest@{digest}"));
+        assert_eq!(pin("nginx:1.27"), format!("nginx:1.27@{digest}"));
+        assert_eq!(
+            pin("127.0.0.1:5000/team/app:v1"),
+            format!("127.0.0.1:5000/team/app:v1@{digest}")
+        );
+        assert_eq!(
+            pin("localhost:5000/app"),
+            format!("localhost:5000/app:latest@{digest}")
+        );
     }
 }

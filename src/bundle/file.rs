@@ -121,3 +121,69 @@ impl BundleFile {
         }
     }
 }
+
+/// Why a tar named on the command line could not be had as a file.
+#[derive(Debug, thiserror::Error)]
+pub enum InFileError {
+    #[error("cannot open {input}")]
+    Open {
+        input: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`-` reads the tar from standard input; pipe it in (e.g. {example}) or give a FILE")]
+    Terminal { example: String },
+    #[error("cannot keep the tar in {}", spool.display())]
+    Spool {
+        spool: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A tar named on the command line, where it can be read in any order and more than once: a
+/// regular file or parts set as it is; standard input (`-`), a pipe or a device first copied
+/// into `spool` (removed when the returned guard goes). Returns its name for messages, the
+/// path to read and the guard. `example` shows how to pipe a tar in.
+pub async fn in_file(
+    input: &str,
+    spool: PathBuf,
+    example: &str,
+) -> Result<(String, PathBuf, Option<crate::fsx::Scratch>), InFileError> {
+    use std::io::IsTerminal;
+    let open_error = |source| InFileError::Open {
+        input: input.to_string(),
+        source,
+    };
+    // A parts set is read where its parts lie (a missing one is named there).
+    let regular = input != "-"
+        && (crate::parts::set_of(Path::new(input)).is_some()
+            || std::fs::metadata(input).map_err(open_error)?.is_file());
+    if regular {
+        return Ok((input.to_string(), PathBuf::from(input), None));
+    }
+    if input == "-" && std::io::stdin().is_terminal() {
+        return Err(InFileError::Terminal {
+            example: example.to_string(),
+        });
+    }
+    let spool_error = |source| InFileError::Spool {
+        spool: spool.clone(),
+        source,
+    };
+    let (scratch, file) = crate::fsx::Scratch::at(spool.clone()).map_err(spool_error)?;
+    let mut file = tokio::fs::File::from_std(file);
+    if input == "-" {
+        tokio::io::copy(&mut tokio::io::stdin(), &mut file).await
+    } else {
+        let mut source = tokio::fs::File::open(input).await.map_err(open_error)?;
+        tokio::io::copy(&mut source, &mut file).await
+    }
+    .map_err(spool_error)?;
+    let name = if input == "-" {
+        "the tar on standard input".to_string()
+    } else {
+        input.to_string()
+    };
+    Ok((name, scratch.path.clone(), Some(scratch)))
+}

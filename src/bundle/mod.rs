@@ -16,7 +16,7 @@
 //! that platform's blobs); a platform whose manifest is there but a config or layer is not is
 //! damage.
 
-mod file;
+pub mod file;
 pub mod names;
 mod problem;
 mod read;

@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod gc;
 pub mod index;
 mod ingest;
+pub mod listing;
 mod lock;
 pub mod prune;
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::load::{print_loaded, print_said};
 use super::{Global, image_request, verify_keys};
 use crate::cli::{ExportArgs, Format};
 use crate::delta::Receipt;
@@ -143,14 +144,22 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     };
     if args.dry_run {
         let measured = session.measure(&plan, &carried, layout, &destination)?;
-        print_plan(&output, &measured, args.patch);
+        for line in measured.lines(&output, args.patch) {
+            println!("{line}");
+        }
         return Ok(());
     }
     let exported = session
         .export(&plan, &carried, layout, &output, &destination, args.patch)
         .await?;
     if !global.quiet {
-        print_patches(&exported.patches);
+        for line in exported
+            .patches
+            .iter()
+            .filter_map(crate::export::PatchOutcome::line)
+        {
+            eprintln!("{line}");
+        }
     }
     if let Some((engine, delta)) = patched_for {
         load_patch_delta(global, engine, &delta.path).await?;
@@ -182,7 +191,10 @@ async fn load_patch_delta(global: &Global, engine: Engine, path: &Path) -> anyho
     let Some(mut remote) = engine.remote_haul(&["load", "-"]) else {
         let tar = crate::bundle::BundleFile::Tar(path.to_path_buf());
         let name = "the patch delta";
-        return super::load::load_bundle(tar, name, engine, &[], global.progress.clone()).await;
+        let progress = global.progress.clone();
+        let loaded = crate::load::load_bundle(tar, name, engine, &[], progress, print_said).await?;
+        print_loaded(&loaded);
+        return Ok(());
     };
     let described = format!(
         "`{}`",
@@ -207,86 +219,4 @@ async fn load_patch_delta(global: &Global, engine: Engine, path: &Path) -> anyho
         ),
         _ => bail!("{described} failed ({status}); see its message above"),
     }
-}
-
-/// `--patch`: how each layer the delta carries travels.
-fn print_patches(patches: &[crate::export::PatchOutcome]) {
-    use crate::progress::human_bytes;
-    for outcome in patches {
-        match (outcome.patch_size, &outcome.whole_because) {
-            (Some(patch), _) => eprintln!(
-                "  {}: layer {} travels as a patch of {} instead of {} ({:.1}%)",
-                outcome.image,
-                outcome.layer.short(),
-                human_bytes(patch),
-                human_bytes(outcome.blob_size),
-                patch as f64 * 100.0 / outcome.blob_size.max(1) as f64
-            ),
-            (None, Some(why)) => eprintln!(
-                "  {}: layer {} travels whole ({}): {why}",
-                outcome.image,
-                outcome.layer.short(),
-                human_bytes(outcome.blob_size)
-            ),
-            (None, None) => {}
-        }
-    }
-}
-
-/// `--dry-run`: what would be written, per image, and in how many parts.
-fn print_plan(output: &Output, measured: &crate::export::Measured, patch: bool) {
-    use crate::progress::human_bytes;
-    let about = if measured.estimated { "about " } else { "" };
-    let name = match output {
-        Output::Parts(split) => split.path.display().to_string(),
-        other => other.describe(),
-    };
-    println!(
-        "would write {name}: {about}{} ({} bytes)",
-        human_bytes(measured.size),
-        measured.size
-    );
-    for image in &measured.images {
-        let mut line = format!("  {}: {} new", image.name, human_bytes(image.bytes));
-        if image.left_out > 0 {
-            line += &format!(
-                ", {} layer{} left out ({})",
-                image.left_out,
-                if image.left_out == 1 { "" } else { "s" },
-                human_bytes(image.left_out_bytes)
-            );
-        }
-        println!("{line}");
-    }
-    if !measured.since.is_empty() {
-        println!(
-            "  a delta: what it leaves out is held where {} is loaded",
-            measured.since.join(", ")
-        );
-    }
-    if let Output::Parts(split) = output {
-        let parts = measured.size.div_ceil(split.part_size).max(1);
-        let media = parts + split.parity as u64;
-        let recovery = if split.parity > 0 {
-            format!(
-                ", and {} recovery part{} of {}",
-                split.parity,
-                if split.parity == 1 { "" } else { "s" },
-                human_bytes(split.part_size.min(measured.size))
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "in {parts} part{} of at most {}{recovery}: {media} medi{} of {}",
-            if parts == 1 { "" } else { "s" },
-            human_bytes(split.part_size),
-            if media == 1 { "um" } else { "a" },
-            human_bytes(split.part_size)
-        );
-    }
-    if patch {
-        println!("with --patch, layers are counted whole: a patch's size is known once it is made");
-    }
-    println!("nothing was written (--dry-run)");
 }

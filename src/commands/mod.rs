@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let (progress, logs) = progress_for(&cli);
-    init_tracing(cli.verbose, cli.quiet, logs);
+    crate::progress::log::init(cli.verbose, cli.quiet, logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,51 +109,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_INTERRUPTED)
         }
     }
-}
-
-/// A tar named on the command line, where it can be read in any order and more than once: a
-/// regular file as it is; standard input (`-`), a pipe or a device first copied into `spool`
-/// (removed when the returned guard goes). Returns its name for messages, the path to read
-/// and the guard. `example` shows how to pipe a tar in.
-async fn tar_in_file(
-    input: &str,
-    spool: std::path::PathBuf,
-    example: &str,
-) -> anyhow::Result<(String, std::path::PathBuf, Option<crate::fsx::Scratch>)> {
-    use anyhow::Context;
-    use std::io::IsTerminal;
-    // A parts set is read where its parts lie (a missing one is named there).
-    let regular = input != "-"
-        && (crate::parts::set_of(std::path::Path::new(input)).is_some()
-            || std::fs::metadata(input)
-                .with_context(|| format!("cannot open {input}"))?
-                .is_file());
-    if regular {
-        return Ok((input.to_string(), std::path::PathBuf::from(input), None));
-    }
-    if input == "-" && std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "`-` reads the tar from standard input; pipe it in (e.g. {example}) or give a FILE"
-        );
-    }
-    let (scratch, file) = crate::fsx::Scratch::at(spool.clone())
-        .with_context(|| format!("cannot create {}", spool.display()))?;
-    let mut file = tokio::fs::File::from_std(file);
-    if input == "-" {
-        tokio::io::copy(&mut tokio::io::stdin(), &mut file).await
-    } else {
-        let mut source = tokio::fs::File::open(input)
-            .await
-            .with_context(|| format!("cannot open {input}"))?;
-        tokio::io::copy(&mut source, &mut file).await
-    }
-    .with_context(|| format!("cannot keep the tar in {}", spool.display()))?;
-    let name = if input == "-" {
-        "the tar on standard input".to_string()
-    } else {
-        input.to_string()
-    };
-    Ok((name, scratch.path.clone(), Some(scratch)))
 }
 
 async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
@@ -486,70 +441,6 @@ fn progress_for(cli: &Cli) -> (Arc<dyn Progress>, BoxMakeWriter) {
         ProgressMode::Plain => (Arc::new(Lines), stderr()),
         ProgressMode::Json => (Arc::new(Json::default()), stderr()),
         ProgressMode::None => (Arc::new(Silent), stderr()),
-    }
-}
-
-fn init_tracing(verbose: u8, quiet: bool, writer: BoxMakeWriter) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        // -q: errors only, and haul says those itself.
-        0 if quiet => "error,rustls_platform_verifier=off",
-        // The verifier logs each untrusted certificate as an error; haul's own message says
-        // it and what to do.
-        0 => "warn,rustls_platform_verifier=off",
-        1 => "haul=debug,info",
-        _ => "haul=trace,debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only for a terminal: a warning kept in a file reads as plain text.
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
-    let _ = if verbose == 0 {
-        // What a user reads: `warning: …`, no timestamp, level column or module path.
-        builder.event_format(Plain).try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Warnings and errors as a user reads them: `warning: the message`.
-struct Plain;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let level = *event.metadata().level();
-        let label = match level {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warning",
-            tracing::Level::INFO => "info",
-            _ => "debug",
-        };
-        if writer.has_ansi_escapes() {
-            let colour = if level == tracing::Level::ERROR {
-                "31"
-            } else {
-                "33"
-            };
-            write!(writer, "\x1b[{colour}m{label}\x1b[0m: ")?;
-        } else {
-            write!(writer, "{label}: ")?;
-        }
-        context
-            .field_format()
-            .format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
     }
 }
 

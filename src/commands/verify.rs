@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use crate::bundle::{Bundle, BundleFile};
 use crate::cli::VerifyArgs;
 use crate::delta::Receipt;
-use crate::progress::human_bytes;
 use crate::signature::{self, PublicKey, policy};
 use crate::units::count;
 use crate::verify::Report;
@@ -47,7 +46,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let report = Report::of(&bundle);
     if args.json {
-        println!("{}", json(&report));
+        println!("{}", report.to_json());
     }
     if report.is_whole() {
         // The signatures first: "ok" is said of a tar that passes every check asked for.
@@ -79,61 +78,9 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             }
         }
         if !quiet && !args.json {
-            println!("ok: {}", summary(&report));
-            if report.left_out > 0 {
-                let since = &bundle
-                    .delta
-                    .as_ref()
-                    .map(|d| d.since.clone())
-                    .unwrap_or_default();
-                println!(
-                    "delta: {} left out, expected at the destination{}",
-                    count(report.left_out, "blob"),
-                    if since.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (it relies on {})", since.join(", "))
-                    }
-                );
-            }
-            for layer in &report.patched {
-                let sources: Vec<String> = layer
-                    .sources
-                    .iter()
-                    .map(|s| format!("layer {} (blob {})", s.diff_id, s.digest))
-                    .collect();
-                println!(
-                    "patched: {} ({}) travels as a {} patch against {}; it rebuilds {}",
-                    layer.digest,
-                    human_bytes(layer.size),
-                    human_bytes(layer.patch.size),
-                    sources.join(", "),
-                    match (layer.rebuild, layer.recompress) {
-                        (crate::bundle::names::Rebuild::Exact, Some(recipe)) => {
-                            format!("its blob, exactly ({recipe})")
-                        }
-                        _ => format!(
-                            "its content (diff_id {}, {} uncompressed), under a new blob and \
-                             manifest",
-                            layer.diff_id,
-                            human_bytes(layer.tar_size)
-                        ),
-                    }
-                );
-            }
-            for image in bundle.images.iter().filter(|i| !i.absent.is_empty()) {
-                let held: Vec<String> = image
-                    .platforms
-                    .iter()
-                    .filter_map(|p| p.platform.clone())
-                    .collect();
-                println!(
-                    "partial: {} holds {} of its index; not in the tar (by design, as docker \
-                     save writes an image pulled for one platform): {}",
-                    image.label,
-                    held.join(", "),
-                    image.absent_platforms().join(", ")
-                );
+            println!("ok: {}", report.summary());
+            for line in report.notes(&bundle) {
+                println!("{line}");
             }
         }
         if !trust.is_empty() && !quiet && !args.json {
@@ -165,39 +112,4 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         "{name} is not whole: {} (listed above). {what_to_do}",
         count(report.problems.len(), "problem")
     )
-}
-
-/// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.
-fn summary(report: &Report) -> String {
-    let mut text = format!(
-        "{}, {}, {} verified",
-        count(report.images, "image"),
-        count(report.blobs, "blob"),
-        human_bytes(report.bytes)
-    );
-    if report.layers_matching_diff_ids > 0 {
-        text += &format!(
-            "; diff_ids match for {}",
-            count(report.layers_matching_diff_ids, "uncompressed layer")
-        );
-    }
-    if report.layers_unchecked > 0 {
-        text += &format!(
-            "; {} outside blobs/ (compressed) checked for presence only",
-            count(report.layers_unchecked, "layer")
-        );
-    }
-    text
-}
-
-/// The report with `ok` and each problem's message, for scripts.
-fn json(report: &Report) -> serde_json::Value {
-    let mut value = serde_json::to_value(report).unwrap_or_default();
-    value["ok"] = report.is_whole().into();
-    if let Some(problems) = value["problems"].as_array_mut() {
-        for (json, problem) in problems.iter_mut().zip(&report.problems) {
-            json["message"] = problem.to_string().into();
-        }
-    }
-    value
 }

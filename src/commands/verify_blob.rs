@@ -46,7 +46,9 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
             .and_then(|d| d.try_into().ok())
             .expect("a SHA-256 digest"),
     );
-    let refused = |why: String| anyhow::anyhow!("{} does not pass {bundle_name}: {why}", args.file);
+    let refused = |why: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{} does not pass {bundle_name}: {why}", args.file)
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -54,7 +56,7 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
     let said = match (&key, &policy) {
         (Some((path, key)), _) => {
             let time = verify::verify_with_key(&material, key, Some(&artifact), &root, now)
-                .map_err(refused)?;
+                .map_err(|e| refused(&e))?;
             format!(
                 "by the key {}{}",
                 path.display(),
@@ -63,8 +65,8 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
             )
         }
         (None, Some(policy)) => {
-            let signer =
-                verify::verify(&material, Some(&artifact), &root, policy, now).map_err(refused)?;
+            let signer = verify::verify(&material, Some(&artifact), &root, policy, now)
+                .map_err(|e| refused(&e))?;
             format!(
                 "by {} (issuer {}), at {}",
                 signer.identity,
@@ -80,11 +82,11 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
             let own = statement_type(payload);
             let predicate = args.keyless.predicate_type.as_deref().unwrap_or(&own);
             crate::signature::sigstore::statement_names(payload, &[&digest], Some(predicate))
-                .map_err(|r| refused(r.to_string()))?;
+                .map_err(|r| refused(&r))?;
         }
         Content::Message { .. } if args.keyless.predicate_type.is_some() => {
             return Err(refused(
-                "it is a signature, not an attestation of the type asked for".to_string(),
+                &"it is a signature, not an attestation of the type asked for",
             ));
         }
         Content::Message { .. } => {}

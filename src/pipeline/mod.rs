@@ -304,26 +304,9 @@ impl Session {
         self.record(plan, &plan.blobs).await
     }
 
-    /// Fetches `requests` into the cache (each checked against its digest), or finds them
-    /// there; returns them by digest.
-    pub async fn fetch_blobs(
-        &self,
-        requests: &[BlobRequest],
-    ) -> Result<std::collections::HashMap<Digest, StoredBlob>, PipelineError> {
-        let mut downloads = self.fetcher.start(requests);
-        let mut blobs = std::collections::HashMap::new();
-        for request in requests {
-            let digest = &request.descriptor.digest;
-            if blobs.contains_key(digest) {
-                continue;
-            }
-            let blob = downloads
-                .wait(digest)
-                .await
-                .map_err(|e| PipelineError::Fetch(Box::new(e)))?;
-            blobs.insert(digest.clone(), blob);
-        }
-        Ok(blobs)
+    /// The fetcher: blobs into the cache, each checked, under the session's limits.
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
     }
 
     /// What the destination of `output` holds: the bundles delivered before (`since`, as

@@ -6,6 +6,7 @@ mod bars;
 mod counting;
 mod json;
 mod lines;
+pub mod log;
 
 pub use bars::Bars;
 pub use counting::Counting;

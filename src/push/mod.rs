@@ -13,6 +13,7 @@
 //! Where images come from is the caller's business: a tar ([`tar`]) or the cache (`haul copy`).
 
 mod compose;
+pub mod delta;
 mod journal;
 mod merge;
 mod source;

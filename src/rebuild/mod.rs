@@ -21,9 +21,14 @@ use crate::bundle::names::{PatchedLayer, Rebuild};
 use crate::bundle::{Bundle, BundleFile};
 use crate::digest::Digest;
 use crate::digest::HashingWriter;
+use crate::export::tar::{Sink, TarWriter};
+use crate::fsx::TempFile;
 use crate::patch::recompress;
 pub use sources::Sources;
 use sources::Taken;
+pub use write::LeftOut;
+pub use write::check_left_out;
+use write::write_bundle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -69,12 +74,124 @@ pub enum RebuildError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "layer {layer} did not rebuild to its very blob, so its image would get a new manifest \
+         digest"
+    )]
+    NotExact { layer: Digest },
+    #[error("cannot read {name}")]
+    Read {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{name} is not whole ({problem}; `haul verify {name}` lists every problem); nothing was \
+         rebuilt"
+    )]
+    NotWhole { name: String, problem: String },
+    #[error("{name} is not a delta (it has no haul-delta.json): it is whole already")]
+    NotADelta { name: String },
     #[error("cannot write {output}: {source}")]
     Write {
         output: String,
         #[source]
         source: io::Error,
     },
+}
+
+/// A patch delta made whole again where it is used: the one sequence `haul rebuild`,
+/// `haul load` and `haul push` share. [`RebuildJob::layers`] rebuilds and checks every patched
+/// layer before anything is written; [`RebuildJob::write`] writes the bundle with them.
+pub struct RebuildJob<'a> {
+    pub delta: &'a Bundle,
+    /// Where the delta is read from (a tar or a parts set).
+    pub file: &'a BundleFile,
+    pub sources: &'a Sources,
+    pub left_out: LeftOut<'a>,
+    /// Refuses a layer that did not come out as its very blob (a push keeps digests).
+    pub exact_only: bool,
+}
+
+impl RebuildJob<'_> {
+    /// Every patched layer rebuilt from the sources and checked (see [`rebuild_layers`]);
+    /// `said` hears of each. Blocks.
+    pub fn layers(
+        &self,
+        said: &mut dyn FnMut(&RebuiltLayer),
+    ) -> Result<Vec<RebuiltLayer>, RebuildError> {
+        let rebuilt = rebuild_layers(self.delta, self.file, self.sources, said)?;
+        if let Some(layer) = rebuilt.iter().find(|l| !l.exact)
+            && self.exact_only
+        {
+            return Err(RebuildError::NotExact {
+                layer: layer.record.digest.clone(),
+            });
+        }
+        Ok(rebuilt)
+    }
+
+    /// The bundle, with `rebuilt` in place of its patches, into `out` (called `output` in
+    /// messages), ended with the end-of-archive marker. Blocks.
+    pub fn write<W: Sink>(
+        &self,
+        rebuilt: &mut [RebuiltLayer],
+        out: &mut TarWriter<W>,
+        output: &str,
+    ) -> Result<(), RebuildError> {
+        write_bundle(self.delta, self.file, rebuilt, self.left_out, out, output)?;
+        out.end().map_err(|source| RebuildError::Write {
+            output: output.to_string(),
+            source,
+        })
+    }
+
+    /// Rebuilt into the file `path`: written under a temporary name, synced, and renamed
+    /// once whole. Returns its size and the layers rebuilt. Blocks.
+    pub fn write_file(
+        &self,
+        path: &Path,
+        said: &mut dyn FnMut(&RebuiltLayer),
+    ) -> Result<(u64, Vec<RebuiltLayer>), RebuildError> {
+        let mut rebuilt = self.layers(said)?;
+        let output = path.display().to_string();
+        let write_error = |source| RebuildError::Write {
+            output: output.clone(),
+            source,
+        };
+        let temp = TempFile::create(path).map_err(write_error)?;
+        let file = temp.file.try_clone().map_err(write_error)?;
+        let mut writer = TarWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+        self.write(&mut rebuilt, &mut writer, &output)?;
+        let size = writer.written();
+        let file = writer
+            .into_inner()
+            .into_inner()
+            .map_err(|e| write_error(e.into_error()))?;
+        file.sync_all().map_err(write_error)?;
+        temp.persist().map_err(write_error)?;
+        Ok((size, rebuilt))
+    }
+}
+
+/// Reads the delta in `file` whole; a damaged bundle, or one that is not a delta, is refused
+/// before any work.
+pub async fn read_delta(file: &BundleFile) -> Result<Bundle, RebuildError> {
+    let name = file.describe();
+    let bundle = file.read().await.map_err(|source| RebuildError::Read {
+        name: name.clone(),
+        source,
+    })?;
+    if let Some(problem) = bundle.problems.first() {
+        return Err(RebuildError::NotWhole {
+            name,
+            problem: problem.to_string(),
+        });
+    }
+    if bundle.delta.is_none() {
+        return Err(RebuildError::NotADelta { name });
+    }
+    Ok(bundle)
 }
 
 /// A patched layer, rebuilt and checked, in a scratch file.

@@ -16,6 +16,7 @@ use crate::export::tar::{Sink, TarWriter};
 use crate::manifest::Compression;
 
 /// What becomes of the layers the delta left out.
+#[derive(Clone, Copy)]
 pub enum LeftOut<'a> {
     /// They stay out (the engine it is loaded into holds them); the record says so.
     Keep,

@@ -9,13 +9,17 @@
 //!   an uncompressed tar (`<id>/layer.tar`, or a decompressed export) hashes to the diff_id at
 //!   its position. A compressed layer outside `blobs/` can only be checked for presence.
 //!
-//! Reads only the tar, never the cache or the network; never prints.
+//! Reads only the tar, never the cache or the network; never prints: it returns the lines
+//! `haul verify` prints.
 
 use serde::Serialize;
 use tokio::io::AsyncRead;
 
+use crate::bundle::names::Rebuild;
 use crate::bundle::summary::Summary;
 use crate::bundle::{Bundle, Problem};
+use crate::progress::human_bytes;
+use crate::units::count;
 
 /// What was checked and what is wrong. Whole when `problems` is empty.
 #[derive(Debug, Default, Serialize)]
@@ -66,6 +70,101 @@ impl Report {
 
     pub fn is_whole(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// `1 image, 4 blobs, 211.3 MiB verified`, and what could only be checked for presence.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{}, {}, {} verified",
+            count(self.images, "image"),
+            count(self.blobs, "blob"),
+            human_bytes(self.bytes)
+        );
+        if self.layers_matching_diff_ids > 0 {
+            text += &format!(
+                "; diff_ids match for {}",
+                count(self.layers_matching_diff_ids, "uncompressed layer")
+            );
+        }
+        if self.layers_unchecked > 0 {
+            text += &format!(
+                "; {} outside blobs/ (compressed) checked for presence only",
+                count(self.layers_unchecked, "layer")
+            );
+        }
+        text
+    }
+
+    /// What a whole tar holds that a user should know: what a delta left out, how each patch
+    /// travels, the platforms an index names that the tar does not hold. A line each.
+    pub fn notes(&self, bundle: &Bundle) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.left_out > 0 {
+            let since = bundle
+                .delta
+                .as_ref()
+                .map(|d| d.since.clone())
+                .unwrap_or_default();
+            lines.push(format!(
+                "delta: {} left out, expected at the destination{}",
+                count(self.left_out, "blob"),
+                if since.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it relies on {})", since.join(", "))
+                }
+            ));
+        }
+        for layer in &self.patched {
+            let sources: Vec<String> = layer
+                .sources
+                .iter()
+                .map(|s| format!("layer {} (blob {})", s.diff_id, s.digest))
+                .collect();
+            lines.push(format!(
+                "patched: {} ({}) travels as a {} patch against {}; it rebuilds {}",
+                layer.digest,
+                human_bytes(layer.size),
+                human_bytes(layer.patch.size),
+                sources.join(", "),
+                match (layer.rebuild, layer.recompress) {
+                    (Rebuild::Exact, Some(recipe)) => format!("its blob, exactly ({recipe})"),
+                    _ => format!(
+                        "its content (diff_id {}, {} uncompressed), under a new blob and \
+                         manifest",
+                        layer.diff_id,
+                        human_bytes(layer.tar_size)
+                    ),
+                }
+            ));
+        }
+        for image in bundle.images.iter().filter(|i| !i.absent.is_empty()) {
+            let held: Vec<String> = image
+                .platforms
+                .iter()
+                .filter_map(|p| p.platform.clone())
+                .collect();
+            lines.push(format!(
+                "partial: {} holds {} of its index; not in the tar (by design, as docker save \
+                 writes an image pulled for one platform): {}",
+                image.label,
+                held.join(", "),
+                image.absent_platforms().join(", ")
+            ));
+        }
+        lines
+    }
+
+    /// The report with `ok` and each problem's message, for scripts.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["ok"] = self.is_whole().into();
+        if let Some(problems) = value["problems"].as_array_mut() {
+            for (json, problem) in problems.iter_mut().zip(&self.problems) {
+                json["message"] = problem.to_string().into();
+            }
+        }
+        value
     }
 }
 
