@@ -84,6 +84,19 @@ pub enum LoadError {
         #[source]
         source: RebuildError,
     },
+    #[error("cannot run {command}")]
+    RemoteStart {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{command}: haul is not there; a patch delta is rebuilt by haul where the engine is. \
+         Install it there (or set HAUL_REMOTE_COMMAND to its path), or export without --patch"
+    )]
+    RemoteMissing { command: String },
+    #[error("{command} failed ({status}); see its message above")]
+    RemoteFailed { command: String, status: String },
     #[error("{name} was not loaded")]
     Engine {
         name: String,
@@ -165,6 +178,49 @@ pub async fn load_bundle(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(loaded)
+}
+
+/// The patch delta at `path` into `engine`, rebuilt where the engine is: here, as
+/// [`load_bundle`] does; over ssh, by the haul there (`haul load -`), which prints its own
+/// lines (then `None`).
+pub async fn load_where_the_engine_is(
+    engine: Engine,
+    path: &std::path::Path,
+    progress: Arc<dyn Progress>,
+    said: fn(Said<'_>),
+) -> Result<Option<Loaded>, LoadError> {
+    let Some(mut remote) = engine.remote_haul(&["load", "-"]) else {
+        let tar = BundleFile::Tar(path.to_path_buf());
+        let loaded = load_bundle(tar, "the patch delta", engine, &[], progress, said).await?;
+        return Ok(Some(loaded));
+    };
+    let command = format!(
+        "`{}`",
+        std::iter::once(remote.get_program())
+            .chain(remote.get_args())
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let delta = std::fs::File::open(path).map_err(|source| LoadError::Read {
+        name: format!("the patch delta {}", path.display()),
+        source,
+    })?;
+    let status = crate::blocking::run(move || remote.stdin(delta).status())
+        .await
+        .map_err(|source| LoadError::RemoteStart {
+            command: command.clone(),
+            source,
+        })?;
+    match status.code() {
+        Some(0) => Ok(None),
+        // ssh's remote shell: command not found.
+        Some(127) => Err(LoadError::RemoteMissing { command }),
+        _ => Err(LoadError::RemoteFailed {
+            command,
+            status: status.to_string(),
+        }),
+    }
 }
 
 /// A delta goes only into an engine that holds every layer it left out. An engine that

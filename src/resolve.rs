@@ -7,7 +7,7 @@ use crate::manifest::{
     DOCKER_MANIFEST, Descriptor, ImageConfig, ImageManifest, Index, Manifest, ManifestError,
     OCI_MANIFEST,
 };
-use crate::platform::Platform;
+use crate::platform::{Platform, PlatformError};
 use crate::reference::{Identifier, Reference};
 use crate::registry::{Client, FetchedManifest, RegistryError};
 
@@ -71,6 +71,29 @@ pub enum PlatformChoice {
 }
 
 impl PlatformChoice {
+    /// What `--all-platforms` (`all`) and `--platform` (`platforms`, as written) ask for; the
+    /// host's platform when neither is given.
+    pub fn asked(all: bool, platforms: &[String]) -> Result<PlatformChoice, PlatformError> {
+        if all {
+            return Ok(PlatformChoice::All);
+        }
+        let platforms = platforms
+            .iter()
+            .map(|p| p.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(if platforms.is_empty() {
+            PlatformChoice::Some {
+                platforms: vec![Platform::host()],
+                explicit: false,
+            }
+        } else {
+            PlatformChoice::Some {
+                platforms,
+                explicit: true,
+            }
+        })
+    }
+
     /// The platforms asked for with --platform (none for the host default or --all-platforms).
     pub fn explicit(&self) -> &[Platform] {
         match self {

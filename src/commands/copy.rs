@@ -6,8 +6,7 @@
 use super::{Global, print_pushed, read_lists, verify_keys};
 use crate::cli::CopyArgs;
 use crate::pipeline::{ImageRequest, LayerForm};
-use crate::platform::Platform;
-use crate::push::tar::{check_destination, repository_of, target};
+use crate::push::tar::{check_destination, repository_of, single_target, target};
 use crate::reference::Reference;
 use crate::resolve::PlatformChoice;
 
@@ -36,22 +35,9 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         check_destination(dest)?;
         None
     } else {
-        Some(single_destination(dest)?)
+        Some(single_target(dest)?)
     };
-    let platforms = if args.all_platforms {
-        PlatformChoice::All
-    } else {
-        match &args.platform {
-            Some(platform) => PlatformChoice::Some {
-                platforms: vec![platform.parse::<Platform>()?],
-                explicit: true,
-            },
-            None => PlatformChoice::Some {
-                platforms: vec![Platform::host()],
-                explicit: false,
-            },
-        }
-    };
+    let platforms = PlatformChoice::asked(args.all_platforms, args.platform.as_slice())?;
     let jobs = usize::from(args.transfers.jobs);
     let session = global.session_with(&args.login, jobs, args.offline).await?;
     let request = ImageRequest {
@@ -115,38 +101,4 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     };
     print_pushed(global, &summary);
     Ok(())
-}
-
-/// The repository `dest` names (`REGISTRY/REPOSITORY[:TAG]`), and the tag it spells out.
-fn single_destination(dest: &str) -> anyhow::Result<(Reference, Option<String>)> {
-    if !dest.contains('/') {
-        anyhow::bail!(
-            "DEST {dest:?} names no repository: give REGISTRY/REPOSITORY[:TAG], e.g. \
-             registry.site:5000/team/app"
-        );
-    }
-    // A copy publishes: DEST names its registry, as push's does (docker's rule would send
-    // `team/app` to Docker Hub).
-    let host = dest.split('/').next().unwrap_or_default();
-    if !(host.contains('.') || host.contains(':') || host == "localhost") {
-        anyhow::bail!(
-            "DEST {dest:?} does not begin with a registry host (a name with a dot or a port, or \
-             localhost), e.g. registry.site:5000/{dest}; for Docker Hub write it out: \
-             docker.io/{dest}"
-        );
-    }
-    let reference: Reference = dest.parse()?;
-    if reference.digest().is_some() {
-        anyhow::bail!(
-            "{dest}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the \
-             digest is the source's, and is kept)"
-        );
-    }
-    // A tag DEST spells out (parsing fills in `latest` when it names none).
-    let last = dest.rsplit('/').next().unwrap_or(dest);
-    let tag = last
-        .contains(':')
-        .then(|| reference.tag().map(str::to_string))
-        .flatten();
-    Ok((reference, tag))
 }

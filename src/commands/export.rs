@@ -162,7 +162,13 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         }
     }
     if let Some((engine, delta)) = patched_for {
-        load_patch_delta(global, engine, &delta.path).await?;
+        let progress = global.progress.clone();
+        let loaded =
+            crate::load::load_where_the_engine_is(engine, &delta.path, progress, print_said)
+                .await?;
+        if let Some(loaded) = loaded {
+            print_loaded(&loaded);
+        }
     }
     if let Some(root) = &trusted_root
         && !global.quiet
@@ -183,40 +189,4 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(())
-}
-
-/// `--patch` with `--load` or `--to`: the delta at `path` into `engine`, rebuilt where the
-/// engine is.
-async fn load_patch_delta(global: &Global, engine: Engine, path: &Path) -> anyhow::Result<()> {
-    let Some(mut remote) = engine.remote_haul(&["load", "-"]) else {
-        let tar = crate::bundle::BundleFile::Tar(path.to_path_buf());
-        let name = "the patch delta";
-        let progress = global.progress.clone();
-        let loaded = crate::load::load_bundle(tar, name, engine, &[], progress, print_said).await?;
-        print_loaded(&loaded);
-        return Ok(());
-    };
-    let described = format!(
-        "`{}`",
-        std::iter::once(remote.get_program())
-            .chain(remote.get_args())
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let delta = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the patch delta {}", path.display()))?;
-    let status = crate::blocking::run(move || remote.stdin(delta).status())
-        .await
-        .with_context(|| format!("cannot run {described}"))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        // ssh's remote shell: command not found.
-        Some(127) => bail!(
-            "{described}: haul is not there; a patch delta is rebuilt by haul where the engine \
-             is. Install it there (or set HAUL_REMOTE_COMMAND to its path), or export without \
-             --patch"
-        ),
-        _ => bail!("{described} failed ({status}); see its message above"),
-    }
 }

@@ -33,7 +33,6 @@ use crate::cli::{Cli, Command, ImageArgs, LoginArgs, ProgressMode};
 use crate::config;
 use crate::list::ImageList;
 use crate::pipeline::{ImageRequest, Session, SessionOptions};
-use crate::platform::Platform;
 use crate::progress::{Bars, Json, Lines, Progress, Silent};
 use crate::reference::Reference;
 use crate::registry::RegistryOptions;
@@ -335,7 +334,7 @@ fn image_request_from(args: &ImageArgs, lists: &[ImageList]) -> anyhow::Result<I
     );
     Ok(ImageRequest {
         references,
-        platforms: platform_choice(args)?,
+        platforms: PlatformChoice::asked(args.all_platforms, &args.platform)?,
     })
 }
 
@@ -367,29 +366,6 @@ fn read_lists(files: &[String], password_stdin: bool) -> anyhow::Result<Vec<Imag
         lists.push(ImageList::parse(&name, &text)?);
     }
     Ok(lists)
-}
-
-/// What --platform and --all-platforms ask for; the host's platform when neither is given.
-fn platform_choice(args: &ImageArgs) -> anyhow::Result<PlatformChoice> {
-    if args.all_platforms {
-        return Ok(PlatformChoice::All);
-    }
-    let platforms = args
-        .platform
-        .iter()
-        .map(|p| p.parse::<Platform>())
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(if platforms.is_empty() {
-        PlatformChoice::Some {
-            platforms: vec![Platform::host()],
-            explicit: false,
-        }
-    } else {
-        PlatformChoice::Some {
-            platforms,
-            explicit: true,
-        }
-    })
 }
 
 /// The cache folder when none is given (see [`crate::portable::cache_home`]).

@@ -22,6 +22,24 @@ use crate::reference::Reference;
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
     #[error(
+        "DEST {dest:?} names no repository: give REGISTRY/REPOSITORY[:TAG], e.g. \
+         registry.site:5000/team/app"
+    )]
+    NoRepository { dest: String },
+    #[error(
+        "DEST {dest:?} does not begin with a registry host (a name with a dot or a port, or \
+         localhost), e.g. registry.site:5000/{dest}; for Docker Hub write it out: \
+         docker.io/{dest}"
+    )]
+    NoRegistryHost { dest: String },
+    #[error(
+        "{dest}: give the destination as REGISTRY/REPOSITORY[:TAG], without a digest (the \
+         digest is the source's, and is kept)"
+    )]
+    DestinationDigest { dest: String },
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+    #[error(
         "{image} has no name in the tar (it was saved by ID or digest); give it one with \
          --as REPOSITORY[:TAG]"
     )]
@@ -379,6 +397,37 @@ async fn legacy(
 
 /// Refuses a `REGISTRY[/PREFIX]` destination that does not begin with a registry host (docker's
 /// rule would read `myregistry/x` as Docker Hub's `myregistry/x`).
+/// The repository `dest` names for one image (`REGISTRY/REPOSITORY[:TAG]`, as `haul copy
+/// SOURCE DEST` takes it), and the tag it spells out.
+pub fn single_target(dest: &str) -> Result<(Reference, Option<String>), TarError> {
+    if !dest.contains('/') {
+        return Err(TarError::NoRepository {
+            dest: dest.to_string(),
+        });
+    }
+    // A copy publishes: DEST names its registry, as push's does (docker's rule would send
+    // `team/app` to Docker Hub).
+    let host = dest.split('/').next().unwrap_or_default();
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return Err(TarError::NoRegistryHost {
+            dest: dest.to_string(),
+        });
+    }
+    let reference: Reference = dest.parse()?;
+    if reference.digest().is_some() {
+        return Err(TarError::DestinationDigest {
+            dest: dest.to_string(),
+        });
+    }
+    // A tag DEST spells out (parsing fills in `latest` when it names none).
+    let last = dest.rsplit('/').next().unwrap_or(dest);
+    let tag = last
+        .contains(':')
+        .then(|| reference.tag().map(str::to_string))
+        .flatten();
+    Ok((reference, tag))
+}
+
 pub fn check_destination(dest: &str) -> Result<(), TarError> {
     let mut parts = dest.split('/');
     let host = parts.next().unwrap_or_default();

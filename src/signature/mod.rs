@@ -160,7 +160,7 @@ pub enum Rejection {
     /// It verified, but is a signature, and an attestation was asked for.
     NotAttestation,
     /// A keyless signature that did not pass, and why.
-    Keyless(String),
+    Keyless(keyless::verify::Refusal),
     /// Keyless, and no identity policy was given (or signed with a key, and only a policy was).
     OtherKind(String),
 }
@@ -184,7 +184,7 @@ impl std::fmt::Display for Rejection {
             Rejection::NotAttestation => f.write_str(
                 "it carries a verified signature, but no attestation of the type asked for",
             ),
-            Rejection::Keyless(reason) => f.write_str(reason),
+            Rejection::Keyless(refusal) => write!(f, "{refusal}"),
             Rejection::OtherKind(reason) => f.write_str(reason),
         }
     }
@@ -351,7 +351,7 @@ fn check_layer(
             },
             &layer.annotations,
         )
-        .map_err(Rejection::Malformed)?;
+        .map_err(|e| Rejection::Malformed(e.to_string()))?;
         authenticate(trust, material.as_ref(), Some(bytes), |key| {
             key.verifies(bytes, &raw)
         })?;
@@ -369,13 +369,14 @@ fn check_layer(
             },
             &layer.annotations,
         )
-        .map_err(Rejection::Malformed)?;
+        .map_err(|e| Rejection::Malformed(e.to_string()))?;
         authenticate(trust, material.as_ref(), None, |key| {
             envelope.signatures.iter().any(|s| key.verifies(&signed, s))
         })?;
         Signed::Statement(envelope.payload)
     } else {
-        let material = keyless::material::from_bundle(bytes).map_err(Rejection::Malformed)?;
+        let material = keyless::material::from_bundle(bytes)
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
         match material.certificate.is_some().then_some(material) {
             Some(material) => {
                 check_keyless(trust, &material, None)?;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use x509_cert::Certificate;
 
 use super::tlog::{InclusionProof, LogEntry};
-use super::x509;
+use super::x509::{self, X509Error};
 
 /// The annotations of cosign's `.sig` layers.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
@@ -87,22 +87,59 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
     value.as_str().and_then(base64_decode)
 }
 
+/// Why a sigstore bundle, or a cosign layer's annotations, cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    #[error("its sigstore bundle is not JSON: {0}")]
+    BundleNotJson(#[source] serde_json::Error),
+    #[error("its sigstore bundle is of a version haul does not read ({0:?})")]
+    BundleVersion(String),
+    #[error("its sigstore bundle has no certificate that can be read")]
+    BundleNoCertificate,
+    #[error("its sigstore bundle {0}")]
+    BundleCertificate(#[source] X509Error),
+    #[error("its sigstore bundle has a message digest that is not SHA-256")]
+    BundleDigestNotSha256,
+    #[error("its sigstore bundle has a signature that is not base64")]
+    BundleSignatureNotBase64,
+    #[error("its sigstore bundle has a DSSE envelope without exactly one signature")]
+    BundleNotOneEnvelopeSignature,
+    #[error("its sigstore bundle has a payload that is not base64")]
+    BundlePayloadNotBase64,
+    #[error("its sigstore bundle holds neither a message signature nor a DSSE envelope")]
+    BundleNothingSigned,
+    #[error("its sigstore bundle has a log entry that cannot be read")]
+    BundleLogEntry,
+    #[error(transparent)]
+    CertificateAnnotation(X509Error),
+    #[error("its certificate annotation holds no certificate")]
+    CertificateAnnotationEmpty,
+    #[error(transparent)]
+    CertificateEncoding(der::Error),
+    #[error("its Rekor bundle annotation cannot be read: {0}")]
+    RekorBundle(#[source] serde_json::Error),
+    #[error("its Rekor bundle's body is not base64")]
+    RekorBodyNotBase64,
+    #[error("its Rekor bundle's log id is not hex")]
+    RekorLogIdNotHex,
+    #[error("its Rekor bundle's timestamp is not base64")]
+    RekorTimestampNotBase64,
+    #[error("its timestamp annotation cannot be read: {0}")]
+    TimestampAnnotation(#[source] serde_json::Error),
+    #[error("its timestamp annotation is not base64")]
+    TimestampAnnotationNotBase64,
+}
+
 /// Reads a sigstore bundle (keyless, or signed with a key: then it has no certificate).
-pub fn from_bundle(json: &[u8]) -> Result<Material, String> {
-    let malformed = |what: &str| format!("its sigstore bundle {what}");
-    let bundle: Value =
-        serde_json::from_slice(json).map_err(|e| malformed(&format!("is not JSON: {e}")))?;
+pub fn from_bundle(json: &[u8]) -> Result<Material, MaterialError> {
+    let bundle: Value = serde_json::from_slice(json).map_err(MaterialError::BundleNotJson)?;
     let media_type = bundle["mediaType"].as_str().unwrap_or_default();
     let form = match media_type {
         "application/vnd.dev.sigstore.bundle+json;version=0.1" => Form::Promise,
         "application/vnd.dev.sigstore.bundle+json;version=0.2"
         | "application/vnd.dev.sigstore.bundle+json;version=0.3"
         | "application/vnd.dev.sigstore.bundle.v0.3+json" => Form::Proof,
-        other => {
-            return Err(malformed(&format!(
-                "is of a version haul does not read ({other:?})"
-            )));
-        }
+        other => return Err(MaterialError::BundleVersion(other.to_string())),
     };
     let material = &bundle["verificationMaterial"];
     let certificate_der = if let Some(raw) = material["certificate"]["rawBytes"].as_str() {
@@ -115,12 +152,11 @@ pub fn from_bundle(json: &[u8]) -> Result<Material, String> {
     } else {
         None
     };
-    let certificate_der =
-        certificate_der.ok_or_else(|| malformed("has no certificate that can be read"))?;
+    let certificate_der = certificate_der.ok_or(MaterialError::BundleNoCertificate)?;
     let certificate = if certificate_der.is_empty() {
         None
     } else {
-        Some(x509::parse_der(&certificate_der).map_err(|e| malformed(&e))?)
+        Some(x509::parse_der(&certificate_der).map_err(MaterialError::BundleCertificate)?)
     };
 
     let content = if let Some(message) = bundle.get("messageSignature") {
@@ -128,15 +164,15 @@ pub fn from_bundle(json: &[u8]) -> Result<Material, String> {
             Some(d) if d["algorithm"] == "SHA2_256" => Some(
                 bytes(&d["digest"])
                     .and_then(|d| <[u8; 32]>::try_from(d).ok())
-                    .ok_or_else(|| malformed("has a message digest that is not SHA-256"))?,
+                    .ok_or(MaterialError::BundleDigestNotSha256)?,
             ),
-            Some(_) => return Err(malformed("has a message digest that is not SHA-256")),
+            Some(_) => return Err(MaterialError::BundleDigestNotSha256),
             None => None,
         };
         Content::Message {
             digest,
             signature: bytes(&message["signature"])
-                .ok_or_else(|| malformed("has a signature that is not base64"))?,
+                .ok_or(MaterialError::BundleSignatureNotBase64)?,
         }
     } else if let Some(envelope) = bundle.get("dsseEnvelope") {
         let signatures = envelope["signatures"]
@@ -144,32 +180,23 @@ pub fn from_bundle(json: &[u8]) -> Result<Material, String> {
             .cloned()
             .unwrap_or_default();
         let [signature] = signatures.as_slice() else {
-            return Err(malformed(
-                "has a DSSE envelope without exactly one signature",
-            ));
+            return Err(MaterialError::BundleNotOneEnvelopeSignature);
         };
         Content::Envelope {
             payload_type: envelope["payloadType"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            payload: bytes(&envelope["payload"])
-                .ok_or_else(|| malformed("has a payload that is not base64"))?,
-            signature: bytes(&signature["sig"])
-                .ok_or_else(|| malformed("has a signature that is not base64"))?,
+            payload: bytes(&envelope["payload"]).ok_or(MaterialError::BundlePayloadNotBase64)?,
+            signature: bytes(&signature["sig"]).ok_or(MaterialError::BundleSignatureNotBase64)?,
         }
     } else {
-        return Err(malformed(
-            "holds neither a message signature nor a DSSE envelope",
-        ));
+        return Err(MaterialError::BundleNothingSigned);
     };
 
     let mut entries = Vec::new();
     for entry in material["tlogEntries"].as_array().into_iter().flatten() {
-        entries.push(
-            entry_from_bundle(entry)
-                .ok_or_else(|| malformed("has a log entry that cannot be read"))?,
-        );
+        entries.push(entry_from_bundle(entry).ok_or(MaterialError::BundleLogEntry)?);
     }
     let timestamps = material["timestampVerificationData"]["rfc3161Timestamps"]
         .as_array()
@@ -254,27 +281,29 @@ struct TimestampAnnotation {
 pub fn from_cosign_layer(
     content: Content,
     annotations: &BTreeMap<String, String>,
-) -> Result<Option<Material>, String> {
+) -> Result<Option<Material>, MaterialError> {
     let Some(pem) = annotations.get(CERTIFICATE_ANNOTATION) else {
         return Ok(None);
     };
-    let certificate = x509::parse_pem_chain(pem.as_bytes())?
+    let certificate = x509::parse_pem_chain(pem.as_bytes())
+        .map_err(MaterialError::CertificateAnnotation)?
         .into_iter()
         .next()
-        .ok_or_else(|| "its certificate annotation holds no certificate".to_string())?;
+        .ok_or(MaterialError::CertificateAnnotationEmpty)?;
     use der::Encode;
-    let certificate_der = certificate.to_der().map_err(|e| e.to_string())?;
+    let certificate_der = certificate
+        .to_der()
+        .map_err(MaterialError::CertificateEncoding)?;
     let mut entries = Vec::new();
     if let Some(bundle) = annotations.get(BUNDLE_ANNOTATION) {
-        let bundle: RekorBundle = serde_json::from_str(bundle)
-            .map_err(|e| format!("its Rekor bundle annotation cannot be read: {e}"))?;
-        let body = base64_decode(&bundle.payload.body)
-            .ok_or_else(|| "its Rekor bundle's body is not base64".to_string())?;
+        let bundle: RekorBundle =
+            serde_json::from_str(bundle).map_err(MaterialError::RekorBundle)?;
+        let body = base64_decode(&bundle.payload.body).ok_or(MaterialError::RekorBodyNotBase64)?;
         let kind_version: Value = serde_json::from_slice(&body).unwrap_or_default();
         entries.push(LogEntry {
             log_index: bundle.payload.log_index.try_into().unwrap_or(0),
             log_id: hex::decode(&bundle.payload.log_id)
-                .map_err(|_| "its Rekor bundle's log id is not hex".to_string())?,
+                .map_err(|_| MaterialError::RekorLogIdNotHex)?,
             kind: kind_version["kind"]
                 .as_str()
                 .unwrap_or_default()
@@ -286,7 +315,7 @@ pub fn from_cosign_layer(
             integrated_time: Some(bundle.payload.integrated_time),
             promise: Some(
                 base64_decode(&bundle.signed_entry_timestamp)
-                    .ok_or_else(|| "its Rekor bundle's timestamp is not base64".to_string())?,
+                    .ok_or(MaterialError::RekorTimestampNotBase64)?,
             ),
             proof: None,
             body,
@@ -294,11 +323,10 @@ pub fn from_cosign_layer(
     }
     let mut timestamps = Vec::new();
     if let Some(annotation) = annotations.get(TIMESTAMP_ANNOTATION) {
-        let parsed: TimestampAnnotation = serde_json::from_str(annotation)
-            .map_err(|e| format!("its timestamp annotation cannot be read: {e}"))?;
+        let parsed: TimestampAnnotation =
+            serde_json::from_str(annotation).map_err(MaterialError::TimestampAnnotation)?;
         timestamps.push(
-            base64_decode(&parsed.signed)
-                .ok_or_else(|| "its timestamp annotation is not base64".to_string())?,
+            base64_decode(&parsed.signed).ok_or(MaterialError::TimestampAnnotationNotBase64)?,
         );
     }
     Ok(Some(Material {

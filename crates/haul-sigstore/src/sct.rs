@@ -56,29 +56,45 @@ fn signed_data(sct: &Sct<'_>, issuer_key_hash: &[u8; 32], tbs: &[u8]) -> Vec<u8>
     out
 }
 
+/// Why no SCT of the certificate verifies.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SctError {
+    #[error("the certificate carries no SCT (certificate transparency)")]
+    NoSct,
+    #[error("the certificate's TBS cannot be rebuilt for its SCT")]
+    TbsNotRebuilt,
+    #[error("its SCT is by no CT log of the trusted root")]
+    NoCtLog,
+    #[error("its SCT cannot be read")]
+    Unreadable,
+    #[error("its SCT was signed outside the CT log key's validity")]
+    OutsideLogValidity,
+    #[error("its SCT does not verify under the CT log's key")]
+    DoesNotVerify,
+}
+
 /// Whether one SCT embedded in `leaf` (issued by `issuer`) verifies under one of `ctlogs`,
 /// signed while that log's key was in use; the reason when none does.
 pub fn verify_embedded(
     leaf: &Certificate,
     issuer: &Certificate,
     ctlogs: &[Log],
-) -> Result<(), String> {
+) -> Result<(), SctError> {
     let scts = x509::embedded_scts(leaf);
     if scts.is_empty() {
-        return Err("the certificate carries no SCT (certificate transparency)".to_string());
+        return Err(SctError::NoSct);
     }
-    let tbs = x509::precertificate_tbs(leaf)
-        .ok_or_else(|| "the certificate's TBS cannot be rebuilt for its SCT".to_string())?;
+    let tbs = x509::precertificate_tbs(leaf).ok_or(SctError::TbsNotRebuilt)?;
     let issuer_key_hash = sha256(&x509::spki_der(issuer));
-    let mut reason = "its SCT is by no CT log of the trusted root".to_string();
+    let mut reason = SctError::NoCtLog;
     for raw in &scts {
         let Some(sct) = parse(raw) else {
-            reason = "its SCT cannot be read".to_string();
+            reason = SctError::Unreadable;
             continue;
         };
         for log in ctlogs.iter().filter(|log| log.id == sct.log_id) {
             if !log.valid.contains((sct.timestamp / 1000) as i64) {
-                reason = "its SCT was signed outside the CT log key's validity".to_string();
+                reason = SctError::OutsideLogValidity;
                 continue;
             }
             if log
@@ -87,7 +103,7 @@ pub fn verify_embedded(
             {
                 return Ok(());
             }
-            reason = "its SCT does not verify under the CT log's key".to_string();
+            reason = SctError::DoesNotVerify;
         }
     }
     Err(reason)

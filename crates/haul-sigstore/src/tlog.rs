@@ -77,6 +77,69 @@ pub struct Verified {
     pub log_valid: super::trust::Window,
 }
 
+/// Why a log entry does not prove (or promise) that the log holds the signature.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlogError {
+    #[error(
+        "its log entry is by a log the trusted root does not hold ({})",
+        hex::encode(.log_id)
+    )]
+    UnknownLog { log_id: Vec<u8> },
+    #[error("its log entry's body is not JSON")]
+    BodyNotJson,
+    #[error("its log entry records another {0}")]
+    RecordsAnother(Recorded),
+    #[error("its log entry is of a kind haul does not check ({kind} {version}) for this signature")]
+    UnsupportedKind { kind: String, version: String },
+    #[error("its log entry has a promise but no time")]
+    PromiseWithoutTime,
+    #[error("its log entry was made outside the log key's validity")]
+    OutsideLogValidity,
+    #[error("the log's key cannot check a signed entry timestamp")]
+    KeyCannotCheckPromise,
+    #[error("its log entry's signed timestamp does not verify under the log's key")]
+    PromiseInvalid,
+    #[error("its log entry carries neither an inclusion proof nor a promise")]
+    NoProofNorPromise,
+    #[error("its log entry's checkpoint cannot be read")]
+    CheckpointUnreadable,
+    #[error("the trusted root gives no host for the log, to match its checkpoint")]
+    NoLogHost,
+    #[error("its log entry's checkpoint is of another log ({origin:?}, not {expected:?})")]
+    CheckpointOfAnotherLog { origin: String, expected: String },
+    #[error("its log entry's checkpoint signature does not verify")]
+    CheckpointSignatureInvalid,
+    #[error("its log entry's checkpoint is not signed by the log's key")]
+    CheckpointNotSignedByLog,
+    #[error("its inclusion proof is for another tree than the checkpoint's")]
+    ProofOfAnotherTree,
+    #[error("its inclusion proof holds a hash that is not SHA-256")]
+    ProofHashNotSha256,
+    #[error("its inclusion proof does not lead to the checkpoint's root")]
+    ProofDoesNotLeadToRoot,
+}
+
+/// What an entry's body records that is not this signature's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Payload,
+    Signature,
+    CertificateOrKey,
+    /// No one signature of a DSSE entry is this one by this signer.
+    SignatureCertificateOrKey,
+}
+
+impl std::fmt::Display for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Recorded::Payload => "payload",
+            Recorded::Signature => "signature",
+            Recorded::CertificateOrKey => "certificate or key",
+            Recorded::SignatureCertificateOrKey => "signature, certificate or key",
+        })
+    }
+}
+
 /// Checks `entry` against the logs of `root`: proven (or promised) by a log the root trusts,
 /// recording `signed` by `verifier`.
 pub fn verify_entry(
@@ -84,33 +147,27 @@ pub fn verify_entry(
     root: &TrustedRoot,
     signed: &Signed<'_>,
     verifier: Verifier<'_>,
-) -> Result<Verified, String> {
+) -> Result<Verified, TlogError> {
     let log = root
         .tlogs
         .iter()
         .find(|log| log.id == entry.log_id)
-        .ok_or_else(|| {
-            format!(
-                "its log entry is by a log the trusted root does not hold ({})",
-                hex::encode(&entry.log_id)
-            )
+        .ok_or_else(|| TlogError::UnknownLog {
+            log_id: entry.log_id.clone(),
         })?;
-    let body: Value = serde_json::from_slice(&entry.body)
-        .map_err(|_| "its log entry's body is not JSON".to_string())?;
+    let body: Value = serde_json::from_slice(&entry.body).map_err(|_| TlogError::BodyNotJson)?;
     check_body(&body, signed, verifier)?;
 
     let mut time = None;
     if let Some(promise) = &entry.promise {
-        let integrated = entry
-            .integrated_time
-            .ok_or_else(|| "its log entry has a promise but no time".to_string())?;
+        let integrated = entry.integrated_time.ok_or(TlogError::PromiseWithoutTime)?;
         verify_promise(entry, log, integrated, promise)?;
         time = Some(integrated);
     }
     match &entry.proof {
         Some(proof) => verify_inclusion(entry, log, proof)?,
         None if entry.promise.is_none() => {
-            return Err("its log entry carries neither an inclusion proof nor a promise".into());
+            return Err(TlogError::NoProofNorPromise);
         }
         None => {}
     }
@@ -126,9 +183,9 @@ fn verify_promise(
     log: &Log,
     integrated: i64,
     promise: &[u8],
-) -> Result<(), String> {
+) -> Result<(), TlogError> {
     if !log.valid.contains(integrated) {
-        return Err("its log entry was made outside the log key's validity".to_string());
+        return Err(TlogError::OutsideLogValidity);
     }
     let payload = format!(
         "{{\"body\":\"{}\",\"integratedTime\":{integrated},\"logID\":\"{}\",\"logIndex\":{}}}",
@@ -136,40 +193,36 @@ fn verify_promise(
         hex::encode(&entry.log_id),
         entry.log_index
     );
-    let key = Key::ecdsa_sha256(log.key.spki())
-        .ok_or_else(|| "the log's key cannot check a signed entry timestamp".to_string())?;
+    let key = Key::ecdsa_sha256(log.key.spki()).ok_or(TlogError::KeyCannotCheckPromise)?;
     if key.verifies(payload.as_bytes(), promise) {
         Ok(())
     } else {
-        Err("its log entry's signed timestamp does not verify under the log's key".to_string())
+        Err(TlogError::PromiseInvalid)
     }
 }
 
 /// The inclusion proof, up to a checkpoint the log signed.
-fn verify_inclusion(entry: &LogEntry, log: &Log, proof: &InclusionProof) -> Result<(), String> {
-    let checkpoint = Checkpoint::parse(&proof.checkpoint)
-        .ok_or_else(|| "its log entry's checkpoint cannot be read".to_string())?;
+fn verify_inclusion(entry: &LogEntry, log: &Log, proof: &InclusionProof) -> Result<(), TlogError> {
+    let checkpoint = Checkpoint::parse(&proof.checkpoint).ok_or(TlogError::CheckpointUnreadable)?;
     let rekor_v1 = is_rekor_v1_origin(&checkpoint.origin);
     let origin = if rekor_v1 {
         None
     } else {
-        Some(host_of(&log.base_url).ok_or_else(|| {
-            "the trusted root gives no host for the log, to match its checkpoint".to_string()
-        })?)
+        Some(host_of(&log.base_url).ok_or(TlogError::NoLogHost)?)
     };
     if let Some(origin) = &origin
         && checkpoint.origin != *origin
     {
-        return Err(format!(
-            "its log entry's checkpoint is of another log ({:?}, not {origin:?})",
-            checkpoint.origin
-        ));
+        return Err(TlogError::CheckpointOfAnotherLog {
+            origin: checkpoint.origin,
+            expected: origin.clone(),
+        });
     }
     checkpoint.verify(log, origin.as_deref())?;
     // Rekor v1 proves against the shard's tree; a v2 log is one tree.
     let (index, size) = if rekor_v1 {
         if proof.root_hash != checkpoint.root_hash || proof.tree_size != checkpoint.size {
-            return Err("its inclusion proof is for another tree than the checkpoint's".into());
+            return Err(TlogError::ProofOfAnotherTree);
         }
         (proof.log_index, proof.tree_size)
     } else {
@@ -180,11 +233,11 @@ fn verify_inclusion(entry: &LogEntry, log: &Log, proof: &InclusionProof) -> Resu
         .iter()
         .map(|h| <[u8; 32]>::try_from(h.as_slice()))
         .collect::<Result<_, _>>()
-        .map_err(|_| "its inclusion proof holds a hash that is not SHA-256".to_string())?;
+        .map_err(|_| TlogError::ProofHashNotSha256)?;
     let leaf = merkle::leaf_hash(&entry.body);
     match merkle::root_from_inclusion_proof(index, size, leaf, &hashes) {
         Some(root) if root[..] == checkpoint.root_hash[..] => Ok(()),
-        _ => Err("its inclusion proof does not lead to the checkpoint's root".to_string()),
+        _ => Err(TlogError::ProofDoesNotLeadToRoot),
     }
 }
 
@@ -253,7 +306,7 @@ impl<'a> Checkpoint<'a> {
     /// At least one signature by `log`'s key, none of its signatures bad; lines of other
     /// keys (witnesses' cosignatures) are left alone. On a v2 log the signer's name is the
     /// origin.
-    fn verify(&self, log: &Log, origin: Option<&str>) -> Result<(), String> {
+    fn verify(&self, log: &Log, origin: Option<&str>) -> Result<(), TlogError> {
         let mut verified = false;
         for (name, hint, signature) in &self.signatures {
             let expected = match origin {
@@ -265,14 +318,14 @@ impl<'a> Checkpoint<'a> {
                 continue;
             }
             if !log.key.verifies(self.text.as_bytes(), signature) {
-                return Err("its log entry's checkpoint signature does not verify".to_string());
+                return Err(TlogError::CheckpointSignatureInvalid);
             }
             verified = true;
         }
         if verified {
             Ok(())
         } else {
-            Err("its log entry's checkpoint is not signed by the log's key".to_string())
+            Err(TlogError::CheckpointNotSignedByLog)
         }
     }
 }
@@ -315,31 +368,31 @@ fn is_pem_of(value: &Value, verifier: Verifier<'_>) -> bool {
 }
 
 /// Whether the entry's body records `signed` by `verifier`.
-fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Result<(), String> {
+fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Result<(), TlogError> {
     let kind = body["kind"].as_str().unwrap_or_default();
     let version = body["apiVersion"].as_str().unwrap_or_default();
     let spec = &body["spec"];
     let base64 = base64::engine::general_purpose::STANDARD;
     let decoded = |v: &Value| v.as_str().and_then(|s| base64.decode(s).ok());
-    let mismatch = |what: &str| Err(format!("its log entry records another {what}"));
+    let mismatch = |what: Recorded| Err(TlogError::RecordsAnother(what));
     let signature = signed.signature();
     match (kind, version, signed) {
         ("hashedrekord", "0.0.1", Signed::Message { digest, .. }) => {
             let data = &spec["data"]["hash"];
             if data["algorithm"] != "sha256" || data["value"] != hex::encode(digest) {
-                return mismatch("payload");
+                return mismatch(Recorded::Payload);
             }
             if decoded(&spec["signature"]["content"]).as_deref() != Some(signature) {
-                return mismatch("signature");
+                return mismatch(Recorded::Signature);
             }
             if !is_pem_of(&spec["signature"]["publicKey"]["content"], verifier) {
-                return mismatch("certificate or key");
+                return mismatch(Recorded::CertificateOrKey);
             }
             Ok(())
         }
         ("dsse", "0.0.1", Signed::Envelope { payload, .. }) => {
             if spec["payloadHash"]["value"] != hex::encode(sha256(payload)) {
-                return mismatch("payload");
+                return mismatch(Recorded::Payload);
             }
             let recorded = spec["signatures"]
                 .as_array()
@@ -352,13 +405,13 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature, certificate or key")
+                mismatch(Recorded::SignatureCertificateOrKey)
             }
         }
         ("intoto", "0.0.2", Signed::Envelope { payload, .. }) => {
             let content = &spec["content"];
             if content["payloadHash"]["value"] != hex::encode(sha256(payload)) {
-                return mismatch("payload");
+                return mismatch(Recorded::Payload);
             }
             // intoto 0.0.2 keeps each signature base64 twice over.
             let recorded = content["envelope"]["signatures"]
@@ -375,7 +428,7 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature, certificate or key")
+                mismatch(Recorded::SignatureCertificateOrKey)
             }
         }
         ("hashedrekord", "0.0.2", _) => {
@@ -392,7 +445,7 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
             if spec["data"]["algorithm"] != "SHA2_256"
                 || decoded(&spec["data"]["digest"]).as_deref() != Some(&digest[..])
             {
-                return mismatch("payload");
+                return mismatch(Recorded::Payload);
             }
             check_v2_signature(&spec["signature"], signature, verifier)
         }
@@ -401,7 +454,7 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
             if spec["payloadHash"]["algorithm"] != "SHA2_256"
                 || decoded(&spec["payloadHash"]["digest"]).as_deref() != Some(&sha256(payload)[..])
             {
-                return mismatch("payload");
+                return mismatch(Recorded::Payload);
             }
             let recorded = spec["signatures"]
                 .as_array()
@@ -411,12 +464,13 @@ fn check_body(body: &Value, signed: &Signed<'_>, verifier: Verifier<'_>) -> Resu
             if recorded {
                 Ok(())
             } else {
-                mismatch("signature, certificate or key")
+                mismatch(Recorded::SignatureCertificateOrKey)
             }
         }
-        _ => Err(format!(
-            "its log entry is of a kind haul does not check ({kind} {version}) for this signature"
-        )),
+        _ => Err(TlogError::UnsupportedKind {
+            kind: kind.to_string(),
+            version: version.to_string(),
+        }),
     }
 }
 
@@ -425,11 +479,11 @@ fn check_v2_signature(
     value: &Value,
     signature: &[u8],
     verifier: Verifier<'_>,
-) -> Result<(), String> {
+) -> Result<(), TlogError> {
     let base64 = base64::engine::general_purpose::STANDARD;
     let decoded = |v: &Value| v.as_str().and_then(|s| base64.decode(s).ok());
     if decoded(&value["content"]).as_deref() != Some(signature) {
-        return Err("its log entry records another signature".to_string());
+        return Err(TlogError::RecordsAnother(Recorded::Signature));
     }
     let recorded = match verifier {
         Verifier::Certificate(certificate) => {
@@ -441,7 +495,7 @@ fn check_v2_signature(
         }
     };
     if !recorded {
-        return Err("its log entry records another certificate or key".to_string());
+        return Err(TlogError::RecordsAnother(Recorded::CertificateOrKey));
     }
     Ok(())
 }

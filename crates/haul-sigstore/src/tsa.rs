@@ -13,7 +13,7 @@ use super::der_walk::{
 };
 use super::keys::Key;
 use super::trust::TrustedRoot;
-use super::x509::{self, Purpose};
+use super::x509::{self, Purpose, X509Error};
 
 const SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
 const TST_INFO: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.1.4");
@@ -101,43 +101,71 @@ struct Token<'a> {
     signature: &'a [u8],
 }
 
-fn parse(response: &[u8]) -> Result<Token<'_>, String> {
-    let malformed = || "its timestamp cannot be read (not an RFC 3161 response)".to_string();
-    let resp = der_walk::elements(der_walk::only(response, SEQUENCE).ok_or_else(malformed)?)
-        .ok_or_else(malformed)?;
+/// Why a timestamp does not place the signature in time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TsaError {
+    #[error("its timestamp cannot be read (not an RFC 3161 response)")]
+    Malformed,
+    #[error("its timestamp response does not grant a timestamp")]
+    NotGranted,
+    #[error("its timestamp has not exactly one signer")]
+    NotOneSigner,
+    #[error("its timestamp's signer signs no attributes")]
+    NoSignedAttributes,
+    #[error("its timestamp is of another signature")]
+    OfAnotherSignature,
+    #[error("its timestamp's signed digest does not match its content")]
+    DigestMismatch,
+    #[error("its timestamp is by no timestamp authority of the trusted root")]
+    NoAuthority,
+    #[error("its timestamp is signed by another certificate than the authority's")]
+    NotAuthoritysCertificate,
+    #[error("its timestamp's signer: {0}")]
+    Signer(#[source] X509Error),
+    #[error("its timestamp was made outside the authority's validity")]
+    OutsideAuthorityValidity,
+}
+
+fn parse(response: &[u8]) -> Result<Token<'_>, TsaError> {
+    let resp = der_walk::elements(der_walk::only(response, SEQUENCE).ok_or(TsaError::Malformed)?)
+        .ok_or(TsaError::Malformed)?;
     let [(SEQUENCE, status, _), (SEQUENCE, token, _)] = resp.as_slice() else {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     };
-    let status = der_walk::elements(status).ok_or_else(malformed)?;
+    let status = der_walk::elements(status).ok_or(TsaError::Malformed)?;
     match status.first() {
         Some((INTEGER, [0], _)) => {}
-        _ => return Err("its timestamp response does not grant a timestamp".to_string()),
+        _ => return Err(TsaError::NotGranted),
     }
-    let content_info = der_walk::elements(token).ok_or_else(malformed)?;
+    let content_info = der_walk::elements(token).ok_or(TsaError::Malformed)?;
     let [(OID, _, content_type), (CONTEXT_0, signed, _)] = content_info.as_slice() else {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     };
     if oid(content_type) != Some(SIGNED_DATA) {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     }
-    let signed_data = der_walk::elements(der_walk::only(signed, SEQUENCE).ok_or_else(malformed)?)
-        .ok_or_else(malformed)?;
+    let signed_data =
+        der_walk::elements(der_walk::only(signed, SEQUENCE).ok_or(TsaError::Malformed)?)
+            .ok_or(TsaError::Malformed)?;
     let mut fields = signed_data.iter();
     let _version = fields
         .next()
         .filter(|f| f.0 == INTEGER)
-        .ok_or_else(malformed)?;
-    let _digests = fields.next().filter(|f| f.0 == SET).ok_or_else(malformed)?;
+        .ok_or(TsaError::Malformed)?;
+    let _digests = fields
+        .next()
+        .filter(|f| f.0 == SET)
+        .ok_or(TsaError::Malformed)?;
     let encapsulated = fields
         .next()
         .filter(|f| f.0 == SEQUENCE)
-        .ok_or_else(malformed)?;
+        .ok_or(TsaError::Malformed)?;
     let mut certificates = Vec::new();
     let mut signer_infos = None;
     for (tag, content, _) in fields {
         match *tag {
             CONTEXT_0 => {
-                for (_, _, raw) in der_walk::elements(content).ok_or_else(malformed)? {
+                for (_, _, raw) in der_walk::elements(content).ok_or(TsaError::Malformed)? {
                     if let Ok(cert) = x509::parse_der(raw) {
                         certificates.push(cert);
                     }
@@ -147,16 +175,16 @@ fn parse(response: &[u8]) -> Result<Token<'_>, String> {
             _ => {}
         }
     }
-    let encapsulated = der_walk::elements(encapsulated.1).ok_or_else(malformed)?;
+    let encapsulated = der_walk::elements(encapsulated.1).ok_or(TsaError::Malformed)?;
     let [(OID, _, e_type), (CONTEXT_0, e_content, _)] = encapsulated.as_slice() else {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     };
     if oid(e_type) != Some(TST_INFO) {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     }
-    let tst_info = der_walk::only(e_content, OCTET_STRING).ok_or_else(malformed)?;
-    let info = der_walk::elements(der_walk::only(tst_info, SEQUENCE).ok_or_else(malformed)?)
-        .ok_or_else(malformed)?;
+    let tst_info = der_walk::only(e_content, OCTET_STRING).ok_or(TsaError::Malformed)?;
+    let info = der_walk::elements(der_walk::only(tst_info, SEQUENCE).ok_or(TsaError::Malformed)?)
+        .ok_or(TsaError::Malformed)?;
     let [
         (INTEGER, ..),
         (OID, ..),
@@ -166,49 +194,49 @@ fn parse(response: &[u8]) -> Result<Token<'_>, String> {
         ..,
     ] = info.as_slice()
     else {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     };
-    let imprint = der_walk::elements(imprint).ok_or_else(malformed)?;
+    let imprint = der_walk::elements(imprint).ok_or(TsaError::Malformed)?;
     let [(SEQUENCE, imprint_algorithm, _), (OCTET_STRING, imprint, _)] = imprint.as_slice() else {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     };
     let imprint_algorithm = der_walk::elements(imprint_algorithm)
         .and_then(|a| a.first().and_then(|f| oid(f.2)))
-        .ok_or_else(malformed)?;
-    let gen_time = generalized_time(gen_time).ok_or_else(malformed)?;
+        .ok_or(TsaError::Malformed)?;
+    let gen_time = generalized_time(gen_time).ok_or(TsaError::Malformed)?;
 
     let signer_infos =
-        der_walk::elements(signer_infos.ok_or_else(malformed)?).ok_or_else(malformed)?;
+        der_walk::elements(signer_infos.ok_or(TsaError::Malformed)?).ok_or(TsaError::Malformed)?;
     let [(SEQUENCE, signer, _)] = signer_infos.as_slice() else {
-        return Err("its timestamp has not exactly one signer".to_string());
+        return Err(TsaError::NotOneSigner);
     };
-    let signer = der_walk::elements(signer).ok_or_else(malformed)?;
+    let signer = der_walk::elements(signer).ok_or(TsaError::Malformed)?;
     let mut fields = signer.iter().skip(2); // version, sid
     let digest_algorithm = fields
         .next()
         .filter(|f| f.0 == SEQUENCE)
         .and_then(|f| der_walk::elements(f.1)?.first().and_then(|a| oid(a.2)))
-        .ok_or_else(malformed)?;
+        .ok_or(TsaError::Malformed)?;
     let attributes = fields
         .next()
         .filter(|f| f.0 == CONTEXT_0)
-        .ok_or_else(|| "its timestamp's signer signs no attributes".to_string())?;
+        .ok_or(TsaError::NoSignedAttributes)?;
     let signature_algorithm = fields
         .next()
         .filter(|f| f.0 == SEQUENCE)
         .and_then(|f| der_walk::elements(f.1)?.first().and_then(|a| oid(a.2)))
-        .ok_or_else(malformed)?;
+        .ok_or(TsaError::Malformed)?;
     let signature = fields
         .next()
         .filter(|f| f.0 == OCTET_STRING)
-        .ok_or_else(malformed)?
+        .ok_or(TsaError::Malformed)?
         .1;
     let mut message_digest = None;
     let mut content_type_ok = false;
-    for (_, attribute, _) in der_walk::elements(attributes.1).ok_or_else(malformed)? {
-        let parts = der_walk::elements(attribute).ok_or_else(malformed)?;
+    for (_, attribute, _) in der_walk::elements(attributes.1).ok_or(TsaError::Malformed)? {
+        let parts = der_walk::elements(attribute).ok_or(TsaError::Malformed)?;
         let [(OID, _, kind), (SET, values, _)] = parts.as_slice() else {
-            return Err(malformed());
+            return Err(TsaError::Malformed);
         };
         match oid(kind) {
             Some(k) if k == MESSAGE_DIGEST => {
@@ -219,7 +247,7 @@ fn parse(response: &[u8]) -> Result<Token<'_>, String> {
         }
     }
     if !content_type_ok {
-        return Err(malformed());
+        return Err(TsaError::Malformed);
     }
     let mut signed_attributes = attributes.2.to_vec();
     signed_attributes[0] = SET;
@@ -231,7 +259,7 @@ fn parse(response: &[u8]) -> Result<Token<'_>, String> {
         certificates,
         digest_algorithm,
         signed_attributes,
-        message_digest: message_digest.ok_or_else(malformed)?,
+        message_digest: message_digest.ok_or(TsaError::Malformed)?,
         signature_algorithm: signer_algorithm(&signature_algorithm, &digest_algorithm),
         signature,
     })
@@ -239,15 +267,15 @@ fn parse(response: &[u8]) -> Result<Token<'_>, String> {
 
 /// Checks RFC 3161 response `response` as a timestamp of `signature` (the signature's raw
 /// bytes) by a timestamp authority of `root`. Returns the time it gives.
-pub fn verify(response: &[u8], signature: &[u8], root: &TrustedRoot) -> Result<i64, String> {
+pub fn verify(response: &[u8], signature: &[u8], root: &TrustedRoot) -> Result<i64, TsaError> {
     let token = parse(response)?;
     if hash(&token.imprint_algorithm, signature).as_deref() != Some(token.imprint) {
-        return Err("its timestamp is of another signature".to_string());
+        return Err(TsaError::OfAnotherSignature);
     }
     if hash(&token.digest_algorithm, token.tst_info).as_deref() != Some(token.message_digest) {
-        return Err("its timestamp's signed digest does not match its content".to_string());
+        return Err(TsaError::DigestMismatch);
     }
-    let mut reason = "its timestamp is by no timestamp authority of the trusted root".to_string();
+    let mut reason = TsaError::NoAuthority;
     for authority in &root.timestamp_authorities {
         // The root's chain starts with the authority's own certificate when it is not a CA.
         let (leaf, chain) = match authority.chain.split_first() {
@@ -262,17 +290,16 @@ pub fn verify(response: &[u8], signature: &[u8], root: &TrustedRoot) -> Result<i
                 continue;
             }
             if leaf.is_some_and(|leaf| leaf != signer) {
-                reason =
-                    "its timestamp is signed by another certificate than the authority's".into();
+                reason = TsaError::NotAuthoritysCertificate;
                 continue;
             }
             if let Err(why) = x509::chains_to(signer, chain, token.gen_time, Purpose::TimeStamping)
             {
-                reason = format!("its timestamp's signer: {why}");
+                reason = TsaError::Signer(why);
                 continue;
             }
             if !authority.valid.contains(token.gen_time) {
-                reason = "its timestamp was made outside the authority's validity".to_string();
+                reason = TsaError::OutsideAuthorityValidity;
                 continue;
             }
             return Ok(token.gen_time);

@@ -8,11 +8,11 @@
 use regex::Regex;
 
 use super::material::{Content, Form, Material};
-use super::sct;
-use super::tlog::{self, Signed, Verifier};
+use super::sct::{self, SctError};
+use super::tlog::{self, Signed, TlogError, Verifier};
 use super::trust::TrustedRoot;
-use super::tsa;
-use super::x509::{self, Purpose};
+use super::tsa::{self, TsaError};
+use super::x509::{self, Purpose, X509Error};
 
 /// A log time this far past the clock is refused as "in the future" (clocks drift).
 const CLOCK_SKEW: i64 = 300;
@@ -67,11 +67,84 @@ pub struct Signer {
     pub time: i64,
 }
 
+/// Why a signature did not pass: one variant per check, in the order they run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("it is signed with a key, not keylessly (it carries no certificate)")]
+    SignedWithKey,
+    #[error("it signs another artifact (its message digest differs)")]
+    OtherArtifact,
+    #[error("the signed artifact is not at hand to check it")]
+    ArtifactMissing,
+    #[error("it carries no transparency log entry")]
+    NoLogEntry,
+    #[error("its log entry carries no inclusion proof")]
+    NoInclusionProof,
+    #[error(transparent)]
+    LogEntry(#[from] TlogError),
+    #[error(transparent)]
+    Timestamp(#[from] TsaError),
+    #[error(
+        "its log entry's log key was not in use at {}",
+        super::show_time(*.time)
+    )]
+    LogKeyNotInUse { time: i64 },
+    #[error(
+        "nothing places it in time: its log entry has no signed time and it carries no RFC 3161 \
+         timestamp"
+    )]
+    NoTime,
+    #[error("its log entry's time, {}, is in the future", super::show_time(*.time))]
+    InFuture { time: i64 },
+    /// No authority of the root issued it (`root`: where the root came from).
+    #[error(
+        "its certificate is not issued by a certificate authority of the trusted root ({root})"
+    )]
+    NoAuthority { root: String },
+    /// Its validity or its usage: `reason` is [`X509Error::NotValidThen`] or
+    /// [`X509Error::NotFor`] (told in the text, so not a `source`).
+    #[error("its {}", certificate_reason(.reason))]
+    Certificate { reason: X509Error },
+    #[error(transparent)]
+    Transparency(#[from] SctError),
+    /// `wanted`: the policy's matcher, as shown.
+    #[error("it is signed by {}, not {wanted}", or_none(&.identities.join(", "), "no identity"))]
+    Identity {
+        identities: Vec<String>,
+        wanted: String,
+    },
+    #[error(
+        "its identity was vouched for by {}, not {wanted}",
+        or_none(.issuer, "no OIDC issuer")
+    )]
+    Issuer { issuer: String, wanted: String },
+    #[error("its certificate's key is of a kind haul does not check")]
+    UnsupportedKey,
+    #[error("its signature does not verify under its certificate's key")]
+    BadSignature,
+    /// [`verify_with_key`]: the signature is not by the key given.
+    #[error("its signature is not by this key")]
+    NotByKey,
+}
+
+/// "the certificate was not valid …" as "certificate was not valid …".
+fn certificate_reason(reason: &X509Error) -> String {
+    let text = reason.to_string();
+    match text.strip_prefix("the ") {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
+fn or_none<'a>(value: &'a str, none: &'a str) -> &'a str {
+    if value.is_empty() { none } else { value }
+}
+
 /// What `material` signs, with the digest a message signature's log entry records.
 fn signed<'a>(
     material: &'a Material,
     artifact: Option<&Artifact<'_>>,
-) -> Result<(Signed<'a>, Option<[u8; 32]>), String> {
+) -> Result<(Signed<'a>, Option<[u8; 32]>), Refusal> {
     let message_digest = match (&material.content, artifact) {
         (Content::Message { .. }, Some(Artifact::Bytes(bytes))) => Some(super::sha256(bytes)),
         (Content::Message { .. }, Some(Artifact::Sha256(digest))) => Some(*digest),
@@ -87,12 +160,11 @@ fn signed<'a>(
     ) = (&material.content, message_digest)
         && *given != actual
     {
-        return Err("it signs another artifact (its message digest differs)".to_string());
+        return Err(Refusal::OtherArtifact);
     }
     let signed = match &material.content {
         Content::Message { signature, .. } => Signed::Message {
-            digest: message_digest
-                .ok_or_else(|| "the signed artifact is not at hand to check it".to_string())?,
+            digest: message_digest.ok_or(Refusal::ArtifactMissing)?,
             signature,
         },
         Content::Envelope {
@@ -114,17 +186,14 @@ fn logged_times(
     signed: &Signed<'_>,
     verifier: Verifier<'_>,
     root: &TrustedRoot,
-) -> Result<Vec<i64>, String> {
-    if material.entries.is_empty() {
-        return Err("it carries no transparency log entry".to_string());
-    }
+) -> Result<Vec<i64>, Refusal> {
     let mut times = Vec::new();
     let mut windows = Vec::new();
     let mut logged = false;
-    let mut reason = String::new();
+    let mut reason = Refusal::NoLogEntry;
     for entry in &material.entries {
         if material.form == Form::Proof && entry.proof.is_none() {
-            reason = "its log entry carries no inclusion proof".to_string();
+            reason = Refusal::NoInclusionProof;
             continue;
         }
         match tlog::verify_entry(entry, root, signed, verifier) {
@@ -133,7 +202,7 @@ fn logged_times(
                 times.extend(verified.time);
                 windows.push(verified.log_valid);
             }
-            Err(why) => reason = why,
+            Err(why) => reason = Refusal::LogEntry(why),
         }
     }
     if !logged {
@@ -147,10 +216,7 @@ fn logged_times(
         .iter()
         .find(|t| !windows.iter().any(|w| w.contains(**t)))
     {
-        return Err(format!(
-            "its log entry's log key was not in use at {}",
-            super::show_time(*time)
-        ));
+        return Err(Refusal::LogKeyNotInUse { time: *time });
     }
     Ok(times)
 }
@@ -163,7 +229,7 @@ pub fn verify_with_key(
     artifact: Option<&Artifact<'_>>,
     root: &TrustedRoot,
     now: i64,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, Refusal> {
     let (signed, message_digest) = signed(material, artifact)?;
     let verified = match (&material.content, artifact) {
         (
@@ -186,14 +252,11 @@ pub fn verify_with_key(
         ),
     };
     if !verified {
-        return Err("its signature is not by this key".to_string());
+        return Err(Refusal::NotByKey);
     }
     let times = logged_times(material, &signed, Verifier::Key(key.spki()), root)?;
     if let Some(future) = times.iter().find(|t| **t > now + CLOCK_SKEW) {
-        return Err(format!(
-            "its log entry's time, {}, is in the future",
-            super::show_time(*future)
-        ));
+        return Err(Refusal::InFuture { time: *future });
     }
     Ok(times.first().copied())
 }
@@ -206,10 +269,11 @@ pub fn verify(
     root: &TrustedRoot,
     policy: &Policy,
     now: i64,
-) -> Result<Signer, String> {
-    let certificate = material.certificate.as_ref().ok_or_else(|| {
-        "it is signed with a key, not keylessly (it carries no certificate)".to_string()
-    })?;
+) -> Result<Signer, Refusal> {
+    let certificate = material
+        .certificate
+        .as_ref()
+        .ok_or(Refusal::SignedWithKey)?;
     let signature = material.content.signature();
     let (signed, message_digest) = signed(material, artifact)?;
 
@@ -221,45 +285,38 @@ pub fn verify(
         root,
     )?;
     if times.is_empty() {
-        return Err(
-            "nothing places it in time: its log entry has no signed time and it carries no \
-             RFC 3161 timestamp"
-                .to_string(),
-        );
+        return Err(Refusal::NoTime);
     }
     if let Some(future) = times.iter().find(|t| **t > now + CLOCK_SKEW) {
-        return Err(format!(
-            "its log entry's time, {}, is in the future",
-            super::show_time(*future)
-        ));
+        return Err(Refusal::InFuture { time: *future });
     }
 
     // 3. The certificate, at every one of those times.
     let mut issuer = None;
     for time in &times {
-        let mut why = format!(
-            "its certificate is not issued by a certificate authority of the trusted root ({})",
-            root.source
-        );
+        // What is wrong with the certificate itself says more than an authority's chain.
+        let mut own_fault = None;
         let found = root.certificate_authorities.iter().find(|authority| {
             if !authority.valid.contains(*time) {
                 return false;
             }
             match x509::chains_to(certificate, &authority.chain, *time, Purpose::CodeSigning) {
                 Ok(()) => true,
-                Err(reason) => {
-                    if reason.starts_with("the certificate was not valid")
-                        || reason.starts_with("the certificate is not for")
-                    {
-                        why = format!("its {}", &reason["the ".len()..]);
-                    }
+                Err(reason @ (X509Error::NotValidThen { .. } | X509Error::NotFor { .. })) => {
+                    own_fault = Some(reason);
                     false
                 }
+                Err(_) => false,
             }
         });
-        match found {
-            Some(authority) => issuer = authority.chain.first(),
-            None => return Err(why),
+        match (found, own_fault) {
+            (Some(authority), _) => issuer = authority.chain.first(),
+            (None, Some(reason)) => return Err(Refusal::Certificate { reason }),
+            (None, None) => {
+                return Err(Refusal::NoAuthority {
+                    root: root.source.clone(),
+                });
+            }
         }
     }
     let issuer = issuer.expect("a time was checked");
@@ -270,32 +327,21 @@ pub fn verify(
     // 5. Who signed.
     let identities = x509::identities(certificate);
     let Some(identity) = identities.iter().find(|i| policy.identity.matches(i)) else {
-        return Err(format!(
-            "it is signed by {}, not {}",
-            if identities.is_empty() {
-                "no identity".to_string()
-            } else {
-                identities.join(", ")
-            },
-            policy.identity
-        ));
+        return Err(Refusal::Identity {
+            identities,
+            wanted: policy.identity.to_string(),
+        });
     };
     let oidc_issuer = x509::oidc_issuer(certificate).unwrap_or_default();
     if !policy.issuer.matches(&oidc_issuer) {
-        return Err(format!(
-            "its identity was vouched for by {}, not {}",
-            if oidc_issuer.is_empty() {
-                "no OIDC issuer"
-            } else {
-                &oidc_issuer
-            },
-            policy.issuer
-        ));
+        return Err(Refusal::Issuer {
+            issuer: oidc_issuer,
+            wanted: policy.issuer.to_string(),
+        });
     }
 
     // 6. The signature itself.
-    let key = x509::public_key(certificate)
-        .ok_or_else(|| "its certificate's key is of a kind haul does not check".to_string())?;
+    let key = x509::public_key(certificate).ok_or(Refusal::UnsupportedKey)?;
     let verified = match (&material.content, artifact) {
         (
             Content::Envelope {
@@ -312,7 +358,7 @@ pub fn verify(
         ),
     };
     if !verified {
-        return Err("its signature does not verify under its certificate's key".to_string());
+        return Err(Refusal::BadSignature);
     }
     Ok(Signer {
         identity: identity.clone(),

@@ -23,13 +23,44 @@ const SCT_LIST: Oid = Oid::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 const CODE_SIGNING: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.3");
 const TIME_STAMPING: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.8");
 
-pub fn parse_der(der: &[u8]) -> Result<Certificate, String> {
-    Certificate::from_der(der).map_err(|e| format!("a certificate is not DER X.509: {e}"))
+/// Why a certificate could not be read, or does not chain as asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum X509Error {
+    #[error("a certificate is not DER X.509: {0}")]
+    NotDer(#[source] der::Error),
+    #[error("a certificate is not PEM X.509: {0}")]
+    NotPem(#[source] der::Error),
+    #[error(
+        "the certificate is not a timestamp authority's (its one extended key usage must be \
+         timeStamping, critical)"
+    )]
+    NotTimestampAuthority,
+    #[error("the certificate is not for {purpose}")]
+    NotFor { purpose: Purpose },
+    #[error(
+        "the certificate was not valid when it was used ({}; it is valid from {} to {})",
+        super::show_time(*.time),
+        super::show_time(*.from),
+        super::show_time(*.to)
+    )]
+    NotValidThen { time: i64, from: i64, to: i64 },
+    #[error("the certificate is not signed by the authority's chain")]
+    NotSignedByChain,
+    #[error("a certificate of the chain is not a CA")]
+    ChainNotCa,
+    #[error("a certificate of the authority's chain was not valid then")]
+    ChainNotValidThen,
+    #[error("the authority's chain does not end in a self-signed root")]
+    NoSelfSignedRoot,
+}
+
+pub fn parse_der(der: &[u8]) -> Result<Certificate, X509Error> {
+    Certificate::from_der(der).map_err(X509Error::NotDer)
 }
 
 /// Certificates in PEM, one after the other (cosign's certificate and chain annotations).
-pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, String> {
-    Certificate::load_pem_chain(pem).map_err(|e| format!("a certificate is not PEM X.509: {e}"))
+pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, X509Error> {
+    Certificate::load_pem_chain(pem).map_err(X509Error::NotPem)
 }
 
 /// The certificate's validity, in Unix seconds.
@@ -95,10 +126,19 @@ fn is_timestamping_only(cert: &Certificate) -> bool {
 }
 
 /// What a leaf certificate is for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     CodeSigning,
     TimeStamping,
+}
+
+impl std::fmt::Display for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Purpose::CodeSigning => "code signing",
+            Purpose::TimeStamping => "time stamping",
+        })
+    }
 }
 
 /// Whether `leaf` chains, at `time`, to `chain` (issuing certificate first, a self-signed
@@ -109,7 +149,7 @@ pub fn chains_to(
     chain: &[Certificate],
     time: i64,
     purpose: Purpose,
-) -> Result<(), String> {
+) -> Result<(), X509Error> {
     let within = |cert: &Certificate| {
         let (from, to) = validity(cert);
         from <= time && time <= to
@@ -119,45 +159,33 @@ pub fn chains_to(
         Purpose::TimeStamping => TIME_STAMPING,
     };
     if purpose == Purpose::TimeStamping && !is_timestamping_only(leaf) {
-        return Err(
-            "the certificate is not a timestamp authority's (its one extended key usage must be \
-             timeStamping, critical)"
-                .to_string(),
-        );
+        return Err(X509Error::NotTimestampAuthority);
     }
     if !has_extended_usage(leaf, wanted) {
-        return Err(match purpose {
-            Purpose::CodeSigning => "the certificate is not for code signing".to_string(),
-            Purpose::TimeStamping => "the certificate is not for time stamping".to_string(),
-        });
+        return Err(X509Error::NotFor { purpose });
     }
     if !within(leaf) {
         let (from, to) = validity(leaf);
-        return Err(format!(
-            "the certificate was not valid when it was used ({}; it is valid from {} to {})",
-            super::show_time(time),
-            super::show_time(from),
-            super::show_time(to)
-        ));
+        return Err(X509Error::NotValidThen { time, from, to });
     }
     let mut child = leaf;
     for issuer in chain {
         if child.tbs_certificate().issuer() != issuer.tbs_certificate().subject()
             || !signed_by(child, issuer)
         {
-            return Err("the certificate is not signed by the authority's chain".to_string());
+            return Err(X509Error::NotSignedByChain);
         }
         if !is_ca(issuer) {
-            return Err("a certificate of the chain is not a CA".to_string());
+            return Err(X509Error::ChainNotCa);
         }
         if !within(issuer) {
-            return Err("a certificate of the authority's chain was not valid then".to_string());
+            return Err(X509Error::ChainNotValidThen);
         }
         child = issuer;
     }
     // The last is the root: the chain ends where it signs itself.
     if !signed_by(child, child) {
-        return Err("the authority's chain does not end in a self-signed root".to_string());
+        return Err(X509Error::NoSelfSignedRoot);
     }
     Ok(())
 }
