@@ -850,10 +850,21 @@ pub struct LoginArgs {
     pub password_stdin: bool,
 }
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{text:?} is not a duration: use a number and s, m, h, d or w, e.g. 30d")]
+    NotADuration { text: String },
+    #[error("{text:?} is out of range")]
+    OutOfRange { text: String },
+}
+
 /// `90s`, `45m`, `12h`, `30d`, `2w`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     let trimmed = text.trim();
-    let bad = || format!("{text:?} is not a duration: use a number and s, m, h, d or w, e.g. 30d");
+    let bad = || DurationError::NotADuration {
+        text: text.to_string(),
+    };
     let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
     let number: u64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit {
@@ -867,7 +878,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     number
         .checked_mul(seconds)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is out of range"))
+        .ok_or_else(|| DurationError::OutOfRange {
+            text: text.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -884,9 +897,16 @@ mod tests {
             parse_duration("30d"),
             Ok(std::time::Duration::from_secs(30 * 86_400))
         );
-        assert!(parse_duration("30").is_err());
-        assert!(parse_duration("d").is_err());
-        assert!(parse_duration("-1d").is_err());
+        for bad in ["30", "d", "-1d"] {
+            assert!(
+                matches!(parse_duration(bad), Err(DurationError::NotADuration { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_duration("99999999999999999w"),
+            Err(DurationError::OutOfRange { .. })
+        ));
     }
 
     /// `--help` of `haul` and of every subcommand ends with examples of it.

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{Bundle, BundleFile, ReceiptBlob, ReceiptImage};
+use crate::bundle::{Bundle, BundleFile, Problem, ReceiptBlob, ReceiptImage};
 use crate::digest::Digest;
 
 const RECEIPT_VERSION: u32 = 1;
@@ -50,7 +50,8 @@ pub enum DeltaError {
     )]
     NotAReceipt {
         path: std::path::PathBuf,
-        detail: String,
+        // Said mid-sentence in the message, so not also a source.
+        detail: ReceiptParseError,
     },
     #[error(
         "--since {path}: not a whole image bundle ({problem}); a delta is only as sound as \
@@ -59,8 +60,27 @@ pub enum DeltaError {
     )]
     NotABundle {
         path: std::path::PathBuf,
-        problem: String,
+        // Said mid-sentence in the message, so not also a source.
+        problem: BundleReceiptError,
     },
+}
+
+/// Why a bundle gives no receipt: it is not whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleReceiptError {
+    #[error(transparent)]
+    Problem(Problem),
+    #[error("it names no image")]
+    NoImage,
+}
+
+/// Why a file is not a receipt.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptParseError {
+    #[error(transparent)]
+    Json(serde_json::Error),
+    #[error("version {version}, this haul reads version {RECEIPT_VERSION}")]
+    Version { version: u32 },
 }
 
 impl Receipt {
@@ -138,24 +158,23 @@ impl Receipt {
     }
 
     /// The receipt of a bundle: only of a whole one.
-    pub fn of_bundle(bundle: &Bundle) -> Result<Receipt, String> {
+    pub fn of_bundle(bundle: &Bundle) -> Result<Receipt, BundleReceiptError> {
         if let Some(problem) = bundle.problems.first() {
-            return Err(problem.to_string());
+            return Err(BundleReceiptError::Problem(problem.clone()));
         }
         let images = bundle.receipt_images();
         if images.is_empty() {
-            return Err("it names no image".to_string());
+            return Err(BundleReceiptError::NoImage);
         }
         Ok(Receipt::new(images))
     }
 
-    fn parse(bytes: &[u8]) -> Result<Receipt, String> {
-        let receipt: Receipt = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    fn parse(bytes: &[u8]) -> Result<Receipt, ReceiptParseError> {
+        let receipt: Receipt = serde_json::from_slice(bytes).map_err(ReceiptParseError::Json)?;
         if receipt.version != RECEIPT_VERSION {
-            return Err(format!(
-                "version {}, this haul reads version {RECEIPT_VERSION}",
-                receipt.version
-            ));
+            return Err(ReceiptParseError::Version {
+                version: receipt.version,
+            });
         }
         Ok(Receipt::new(receipt.images))
     }
@@ -480,7 +499,14 @@ mod tests {
         let bytes = receipt.to_bytes();
         assert!(bytes.len() < 64 << 10, "{}", bytes.len());
         assert_eq!(Receipt::parse(&bytes).unwrap(), receipt);
-        assert!(Receipt::parse(br#"{"haulReceipt": 9, "images": []}"#).is_err());
+        assert!(matches!(
+            Receipt::parse(br#"{"haulReceipt": 9, "images": []}"#),
+            Err(ReceiptParseError::Version { version: 9 })
+        ));
+        assert!(matches!(
+            Receipt::parse(b"{"),
+            Err(ReceiptParseError::Json(_))
+        ));
     }
 
     #[test]

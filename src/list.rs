@@ -147,6 +147,30 @@ fn pinned(text: &str, reference: &Reference, digest: &Digest) -> String {
     }
 }
 
+/// One image of a list that failed, and why (its whole error, on one line).
+#[derive(Debug)]
+pub struct ImageFailure {
+    pub reference: String,
+    pub reason: String,
+}
+
+impl ImageFailure {
+    /// Each failure on a line of its own, indented.
+    pub fn lines(failures: &[ImageFailure]) -> String {
+        failures
+            .iter()
+            .map(|f| format!("\n  {}: {}", f.reference, f.reason))
+            .collect()
+    }
+
+    pub fn new(reference: &Reference, error: &(dyn std::error::Error + 'static)) -> ImageFailure {
+        ImageFailure {
+            reference: reference.to_string(),
+            reason: crate::error::describe(error),
+        }
+    }
+}
+
 /// `references` without repeats (the same image however it is spelt: `busybox` and
 /// `docker.io/library/busybox:latest`), first occurrence kept.
 pub fn distinct(references: impl IntoIterator<Item = Reference>) -> Vec<Reference> {

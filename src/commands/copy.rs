@@ -6,6 +6,8 @@
 use super::{Global, print_pushed, read_lists, verify_keys};
 use crate::cli::CopyArgs;
 use crate::pipeline::{ImageRequest, LayerForm};
+use crate::push::Pusher;
+use crate::push::copy::FromCache;
 use crate::push::tar::{check_destination, repository_of, single_target, target};
 use crate::reference::Reference;
 use crate::resolve::PlatformChoice;
@@ -46,10 +48,10 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
     };
     let resolved = session.resolve(&request).await?;
     if !trust.is_empty() {
-        session.check_signatures(&resolved, &trust).await?;
+        crate::signature::registry::check_images(&session.lookup(), &resolved, &trust).await?;
     }
     let attachments = if args.signatures.referrers {
-        session.attachments(&resolved).await?
+        session.lookup().attachments(&resolved).await?
     } else {
         Vec::new()
     };
@@ -57,23 +59,30 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
         .plan(resolved, &request.platforms, LayerForm::AsServed)
         .await?;
     session.pull(&plan).await?;
+    let source = FromCache {
+        client: session.client(),
+        store: session.store(),
+        fetcher: session.fetcher(),
+        offline: args.offline,
+    };
+    let pusher = Pusher::new(
+        session.client().clone(),
+        session.store(),
+        session.progress().clone(),
+        jobs,
+    );
     let summary = match single {
         Some((repository, tag)) => {
-            session
-                .copy(
-                    &plan,
-                    &attachments,
-                    |source| {
-                        // DEST's tag, else the source's; none for a digest alone.
-                        let tags = match (&tag, source.tag()) {
-                            (Some(tag), _) => vec![tag.clone()],
-                            (None, Some(tag)) => vec![tag.to_string()],
-                            (None, None) => Vec::new(),
-                        };
-                        (repository.clone(), tags)
-                    },
-                    jobs,
-                )
+            source
+                .copy(&pusher, &plan, &attachments, |source| {
+                    // DEST's tag, else the source's; none for a digest alone.
+                    let tags = match (&tag, source.tag()) {
+                        (Some(tag), _) => vec![tag.clone()],
+                        (None, Some(tag)) => vec![tag.to_string()],
+                        (None, None) => Vec::new(),
+                    };
+                    (repository.clone(), tags)
+                })
                 .await?
         }
         None => {
@@ -83,22 +92,18 @@ pub async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<()> {
                 let name = repository_of(&reference.to_string())?;
                 targets.push((reference.clone(), target(dest, &name, &name)?));
             }
-            session
-                .copy(
-                    &plan,
-                    &attachments,
-                    |source| {
-                        targets
-                            .iter()
-                            .find(|(r, _)| r == source)
-                            .map(|(_, t)| t.clone())
-                            .expect("every source has its target")
-                    },
-                    jobs,
-                )
+            source
+                .copy(&pusher, &plan, &attachments, |source| {
+                    targets
+                        .iter()
+                        .find(|(r, _)| r == source)
+                        .map(|(_, t)| t.clone())
+                        .expect("every source has its target")
+                })
                 .await?
         }
     };
+    session.remember_transports();
     print_pushed(global, &summary);
     Ok(())
 }

@@ -103,10 +103,10 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         .await?;
     let resolved = session.resolve(&request).await?;
     if !trust.is_empty() {
-        session.check_signatures(&resolved, &trust).await?;
+        crate::signature::registry::check_images(&session.lookup(), &resolved, &trust).await?;
     }
     let attachments = if args.signatures.referrers {
-        session.attachments(&resolved).await?
+        session.lookup().attachments(&resolved).await?
     } else {
         Vec::new()
     };

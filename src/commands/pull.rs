@@ -2,7 +2,8 @@
 
 use super::{Global, image_request, verify_keys};
 use crate::cli::PullArgs;
-use crate::pipeline::{ImageFailure, LayerForm, PipelineError};
+use crate::list::ImageFailure;
+use crate::pipeline::{LayerForm, PipelineError};
 use crate::resolve::ResolvedImage;
 
 pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
@@ -14,10 +15,10 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     if !args.keep_going {
         let resolved = session.resolve(&request).await?;
         if !trust.is_empty() {
-            session.check_signatures(&resolved, &trust).await?;
+            crate::signature::registry::check_images(&session.lookup(), &resolved, &trust).await?;
         }
         if args.signatures.referrers {
-            session.attachments(&resolved).await?;
+            session.lookup().attachments(&resolved).await?;
         }
         let plan = session
             .plan(resolved, &request.platforms, LayerForm::AsServed)
@@ -29,10 +30,10 @@ pub async fn run(global: &Global, args: PullArgs) -> anyhow::Result<()> {
     // itself.
     let (resolved, mut failures) = session.resolve_each(&request).await?;
     if !trust.is_empty() {
-        session.check_signatures(&resolved, &trust).await?;
+        crate::signature::registry::check_images(&session.lookup(), &resolved, &trust).await?;
     }
     if args.signatures.referrers {
-        session.attachments(&resolved).await?;
+        session.lookup().attachments(&resolved).await?;
     }
     // All together first (downloads in parallel across images); image by image only if that
     // fails, to tell which (what was fetched stays in the cache).

@@ -9,6 +9,7 @@ use super::load::say_rebuilt;
 use super::{Global, print_pushed};
 use crate::bundle::{Bundle, BundleFile};
 use crate::cli::PushArgs;
+use crate::push::Pusher;
 use crate::push::delta::{AtDestination, ForPush, check_digests_kept, read_rebuilt};
 use crate::push::tar::tar_images;
 use crate::rebuild::Sources;
@@ -65,8 +66,13 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
         jobs,
     )
     .await?;
-    let summary = session
-        .pusher(jobs)
+    let pusher = Pusher::new(
+        session.client().clone(),
+        &store,
+        session.progress().clone(),
+        jobs,
+    );
+    let summary = pusher
         .push(&images.images, &images.holders, &images.first)
         .await?;
     session.remember_transports();

@@ -87,7 +87,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             println!("{}: every image, by {}", trust.what(), trust.signers());
         }
         if let Some(path) = &args.receipt {
-            let receipt = Receipt::of_bundle(&bundle).map_err(anyhow::Error::msg)?;
+            let receipt = Receipt::of_bundle(&bundle)?;
             let target = path.clone();
             crate::blocking::run(move || receipt.write(&target))
                 .await

@@ -182,7 +182,16 @@ pub struct PatchOutcome {
     pub blob_size: u64,
     pub patch_size: Option<u64>,
     /// Why it travels whole, when it does.
-    pub whole_because: Option<String>,
+    pub whole_because: Option<WholeBecause>,
+}
+
+/// Why `--patch` sends a layer whole.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WholeBecause {
+    #[error("the layer it would be patched against ({against}) is not in this cache")]
+    SourceNotCached { against: Digest },
+    #[error("its patch ({patch_size} bytes) is no smaller")]
+    PatchNoSmaller { patch_size: u64 },
 }
 
 /// Writes `job` as one tar to `output`. The tar is written on a blocking thread, with std

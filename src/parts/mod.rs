@@ -189,8 +189,21 @@ pub fn read_through(file: &mut std::fs::File, mut each: impl FnMut(&[u8])) -> st
     }
 }
 
+/// Why a text is not a part size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitSizeError {
+    // Clap prints only this error's own text, so the size's error is carried in it.
+    #[error("{0}; or name a medium: cd, dvd, dvd-dl, bd25, fat32")]
+    NotASize(crate::units::SizeError),
+    #[error(
+        "{text:?} is smaller than the smallest part haul writes ({} KiB)",
+        MIN_PART_SIZE >> 10
+    )]
+    TooSmall { text: String },
+}
+
 /// A part size: a number with K, M or G (powers of 1024, as `--limit-rate`), or a medium.
-pub fn parse_split_size(text: &str) -> Result<u64, String> {
+pub fn parse_split_size(text: &str) -> Result<u64, SplitSizeError> {
     let medium = match text.trim().to_ascii_lowercase().as_str() {
         "cd" => Some(700 << 20),
         "dvd" => Some(4_700_000_000),
@@ -201,15 +214,13 @@ pub fn parse_split_size(text: &str) -> Result<u64, String> {
     };
     let size = match medium {
         Some(size) => size,
-        None => crate::units::parse_size(text)
-            .map_err(|e| format!("{e}; or name a medium: cd, dvd, dvd-dl, bd25, fat32"))?,
+        None => crate::units::parse_size(text).map_err(SplitSizeError::NotASize)?,
     };
     // A part holds at least a tar block; much smaller sizes would only make thousands of files.
     if size < MIN_PART_SIZE {
-        return Err(format!(
-            "{text:?} is smaller than the smallest part haul writes ({} KiB)",
-            MIN_PART_SIZE >> 10
-        ));
+        return Err(SplitSizeError::TooSmall {
+            text: text.to_string(),
+        });
     }
     Ok(size)
 }
@@ -229,8 +240,13 @@ mod tests {
         assert_eq!(parse_split_size("dvd-dl"), Ok(8_500_000_000));
         assert_eq!(parse_split_size("bd25"), Ok(25_025_314_816));
         assert_eq!(parse_split_size("fat32"), Ok(4_294_967_295));
-        assert!(parse_split_size("floppy").unwrap_err().contains("medium"));
-        assert!(parse_split_size("1K").is_err());
+        let floppy = parse_split_size("floppy").unwrap_err();
+        assert!(matches!(floppy, SplitSizeError::NotASize(_)));
+        assert!(floppy.to_string().contains("medium"));
+        assert!(matches!(
+            parse_split_size("1K"),
+            Err(SplitSizeError::TooSmall { .. })
+        ));
     }
 
     #[test]

@@ -6,20 +6,18 @@
 //!
 //! The types follow the data: [`Reference`] → [`ResolvedImage`] → [`Plan`] → a tar.
 //!
-//! This file keeps the flow; what parked here before lives beside it: `attachments`
-//! (referrers discovery), `signatures` (checks against a registry), `copy` (pushing from the
-//! cache), `transports` (the transport memory) and `error`.
+//! This file keeps the flow; beside it: `tar_job` (what a tar is written from), `patches`
+//! (layers made into patches for a patch delta), `transports` (the transport memory) and
+//! `error`. What pushes, copies and checks signatures is its own module's ([`crate::push`],
+//! [`crate::push::copy`], [`crate::signature::registry`], [`crate::referrers::lookup`]): the
+//! session lends them its client, cache and fetcher.
 
-mod attachments;
-mod copy;
 mod error;
 mod patches;
-mod signatures;
 mod tar_job;
 mod transports;
 
-use error::SignatureFailure;
-pub use error::{ImageFailure, PipelineError};
+pub use error::PipelineError;
 pub use tar_job::Carried;
 use transports::remembered_transports;
 
@@ -36,20 +34,18 @@ use crate::engine::Holdings;
 use crate::export::{self, BlobSource, BoxError, ExportError, Exported, Layout, Output, TarJob};
 use crate::fetch::{BlobRequest, Downloads, FetchError, FetchOptions, Fetcher};
 use crate::inspect::Inspection;
-use crate::manifest::{Descriptor, ImageConfig, Manifest, ManifestError};
+use crate::list::ImageFailure;
+use crate::manifest::{ImageConfig, ManifestError};
 use crate::plan::Plan;
 use crate::progress::{Event, Progress};
-use crate::push::{
-    BlobFile, Origin, PushBlob, PushError, PushImage, PushManifest, PushSummary, Pusher,
-};
-use crate::reference::{Identifier, Reference};
-use crate::referrers::{self, AttachedManifest, Attachment};
-use crate::registry::FetchedManifest;
+use crate::push::PushError;
+use crate::reference::Reference;
+use crate::referrers::{Attachment, Lookup, ReferrersError};
 use crate::registry::{Client, RegistryError, RegistryOptions};
 use crate::resolve::{
     PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
 };
-use crate::signature::{self, Trust};
+use crate::signature::registry::SignatureCheckError;
 
 /// References resolved at once: enough to hide a far registry's latency for a long list,
 /// few enough to be polite to it.
@@ -130,6 +126,26 @@ impl Session {
 
     pub fn store(&self) -> &BlobStore {
         &self.store
+    }
+
+    /// The registry client, for what pushes and copies.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    pub fn progress(&self) -> &Arc<dyn Progress> {
+        &self.progress
+    }
+
+    /// Referrers (signatures, attestations, SBOMs) looked up with this session's client and
+    /// cache.
+    pub fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            client: &self.client,
+            store: &self.store,
+            fetcher: &self.fetcher,
+            offline: self.offline,
+        }
     }
 
     /// Resolves every reference to image manifests (from the cache alone when offline) and
@@ -235,7 +251,7 @@ impl Session {
         let attachments = if self.offline {
             Vec::new()
         } else {
-            self.discover_attachments(&resolved).await?.0
+            self.lookup().discover_attachments(&resolved).await?.0
         };
         let mut inspections = Vec::new();
         for (image, bytes) in resolved.iter().zip(&configs) {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::bundle::names::PatchSource;
 use crate::decompress::decompress_layer;
-use crate::export::{PatchOutcome, PatchedBlob};
+use crate::export::{PatchOutcome, PatchedBlob, WholeBecause};
 use crate::fetch::Downloads;
 use crate::manifest::Compression;
 use crate::patch::{encode, recompress};
@@ -81,10 +81,9 @@ impl Session {
                         job.left_out.since.extend(earlier.iter().cloned());
                     }
                     Ok(patched) => {
-                        outcome.whole_because = Some(format!(
-                            "its patch ({} bytes) is no smaller",
-                            patched.patch.size
-                        ));
+                        outcome.whole_because = Some(WholeBecause::PatchNoSmaller {
+                            patch_size: patched.patch.size,
+                        });
                     }
                     Err(why) => outcome.whole_because = Some(why),
                 }
@@ -108,7 +107,7 @@ struct LayerWork {
 struct LayerMade {
     blob_size: u64,
     /// The patch, or why there is none.
-    patched: Result<PatchedBlob, String>,
+    patched: Result<PatchedBlob, WholeBecause>,
 }
 
 impl LayerWork {
@@ -118,13 +117,12 @@ impl LayerWork {
         Ok(LayerMade { blob_size, patched })
     }
 
-    fn patch(&self) -> Result<Result<PatchedBlob, String>, PipelineError> {
+    fn patch(&self) -> Result<Result<PatchedBlob, WholeBecause>, PipelineError> {
         let store = &self.store;
         let Some(source_tar) = self.source_tar()? else {
-            return Ok(Err(format!(
-                "the layer it would be patched against ({}) is not in this cache",
-                self.source.digest
-            )));
+            return Ok(Err(WholeBecause::SourceNotCached {
+                against: self.source.digest.clone(),
+            }));
         };
         let new_tar = if self.blob.digest == self.diff_id {
             self.blob.path.clone()

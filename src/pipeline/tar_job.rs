@@ -91,7 +91,7 @@ impl Session {
             layout,
             left_out,
             attachments: attachments.to_vec(),
-            subjects: attachments::chosen_from_signed_indexes(plan, attachments),
+            subjects: crate::referrers::chosen_from_signed_indexes(plan, attachments),
             trusted_root: carried.trusted_root.map(<[u8]>::to_vec),
             patched: Default::default(),
         };

@@ -63,7 +63,7 @@ impl Pusher {
         let merged =
             merge(&existing.bytes, &config, &top.bytes).map_err(|detail| PushError::Merge {
                 tag: named(),
-                detail,
+                detail: detail.to_string(),
             })?;
         let Some(merged) = merged else {
             // The destination holds every signature this push brings.
@@ -217,21 +217,33 @@ pub struct Merged {
     pub added: usize,
 }
 
+/// Why two signature manifests could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("the destination's manifest is not JSON: {0}")]
+    ManifestNotJson(serde_json::Error),
+    #[error("the pushed manifest is not JSON: {0}")]
+    IncomingNotJson(serde_json::Error),
+    #[error("the destination's config is not JSON: {0}")]
+    ConfigNotJson(serde_json::Error),
+    #[error("the destination's manifest lists no layers")]
+    NoLayers,
+}
+
 /// Merges `incoming` (a `.sig` or `.att` manifest) into `existing`, the destination's, whose
 /// config is `existing_config`. `None` when the destination holds every incoming layer.
 pub fn merge(
     existing: &[u8],
     existing_config: &[u8],
     incoming: &[u8],
-) -> Result<Option<Merged>, String> {
-    let mut manifest: Value = serde_json::from_slice(existing)
-        .map_err(|e| format!("the destination's manifest is not JSON: {e}"))?;
-    let incoming: Value = serde_json::from_slice(incoming)
-        .map_err(|e| format!("the pushed manifest is not JSON: {e}"))?;
-    let mut config: Value = serde_json::from_slice(existing_config)
-        .map_err(|e| format!("the destination's config is not JSON: {e}"))?;
+) -> Result<Option<Merged>, MergeError> {
+    let mut manifest: Value =
+        serde_json::from_slice(existing).map_err(MergeError::ManifestNotJson)?;
+    let incoming: Value = serde_json::from_slice(incoming).map_err(MergeError::IncomingNotJson)?;
+    let mut config: Value =
+        serde_json::from_slice(existing_config).map_err(MergeError::ConfigNotJson)?;
     let Some(layers) = manifest["layers"].as_array().cloned() else {
-        return Err("the destination's manifest lists no layers".to_string());
+        return Err(MergeError::NoLayers);
     };
     let mut merged = layers.clone();
     let mut added = Vec::new();

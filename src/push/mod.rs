@@ -13,6 +13,7 @@
 //! Where images come from is the caller's business: a tar ([`tar`]) or the cache (`haul copy`).
 
 mod compose;
+pub mod copy;
 pub mod delta;
 mod journal;
 mod merge;
@@ -140,6 +141,22 @@ pub struct Pusher {
 }
 
 impl Pusher {
+    /// Pushes with `client`, `jobs` uploads at once; cut uploads are remembered in the cache's
+    /// `uploads/`, so that the next push resumes them.
+    pub fn new(
+        client: Arc<Client>,
+        store: &crate::cache::BlobStore,
+        progress: Arc<dyn Progress>,
+        jobs: usize,
+    ) -> Pusher {
+        Pusher {
+            client,
+            journal_dir: store.path_of(crate::cache::Bucket::Uploads),
+            progress,
+            jobs,
+        }
+    }
+
     /// Pushes `images` in the order described in the module's documentation. `holders` are
     /// repositories of the destination that may hold blobs (a delta's base images): mounts are
     /// tried from them. `first` says what to push first when a left-out blob is missing.

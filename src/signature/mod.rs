@@ -14,6 +14,7 @@
 
 pub use haul_sigstore as keyless;
 pub mod policy;
+pub mod registry;
 pub mod sigstore;
 
 use std::path::{Path, PathBuf};
@@ -357,7 +358,8 @@ fn check_layer(
         })?;
         Signed::Payload(bytes)
     } else if layer.media_type == DSSE_ENVELOPE {
-        let envelope = sigstore::Envelope::parse(bytes).map_err(Rejection::Malformed)?;
+        let envelope =
+            sigstore::Envelope::parse(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
         envelope.require_statement()?;
         let signed = pae(&envelope.payload_type, &envelope.payload);
         let material = keyless::material::from_cosign_layer(
@@ -482,18 +484,23 @@ pub fn check_attachments(
     Err(reason)
 }
 
+/// The classic layout holds no manifests, and signatures name manifest digests.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the tar holds no manifests (--format docker-v1, or docker save before Docker 25); \
+     signatures name manifest digests: export the bundle with --format docker or oci"
+)]
+pub struct NoManifests;
+
 /// Checks, offline, that every image a bundle holds carries a signature by one of `keys`
 /// among the attachments it carries (`--referrers`). Returns each image that does not, named,
 /// with the reason; an error when the tar has no manifests to check (the classic layout).
 pub fn check_bundle(
     bundle: &crate::bundle::Bundle,
     trust: &Trust,
-) -> Result<Vec<(String, String)>, String> {
-    const NO_MANIFESTS: &str = "the tar holds no manifests (--format docker-v1, or docker save \
-        before Docker 25); signatures name manifest digests: export the bundle with --format \
-        docker or oci";
+) -> Result<Vec<(String, String)>, NoManifests> {
     if bundle.images.iter().all(|image| image.root.is_none()) {
-        return Err(NO_MANIFESTS.to_string());
+        return Err(NoManifests);
     }
     let mut failures = Vec::new();
     for image in &bundle.images {
@@ -504,7 +511,7 @@ pub fn check_bundle(
             .or_else(|| image.digest().map(ToString::to_string))
             .unwrap_or_else(|| image.label.clone());
         if image.root.is_none() {
-            failures.push((label, NO_MANIFESTS.to_string()));
+            failures.push((label, NoManifests.to_string()));
             continue;
         }
         // The image's digest, and the index a platform was chosen from when the tar carries

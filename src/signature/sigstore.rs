@@ -59,6 +59,20 @@ struct Subject {
 
 pub use haul_sigstore::pae;
 
+/// Why a DSSE envelope cannot be read. [`Rejection::Malformed`] keeps text only, so each
+/// variant carries its cause's text in its own.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("its DSSE envelope cannot be read: {0}")]
+    NotJson(serde_json::Error),
+    #[error("its DSSE payload is not base64: {0}")]
+    PayloadNotBase64(base64::DecodeError),
+    #[error("its DSSE envelope holds no signature")]
+    NoSignature,
+    #[error("its DSSE signature is not base64: {0}")]
+    SignatureNotBase64(base64::DecodeError),
+}
+
 /// A DSSE envelope and its signatures (sigstore's have one; DSSE allows several).
 pub struct Envelope {
     pub payload_type: String,
@@ -73,26 +87,26 @@ impl Envelope {
     }
 
     /// Reads a DSSE envelope's JSON (cosign's attestation layers).
-    pub fn parse(bytes: &[u8]) -> Result<Envelope, String> {
-        let envelope: EnvelopeJson = serde_json::from_slice(bytes)
-            .map_err(|e| format!("its DSSE envelope cannot be read: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let envelope: EnvelopeJson =
+            serde_json::from_slice(bytes).map_err(EnvelopeError::NotJson)?;
         Envelope::from_json(envelope)
     }
 
-    fn from_json(envelope: EnvelopeJson) -> Result<Envelope, String> {
+    fn from_json(envelope: EnvelopeJson) -> Result<Envelope, EnvelopeError> {
         let base64 = base64::engine::general_purpose::STANDARD;
         let payload = base64
             .decode(envelope.payload.trim())
-            .map_err(|e| format!("its DSSE payload is not base64: {e}"))?;
+            .map_err(EnvelopeError::PayloadNotBase64)?;
         if envelope.signatures.is_empty() {
-            return Err("its DSSE envelope holds no signature".to_string());
+            return Err(EnvelopeError::NoSignature);
         }
         let signatures = envelope
             .signatures
             .iter()
             .map(|s| base64.decode(s.sig.trim()))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("its DSSE signature is not base64: {e}"))?;
+            .map_err(EnvelopeError::SignatureNotBase64)?;
         Ok(Envelope {
             payload_type: envelope.payload_type,
             payload,
@@ -123,7 +137,8 @@ pub fn open_with_keys(keys: &[PublicKey], bytes: &[u8]) -> Result<Vec<u8>, Rejec
             "holds no DSSE envelope (a message signature names no image)".to_string(),
         ));
     };
-    let envelope = Envelope::from_json(envelope).map_err(Rejection::Malformed)?;
+    let envelope =
+        Envelope::from_json(envelope).map_err(|e| Rejection::Malformed(e.to_string()))?;
     envelope.require_statement()?;
     let signed = pae(&envelope.payload_type, &envelope.payload);
     let verifies = |key: &PublicKey| {

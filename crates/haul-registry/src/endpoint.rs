@@ -65,18 +65,35 @@ pub struct Mirror {
     pub prefix: String,
 }
 
-impl FromStr for Mirror {
-    type Err = String;
+/// Why a text is not a mirror.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorError {
+    #[error("mirror {input:?}: only http:// and https:// are supported")]
+    UnsupportedScheme { input: String },
+    #[error(
+        "mirror {input:?}: expected [http://|https://]HOST[:PORT][/PREFIX], \
+         e.g. mirror.example.com or registry.example.com/prefix/docker.io"
+    )]
+    InvalidHost { input: String },
+    #[error(
+        "mirror {input:?}: the path {prefix:?} is not a valid repository prefix \
+         (lowercase letters, digits, '.', '_', '-', separated by '/')"
+    )]
+    InvalidPrefix { input: String, prefix: String },
+}
 
-    fn from_str(input: &str) -> Result<Mirror, String> {
+impl FromStr for Mirror {
+    type Err = MirrorError;
+
+    fn from_str(input: &str) -> Result<Mirror, MirrorError> {
         let (scheme, rest) = if let Some(rest) = input.strip_prefix("https://") {
             (Some(Scheme::Https), rest)
         } else if let Some(rest) = input.strip_prefix("http://") {
             (Some(Scheme::Http), rest)
         } else if input.contains("://") {
-            return Err(format!(
-                "mirror {input:?}: only http:// and https:// are supported"
-            ));
+            return Err(MirrorError::UnsupportedScheme {
+                input: input.to_string(),
+            });
         } else {
             (None, input)
         };
@@ -91,10 +108,9 @@ impl FromStr for Mirror {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c));
         if !valid_host {
-            return Err(format!(
-                "mirror {input:?}: expected [http://|https://]HOST[:PORT][/PREFIX], \
-                 e.g. mirror.example.com or registry.example.com/prefix/docker.io"
-            ));
+            return Err(MirrorError::InvalidHost {
+                input: input.to_string(),
+            });
         }
         let valid_prefix = prefix.split('/').all(|part| {
             prefix.is_empty()
@@ -104,10 +120,10 @@ impl FromStr for Mirror {
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)))
         });
         if !valid_prefix {
-            return Err(format!(
-                "mirror {input:?}: the path {prefix:?} is not a valid repository prefix \
-                 (lowercase letters, digits, '.', '_', '-', separated by '/')"
-            ));
+            return Err(MirrorError::InvalidPrefix {
+                input: input.to_string(),
+                prefix: prefix.to_string(),
+            });
         }
         Ok(Mirror {
             scheme,
@@ -132,17 +148,40 @@ impl fmt::Display for Mirror {
     }
 }
 
+/// Why a `--mirror` value is not `REGISTRY=MIRROR`. Clap prints only this error's own text,
+/// so the wrapped errors give theirs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorFlagError {
+    #[error("{input:?}: expected REGISTRY=MIRROR, e.g. docker.io=https://mirror.example.com")]
+    MissingEquals { input: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryNameError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+}
+
 /// `REGISTRY=MIRROR`, as `--mirror` takes it.
-pub fn parse_mirror_flag(input: &str) -> Result<(String, Mirror), String> {
-    let (registry, mirror) = input.split_once('=').ok_or_else(|| {
-        format!("{input:?}: expected REGISTRY=MIRROR, e.g. docker.io=https://mirror.example.com")
-    })?;
+pub fn parse_mirror_flag(input: &str) -> Result<(String, Mirror), MirrorFlagError> {
+    let (registry, mirror) =
+        input
+            .split_once('=')
+            .ok_or_else(|| MirrorFlagError::MissingEquals {
+                input: input.to_string(),
+            })?;
     let registry = normalize_registry(registry)?;
     Ok((registry, mirror.parse()?))
 }
 
+/// A registry name that is not a host.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} is not a registry name; expected a host like docker.io or ghcr.io")]
+pub struct RegistryNameError {
+    /// As normalized: lowercase, without scheme or trailing '/'.
+    pub name: String,
+}
+
 /// The registry name references use: Docker Hub's aliases become `docker.io`.
-pub fn normalize_registry(name: &str) -> Result<String, String> {
+pub fn normalize_registry(name: &str) -> Result<String, RegistryNameError> {
     let name = name.trim().trim_end_matches('/').to_ascii_lowercase();
     let name = name
         .strip_prefix("https://")
@@ -150,9 +189,7 @@ pub fn normalize_registry(name: &str) -> Result<String, String> {
         .unwrap_or(&name)
         .to_string();
     if name.is_empty() || name.contains('/') {
-        return Err(format!(
-            "{name:?} is not a registry name; expected a host like docker.io or ghcr.io"
-        ));
+        return Err(RegistryNameError { name });
     }
     Ok(match name.as_str() {
         "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
@@ -283,16 +320,29 @@ mod tests {
         );
         assert_eq!("http://m/v2/".parse::<Mirror>().unwrap().prefix, "");
 
-        for bad in [
-            "docker.io",
-            "docker.io=",
-            "docker.io=ftp://m",
-            "docker.io=m/UPPER",
-            "docker.io=m//x",
-            "a/b=m",
-        ] {
-            assert!(parse_mirror_flag(bad).is_err(), "{bad}");
+        let fails = |flag: &str| parse_mirror_flag(flag).unwrap_err();
+        assert!(matches!(
+            fails("docker.io"),
+            MirrorFlagError::MissingEquals { .. }
+        ));
+        assert!(matches!(
+            fails("docker.io="),
+            MirrorFlagError::Mirror(MirrorError::InvalidHost { .. })
+        ));
+        assert!(matches!(
+            fails("docker.io=ftp://m"),
+            MirrorFlagError::Mirror(MirrorError::UnsupportedScheme { .. })
+        ));
+        for bad_prefix in ["docker.io=m/UPPER", "docker.io=m//x"] {
+            assert!(
+                matches!(
+                    fails(bad_prefix),
+                    MirrorFlagError::Mirror(MirrorError::InvalidPrefix { .. })
+                ),
+                "{bad_prefix}"
+            );
         }
+        assert!(matches!(fails("a/b=m"), MirrorFlagError::Registry(_)));
     }
 
     #[test]

@@ -1,20 +1,63 @@
 //! Pushing from the cache: `haul copy` puts images it pulled into another registry, every
-//! digest kept, and the [`Pusher`] every push uses.
+//! digest kept: each image's manifest as the registry served it, and for all platforms every
+//! manifest the index names and the index itself.
 
-use super::*;
+use std::sync::Arc;
 
-impl Session {
+use super::{BlobFile, Origin, PushBlob, PushError, PushImage, PushManifest, PushSummary, Pusher};
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::fetch::{BlobRequest, FetchError, Fetcher};
+use crate::manifest::{Descriptor, Manifest, ManifestError};
+use crate::plan::Plan;
+use crate::reference::Reference;
+use crate::referrers::Attachment;
+use crate::registry::{Client, RegistryError};
+use crate::resolve::{PlatformKey, ResolvedImage};
+
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+impl From<FetchError> for CopyError {
+    fn from(error: FetchError) -> Self {
+        CopyError::Fetch(Box::new(error))
+    }
+}
+
+/// Where a copy reads what it pushes: the cache a pull filled, and the registry for what the
+/// pull did not take (an index's other manifests, its platforms not taken as images).
+pub struct FromCache<'a> {
+    pub client: &'a Arc<Client>,
+    pub store: &'a BlobStore,
+    pub fetcher: &'a Fetcher,
+    /// `--offline`: the cache alone.
+    pub offline: bool,
+}
+
+impl FromCache<'_> {
     /// Copies `plan`'s images (pulled into the cache: see [`Session::pull`]) each into the
     /// repository and tags `target` gives for its reference: each image's manifest as the
     /// registry served it, and for all platforms every manifest the index names and the index
     /// itself, so every digest is kept.
     pub async fn copy(
         &self,
+        pusher: &Pusher,
         plan: &Plan,
         attachments: &[Attachment],
         target: impl Fn(&Reference) -> (Reference, Vec<String>),
-        jobs: usize,
-    ) -> Result<PushSummary, PipelineError> {
+    ) -> Result<PushSummary, CopyError> {
         let mut images: Vec<PushImage> = Vec::new();
         for resolved in &plan.resolved {
             let top = match (&resolved.index, &resolved.platform_key) {
@@ -59,10 +102,9 @@ impl Session {
             .filter(|r| !matches!(r.platform_key, PlatformKey::All))
             .filter_map(|r| Some((r.index.as_ref()?.digest.clone(), r.manifest.digest.clone())))
             .collect();
-        let attached =
-            crate::push::attachment_pushes(&images, attachments, &chosen_from, |descriptor| {
-                self.cached_blobs(std::iter::once(descriptor)).remove(0)
-            });
+        let attached = super::attachment_pushes(&images, attachments, &chosen_from, |descriptor| {
+            self.cached_blobs(std::iter::once(descriptor)).remove(0)
+        });
         images.extend(attached);
         // A source in the destination's registry lends its blobs by mount.
         let holders: Vec<Reference> = plan
@@ -75,20 +117,18 @@ impl Session {
                     .any(|i| i.repository.registry() == r.registry())
             })
             .collect();
-        let summary = self.pusher(jobs).push(&images, &holders, "").await?;
-        self.remember_transports();
-        Ok(summary)
+        Ok(pusher.push(&images, &holders, "").await?)
     }
 
     /// An index and every manifest it names, children first, with their blobs: those the
     /// plan pulled, and the others (attestations, and platforms not taken as images)
     /// fetched now, so that the index's digest can be kept.
-    pub(super) async fn index_for_push(
+    async fn index_for_push(
         &self,
         plan: &Plan,
         resolved: &ResolvedImage,
         index: &crate::registry::FetchedManifest,
-    ) -> Result<(Vec<PushManifest>, Vec<PushBlob>), PipelineError> {
+    ) -> Result<(Vec<PushManifest>, Vec<PushBlob>), CopyError> {
         let parsed = resolved
             .parsed_index
             .as_ref()
@@ -161,10 +201,7 @@ impl Session {
     }
 
     /// `descriptors`' blobs, each once, read from the cache.
-    pub(super) fn cached_blobs<'a>(
-        &self,
-        descriptors: impl Iterator<Item = &'a Descriptor>,
-    ) -> Vec<PushBlob> {
+    fn cached_blobs<'a>(&self, descriptors: impl Iterator<Item = &'a Descriptor>) -> Vec<PushBlob> {
         let mut blobs: Vec<PushBlob> = Vec::new();
         for descriptor in descriptors {
             if blobs.iter().any(|b| b.digest == descriptor.digest) {
@@ -181,16 +218,5 @@ impl Session {
             });
         }
         blobs
-    }
-
-    /// Pushes into registries with this session's client, `jobs` uploads at once; cut
-    /// uploads are remembered in the cache's `uploads/`.
-    pub fn pusher(&self, jobs: usize) -> Pusher {
-        Pusher {
-            client: self.client.clone(),
-            journal_dir: self.store.path_of(crate::cache::Bucket::Uploads),
-            progress: self.progress.clone(),
-            jobs,
-        }
     }
 }

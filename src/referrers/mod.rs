@@ -11,8 +11,11 @@
 //! (named by their tag), where OCI tools look; the docker layouts do not, so that `docker
 //! load` sees exactly the images it would without them.
 
+pub mod lookup;
+
 pub use crate::bundle::{AttachedManifest, Attachment};
 use crate::digest::Digest;
+pub use lookup::{Lookup, ReferrersError, chosen_from_signed_indexes};
 
 /// How deep attachments of attachments are followed.
 pub const MAX_DEPTH: usize = 3;

@@ -1,16 +1,60 @@
-//! What refers to the images (`--referrers`): cosign's tags, the OCI 1.1 fallback tag and the
-//! referrers API, followed recursively and fetched through the cache.
+//! What refers to images, looked up where their registries keep it: the referrers API,
+//! cosign's tags and the OCI 1.1 fallback tag, followed recursively, every manifest kept in
+//! the cache and the blobs fetched through it.
 
-use super::*;
+use std::sync::Arc;
 
-impl Session {
+use super::{AttachedManifest, Attachment};
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::fetch::{BlobRequest, FetchError, Fetcher};
+use crate::manifest::{Descriptor, Manifest, ManifestError};
+use crate::plan::Plan;
+use crate::reference::{Identifier, Reference};
+use crate::registry::{Client, FetchedManifest, RegistryError};
+use crate::resolve::ResolvedImage;
+
+/// Why what refers to an image could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferrersError {
+    #[error(
+        "--referrers looks the signatures, attestations and SBOMs up in the registry; it cannot \
+         be used with --offline"
+    )]
+    Offline,
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+}
+
+impl From<FetchError> for ReferrersError {
+    fn from(error: FetchError) -> Self {
+        ReferrersError::Fetch(Box::new(error))
+    }
+}
+
+/// The registry client and the cache a run looks referrers up with.
+pub struct Lookup<'a> {
+    pub client: &'a Arc<Client>,
+    pub store: &'a BlobStore,
+    pub fetcher: &'a Fetcher,
+    /// `--offline`: nothing can be looked up.
+    pub offline: bool,
+}
+
+impl Lookup<'_> {
     /// What refers to the manifests of `resolved` (each image's, and the index it came from):
     /// signatures, attestations, SBOMs, and what refers to those in turn; their manifests and
     /// blobs fetched into the cache.
     pub async fn attachments(
         &self,
         resolved: &[ResolvedImage],
-    ) -> Result<Vec<Attachment>, PipelineError> {
+    ) -> Result<Vec<Attachment>, ReferrersError> {
         let (found, requests) = self.discover_attachments(resolved).await?;
         let mut downloads = self.fetcher.start(&requests);
         for request in &requests {
@@ -21,12 +65,12 @@ impl Session {
 
     /// What refers to `resolved` (their manifests kept in the cache, their blobs not fetched),
     /// and the requests for those blobs.
-    pub(super) async fn discover_attachments(
+    pub async fn discover_attachments(
         &self,
         resolved: &[ResolvedImage],
-    ) -> Result<(Vec<Attachment>, Vec<BlobRequest>), PipelineError> {
+    ) -> Result<(Vec<Attachment>, Vec<BlobRequest>), ReferrersError> {
         if self.offline {
-            return Err(PipelineError::ReferrersOffline);
+            return Err(ReferrersError::Offline);
         }
         let mut queue: Vec<(Reference, Digest, usize)> = Vec::new();
         for image in resolved {
@@ -57,7 +101,7 @@ impl Session {
                     continue;
                 }
                 for manifest in &attachment.manifests {
-                    if depth + 1 < referrers::MAX_DEPTH && seen.insert(manifest.digest.clone()) {
+                    if depth + 1 < super::MAX_DEPTH && seen.insert(manifest.digest.clone()) {
                         queue.push((reference.clone(), manifest.digest.clone(), depth + 1));
                     }
                 }
@@ -78,11 +122,11 @@ impl Session {
 
     /// The manifests that refer to `subject`, each with the tag it was found under (none for
     /// the referrers API's).
-    pub(super) async fn referrers_of(
+    pub async fn referrers_of(
         &self,
         reference: &Reference,
         subject: &Digest,
-    ) -> Result<Vec<(Option<String>, FetchedManifest)>, PipelineError> {
+    ) -> Result<Vec<(Option<String>, FetchedManifest)>, ReferrersError> {
         let mut out = Vec::new();
         if let Some(index) = self.client.get_referrers(reference, subject).await?
             && let Ok(Manifest::Index(index)) = Manifest::parse(
@@ -98,7 +142,7 @@ impl Session {
                 out.push((None, fetched));
             }
         }
-        for tag in referrers::tags_for(subject) {
+        for tag in super::tags_for(subject) {
             match self
                 .client
                 .get_manifest_by(reference, &Identifier::Tag(tag.clone()))
@@ -113,11 +157,11 @@ impl Session {
     }
 
     /// A manifest by digest: from the cache, else the registry (then kept).
-    pub(super) async fn manifest_by_digest(
+    pub async fn manifest_by_digest(
         &self,
         reference: &Reference,
         digest: &Digest,
-    ) -> Result<FetchedManifest, PipelineError> {
+    ) -> Result<FetchedManifest, ReferrersError> {
         if let Ok(bytes) = self.store.read_verified(digest) {
             return Ok(FetchedManifest {
                 digest: digest.clone(),
@@ -135,13 +179,13 @@ impl Session {
 
     /// The attachment whose manifest is `top`: for an index (the OCI fallback tag's), its
     /// manifests too; the blobs they name.
-    pub(super) async fn attachment(
+    pub async fn attachment(
         &self,
         reference: &Reference,
         subject: Digest,
         tag: Option<String>,
         top: FetchedManifest,
-    ) -> Result<Attachment, PipelineError> {
+    ) -> Result<Attachment, ReferrersError> {
         self.store.put_bytes(&top.digest, &top.bytes)?;
         let name = reference.to_string();
         let media_type = |fetched: &FetchedManifest, manifest: &Manifest| {
@@ -200,7 +244,7 @@ impl Session {
 
 /// The indexes single platforms of `plan` were chosen from that something refers to (a
 /// signature of the index): the tar carries them, so that the reference holds offline.
-pub(super) fn chosen_from_signed_indexes(
+pub fn chosen_from_signed_indexes(
     plan: &Plan,
     attachments: &[Attachment],
 ) -> Vec<AttachedManifest> {
