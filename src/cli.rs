@@ -883,6 +883,14 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> 
         })
 }
 
+/// Exit codes, as `haul --help` and the README list them. A failure of any kind is 1 (a
+/// damaged cache found by `cache verify`, an image or platform that is not there, …): the
+/// message says which.
+pub const EXIT_SUCCESS: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,5 +949,29 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// `haul --help` lists every exit code this module returns, and clap's usage code is ours.
+    #[test]
+    fn help_lists_the_exit_codes() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .get_after_help()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let section = &help[help.find("Exit status:").expect("an exit status section")..];
+        for code in [EXIT_SUCCESS, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED] {
+            assert!(
+                section
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "exit code {code} is not in `haul --help`:\n{section}"
+            );
+        }
+        use clap::Parser;
+        let usage_error = Cli::try_parse_from(["haul", "--no-such-option"]).unwrap_err();
+        assert_eq!(usage_error.exit_code(), i32::from(EXIT_USAGE));
+        let help_request = Cli::try_parse_from(["haul", "--help"]).unwrap_err();
+        assert_eq!(help_request.exit_code(), i32::from(EXIT_SUCCESS));
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::registry::endpoint::{Mirror, normalize_registry};
+use crate::registry::endpoint::{Mirror, Routes, normalize_registry};
 
 /// The file as written; every key is optional, unknown keys are refused.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -36,6 +36,37 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Absolute, or relative to the file's folder.
     pub ca_certs: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The routes and CA files with the command line's laid over the file's: a registry's
+    /// mirrors given on the command line replace the file's (in their order); insecure
+    /// registries and CA files add up.
+    pub fn with_command_line(
+        self,
+        mirrors: &[(String, Mirror)],
+        insecure_registries: &[String],
+        ca_certs: &[PathBuf],
+    ) -> (Routes, Vec<PathBuf>) {
+        let mut from_cli: HashMap<String, Vec<Mirror>> = HashMap::new();
+        for (registry, mirror) in mirrors {
+            from_cli
+                .entry(registry.clone())
+                .or_default()
+                .push(mirror.clone());
+        }
+        let mut routes = Routes {
+            mirrors: self.mirrors,
+            insecure_registries: self.insecure_registries,
+        };
+        routes.mirrors.extend(from_cli);
+        routes
+            .insecure_registries
+            .extend(insecure_registries.iter().cloned());
+        let mut all_ca_certs = self.ca_certs;
+        all_ca_certs.extend(ca_certs.iter().cloned());
+        (routes, all_ca_certs)
+    }
 }
 
 /// What is wrong with the configuration file, naming it.

@@ -258,3 +258,60 @@ fn short_kind(media_type: &str) -> &str {
         other => other,
     }
 }
+
+/// A bundle named on the command line, as `haul inspect` shows it: what it holds, and what
+/// is wrong with it (shown, not fatal: a listing of a damaged bundle still helps).
+pub struct Listing {
+    pub file: String,
+    pub summary: Summary,
+    pub problems: Vec<String>,
+}
+
+impl Listing {
+    /// Reads the bundle (a tar or a parts set) at `file`.
+    pub async fn of(file: &str) -> Result<Listing, ListingError> {
+        let open_error = |source| ListingError {
+            file: file.to_string(),
+            source,
+        };
+        let bundle = super::BundleFile::at(std::path::Path::new(file))
+            .map_err(|e| open_error(std::io::Error::other(e)))?
+            .read()
+            .await
+            .map_err(open_error)?;
+        Ok(Listing {
+            file: file.to_string(),
+            summary: Summary::of(&bundle),
+            problems: bundle.problems.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// The summary's JSON with `file`, `ok` and `problems`.
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let mut value = serde_json::to_value(&self.summary)?;
+        value["file"] = self.file.clone().into();
+        value["ok"] = self.problems.is_empty().into();
+        value["problems"] = self.problems.clone().into();
+        Ok(value)
+    }
+
+    /// The file's name, then the summary and each problem, indented.
+    pub fn text(&self) -> String {
+        let mut text = format!("{}\n", self.file);
+        for line in self.summary.render().lines() {
+            text += &format!("  {line}\n");
+        }
+        for problem in &self.problems {
+            text += &format!("  problem: {problem}\n");
+        }
+        text
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {file}")]
+pub struct ListingError {
+    file: String,
+    #[source]
+    source: std::io::Error,
+}

@@ -6,11 +6,8 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
-
 use super::{Global, image_request};
-use crate::bundle::BundleFile;
-use crate::bundle::summary::Summary;
+use crate::bundle::summary::Listing;
 use crate::cli::InspectArgs;
 use crate::fetch::FetchOptions;
 use crate::inspect::render;
@@ -24,25 +21,15 @@ pub async fn run(global: &Global, mut args: InspectArgs) -> anyhow::Result<()> {
     args.images.references = references;
     let mut bundles = Vec::new();
     for file in &files {
-        bundles.push(bundle_listing(file).await?);
+        bundles.push(Listing::of(file).await?);
     }
     let mut json: Vec<serde_json::Value> = Vec::new();
     let mut text = String::new();
-    for (file, summary, problems) in &bundles {
+    for listing in &bundles {
         if args.json {
-            let mut value = serde_json::to_value(summary)?;
-            value["file"] = file.clone().into();
-            value["ok"] = problems.is_empty().into();
-            value["problems"] = problems.clone().into();
-            json.push(value);
+            json.push(listing.to_json()?);
         } else {
-            text += &format!("{file}\n");
-            for line in summary.render().lines() {
-                text += &format!("  {line}\n");
-            }
-            for problem in problems {
-                text += &format!("  problem: {problem}\n");
-            }
+            text += &listing.text();
         }
     }
     if !args.images.references.is_empty() || !args.images.file.is_empty() {
@@ -73,8 +60,8 @@ pub async fn run(global: &Global, mut args: InspectArgs) -> anyhow::Result<()> {
     std::io::stdout().lock().write_all(text.as_bytes())?;
     let damaged: Vec<&String> = bundles
         .iter()
-        .filter(|(_, _, problems)| !problems.is_empty())
-        .map(|(file, _, _)| file)
+        .filter(|listing| !listing.problems.is_empty())
+        .map(|listing| &listing.file)
         .collect();
     anyhow::ensure!(
         damaged.is_empty(),
@@ -91,15 +78,4 @@ pub async fn run(global: &Global, mut args: InspectArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// What the bundle at `file` holds, and what is wrong with it (shown, not fatal: a listing
-/// of a damaged bundle still helps).
-async fn bundle_listing(file: &str) -> anyhow::Result<(String, Summary, Vec<String>)> {
-    let bundle = BundleFile::at(Path::new(file))?
-        .read()
-        .await
-        .with_context(|| format!("cannot open {file}"))?;
-    let problems = bundle.problems.iter().map(ToString::to_string).collect();
-    Ok((file.to_string(), Summary::of(&bundle), problems))
 }

@@ -29,7 +29,10 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::cli::{Cli, Command, ImageArgs, LoginArgs, ProgressMode};
+use crate::cli::{
+    Cli, Command, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_SUCCESS, EXIT_USAGE, ImageArgs, LoginArgs,
+    ProgressMode,
+};
 use crate::config;
 use crate::list::ImageList;
 use crate::pipeline::{ImageRequest, Session, SessionOptions};
@@ -37,17 +40,9 @@ use crate::progress::{Bars, Json, Lines, Progress, Silent};
 use crate::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
-use crate::registry::endpoint::{Mirror, Routes};
+use crate::registry::endpoint::Routes;
 use crate::resolve::PlatformChoice;
 use crate::signature::policy::KeylessOptions;
-
-/// Exit codes, as `haul --help` and the README list them. A failure of any kind is 1 (a
-/// damaged cache found by `cache verify`, an image or platform that is not there, …): the
-/// message says which.
-const EXIT_SUCCESS: u8 = 0;
-const EXIT_FAILURE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -183,27 +178,14 @@ impl Global {
             None => default_cache_dir()?,
         };
         let config_file = cli.config.clone().or_else(|| from_env("HAUL_CONFIG"));
-        let config = config::load(config_file.as_deref())?;
-        let mut mirrors = config.mirrors;
-        // The command line's mirrors for a registry replace the file's, keeping their order.
-        let mut from_cli: HashMap<String, Vec<Mirror>> = HashMap::new();
-        for (registry, mirror) in &cli.mirrors {
-            from_cli
-                .entry(registry.clone())
-                .or_default()
-                .push(mirror.clone());
-        }
-        mirrors.extend(from_cli);
-        let mut insecure_registries = config.insecure_registries;
-        insecure_registries.extend(cli.insecure_registries.iter().cloned());
-        let mut ca_certs = config.ca_certs;
-        ca_certs.extend(cli.ca_certs.iter().cloned());
+        let (routes, ca_certs) = config::load(config_file.as_deref())?.with_command_line(
+            &cli.mirrors,
+            &cli.insecure_registries,
+            &cli.ca_certs,
+        );
         Ok(Global {
             cache_dir,
-            routes: Routes {
-                mirrors,
-                insecure_registries,
-            },
+            routes,
             ca_certs,
             progress,
             quiet: cli.quiet,
@@ -260,27 +242,14 @@ impl Global {
 }
 
 /// What a push or copy wrote: each image's name and digest on standard output (for
-/// scripts: `DEST/REPOSITORY:TAG@DIGEST`), and what went up on standard error.
+/// scripts), and what went up on standard error.
 fn print_pushed(global: &Global, summary: &crate::push::PushSummary) {
-    for (repository, tags, digest) in &summary.images {
-        if tags.is_empty() {
-            println!("{}@{digest}", repository.full_name());
-        }
-        for tag in tags {
-            println!("{}:{tag}@{digest}", repository.full_name());
-        }
+    for name in summary.names() {
+        println!("{name}");
     }
-    if global.quiet {
-        return;
+    if !global.quiet {
+        eprintln!("{}", summary.counts());
     }
-    let blobs = summary.present + summary.mounted + summary.uploaded;
-    eprintln!(
-        "{blobs} blobs: {} uploaded ({} sent), {} mounted, {} already there",
-        summary.uploaded,
-        crate::progress::human_bytes(summary.sent_bytes),
-        summary.mounted,
-        summary.present
-    );
 }
 
 /// What `--verify-key` and the keyless options ask of every image (a bad key, root or
@@ -436,32 +405,4 @@ fn has_io_error(error: &anyhow::Error, kind: std::io::ErrorKind) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == kind)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `haul --help` lists every exit code this module returns, and clap's usage code is ours.
-    #[test]
-    fn help_lists_the_exit_codes() {
-        use clap::CommandFactory;
-        let help = Cli::command()
-            .get_after_help()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let section = &help[help.find("Exit status:").expect("an exit status section")..];
-        for code in [EXIT_SUCCESS, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED] {
-            assert!(
-                section
-                    .lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
-                "exit code {code} is not in `haul --help`:\n{section}"
-            );
-        }
-        let usage_error = Cli::try_parse_from(["haul", "--no-such-option"]).unwrap_err();
-        assert_eq!(usage_error.exit_code(), i32::from(EXIT_USAGE));
-        let help_request = Cli::try_parse_from(["haul", "--help"]).unwrap_err();
-        assert_eq!(help_request.exit_code(), i32::from(EXIT_SUCCESS));
-    }
 }

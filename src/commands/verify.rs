@@ -58,24 +58,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         )?;
         let trust = policy::trust(keys, &keyless, carried, false)?;
         if !trust.is_empty() {
-            let unsigned = signature::check_bundle(&bundle, &trust)
-                .map_err(|why| anyhow::anyhow!("{name}: {why}"))?;
-            if !unsigned.is_empty() {
-                bail!(
-                    "{name} is whole, but {} not {} by {}:{}",
-                    if unsigned.len() == 1 {
-                        "1 image in it is".to_string()
-                    } else {
-                        format!("{} images in it are", unsigned.len())
-                    },
-                    trust.what(),
-                    trust.signers(),
-                    unsigned
-                        .iter()
-                        .map(|(image, why)| format!("\n  {image}: {why}"))
-                        .collect::<String>()
-                );
-            }
+            signature::require_signed(&bundle, &name, &trust)?;
         }
         if !quiet && !args.json {
             println!("ok: {}", report.summary());

@@ -320,6 +320,70 @@ impl Session {
         self.record(plan, &plan.blobs).await
     }
 
+    /// `pull --keep-going`: `resolved` pulled all together first (downloads in parallel
+    /// across images), image by image only if that fails, to tell which (what was fetched
+    /// stays in the cache). `failures` are those that did not resolve; the error lists every
+    /// image that failed, in the order asked.
+    pub async fn pull_each(
+        &self,
+        request: &ImageRequest,
+        resolved: Vec<ResolvedImage>,
+        mut failures: Vec<(Reference, PipelineError)>,
+    ) -> Result<(), PipelineError> {
+        // All together first (downloads in parallel across images); image by image only if that
+        // fails, to tell which (what was fetched stays in the cache).
+        let together = async {
+            let plan = self
+                .plan(resolved.clone(), &request.platforms, LayerForm::AsServed)
+                .await?;
+            self.pull(&plan).await
+        };
+        let resolved = match together.await {
+            Ok(()) => Vec::new(),
+            Err(_) => resolved,
+        };
+        let mut groups: Vec<Vec<ResolvedImage>> = Vec::new();
+        for image in resolved {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].reference == image.reference)
+            {
+                Some(group) => group.push(image),
+                None => groups.push(vec![image]),
+            }
+        }
+        for group in groups {
+            let reference = group[0].reference.clone();
+            let pulled = async {
+                let plan = self
+                    .plan(group, &request.platforms, LayerForm::AsServed)
+                    .await?;
+                self.pull(&plan).await
+            };
+            if let Err(error) = pulled.await {
+                failures.push((reference, error));
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        // In the order given.
+        failures.sort_by_key(|(reference, _)| {
+            request
+                .references
+                .iter()
+                .position(|r| r == reference)
+                .unwrap_or(usize::MAX)
+        });
+        Err(PipelineError::Images {
+            total: request.references.len(),
+            failures: failures
+                .iter()
+                .map(|(reference, error)| ImageFailure::new(reference, error))
+                .collect(),
+        })
+    }
+
     /// The fetcher: blobs into the cache, each checked, under the session's limits.
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher

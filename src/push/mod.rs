@@ -106,6 +106,35 @@ pub struct PushSummary {
     pub images: Vec<(Reference, Vec<String>, Digest)>,
 }
 
+impl PushSummary {
+    /// Each image pushed, as `DEST/REPOSITORY:TAG@DIGEST` (a line per tag; without one, by
+    /// digest alone).
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (repository, tags, digest) in &self.images {
+            if tags.is_empty() {
+                names.push(format!("{}@{digest}", repository.full_name()));
+            }
+            for tag in tags {
+                names.push(format!("{}:{tag}@{digest}", repository.full_name()));
+            }
+        }
+        names
+    }
+
+    /// What went up: `N blobs: U uploaded (S sent), M mounted, P already there`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} blobs: {} uploaded ({} sent), {} mounted, {} already there",
+            self.present + self.mounted + self.uploaded,
+            self.uploaded,
+            crate::progress::human_bytes(self.sent_bytes),
+            self.mounted,
+            self.present
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(transparent)]

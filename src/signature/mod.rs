@@ -13,6 +13,7 @@
 //! Keyless signatures (Fulcio certificates, Rekor entries) are not checked.
 
 pub use haul_sigstore as keyless;
+pub mod blob;
 pub mod policy;
 pub mod registry;
 pub mod sigstore;
@@ -491,6 +492,52 @@ pub fn check_attachments(
      signatures name manifest digests: export the bundle with --format docker or oci"
 )]
 pub struct NoManifests;
+
+/// Why a whole bundle (called `name`) did not pass its signature check.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleSignatureError {
+    #[error("{name}: {source}")]
+    NoManifests {
+        name: String,
+        #[source]
+        source: NoManifests,
+    },
+    #[error(
+        "{name} is whole, but {} not {what} by {signers}:{}",
+        if .unsigned.len() == 1 { "1 image in it is".to_string() } else { format!("{} images in it are", .unsigned.len()) },
+        .unsigned.iter().map(|(image, why)| format!("\n  {image}: {why}")).collect::<String>()
+    )]
+    Unsigned {
+        name: String,
+        what: String,
+        signers: String,
+        /// Each image, and why.
+        unsigned: Vec<(String, String)>,
+    },
+}
+
+/// Refuses a bundle (called `name`) with an image that carries no signature `trust` accepts
+/// (see [`check_bundle`]).
+pub fn require_signed(
+    bundle: &crate::bundle::Bundle,
+    name: &str,
+    trust: &Trust,
+) -> Result<(), BundleSignatureError> {
+    let unsigned =
+        check_bundle(bundle, trust).map_err(|source| BundleSignatureError::NoManifests {
+            name: name.to_string(),
+            source,
+        })?;
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    Err(BundleSignatureError::Unsigned {
+        name: name.to_string(),
+        what: trust.what(),
+        signers: trust.signers(),
+        unsigned,
+    })
+}
 
 /// Checks, offline, that every image a bundle holds carries a signature by one of `keys`
 /// among the attachments it carries (`--referrers`). Returns each image that does not, named,
