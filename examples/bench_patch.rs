@@ -336,7 +336,11 @@ fn main() {
         haul.display()
     );
     let haul = haul.display().to_string();
-    let work_dir = tempfile::tempdir_in(root.join("target")).unwrap();
+    // On the disk the build uses (gigabytes, not a tmpfs), wherever CARGO_TARGET_DIR puts it.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    std::fs::create_dir_all(&target).unwrap();
+    let work_dir = tempfile::tempdir_in(&target).unwrap();
     let work = work_dir.path();
 
     let quick = std::env::var_os("HAUL_BENCH_QUICK").is_some();

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::registry::endpoint::{Mirror, parse_mirror_flag};
 
-/// `haul --help`: a few examples, and the exit codes (`commands::EXIT_*`; a test there checks
-/// that this text lists each of them).
+/// `haul --help`: a few examples, and the exit codes (`EXIT_*` below; the test
+/// `help_lists_the_exit_codes` checks that this text lists each of them).
 const HAUL_AFTER_HELP: &str = "\
 Examples:
   haul export nginx:1.27 -o nginx.tar              # download (what is new) and write a tar

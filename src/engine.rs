@@ -207,18 +207,24 @@ impl Engine {
     pub fn save(&self, names: &[String], file: std::fs::File) -> Result<(), EngineError> {
         let mut args = vec!["save"];
         args.extend(names.iter().map(String::as_str));
-        let output = self
-            .docker(&args)
+        let mut save = self.docker(&args);
+        // As it runs: `docker -H HOST save …`, `ssh me@host docker save …`.
+        let command = std::iter::once(save.get_program())
+            .chain(save.get_args())
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let output = save
             .stdout(file)
             .stderr(std::process::Stdio::piped())
             .output()
             .map_err(|source| EngineError::Start {
-                command: "docker save".to_string(),
+                command: command.clone(),
                 source,
             })?;
         if !output.status.success() {
             return Err(EngineError::Failed {
-                command: "docker save".to_string(),
+                command,
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }

@@ -65,7 +65,6 @@ impl ImageList {
         Ok(ImageList { lines })
     }
 
-    /// The references, in order.
     /// Each reference pinned by digest (`name:tag@sha256:…`) becomes its tag again
     /// (`name:tag`), so that it is resolved anew.
     pub fn unpin_tags(&mut self) -> Result<(), ReferenceError> {
@@ -96,6 +95,7 @@ impl ImageList {
         }
     }
 
+    /// The references, in order.
     pub fn references(&self) -> impl Iterator<Item = &Reference> {
         self.lines.iter().filter_map(|line| match line {
             Line::Reference { reference, .. } => Some(reference),

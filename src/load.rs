@@ -21,19 +21,14 @@ pub enum Said<'a> {
     Docker(&'a str),
     /// A patched layer rebuilt and checked.
     Rebuilt(&'a RebuiltLayer),
-}
-
-/// A bundle loaded.
-pub struct Loaded {
-    /// The images `docker load` named.
-    pub images: Vec<String>,
-    /// Patched layers that went in by content (uncompressed): their manifests are new.
-    pub by_content: usize,
+    /// How many patched layers went in by content (uncompressed), once loaded: their images
+    /// keep their IDs, not their manifest digests.
+    ByContent(usize),
 }
 
 /// Why a bundle was not loaded. Each message ends by saying nothing was loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum BundleLoadError {
     #[error("cannot read {name}")]
     Read {
         name: String,
@@ -114,9 +109,9 @@ pub async fn load_bundle(
     from: &[PathBuf],
     progress: Arc<dyn Progress>,
     said: fn(Said<'_>),
-) -> Result<Loaded, LoadError> {
+) -> Result<Vec<String>, BundleLoadError> {
     let name = name.to_string();
-    let read_error = |source| LoadError::Read {
+    let read_error = |source| BundleLoadError::Read {
         name: name.clone(),
         source,
     };
@@ -136,13 +131,13 @@ pub async fn load_bundle(
         .map_err(read_error)?
     };
     if let Some(problem) = bundle.problems.first() {
-        return Err(LoadError::NotWhole {
+        return Err(BundleLoadError::NotWhole {
             name,
             problem: problem.to_string(),
         });
     }
     check_engine_holds(&bundle, &engine, &name, from).await?;
-    let loaded = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
+    let images = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
         load_patched(from, tar, &name, bundle, &engine, &progress, said).await?
     } else {
         progress.event(Event::LoadStep {
@@ -153,7 +148,7 @@ pub async fn load_bundle(
         // A parts set stops at its first bad part: the loader is stopped before it sees the end.
         let mut stream = tar.stream().map_err(read_error)?;
         let (loader, sending) = (engine.clone(), progress.clone());
-        let images = crate::blocking::run(move || {
+        crate::blocking::run(move || {
             loader.load(
                 &mut stream,
                 &mut |sent| sending.event(Event::LoadProgress { bytes: sent }),
@@ -161,38 +156,34 @@ pub async fn load_bundle(
             )
         })
         .await
-        .map_err(|source| LoadError::Engine {
+        .map_err(|source| BundleLoadError::Engine {
             name: name.clone(),
             source,
-        })?;
-        Loaded {
-            images,
-            by_content: 0,
-        }
+        })?
     };
     progress.event(Event::Loaded {
         path: name,
         engine: engine.describe(),
         bytes,
-        images: loaded.images.clone(),
+        images: images.clone(),
         seconds: started.elapsed().as_secs_f64(),
     });
-    Ok(loaded)
+    Ok(images)
 }
 
 /// The patch delta at `path` into `engine`, rebuilt where the engine is: here, as
 /// [`load_bundle`] does; over ssh, by the haul there (`haul load -`), which prints its own
-/// lines (then `None`).
+/// lines.
 pub async fn load_where_the_engine_is(
     engine: Engine,
     path: &std::path::Path,
     progress: Arc<dyn Progress>,
     said: fn(Said<'_>),
-) -> Result<Option<Loaded>, LoadError> {
+) -> Result<(), BundleLoadError> {
     let Some(mut remote) = engine.remote_haul(&["load", "-"]) else {
         let tar = BundleFile::Tar(path.to_path_buf());
-        let loaded = load_bundle(tar, "the patch delta", engine, &[], progress, said).await?;
-        return Ok(Some(loaded));
+        load_bundle(tar, "the patch delta", engine, &[], progress, said).await?;
+        return Ok(());
     };
     let command = format!(
         "`{}`",
@@ -202,21 +193,21 @@ pub async fn load_where_the_engine_is(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let delta = std::fs::File::open(path).map_err(|source| LoadError::Read {
+    let delta = std::fs::File::open(path).map_err(|source| BundleLoadError::Read {
         name: format!("the patch delta {}", path.display()),
         source,
     })?;
     let status = crate::blocking::run(move || remote.stdin(delta).status())
         .await
-        .map_err(|source| LoadError::RemoteStart {
+        .map_err(|source| BundleLoadError::RemoteStart {
             command: command.clone(),
             source,
         })?;
     match status.code() {
-        Some(0) => Ok(None),
+        Some(0) => Ok(()),
         // ssh's remote shell: command not found.
-        Some(127) => Err(LoadError::RemoteMissing { command }),
-        _ => Err(LoadError::RemoteFailed {
+        Some(127) => Err(BundleLoadError::RemoteMissing { command }),
+        _ => Err(BundleLoadError::RemoteFailed {
             command,
             status: status.to_string(),
         }),
@@ -230,7 +221,7 @@ async fn check_engine_holds(
     engine: &Engine,
     name: &str,
     from: &[PathBuf],
-) -> Result<(), LoadError> {
+) -> Result<(), BundleLoadError> {
     let Some(delta) = bundle
         .delta
         .as_ref()
@@ -247,7 +238,7 @@ async fn check_engine_holds(
                 .filter(|chain| !held.contains(*chain))
                 .count();
             if missing > 0 {
-                return Err(LoadError::LacksLayers {
+                return Err(BundleLoadError::LacksLayers {
                     name: name.to_string(),
                     missing,
                     needed: delta.needed_chains.len(),
@@ -286,7 +277,7 @@ async fn load_patched(
     engine: &Engine,
     progress: &Arc<dyn Progress>,
     said: fn(Said<'_>),
-) -> Result<Loaded, LoadError> {
+) -> Result<Vec<String>, BundleLoadError> {
     // The engine's copy is kept only while this runs.
     let (sources, _saved) = if from.is_empty() {
         let (sources, saved) = saved_by_engine(&bundle, engine, name, progress).await?;
@@ -294,15 +285,17 @@ async fn load_patched(
     } else {
         let sources = Sources::open(from)
             .await
-            .map_err(|source| LoadError::Rebuild {
+            .map_err(|source| BundleLoadError::Rebuild {
                 name: name.to_string(),
                 source,
             })?;
         (sources, None)
     };
-    crate::rebuild::check_sources(&bundle, &sources).map_err(|source| LoadError::Rebuild {
-        name: name.to_string(),
-        source,
+    crate::rebuild::check_sources(&bundle, &sources).map_err(|source| {
+        BundleLoadError::Rebuild {
+            name: name.to_string(),
+            source,
+        }
     })?;
     progress.event(Event::LoadStep {
         step: "rebuilding",
@@ -311,7 +304,7 @@ async fn load_patched(
     });
     let (loader, sending, described) = (engine.clone(), progress.clone(), name.to_string());
     let output = engine.describe();
-    crate::blocking::run(move || -> Result<Loaded, LoadError> {
+    crate::blocking::run(move || -> Result<Vec<String>, BundleLoadError> {
         let rebuild = RebuildJob {
             delta: &bundle,
             file: &tar,
@@ -319,7 +312,7 @@ async fn load_patched(
             left_out: LeftOut::Keep,
             exact_only: false,
         };
-        let rebuild_error = |source| LoadError::Rebuild {
+        let rebuild_error = |source| BundleLoadError::Rebuild {
             name: described.clone(),
             source,
         };
@@ -355,14 +348,15 @@ async fn load_patched(
             drop(reader);
             loaded
         })
-        .map_err(|source| LoadError::Engine {
+        .map_err(|source| BundleLoadError::Engine {
             name: described.clone(),
             source,
         })?;
-        Ok(Loaded {
-            images,
-            by_content: rebuilt.iter().filter(|l| !l.exact).count(),
-        })
+        let by_content = rebuilt.iter().filter(|l| !l.exact).count();
+        if by_content > 0 {
+            said(Said::ByContent(by_content));
+        }
+        Ok(images)
     })
     .await
 }
@@ -374,14 +368,14 @@ async fn saved_by_engine(
     engine: &Engine,
     name: &str,
     progress: &Arc<dyn Progress>,
-) -> Result<(Sources, Scratch), LoadError> {
+) -> Result<(Sources, Scratch), BundleLoadError> {
     let names = bundle
         .delta
         .as_ref()
         .map(|d| d.since.clone())
         .unwrap_or_default();
     if names.is_empty() {
-        return Err(LoadError::NoImageNamed {
+        return Err(BundleLoadError::NoImageNamed {
             name: name.to_string(),
         });
     }
@@ -392,15 +386,16 @@ async fn saved_by_engine(
     });
     let scratch = crate::rebuild::scratch_dir();
     // A new file: never one a link left there points at.
-    let (save, file) =
-        Scratch::create(&scratch, "engine-save.tar").map_err(|source| LoadError::Scratch {
+    let (save, file) = Scratch::create(&scratch, "engine-save.tar").map_err(|source| {
+        BundleLoadError::Scratch {
             dir: scratch.clone(),
             source,
-        })?;
+        }
+    })?;
     let (asked, listed) = (engine.clone(), names.clone());
     crate::blocking::run(move || asked.save(&listed, file))
         .await
-        .map_err(|source| LoadError::Saved {
+        .map_err(|source| BundleLoadError::Saved {
             name: name.to_string(),
             images: names.join(", "),
             them: if names.len() == 1 { "it" } else { "them" },
@@ -408,7 +403,7 @@ async fn saved_by_engine(
         })?;
     let earlier = Sources::read(BundleFile::Tar(save.path.clone()))
         .await
-        .map_err(|source| LoadError::Rebuild {
+        .map_err(|source| BundleLoadError::Rebuild {
             name: name.to_string(),
             source,
         })?;

@@ -58,6 +58,10 @@ pub enum ResolveError {
     },
 }
 
+/// References (or images) asked of registries at once: enough to hide a far registry's
+/// latency for a long list, few enough to be polite to it.
+pub const AT_ONCE: usize = 32;
+
 /// Which images of a multi-platform reference to take.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlatformChoice {

@@ -269,16 +269,14 @@ pub struct Listing {
 
 impl Listing {
     /// Reads the bundle (a tar or a parts set) at `file`.
-    pub async fn of(file: &str) -> Result<Listing, ListingError> {
-        let open_error = |source| ListingError {
-            file: file.to_string(),
-            source,
-        };
-        let bundle = super::BundleFile::at(std::path::Path::new(file))
-            .map_err(|e| open_error(std::io::Error::other(e)))?
+    pub async fn of(file: &str) -> Result<Listing, BundleListingError> {
+        let bundle = super::BundleFile::at(std::path::Path::new(file))?
             .read()
             .await
-            .map_err(open_error)?;
+            .map_err(|source| BundleListingError::Read {
+                file: file.to_string(),
+                source,
+            })?;
         Ok(Listing {
             file: file.to_string(),
             summary: Summary::of(&bundle),
@@ -308,10 +306,15 @@ impl Listing {
     }
 }
 
+/// Why a bundle could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open {file}")]
-pub struct ListingError {
-    file: String,
-    #[source]
-    source: std::io::Error,
+pub enum BundleListingError {
+    #[error(transparent)]
+    Open(#[from] crate::parts::read::OpenError),
+    #[error("cannot open {file}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

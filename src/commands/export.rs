@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::load::{print_loaded, print_said};
+use super::load::print_said;
 use super::{Global, image_request, verify_keys};
 use crate::cli::{ExportArgs, Format};
 use crate::delta::Receipt;
@@ -163,12 +163,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     }
     if let Some((engine, delta)) = patched_for {
         let progress = global.progress.clone();
-        let loaded =
-            crate::load::load_where_the_engine_is(engine, &delta.path, progress, print_said)
-                .await?;
-        if let Some(loaded) = loaded {
-            print_loaded(&loaded);
-        }
+        crate::load::load_where_the_engine_is(engine, &delta.path, progress, print_said).await?;
     }
     if let Some(root) = &trusted_root
         && !global.quiet

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::bundle::BundleFile;
 use crate::cli::LoadArgs;
 use crate::engine::Engine;
-use crate::load::{Loaded, Said, load_bundle};
+use crate::load::{Said, load_bundle};
 use crate::progress::{Progress, human_bytes};
 use crate::rebuild::RebuiltLayer;
 
@@ -30,8 +30,7 @@ pub async fn run(args: &LoadArgs, progress: Arc<dyn Progress>) -> anyhow::Result
     } else {
         tar.describe()
     };
-    let loaded = load_bundle(tar, &name, engine, &args.from, progress, print_said).await?;
-    print_loaded(&loaded);
+    load_bundle(tar, &name, engine, &args.from, progress, print_said).await?;
     Ok(())
 }
 
@@ -41,18 +40,12 @@ pub fn print_said(said: Said<'_>) {
     match said {
         Said::Docker(line) => println!("{line}"),
         Said::Rebuilt(layer) => say_rebuilt(layer),
-    }
-}
-
-/// Layers that went in by content keep the image IDs, not the manifest digests.
-pub fn print_loaded(loaded: &Loaded) {
-    let content = loaded.by_content;
-    if content > 0 {
-        eprintln!(
-            "{content} layer{} went in by content (uncompressed, diff_id checked): the image \
+        // Layers that went in by content keep the image IDs, not the manifest digests.
+        Said::ByContent(count) => eprintln!(
+            "{count} layer{} went in by content (uncompressed, diff_id checked): the image \
              IDs are the registry's, the manifest digests are new",
-            if content == 1 { "" } else { "s" }
-        );
+            if count == 1 { "" } else { "s" }
+        ),
     }
 }
 

@@ -58,7 +58,7 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         )?;
         let trust = policy::trust(keys, &keyless, carried, false)?;
         if !trust.is_empty() {
-            signature::require_signed(&bundle, &name, &trust)?;
+            signature::bundle::require_signed(&bundle, &name, &trust)?;
         }
         if !quiet && !args.json {
             println!("ok: {}", report.summary());

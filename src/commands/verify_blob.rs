@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 
 use crate::cli::VerifyBlobArgs;
-use crate::signature::blob::{BlobCheck, Signed, Signers, file_digest, read_key};
+use crate::signature::blob::{BlobCheck, Signed, Signers, file_digest, read_key, read_material};
 use crate::signature::keyless::show_time;
 use crate::signature::keyless::trust::TrustedRoot;
 
@@ -31,6 +31,7 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
     let bundle = args.bundle.display().to_string();
     let bundle_bytes =
         std::fs::read(&args.bundle).with_context(|| format!("cannot read the bundle {bundle}"))?;
+    let material = read_material(&bundle, &bundle_bytes)?;
     let digest = file_digest(&args.file)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -39,7 +40,7 @@ pub fn run(args: &VerifyBlobArgs, quiet: bool) -> anyhow::Result<()> {
         file: &args.file,
         digest: &digest,
         bundle: &bundle,
-        bundle_bytes: &bundle_bytes,
+        material: &material,
         root: &root,
         predicate_type: args.keyless.predicate_type.as_deref(),
     };

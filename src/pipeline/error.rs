@@ -1,4 +1,4 @@
-//! What a pipeline step can fail with, and one image's failure in a run over many.
+//! What a pipeline step can fail with.
 
 use super::*;
 
@@ -15,8 +15,6 @@ pub enum PipelineError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Fetch(Box<FetchError>),
-    #[error(transparent)]
-    Push(#[from] PushError),
     #[error(
         "{} of the {total} images could not be used:{}",
         .failures.len(),
@@ -28,8 +26,6 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Referrers(#[from] ReferrersError),
-    #[error(transparent)]
-    Signatures(#[from] SignatureCheckError),
     #[error(
         "{reference} is an artifact ({artifact_type}), not a container image: {why}; \
          `--format oci` carries it as it is (and `haul push` puts it back), or copy it \

@@ -38,18 +38,12 @@ use crate::list::ImageFailure;
 use crate::manifest::{ImageConfig, ManifestError};
 use crate::plan::Plan;
 use crate::progress::{Event, Progress};
-use crate::push::PushError;
 use crate::reference::Reference;
 use crate::referrers::{Attachment, Lookup, ReferrersError};
 use crate::registry::{Client, RegistryError, RegistryOptions};
 use crate::resolve::{
     PlatformChoice, PlatformKey, ResolveError, ResolvedImage, resolve, resolve_offline,
 };
-use crate::signature::registry::SignatureCheckError;
-
-/// References resolved at once: enough to hide a far registry's latency for a long list,
-/// few enough to be polite to it.
-const RESOLVE_AT_ONCE: usize = 32;
 
 /// How to open a [`Session`].
 pub struct SessionOptions {
@@ -185,7 +179,7 @@ impl Session {
             };
             (r, result)
         }))
-        .buffered(RESOLVE_AT_ONCE)
+        .buffered(crate::resolve::AT_ONCE)
         .collect::<Vec<_>>()
         .await;
         let mut resolved = Vec::new();
@@ -330,8 +324,6 @@ impl Session {
         resolved: Vec<ResolvedImage>,
         mut failures: Vec<(Reference, PipelineError)>,
     ) -> Result<(), PipelineError> {
-        // All together first (downloads in parallel across images); image by image only if that
-        // fails, to tell which (what was fetched stays in the cache).
         let together = async {
             let plan = self
                 .plan(resolved.clone(), &request.platforms, LayerForm::AsServed)

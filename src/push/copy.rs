@@ -47,7 +47,7 @@ pub struct FromCache<'a> {
 }
 
 impl FromCache<'_> {
-    /// Copies `plan`'s images (pulled into the cache: see [`Session::pull`]) each into the
+    /// Copies `plan`'s images (pulled into the cache: see [`crate::pipeline::Session::pull`]) each into the
     /// repository and tags `target` gives for its reference: each image's manifest as the
     /// registry served it, and for all platforms every manifest the index names and the index
     /// itself, so every digest is kept.

@@ -12,6 +12,7 @@ use crate::bundle::names::{PatchSource, PatchedLayer, Rebuild};
 use crate::bundle::{Bundle, BundleFile, Place};
 use crate::cache::StoredBlob;
 use crate::digest::Digest;
+use crate::export::tar::TarWriter;
 use crate::fetch::BlobRequest;
 use crate::manifest::Descriptor;
 use crate::rebuild::sources::Fetched;
@@ -249,13 +250,27 @@ impl ForPush<'_> {
             },
             exact_only: !self.new_digests,
         };
-        rebuild
-            .write_file(path, said)
-            .map_err(|source| match source {
-                RebuildError::NotExact { .. } => DeltaPushError::NotExact { name, source },
-                source => DeltaPushError::Rebuild { name, source },
-            })?;
-        Ok(())
+        // A scratch file, pushed then removed: written plainly, not synced.
+        let mut written = || -> Result<(), RebuildError> {
+            let mut rebuilt = rebuild.layers(said)?;
+            let output = path.display().to_string();
+            let write_error = |source| RebuildError::Write {
+                output: output.clone(),
+                source,
+            };
+            let file = std::fs::File::create(path).map_err(write_error)?;
+            let mut writer = TarWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+            rebuild.write(&mut rebuilt, &mut writer, &output)?;
+            writer
+                .into_inner()
+                .into_inner()
+                .map_err(|e| write_error(e.into_error()))?;
+            Ok(())
+        };
+        written().map_err(|source| match source {
+            RebuildError::NotExact { .. } => DeltaPushError::NotExact { name, source },
+            source => DeltaPushError::Rebuild { name, source },
+        })
     }
 }
 

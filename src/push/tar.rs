@@ -395,8 +395,6 @@ async fn legacy(
     })
 }
 
-/// Refuses a `REGISTRY[/PREFIX]` destination that does not begin with a registry host (docker's
-/// rule would read `myregistry/x` as Docker Hub's `myregistry/x`).
 /// The repository `dest` names for one image (`REGISTRY/REPOSITORY[:TAG]`, as `haul copy
 /// SOURCE DEST` takes it), and the tag it spells out.
 pub fn single_target(dest: &str) -> Result<(Reference, Option<String>), TarError> {
@@ -428,6 +426,8 @@ pub fn single_target(dest: &str) -> Result<(Reference, Option<String>), TarError
     Ok((reference, tag))
 }
 
+/// Refuses a `REGISTRY[/PREFIX]` destination that does not begin with a registry host (docker's
+/// rule would read `myregistry/x` as Docker Hub's `myregistry/x`).
 pub fn check_destination(dest: &str) -> Result<(), TarError> {
     let mut parts = dest.split('/');
     let host = parts.next().unwrap_or_default();

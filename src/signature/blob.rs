@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::Rejection;
 use super::keyless::keys::Key;
-use super::keyless::material::{self, Content, MaterialError};
+use super::keyless::material::{self, Content, Material, MaterialError};
 use super::keyless::trust::TrustedRoot;
 use super::keyless::verify::{self, Artifact, Policy, Refusal, Signer};
 use crate::digest::Digest;
@@ -87,9 +87,9 @@ pub enum Signed {
 pub struct BlobCheck<'a> {
     pub file: &'a str,
     pub digest: &'a Digest,
-    /// The bundle's name for messages, and its bytes.
+    /// The bundle's name for messages, and what it holds (see [`read_material`]).
     pub bundle: &'a str,
-    pub bundle_bytes: &'a [u8],
+    pub material: &'a Material,
     pub root: &'a TrustedRoot,
     /// `--predicate-type`: an attestation of this type is asked for.
     pub predicate_type: Option<&'a str>,
@@ -98,11 +98,7 @@ pub struct BlobCheck<'a> {
 impl BlobCheck<'_> {
     /// Checks the bundle against `signers` at `now` (Unix seconds).
     pub fn verify(&self, signers: &Signers<'_>, now: i64) -> Result<Signed, BlobError> {
-        let material =
-            material::from_bundle(self.bundle_bytes).map_err(|source| BlobError::Material {
-                bundle: self.bundle.to_string(),
-                source,
-            })?;
+        let material = self.material;
         let artifact = Artifact::Sha256(
             hex::decode(self.digest.hex())
                 .ok()
@@ -117,11 +113,11 @@ impl BlobCheck<'_> {
         let signed = match signers {
             Signers::Key { path, key } => Signed::Key {
                 path: path.to_path_buf(),
-                logged: verify::verify_with_key(&material, key, Some(&artifact), self.root, now)
+                logged: verify::verify_with_key(material, key, Some(&artifact), self.root, now)
                     .map_err(refused)?,
             },
             Signers::Keyless(policy) => Signed::Keyless(
-                verify::verify(&material, Some(&artifact), self.root, policy, now)
+                verify::verify(material, Some(&artifact), self.root, policy, now)
                     .map_err(refused)?,
             ),
         };
@@ -146,6 +142,15 @@ impl BlobCheck<'_> {
         }
         Ok(signed)
     }
+}
+
+/// What the bundle `bundle` (its name for messages) holds, from its bytes: read before the
+/// file is hashed, so that a bad bundle is refused at once.
+pub fn read_material(bundle: &str, bytes: &[u8]) -> Result<Material, BlobError> {
+    material::from_bundle(bytes).map_err(|source| BlobError::Material {
+        bundle: bundle.to_string(),
+        source,
+    })
 }
 
 /// The statement's own predicate type: without --predicate-type any type is accepted.

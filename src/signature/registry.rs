@@ -11,9 +11,6 @@ use crate::list::ImageFailure;
 use crate::referrers::{Lookup, ReferrersError};
 use crate::resolve::ResolvedImage;
 
-/// Images checked at once: enough to hide a far registry's latency, few enough to be polite.
-const AT_ONCE: usize = 32;
-
 /// Why the images of a run did not pass their signature check.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureCheckError {
@@ -59,7 +56,7 @@ pub async fn check_images(
             .iter()
             .map(|image| async move { (image, signed(lookup, image, trust).await) }),
     )
-    .buffered(AT_ONCE)
+    .buffered(crate::resolve::AT_ONCE)
     .collect::<Vec<_>>()
     .await;
     let mut failures = Vec::new();
