@@ -164,6 +164,24 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     let record = delta_record(&dir.join("v2-patch.tar"));
     let patched = record["patched"].as_array().unwrap();
     assert_eq!(patched.len(), 2, "{record}");
+    // Against v1's receipt instead of its tar (the README's walkthrough): the same patches,
+    // made from the layers the cache kept.
+    haul.run(&["verify", "v1.tar", "--receipt", "v1.receipt"])
+        .success();
+    haul.run(&[
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-patch-r.tar",
+        "--since",
+        "v1.receipt",
+        "--patch",
+    ])
+    .success();
+    assert_eq!(
+        delta_record(&dir.join("v2-patch-r.tar"))["patched"],
+        record["patched"]
+    );
     for layer in patched {
         // The harness compresses as flate2 does: the very blob is rebuilt.
         assert_eq!(layer["rebuild"], "exact", "{layer}");
