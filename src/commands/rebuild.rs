@@ -8,6 +8,7 @@ use anyhow::Context;
 use super::load::say_rebuilt;
 use crate::bundle::BundleFile;
 use crate::cli::RebuildArgs;
+use crate::fsx::TempFile;
 use crate::progress::human_bytes;
 use crate::rebuild::{LeftOut, RebuildJob, RebuiltLayer, Sources, check_left_out, check_sources};
 
@@ -18,8 +19,11 @@ pub async fn run(args: &RebuildArgs, quiet: bool) -> anyhow::Result<()> {
     let sources = Sources::open(&args.from).await?;
     check_sources(&delta, &sources)?;
     check_left_out(&delta, &sources)?;
-    let output = args.output.clone();
+    let output = args.output.display().to_string();
     let started = std::time::Instant::now();
+    // Under a temporary name, held here: an interruption drops it, and the file goes with it.
+    let temp = TempFile::create(&args.output).with_context(|| format!("cannot write {output}"))?;
+    let written = temp.file.try_clone()?;
     let (size, rebuilt) = crate::blocking::run(move || {
         let rebuild = RebuildJob {
             delta: &delta,
@@ -28,7 +32,7 @@ pub async fn run(args: &RebuildArgs, quiet: bool) -> anyhow::Result<()> {
             left_out: LeftOut::Fill(&sources),
             exact_only: false,
         };
-        rebuild.write_file(&output, &mut |layer| {
+        rebuild.write_synced(written, &output, &mut |layer| {
             if !quiet {
                 say_rebuilt(layer);
             }
@@ -36,6 +40,8 @@ pub async fn run(args: &RebuildArgs, quiet: bool) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| format!("{name} was not rebuilt; nothing was written"))?;
+    temp.persist()
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
     if !quiet {
         print_rebuilt(&args.output, size, &rebuilt, started);
     }

@@ -22,7 +22,6 @@ use crate::bundle::{Bundle, BundleFile};
 use crate::digest::Digest;
 use crate::digest::HashingWriter;
 use crate::export::tar::{Sink, TarWriter};
-use crate::fsx::TempFile;
 use crate::patch::recompress;
 pub use sources::Sources;
 use sources::Taken;
@@ -146,30 +145,29 @@ impl RebuildJob<'_> {
         })
     }
 
-    /// Rebuilt into the file `path`: written under a temporary name, synced, and renamed
-    /// once whole. Returns its size and the layers rebuilt. Blocks.
-    pub fn write_file(
+    /// Rebuilt into `file` (called `output` in messages), and synced. The caller holds the
+    /// file's temporary name and renames it once this returns: an interruption, which drops
+    /// the caller's guard while this thread still writes, then leaves nothing. Returns the
+    /// size written and the layers rebuilt. Blocks.
+    pub fn write_synced(
         &self,
-        path: &Path,
+        file: File,
+        output: &str,
         said: &mut dyn FnMut(&RebuiltLayer),
     ) -> Result<(u64, Vec<RebuiltLayer>), RebuildError> {
         let mut rebuilt = self.layers(said)?;
-        let output = path.display().to_string();
         let write_error = |source| RebuildError::Write {
-            output: output.clone(),
+            output: output.to_string(),
             source,
         };
-        let temp = TempFile::create(path).map_err(write_error)?;
-        let file = temp.file.try_clone().map_err(write_error)?;
         let mut writer = TarWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-        self.write(&mut rebuilt, &mut writer, &output)?;
+        self.write(&mut rebuilt, &mut writer, output)?;
         let size = writer.written();
         let file = writer
             .into_inner()
             .into_inner()
             .map_err(|e| write_error(e.into_error()))?;
         file.sync_all().map_err(write_error)?;
-        temp.persist().map_err(write_error)?;
         Ok((size, rebuilt))
     }
 }
