@@ -25,7 +25,8 @@ Exit status:
        an image, tag or platform that is not there, `cache verify` finding damaged blobs
   2    bad usage: an unknown subcommand or option, a missing argument, a value an option
        does not take (e.g. --jobs 0)
-  130  interrupted (Ctrl-C or SIGTERM); partial downloads are kept and resume";
+  130  interrupted (Ctrl-C or SIGTERM); partial downloads are kept and resume, no
+       temporary file is left; the last line says what the command left";
 
 const EXPORT_EXAMPLES: &str = "\
 Examples:

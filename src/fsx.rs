@@ -4,9 +4,58 @@
 //! receipts, lock files, the cache's small records) goes through [`TempFile`] or
 //! [`write_atomic`]; a blob enters the cache through `cache::Ingest`, which also verifies it.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Every temporary file ([`TempFile`], [`Scratch`]) this process holds. An interruption ends
+/// the process without waiting for the threads that write (a split export's parts, a repaired
+/// part, a rebuilt bundle), so their guards never drop: [`remove_held`] removes the files
+/// instead, and no file is made after it.
+static HELD: Mutex<Held> = Mutex::new(Held {
+    stopping: false,
+    paths: BTreeSet::new(),
+});
+
+struct Held {
+    stopping: bool,
+    paths: BTreeSet<PathBuf>,
+}
+
+fn held() -> std::sync::MutexGuard<'static, Held> {
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records `path`, just created; when the run is stopping it is removed and refused instead.
+fn hold(path: &Path) -> io::Result<()> {
+    let mut held = held();
+    if held.stopping {
+        let _ = std::fs::remove_file(path);
+        return Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "the run was interrupted",
+        ));
+    }
+    held.paths.insert(path.to_path_buf());
+    Ok(())
+}
+
+fn release(path: &Path) {
+    held().paths.remove(path);
+}
+
+/// Removes every temporary file this process holds, and refuses new ones: for an
+/// interruption (Ctrl-C, SIGTERM), before the process ends. A thread still writing one writes
+/// into a file with no name; a rename that comes after fails.
+pub fn remove_held() {
+    let mut held = held();
+    held.stopping = true;
+    for path in std::mem::take(&mut held.paths) {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// Writes `bytes` to `path` (a file a user named: a receipt, a lock file), whole or not at
 /// all; what a killed run left beside it is removed first. Blocks.
@@ -69,6 +118,7 @@ impl TempFile {
             .write(true)
             .create_new(true)
             .open(&temp_path)?;
+        hold(&temp_path)?;
         Ok(TempFile {
             temp_path,
             final_path: final_path.to_path_buf(),
@@ -87,6 +137,7 @@ impl TempFile {
     pub fn persist_as(mut self, path: &Path) -> io::Result<()> {
         std::fs::rename(&self.temp_path, path)?;
         self.persisted = true;
+        release(&self.temp_path);
         Ok(())
     }
 }
@@ -137,6 +188,7 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
             let _ = std::fs::remove_file(&self.temp_path);
+            release(&self.temp_path);
         }
     }
 }
@@ -157,6 +209,7 @@ impl Scratch {
             .write(true)
             .create_new(true)
             .open(&path)?;
+        hold(&path)?;
         Ok((Scratch { path }, file))
     }
 
@@ -172,7 +225,10 @@ impl Scratch {
                 .create_new(true)
                 .open(&path)
             {
-                Ok(file) => return Ok((Scratch { path }, file)),
+                Ok(file) => {
+                    hold(&path)?;
+                    return Ok((Scratch { path }, file));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -183,6 +239,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        release(&self.path);
     }
 }
 

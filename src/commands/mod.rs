@@ -73,12 +73,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    let interrupted = interrupted_note(&cli.command);
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = run(cli, progress.clone()) => Some(result),
             _ = crate::portable::stop_requested() => None,
         }
     });
+    if outcome.is_none() {
+        // Threads still writing (a tar copy, a split export's parts) hold temporary files the
+        // runtime will not wait for: they go now.
+        crate::fsx::remove_held();
+    }
     // Do not wait for blocking tasks (a tar copy) still running: their output is discarded.
     runtime.shutdown_background();
     // The bars go before the last words.
@@ -99,9 +105,32 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
         None => {
-            eprintln!("interrupted; partial downloads are kept and resume on the next run");
+            eprintln!("interrupted; {interrupted}");
             ExitCode::from(EXIT_INTERRUPTED)
         }
+    }
+}
+
+/// What an interruption of `command` leaves, said after "interrupted; ".
+fn interrupted_note(command: &Command) -> &'static str {
+    match command {
+        Command::Export(_) => {
+            "no tar was written (nor any part); partial downloads are kept and resume on the next run"
+        }
+        Command::Pull(_) | Command::Inspect(_) | Command::Lock(_) => {
+            "partial downloads are kept and resume on the next run"
+        }
+        Command::Push(_) => "blobs the registry holds are not sent again on the next run",
+        Command::Copy(_) => {
+            "partial downloads are kept and resume, and blobs the registry holds are not sent \
+             again, on the next run"
+        }
+        Command::Load(_) => "run haul load again: the engine takes the whole bundle again",
+        Command::Rebuild(_) => "nothing was written",
+        Command::Repair(_) => "run haul repair again: it rebuilds what is still missing",
+        Command::Verify(_) | Command::VerifyBlob(_) => "nothing was checked to the end",
+        Command::Cache(_) => "the cache is consistent; run the command again",
+        Command::Completions { .. } => "nothing was printed in full",
     }
 }
 

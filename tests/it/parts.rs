@@ -385,6 +385,66 @@ fn split_says_what_it_cannot_do() {
         .failure(&["is not a parts set"]);
 }
 
+/// Whether `dir` holds a temporary file (`.NAME.PID.partial`).
+fn holds_partial(dir: &Path) -> bool {
+    files(dir).iter().any(|f| f.ends_with(".partial"))
+}
+
+/// Ctrl-C or SIGTERM while an export writes its parts, or while repair rebuilds one, leaves
+/// nothing in the folder (the USB stick): the parts' temporary files go with the run, though
+/// the threads writing them are not waited for.
+#[test]
+fn an_interrupted_split_export_or_repair_leaves_nothing_behind() {
+    let registry = Registry::start();
+    let seed = unique_seed();
+    let image = Image::runnable(
+        "parts interrupted",
+        (0..4)
+            .map(|i| Layer::random(&format!("data/{i}"), 4 << 20, seed + i))
+            .collect(),
+        Compression::Gzip,
+        false,
+    );
+    let v1 = registry.push(&unique("test/parts"), "v1", &image);
+    let haul = Haul::new();
+    let disc = haul.workdir.path().join("disc");
+    std::fs::create_dir(&disc).unwrap();
+    let export = [
+        "--limit-rate",
+        "4M",
+        "export",
+        &v1.reference,
+        "-o",
+        "disc/v1.tar",
+        "--split",
+        "1M",
+        "--parity",
+        "2",
+        "--jobs",
+        "1",
+    ];
+    for signal in ["INT", "TERM"] {
+        haul.interrupt_when(&export, signal, || holds_partial(&disc))
+            .interrupted("no tar was written (nor any part)");
+        assert_eq!(files(&disc), Vec::<String>::new(), "{signal}: left behind");
+    }
+
+    // A whole set, two parts lost: repair interrupted leaves the folder as it found it.
+    haul.run(&export[2..]).success();
+    std::fs::remove_file(disc.join("v1.tar.002")).unwrap();
+    std::fs::remove_file(disc.join("v1.tar.005")).unwrap();
+    let before = files(&disc);
+    for signal in ["INT", "TERM"] {
+        haul.interrupt_when(&["repair", "disc/v1.tar.parts"], signal, || {
+            holds_partial(&disc)
+        })
+        .interrupted("run haul repair again");
+        assert_eq!(files(&disc), before, "{signal}: left behind");
+    }
+    haul.run(&["repair", "disc/v1.tar.parts"]).success();
+    assert!(disc.join("v1.tar.002").exists() && disc.join("v1.tar.005").exists());
+}
+
 fn unique_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

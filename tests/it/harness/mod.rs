@@ -141,6 +141,19 @@ impl Run {
         }
         self
     }
+
+    /// Asserts it ended as an interruption does (exit 130), saying `note` after "interrupted; ".
+    #[track_caller]
+    pub fn interrupted(self, note: &str) -> Run {
+        assert_eq!(self.status.code(), Some(130), "exit code: {}", self.stderr);
+        let line = format!("interrupted; {note}");
+        assert!(
+            self.stderr.contains(&line),
+            "{line:?} not in:\n{}",
+            self.stderr
+        );
+        self
+    }
 }
 
 impl From<Output> for Run {
@@ -208,6 +221,37 @@ impl Haul {
         let mut command = self.command();
         command.args(args);
         Run::from(output_within(&mut command, Some(input), COMMAND_TIMEOUT))
+    }
+
+    /// Runs haul with `args`, sends it `signal` (`"INT"`, `"TERM"`) once `ready` holds (checked
+    /// every 2 ms, for at most a minute), and returns how it ended. Panics when it ended
+    /// before `ready` held: the test would prove nothing.
+    pub fn interrupt_when(&self, args: &[&str], signal: &str, ready: impl Fn() -> bool) -> Run {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "haul {args:?} ended ({status}) before it could be interrupted: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(Instant::now() < deadline, "haul {args:?}: never ready");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        Run::from(child.wait_with_output().unwrap())
     }
 
     /// Exports `references` to `name` in the work folder; returns the tar's path.
