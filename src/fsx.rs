@@ -25,7 +25,7 @@ struct Held {
 }
 
 fn held() -> std::sync::MutexGuard<'static, Held> {
-    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Records `path`, just created; when the run is stopping it is removed and refused instead.
