@@ -25,21 +25,23 @@ struct Held {
 }
 
 fn held() -> std::sync::MutexGuard<'static, Held> {
-    HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Records `path`, just created; when the run is stopping it is removed and refused instead.
-fn hold(path: &Path) -> io::Result<()> {
+/// Creates the new file `path` with `options` and records it, under the lock: an
+/// interruption then either finds it recorded or comes first and refuses it.
+fn create_held(path: &Path, options: &std::fs::OpenOptions) -> io::Result<File> {
     let mut held = held();
     if held.stopping {
-        let _ = std::fs::remove_file(path);
         return Err(io::Error::new(
             io::ErrorKind::Interrupted,
             "the run was interrupted",
         ));
     }
+    let file = options.open(path)?;
     held.paths.insert(path.to_path_buf());
-    Ok(())
+    Ok(file)
 }
 
 fn release(path: &Path) {
@@ -114,11 +116,7 @@ impl TempFile {
             remove_stale_temp_files(&dir, &name);
         }
         let temp_path = dir.join(format!(".{name}.{}.partial", std::process::id()));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)?;
-        hold(&temp_path)?;
+        let file = create_held(&temp_path, File::options().write(true).create_new(true))?;
         Ok(TempFile {
             temp_path,
             final_path: final_path.to_path_buf(),
@@ -204,12 +202,13 @@ impl Scratch {
     /// `path`, created empty (what a killed run left there is replaced).
     pub fn at(path: PathBuf) -> io::Result<(Scratch, File)> {
         let _ = std::fs::remove_file(&path);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        hold(&path)?;
+        let file = create_held(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true),
+        )?;
         Ok((Scratch { path }, file))
     }
 
@@ -219,16 +218,14 @@ impl Scratch {
         loop {
             let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = dir.join(format!(".haul-{}-{n}-{what}", std::process::id()));
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(file) => {
-                    hold(&path)?;
-                    return Ok((Scratch { path }, file));
-                }
+            match create_held(
+                &path,
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true),
+            ) {
+                Ok(file) => return Ok((Scratch { path }, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }

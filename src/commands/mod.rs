@@ -38,9 +38,9 @@ use crate::list::ImageList;
 use crate::pipeline::{ImageRequest, Session, SessionOptions};
 use crate::progress::{Bars, Json, Lines, Progress, Silent};
 use crate::reference::Reference;
-use crate::registry::RegistryOptions;
 use crate::registry::auth::{CredentialStore, Credentials};
 use crate::registry::endpoint::Routes;
+use crate::registry::{RegistryOptions, UploadGate};
 use crate::resolve::PlatformChoice;
 use crate::signature::policy::KeylessOptions;
 
@@ -74,11 +74,30 @@ pub fn main() -> ExitCode {
         }
     };
     let interrupted = interrupted_note(&cli.command);
+    let uploads = UploadGate::default();
     let outcome = runtime.block_on(async {
+        let run = run(cli, progress.clone(), uploads.clone());
+        tokio::pin!(run);
         tokio::select! {
-            result = run(cli, progress.clone()) => Some(result),
-            _ = crate::portable::stop_requested() => None,
+            result = &mut run => return Some(result),
+            _ = crate::portable::stop_requested() => {}
         }
+        // Uploads cut mid-request do not resume on distribution 2.x: those in flight end
+        // whole first (a chunk at most), unless asked again.
+        uploads.stop();
+        let in_flight = uploads.in_flight();
+        if in_flight > 0 {
+            eprintln!(
+                "stopping: {in_flight} upload request(s) in flight end first (a chunk of at most {}), so the next run resumes them; Ctrl-C again stops now",
+                crate::progress::human_bytes(crate::registry::CHUNK_BYTES)
+            );
+            tokio::select! {
+                _ = &mut run => {}
+                () = uploads.idle() => {}
+                () = crate::portable::stop_requested() => {}
+            }
+        }
+        None
     });
     if outcome.is_none() {
         // Threads still writing (a tar copy, a split export's parts) hold temporary files the
@@ -120,10 +139,13 @@ fn interrupted_note(command: &Command) -> &'static str {
         Command::Pull(_) | Command::Inspect(_) | Command::Lock(_) => {
             "partial downloads are kept and resume on the next run"
         }
-        Command::Push(_) => "blobs the registry holds are not sent again on the next run",
+        Command::Push(_) => {
+            "the next run sends only what the registry lacks, resuming each upload from the \
+             last chunk it took"
+        }
         Command::Copy(_) => {
-            "partial downloads are kept and resume, and blobs the registry holds are not sent \
-             again, on the next run"
+            "partial downloads are kept; the next run resumes them and each upload from the \
+             last chunk the registry took"
         }
         Command::Load(_) => "run haul load again: the engine takes the whole bundle again",
         Command::Rebuild(_) => "nothing was written",
@@ -134,7 +156,7 @@ fn interrupted_note(command: &Command) -> &'static str {
     }
 }
 
-async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
+async fn run(cli: Cli, progress: Arc<dyn Progress>, uploads: UploadGate) -> anyhow::Result<()> {
     // Completions need no settings: they work whatever the configuration file holds.
     if let Command::Completions { shell } = cli.command {
         return completions::run(shell);
@@ -160,7 +182,7 @@ async fn run(cli: Cli, progress: Arc<dyn Progress>) -> anyhow::Result<()> {
     if let Command::Rebuild(args) = &cli.command {
         return rebuild::run(args, cli.quiet).await;
     }
-    let global = Global::new(&cli, progress)?;
+    let global = Global::new(&cli, progress, uploads)?;
     match cli.command {
         Command::Export(args) => export::run(&global, args).await,
         Command::Pull(args) => pull::run(&global, args).await,
@@ -193,10 +215,12 @@ pub struct Global {
     limit_rate: Option<u64>,
     connect_timeout: Duration,
     stall_timeout: Duration,
+    /// Stops uploads between requests on Ctrl-C.
+    uploads: UploadGate,
 }
 
 impl Global {
-    fn new(cli: &Cli, progress: Arc<dyn Progress>) -> anyhow::Result<Global> {
+    fn new(cli: &Cli, progress: Arc<dyn Progress>, uploads: UploadGate) -> anyhow::Result<Global> {
         let from_env = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -222,6 +246,7 @@ impl Global {
             limit_rate: cli.limit_rate,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
             stall_timeout: Duration::from_secs(cli.stall_timeout.max(1)),
+            uploads,
         })
     }
 
@@ -244,6 +269,7 @@ impl Global {
             limit_rate: self.limit_rate,
             // The session fills these in from its cache.
             remembered_transports: HashMap::new(),
+            uploads: self.uploads.clone(),
         })
     }
 

@@ -361,6 +361,56 @@ fn a_push_cut_mid_chunk_straight_to_distribution_starts_that_blob_over_and_compl
     );
 }
 
+#[test]
+fn a_push_interrupted_straight_to_distribution_ends_its_chunk_and_resumes_there() {
+    // Ctrl-C or SIGTERM mid-chunk: the chunk in flight ends whole (distribution refuses a
+    // session whose last request was cut) and no other starts, so the rerun resumes there.
+    let source = Registry::start();
+    let repository = unique("test/push-stop");
+    let pushed = large_image(&source, &repository);
+    let haul = Haul::new();
+    let tar = haul.export(&[&pushed.reference], "large.tar");
+    for signal in ["INT", "TERM"] {
+        let dest = Registry::start();
+        let uploads = dest.storage_dir();
+        let push = [
+            "push",
+            tar.to_str().unwrap(),
+            &dest.host(),
+            "--limit-rate",
+            "6M",
+        ];
+        let stopped = haul.interrupt_when(&push, signal, || {
+            // The second chunk is going up.
+            walk_sizes(&uploads)
+                .iter()
+                .any(|size| *size > CHUNK + (1 << 20))
+        });
+        assert!(
+            stopped.stderr.contains("stopping: 1 upload request"),
+            "{}",
+            stopped.stderr
+        );
+        stopped.interrupted("resuming each upload from the last chunk it took");
+        let run = haul
+            .run(&[
+                "push",
+                tar.to_str().unwrap(),
+                &dest.host(),
+                "--progress",
+                "plain",
+            ])
+            .success();
+        assert!(
+            run.stderr.contains("resumed at 32.0 MiB"),
+            "{signal}: {}",
+            run.stderr
+        );
+        let target = format!("{}/{repository}:v1", dest.host());
+        assert_eq!(sha256(&raw_manifest(&target, None)), pushed.manifest_digest);
+    }
+}
+
 /// Sizes of the files under `dir`.
 fn walk_sizes(dir: &Path) -> Vec<u64> {
     let mut sizes = Vec::new();

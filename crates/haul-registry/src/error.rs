@@ -133,6 +133,12 @@ pub enum RegistryError {
          connection is stalled"
     )]
     UploadStalled { registry: String, seconds: u64 },
+    /// A stop was asked for ([`crate::UploadGate::stop`]); the upload ended between requests,
+    /// where the next run resumes it.
+    #[error(
+        "the upload of blob {digest} to {registry} stopped when asked to; the next run resumes it"
+    )]
+    Stopped { registry: String, digest: Digest },
     #[error("cannot read the blob to upload from {what}")]
     ReadBlob {
         what: String,

@@ -16,6 +16,7 @@ pub mod auth;
 mod blob;
 pub mod endpoint;
 mod error;
+mod gate;
 mod http;
 pub mod retry;
 mod upload;
@@ -39,6 +40,7 @@ pub use upload::{
 
 use auth::{Challenge, CredentialStore};
 use endpoint::{Endpoint, Routes, Transport};
+pub use gate::UploadGate;
 use haul_oci::digest::Digest;
 use haul_oci::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use haul_oci::reference::{Identifier, Reference};
@@ -62,6 +64,8 @@ pub struct RegistryOptions {
     /// The transport each host took in earlier runs: tried first, so a plain-HTTP registry is
     /// not probed with TLS again on every run (only among the transports a host may use).
     pub remembered_transports: HashMap<String, Transport>,
+    /// Stops uploads between requests when asked to.
+    pub uploads: UploadGate,
 }
 
 impl RegistryOptions {

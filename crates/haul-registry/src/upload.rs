@@ -6,7 +6,9 @@
 //! resumes where the registry says it stands (`GET` of the location, its `Range` header), in
 //! this run or the next. A registry that no longer knows the session (distribution drops one
 //! whose last chunk was cut mid-way: the bytes it kept no longer match the session's state)
-//! gets the blob from its start. Smaller blobs go in one `PUT`.
+//! gets the blob from its start. Smaller blobs go in one `PUT`. On a stop ([`crate::UploadGate`]) the
+//! request in flight ends whole and no other starts: Ctrl-C leaves sessions even distribution
+//! resumes.
 //!
 //! Every request goes to the registry itself, never to a mirror, with push scope.
 //!
@@ -210,6 +212,13 @@ impl Client {
     ) -> Result<(), RegistryError> {
         let size = source.size();
         let what = format!("the upload of blob {digest} to {}", endpoint.repository);
+        let stopped = || RegistryError::Stopped {
+            registry: endpoint.registry.clone(),
+            digest: digest.clone(),
+        };
+        if self.options.uploads.stopping() {
+            return Err(stopped());
+        }
         let saved = journal.load();
         let resumed = match &saved {
             Some(location) => self.upload_status(endpoint, location, &what).await?,
@@ -251,6 +260,7 @@ impl Client {
         };
         if size <= CHUNK_BYTES && offset == 0 {
             // Small: the whole blob with the closing PUT.
+            let _in_flight = self.options.uploads.enter().ok_or_else(stopped)?;
             let watch = BodyWatch::new(source.describe());
             let body = range_body(0, size, &watch);
             return self
@@ -258,6 +268,8 @@ impl Client {
                 .await;
         }
         while offset < size {
+            // Between chunks, where a stop leaves a session the next run resumes.
+            let _in_flight = self.options.uploads.enter().ok_or_else(stopped)?;
             let len = CHUNK_BYTES.min(size - offset);
             let watch = BodyWatch::new(source.describe());
             let body = range_body(offset, len, &watch);

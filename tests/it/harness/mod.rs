@@ -142,14 +142,14 @@ impl Run {
         self
     }
 
-    /// Asserts it ended as an interruption does (exit 130), saying `note` after "interrupted; ".
+    /// Asserts it ended as an interruption does (exit 130), its last line saying `note`.
     #[track_caller]
     pub fn interrupted(self, note: &str) -> Run {
         assert_eq!(self.status.code(), Some(130), "exit code: {}", self.stderr);
-        let line = format!("interrupted; {note}");
+        let last = self.stderr.lines().last().unwrap_or_default();
         assert!(
-            self.stderr.contains(&line),
-            "{line:?} not in:\n{}",
+            last.starts_with("interrupted; ") && last.contains(note),
+            "{note:?} not in the last line of:\n{}",
             self.stderr
         );
         self
