@@ -193,8 +193,8 @@ pub struct PatchOutcome {
 /// Why `--patch` sends a layer whole.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum WholeBecause {
-    #[error("the layer it would be patched against ({against}) is not in this cache")]
-    SourceNotCached { against: Digest },
+    #[error("the layer it would be patched against ({against}) is not in this cache, {fetch}")]
+    SourceNotCached { against: Digest, fetch: String },
     #[error("its patch ({patch_size} bytes) is no smaller")]
     PatchNoSmaller { patch_size: u64 },
 }

@@ -2,8 +2,10 @@
 //! against the layer the site holds at the same place of the earlier image
 //! ([`delta::patch_source`]), and travels as whichever is smaller. Both sides are worked on
 //! uncompressed, from the cache: the new layer once downloaded, the earlier one as the
-//! earlier export left it there. A source not in the cache is named, and its layer travels
-//! whole. Each patch is stored in the cache (a derived blob) and checked against the recipe
+//! earlier export left it there or, when the cache no longer holds it (only a receipt was
+//! kept), fetched by digest from the repositories of the images that hold it, verified as any
+//! blob. A source that cannot be had is named with what to run, before anything is written,
+//! and its layer travels whole. Each patch is stored in the cache (a derived blob) and checked against the recipe
 //! that would rebuild the very blob (see [`crate::patch::recompress`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +60,22 @@ impl Session {
                         blob
                     }
                 };
+                if let Err(why) = self.fetch_source(&source, earlier, &image.reference).await {
+                    tracing::warn!(
+                        "layer {} of {} travels whole ({}): {why}",
+                        blob_digest.short(),
+                        image.reference,
+                        crate::progress::human_bytes(descriptor.size),
+                    );
+                    outcomes.push(PatchOutcome {
+                        image: image.reference.to_string(),
+                        layer: blob_digest.clone(),
+                        blob_size: descriptor.size,
+                        patch_size: None,
+                        whole_because: Some(why),
+                    });
+                    continue;
+                }
                 let work = LayerWork {
                     store: self.store.clone(),
                     blob,
@@ -94,6 +112,71 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Makes sure the layer `source` (of the images `earlier` names) is in the cache: there
+    /// already, or fetched by digest from those images' repositories, then from `image`'s.
+    async fn fetch_source(
+        &self,
+        source: &PatchSource,
+        earlier: &[String],
+        image: &crate::reference::Reference,
+    ) -> Result<(), WholeBecause> {
+        if self.store.size_of(&source.diff_id).is_some()
+            || self.store.contains(&source.digest, source.size)
+        {
+            return Ok(());
+        }
+        let pull = earlier.first().map_or_else(
+            || "haul pull IMAGE (the image it was exported from)".to_string(),
+            |name| format!("haul pull {name}"),
+        );
+        if self.offline {
+            return Err(WholeBecause::SourceNotCached {
+                against: source.digest.clone(),
+                fetch: format!(
+                    "--offline fetches nothing; run `{pull}` (or this export without --offline)"
+                ),
+            });
+        }
+        let mut repositories: Vec<crate::reference::Reference> = earlier
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        repositories.push(image.clone());
+        repositories.dedup_by(|a, b| a.full_name() == b.full_name());
+        let mut failures = Vec::new();
+        for reference in repositories {
+            let request = crate::fetch::BlobRequest::new(
+                reference.clone(),
+                crate::manifest::Descriptor {
+                    // A receipt names none; the blob is fetched as it is.
+                    media_type: String::new(),
+                    digest: source.digest.clone(),
+                    size: source.size,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                },
+            );
+            match self.fetcher.fetch(&request).await {
+                Ok(_) => return Ok(()),
+                Err(error) => failures.push(format!(
+                    "{}: {}",
+                    reference.full_name(),
+                    crate::error::describe(&error)
+                )),
+            }
+        }
+        Err(WholeBecause::SourceNotCached {
+            against: source.digest.clone(),
+            fetch: format!(
+                "nor could it be fetched ({}); run `{pull}` where that registry can be reached, \
+                 then export again",
+                failures.join("; ")
+            ),
+        })
+    }
+}
+
 /// One layer's patch, made on a blocking thread.
 struct LayerWork {
     store: BlobStore,
@@ -122,6 +205,7 @@ impl LayerWork {
         let Some(source_tar) = self.source_tar()? else {
             return Ok(Err(WholeBecause::SourceNotCached {
                 against: self.source.digest.clone(),
+                fetch: "it was just fetched, then removed (a cache prune?)".to_string(),
             }));
         };
         let new_tar = if self.blob.digest == self.diff_id {

@@ -293,6 +293,59 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
 }
 
 /// Where `haul push … DEST` puts `image`: DEST/<repository>:<tag>.
+/// With only v1's receipt (the bundle went to the site, the cache was pruned), the layers a
+/// patch is made against are fetched by digest from the registry the receipt names; where
+/// they cannot be had, the export says so before it writes, with what to run.
+#[test]
+fn a_patch_against_a_receipt_fetches_what_it_is_made_against_or_says_so_first() {
+    let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-fetch", true, false);
+    let haul = Haul::new();
+    let dir = haul.workdir.path().to_path_buf();
+    haul.run(&[
+        "export",
+        &v1.reference,
+        "-o",
+        "v1.tar",
+        "--receipt",
+        "v1.receipt",
+    ])
+    .success();
+    std::fs::remove_file(dir.join("v1.tar")).unwrap();
+    haul.run(&["cache", "prune", "--all"]).success();
+    let patch = [
+        "export",
+        &v2.reference,
+        "-o",
+        "v2-patch.tar",
+        "--since",
+        "v1.receipt",
+        "--patch",
+    ];
+    let run = haul.run(&patch).success();
+    assert!(!run.stderr.contains("travels whole"), "{}", run.stderr);
+    let patched = delta_record(&dir.join("v2-patch.tar"))["patched"].clone();
+    assert_eq!(patched.as_array().unwrap().len(), 2, "{patched}");
+
+    // Offline, with v2 cached but v1's layers gone: said before the tar is written.
+    haul.run(&["cache", "prune", "--all"]).success();
+    haul.run(&["pull", &v2.reference]).success();
+    let mut offline = patch.to_vec();
+    offline.push("--offline");
+    let run = haul.run(&offline).success();
+    let warned = run
+        .stderr
+        .find("travels whole")
+        .unwrap_or_else(|| panic!("no warning:\n{}", run.stderr));
+    let wrote = run.stderr.find("wrote").expect("a closing line");
+    assert!(warned < wrote, "said after writing:\n{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("run `haul pull {}`", v1.reference)),
+        "{}",
+        run.stderr
+    );
+}
+
 fn pushed_as(dest: &Registry, image: &Pushed) -> String {
     let (_, path) = image.reference.split_once('/').unwrap();
     format!("{}/{path}", dest.host())
