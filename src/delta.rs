@@ -265,6 +265,31 @@ pub fn left_out(images: &[Candidate<'_>], destination: &Destination) -> LeftOut 
     LeftOut { blobs, since }
 }
 
+/// The earlier bundles' image names when `destination` is earlier bundles with which the new
+/// images share not one layer: a `--since` of another site, or of other images, which leaves
+/// nothing out.
+pub fn unrelated(images: &[Candidate<'_>], destination: &Destination) -> Option<Vec<String>> {
+    let Destination::Bundles(receipts) = destination else {
+        return None;
+    };
+    let earlier: BTreeSet<&Digest> = receipts
+        .iter()
+        .flat_map(|r| &r.images)
+        .flat_map(|image| &image.diff_ids)
+        .collect();
+    let shared = images
+        .iter()
+        .flat_map(|image| image.diff_ids)
+        .any(|diff_id| earlier.contains(diff_id));
+    (!shared).then(|| {
+        receipts
+            .iter()
+            .flat_map(|r| &r.images)
+            .flat_map(|image| image.names.iter().cloned())
+            .collect()
+    })
+}
+
 fn left_out_blobs(images: &[Candidate<'_>], destination: &Destination) -> BTreeMap<Digest, u64> {
     let (chains, held): (BTreeSet<&[Digest]>, Option<BTreeMap<&Digest, u64>>) = match destination {
         Destination::Unknown => return BTreeMap::new(),

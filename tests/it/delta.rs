@@ -325,8 +325,14 @@ fn a_delta_of_a_delta_and_two_earlier_bundles() {
     let haul = Haul::new();
     haul.run(&["export", &v1.reference, "-o", "v1.tar"])
         .success();
-    haul.run(&["export", &v2.reference, "-o", "v2.tar", "--since", "v1.tar"])
+    let related = haul
+        .run(&["export", &v2.reference, "-o", "v2.tar", "--since", "v1.tar"])
         .success();
+    assert!(
+        !related.stderr.contains("share no layer"),
+        "{}",
+        related.stderr
+    );
     haul.run(&[
         "export",
         &v3.reference,
@@ -394,6 +400,43 @@ fn since_something_that_is_not_a_whole_bundle_is_a_clear_error() {
     ])
     .failure(&["--since missing.tar", "cannot read it"]);
     assert!(!dir.join("a.tar").exists());
+
+    // The receipt of other images: the bundle is whole, and that is said.
+    let other = Image::new(
+        vec![Layer::random("data/other", 10 << 10, unique_seed())],
+        false,
+        "amd64",
+        None,
+        "other",
+    );
+    let other = app.registry.push(&unique("test/other"), "v1", &other);
+    haul.run(&[
+        "export",
+        &other.reference,
+        "-o",
+        "other.tar",
+        "--receipt",
+        "other.receipt",
+    ])
+    .success();
+    let run = haul
+        .run(&[
+            "export",
+            &v1.reference,
+            "-o",
+            "a.tar",
+            "--since",
+            "other.receipt",
+        ])
+        .success();
+    assert!(
+        run.stderr.contains(&format!(
+            "share no layer with the earlier bundles given with --since (they hold {})",
+            other.reference
+        )) && run.stderr.contains("the bundle is whole"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The bytes `--progress json` says the tar had.
