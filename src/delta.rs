@@ -63,6 +63,8 @@ pub enum DeltaError {
         // Said mid-sentence in the message, so not also a source.
         problem: BundleReceiptError,
     },
+    #[error("--since: {0}")]
+    Identified(#[from] crate::bundle::identify::NotABundle),
 }
 
 /// Why a bundle gives no receipt: it is not whole.
@@ -140,7 +142,13 @@ impl Receipt {
                 problem,
             });
         }
-        let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let not_a_bundle = crate::bundle::identify::not_a_bundle;
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(file) => file,
+            Err(error) => {
+                return Err(not_a_bundle(path).map_or_else(|| read_error(error), Into::into));
+            }
+        };
         let mut start = [0u8; 1];
         let n = file.read(&mut start).await.map_err(read_error)?;
         if n == 1 && start[0] == b'{' {
@@ -149,6 +157,9 @@ impl Receipt {
                 path: path.to_path_buf(),
                 detail,
             });
+        }
+        if let Some(not) = not_a_bundle(path) {
+            return Err(not.into());
         }
         let file = tokio::fs::File::open(path).await.map_err(read_error)?;
         Receipt::of_bundle(&Bundle::read(file).await).map_err(|problem| DeltaError::NotABundle {

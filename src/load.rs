@@ -40,6 +40,8 @@ pub enum BundleLoadError {
          loaded"
     )]
     NotWhole { name: String, problem: String },
+    #[error(transparent)]
+    NotAnImageTar(#[from] crate::bundle::NotAnImageTar),
     #[error(
         "{name} is a delta, and the engine lacks {missing} of the {needed} layers it left out: \
          load {first} first ({whole}); nothing was loaded"
@@ -130,6 +132,9 @@ pub async fn load_bundle(
         .await
         .map_err(read_error)?
     };
+    if let Some(not) = bundle.not_an_image_tar(&name, "nothing was loaded") {
+        return Err(not.into());
+    }
     if let Some(problem) = bundle.problems.first() {
         return Err(BundleLoadError::NotWhole {
             name,

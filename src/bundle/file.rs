@@ -10,6 +10,15 @@ use std::sync::Arc;
 use super::{Bundle, Problem};
 use crate::parts::read::{OpenError, PartProblem, PartsSet, ProblemLog};
 
+/// Why a bundle file cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleOpenError {
+    #[error(transparent)]
+    Parts(#[from] OpenError),
+    #[error(transparent)]
+    NotABundle(#[from] super::identify::NotABundle),
+}
+
 /// A bundle on disk.
 #[derive(Clone, Debug)]
 pub enum BundleFile {
@@ -20,10 +29,13 @@ pub enum BundleFile {
 impl BundleFile {
     /// What `path` names: a parts set when it is a record or a first part with its record
     /// beside it, else a tar.
-    pub fn at(path: &Path) -> Result<BundleFile, OpenError> {
+    pub fn at(path: &Path) -> Result<BundleFile, BundleOpenError> {
         match crate::parts::set_of(path) {
             Some(record) => Ok(BundleFile::Parts(Arc::new(PartsSet::open(&record)?))),
-            None => Ok(BundleFile::Tar(path.to_path_buf())),
+            None => match super::identify::not_a_bundle(path) {
+                Some(not) => Err(not.into()),
+                None => Ok(BundleFile::Tar(path.to_path_buf())),
+            },
         }
     }
 

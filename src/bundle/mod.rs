@@ -17,6 +17,7 @@
 //! damage.
 
 pub mod file;
+pub mod identify;
 pub mod names;
 mod problem;
 mod read;
@@ -63,6 +64,17 @@ pub struct Bundle {
     /// Layers outside `blobs/` that are compressed: present, but their content cannot be
     /// checked without decompressing them.
     pub layers_unchecked: usize,
+}
+
+/// A whole tar that holds no image: what to say instead of "not whole".
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name} is a tar, but not an image bundle: it has neither manifest.json nor index.json, so \
+     no loader reads it (a bundle is what `haul export` or `docker save` writes); {outcome}"
+)]
+pub struct NotAnImageTar {
+    pub name: String,
+    pub outcome: &'static str,
 }
 
 /// One image of a bundle: what one entry of `index.json` points at (all its names together),
@@ -252,6 +264,20 @@ impl Bundle {
 
     pub fn is_whole(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Set when the tar is whole but holds no image at all: neither index, and nothing an
+    /// image tar holds (so not an image tar cut before its index).
+    pub fn not_an_image_tar(&self, name: &str, outcome: &'static str) -> Option<NotAnImageTar> {
+        let image_like = self.contents.files.keys().any(|path| {
+            path.starts_with("blobs/") || path.ends_with("/layer.tar") || path == "oci-layout"
+        });
+        (self.contents.complete && self.problems == [Problem::NoIndex] && !image_like).then(|| {
+            NotAnImageTar {
+                name: name.to_string(),
+                outcome,
+            }
+        })
     }
 
     /// Distinct images by config (each platform counts; artifacts do not).

@@ -310,7 +310,7 @@ impl Listing {
 #[derive(Debug, thiserror::Error)]
 pub enum BundleListingError {
     #[error(transparent)]
-    Open(#[from] crate::parts::read::OpenError),
+    Open(#[from] super::file::BundleOpenError),
     #[error("cannot open {file}")]
     Read {
         file: String,

@@ -31,6 +31,9 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
         .read()
         .await
         .with_context(|| format!("cannot open {name}"))?;
+    if let Some(not) = bundle.not_an_image_tar(&name, "nothing was pushed") {
+        return Err(not.into());
+    }
     if !bundle.is_whole() {
         for problem in &bundle.problems {
             eprintln!("problem: {problem}");

@@ -78,6 +78,9 @@ pub async fn run(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(not) = bundle.not_an_image_tar(&name, "there is nothing to carry") {
+        return Err(not.into());
+    }
     for problem in &report.problems {
         eprintln!("problem: {problem}");
     }

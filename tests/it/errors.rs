@@ -278,3 +278,106 @@ fn each_cause_once_and_an_output_folder_gets_the_default_name() {
     haul.run(&["export", &reference, &second, "-o", "adir/"])
         .failure(&["2 images go into one tar", "-o adir/FILE"]);
 }
+
+/// haul's own files beside a bundle (a receipt, a recovery part, the checksum list), a bundle
+/// gzipped after export, and a set named by its tar's name, given where a bundle is expected:
+/// each is named with what takes it, never reported as a broken tar.
+#[test]
+fn files_that_are_not_a_bundle_are_named_with_what_takes_them() {
+    let registry = Registry::start();
+    let pushed = registry.push_app(&unique("test/not-a-bundle"), "v1", "not a bundle");
+    let haul = Haul::new();
+    let dir = haul.workdir.path();
+    haul.run(&[
+        "export",
+        &pushed.reference,
+        "-o",
+        "v1.tar",
+        "--receipt",
+        "v1.receipt",
+    ])
+    .success();
+    std::fs::create_dir(dir.join("disc")).unwrap();
+    haul.run(&[
+        "export",
+        &pushed.reference,
+        "-o",
+        "disc/v1.tar",
+        "--split",
+        "64K",
+        "--parity",
+        "1",
+    ])
+    .success();
+    let gzipped = std::process::Command::new("gzip")
+        .args(["-k", "v1.tar"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(gzipped.success());
+    let dest = registry.host();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["verify", "v1.receipt"],
+            &["v1.receipt is a haul receipt", "--since v1.receipt"],
+        ),
+        (&["load", "v1.receipt"], &["v1.receipt is a haul receipt"]),
+        (
+            &["verify", "v1.tar.gz"],
+            &["gzip-compressed", "gunzip -k v1.tar.gz"],
+        ),
+        (&["push", "v1.tar.gz", &dest], &["gzip-compressed"]),
+        (
+            &[
+                "export",
+                &pushed.reference,
+                "-o",
+                "v2.tar",
+                "--since",
+                "v1.tar.gz",
+            ],
+            &["--since: v1.tar.gz is gzip-compressed"],
+        ),
+        (
+            &["verify", "disc/v1.tar.r01"],
+            &["a recovery part of the parts set disc/v1.tar.parts"],
+        ),
+        (
+            &["inspect", "disc/v1.tar.sha256"],
+            &[
+                "a checksum list",
+                "name the set by its record: disc/v1.tar.parts",
+            ],
+        ),
+    ];
+    for (args, needles) in cases {
+        let run = haul.run(args).failure(needles);
+        assert!(
+            !run.stderr.contains("numeric field"),
+            "tar internals: {}",
+            run.stderr
+        );
+    }
+    // A tar of something else: not "not whole", not "do not carry it".
+    std::fs::write(dir.join("notes.txt"), "notes\n").unwrap();
+    let tarred = std::process::Command::new("tar")
+        .args(["-cf", "notes.tar", "notes.txt"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    for args in [
+        &["verify", "notes.tar"][..],
+        &["load", "notes.tar"],
+        &["push", "notes.tar", &dest],
+    ] {
+        let run = haul
+            .run(args)
+            .failure(&["notes.tar is a tar, but not an image bundle"]);
+        assert!(!run.stderr.contains("not whole"), "{}", run.stderr);
+    }
+    // Only the set lies there: it is pointed at.
+    haul.run(&["verify", "disc/v1.tar"])
+        .failure(&["disc/v1.tar is not there, but the parts set disc/v1.tar.parts is"]);
+    assert!(!dir.join("v2.tar").exists());
+}
