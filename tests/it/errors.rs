@@ -97,8 +97,13 @@ fn unreachable_registry() {
     // A host name that does not resolve will not resolve later: not retried.
     let run = haul
         .run(&["export", "no-such-host.invalid/a/b:1", "-o", "out.tar"])
-        .failure(&["could not connect", "no-such-host.invalid"]);
+        .failure(&[
+            "could not connect",
+            "no-such-host.invalid",
+            "its host name does not resolve",
+        ]);
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+    assert!(!run.stderr.contains("--insecure-registry"), "{}", run.stderr);
     assert_nothing_left(&haul);
 }
 

@@ -11,10 +11,7 @@ use haul_oci::manifest::MAX_MANIFEST_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error(
-        "could not connect to registry {registry} (check the registry name and port, that it \
-         is running and reachable, and whether it needs --insecure-registry)"
-    )]
+    #[error("{}", connect_message(registry, source))]
     Connect {
         registry: String,
         #[source]
@@ -226,6 +223,22 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether a connection failed because the host name does not resolve (hyper's and the
 /// resolver's words, found in the cause chain).
+/// A name that does not resolve is a typo or the machine's DNS, never a missing
+/// --insecure-registry.
+fn connect_message(registry: &str, source: &reqwest::Error) -> String {
+    if is_name_resolution(source) {
+        format!(
+            "could not connect to registry {registry}: its host name does not resolve (check \
+             the name for a typo, and that this machine's DNS or /etc/hosts knows it)"
+        )
+    } else {
+        format!(
+            "could not connect to registry {registry} (check the registry name and port, that \
+             it is running and reachable, and whether it needs --insecure-registry)"
+        )
+    }
+}
+
 fn is_name_resolution(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
