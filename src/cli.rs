@@ -362,7 +362,51 @@ impl Cli {
                  give -o FILE",
             ));
         }
+        if let Command::Push(args) = &self.command
+            && args.tar == "-"
+            && args.login.password_stdin
+        {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--password-stdin reads standard input, which carries the tar here (push -): \
+                 give the password with --username NAME --password-file FILE, or log in once \
+                 with `docker login` (haul reads docker's config.json)",
+            ));
+        }
         Ok(())
+    }
+
+    /// A clap error for `-since` and the like, a long option written with one dash (clap
+    /// would read it as short options and suggest `-- -s`); `None` for anything else.
+    pub fn single_dash_long_option(args: &[String]) -> Option<clap::Error> {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut longs = Vec::new();
+        collect_longs(&command, &mut longs);
+        args.iter()
+            .skip(1)
+            .take_while(|arg| *arg != "--")
+            .find_map(|arg| {
+                let name = arg.strip_prefix('-')?.split('=').next()?;
+                let long =
+                    name.len() > 1 && !name.starts_with('-') && longs.iter().any(|l| l == name);
+                long.then(|| {
+                    Cli::command().error(
+                        clap::error::ErrorKind::UnknownArgument,
+                        format!("{arg}: a long option takes two dashes: --{}", &arg[1..]),
+                    )
+                })
+            })
+    }
+}
+
+/// Every long option name of `command` and its subcommands.
+fn collect_longs(command: &clap::Command, longs: &mut Vec<String>) {
+    for arg in command.get_arguments() {
+        longs.extend(arg.get_long().map(str::to_string));
+    }
+    for subcommand in command.get_subcommands() {
+        collect_longs(subcommand, longs);
     }
 }
 
@@ -842,13 +886,18 @@ pub enum ProgressMode {
 /// Credentials given on the command line (else docker's config.json is used).
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// User name for the registries of this run
-    #[arg(short, long, requires = "password_stdin")]
+    /// User name for the registries of this run (with --password-stdin or --password-file)
+    #[arg(short, long, requires = "password")]
     pub username: Option<String>,
 
     /// Read the password (or token) from standard input
-    #[arg(long, requires = "username")]
+    #[arg(long, requires = "username", group = "password")]
     pub password_stdin: bool,
+
+    /// Read the password (or token) from FILE (its first line), e.g. when standard input
+    /// carries the tar
+    #[arg(long, requires = "username", group = "password", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Why a text is not a duration.

@@ -48,6 +48,9 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
+            let error = Cli::single_dash_long_option(&std::env::args().collect::<Vec<_>>())
+                .filter(|_| error.use_stderr())
+                .unwrap_or(error);
             // --help and --version come here too, printed to stdout: they succeed.
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() {
@@ -257,6 +260,10 @@ impl Global {
                 username: username.clone(),
                 password: read_password_stdin()?,
             }),
+            Some(username) if let Some(file) = &login.password_file => Some(Credentials {
+                username: username.clone(),
+                password: read_password_file(file)?,
+            }),
             _ => None,
         };
         Ok(RegistryOptions {
@@ -417,6 +424,19 @@ fn read_password_stdin() -> anyhow::Result<String> {
     anyhow::ensure!(
         !password.is_empty(),
         "--password-stdin: standard input was empty"
+    );
+    Ok(password)
+}
+
+/// The first line of `file`: a password or token.
+fn read_password_file(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--password-file: cannot read {}", file.display()))?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--password-file: the first line of {} is empty",
+        file.display()
     );
     Ok(password)
 }

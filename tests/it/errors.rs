@@ -103,7 +103,11 @@ fn unreachable_registry() {
             "its host name does not resolve",
         ]);
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
-    assert!(!run.stderr.contains("--insecure-registry"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("--insecure-registry"),
+        "{}",
+        run.stderr
+    );
     assert_nothing_left(&haul);
 }
 
@@ -217,6 +221,15 @@ fn usage_errors_exit_2() {
     assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
     let run = haul.run(&["export", "busybox", "--username", "me"]);
     assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    // A long option with one dash: said as such, not clap's `-- -s`.
+    let run = haul.run(&["export", "busybox", "-since", "v1.tar"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("-since: a long option takes two dashes: --since"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// An OS error is said once, not once per layer of wrapping; `-o` naming a folder puts the

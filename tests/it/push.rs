@@ -616,6 +616,40 @@ fn pushes_log_in_with_a_password_and_with_push_scoped_tokens() {
         tokens.requests()
     );
 
+    // The tar on standard input: the password comes from a file; --password-stdin there is
+    // a usage error that says so.
+    std::fs::write(haul.workdir.path().join("password"), "s3cret\n").unwrap();
+    let bytes = std::fs::read(tar).unwrap();
+    let basic_host = basic.host();
+    let from_stdin = |password: &[&str]| {
+        let mut args = vec![
+            "push",
+            "-",
+            &basic_host,
+            "--as",
+            "piped/app:v1",
+            "-u",
+            "pusher",
+        ];
+        args.extend_from_slice(password);
+        haul.run_stdin_bytes(&args, &bytes)
+    };
+    let usage = from_stdin(&["--password-stdin"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", usage.stderr);
+    assert!(
+        usage.stderr.contains("--password-file FILE"),
+        "{}",
+        usage.stderr
+    );
+    from_stdin(&["--password-file", "password"]).success();
+    assert_eq!(
+        sha256(&raw_manifest(
+            &format!("{basic_host}/piped/app:v1"),
+            Some(("pusher", "s3cret"))
+        )),
+        pushed.manifest_digest
+    );
+
     // A copy within the token registry: a pull token first, then the scope grows to push.
     tokens.clear();
     haul.run_stdin(
