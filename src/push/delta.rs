@@ -34,6 +34,17 @@ pub enum DeltaPushError {
         images: String,
     },
     #[error(
+        "{name} is rebuilt from the layers the destination holds, and {repository} lacks layer \
+         {layer}: push {made_against} there first, or give the bundle that brought it with \
+         --from PREV. Nothing was pushed"
+    )]
+    BaseMissing {
+        name: String,
+        made_against: String,
+        repository: String,
+        layer: String,
+    },
+    #[error(
         "{name} is rebuilt from the layers the destination holds, and fetching one failed: \
          push {made_against} there first, or give the bundle that brought it with --from \
          PREV. Nothing was pushed"
@@ -190,10 +201,21 @@ impl AtDestination {
         name: &str,
         fetched: Result<HashMap<Digest, StoredBlob>, crate::fetch::FetchError>,
     ) -> Result<Sources, DeltaPushError> {
-        let fetched = fetched.map_err(|source| DeltaPushError::NotAtDestination {
-            name: name.to_string(),
-            made_against: self.made_against.clone(),
-            source: Box::new(source),
+        let fetched = fetched.map_err(|source| match &source.kind {
+            // Not there: the one thing to say is which push comes first.
+            crate::fetch::FetchErrorKind::Registry(crate::registry::RegistryError::NotFound {
+                ..
+            }) => DeltaPushError::BaseMissing {
+                name: name.to_string(),
+                made_against: self.made_against.clone(),
+                repository: source.image.clone(),
+                layer: source.digest.short(),
+            },
+            _ => DeltaPushError::NotAtDestination {
+                name: name.to_string(),
+                made_against: self.made_against.clone(),
+                source: Box::new(source),
+            },
         })?;
         let mut sources = Sources::default();
         for (source, from) in self.wanted {

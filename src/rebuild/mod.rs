@@ -34,20 +34,26 @@ pub enum RebuildError {
     #[error("{name}: {why}")]
     Source { name: String, why: String },
     #[error(
-        "the delta is patched against layer {diff_id}, which none of {looked_in} holds; give \
-         the bundle that delivered it with --from (or load it into the engine first)"
+        "the delta is patched against {made_against} (its layer {diff_id}), which none of \
+         {looked_in} holds; give the bundle that delivered {made_against} with --from (or \
+         load it into the engine first)"
     )]
-    MissingSource { diff_id: Digest, looked_in: String },
+    MissingSource {
+        made_against: String,
+        diff_id: Digest,
+        looked_in: String,
+    },
     #[error(
         "the delta is patched against layer {diff_id}, which {name} itself carries as a patch: \
          rebuild it first (haul rebuild {name} --from …) and give the rebuilt bundle with --from"
     )]
     SourcePatched { diff_id: Digest, name: String },
     #[error(
-        "the delta left out blob {digest} ({path}), which none of {looked_in} holds; give the \
-         bundle that delivered it with --from"
+        "the delta relies on {made_against}, and left out its blob {digest} ({path}), which \
+         none of {looked_in} holds; give the bundle that delivered {made_against} with --from"
     )]
     MissingBlob {
+        made_against: String,
         path: String,
         digest: Digest,
         looked_in: String,
@@ -227,6 +233,7 @@ pub fn check_sources(delta: &Bundle, sources: &Sources) -> Result<(), RebuildErr
                     });
                 }
                 return Err(RebuildError::MissingSource {
+                    made_against: made_against(delta),
                     diff_id: source.diff_id.clone(),
                     looked_in: sources.describe(),
                 });
@@ -234,6 +241,14 @@ pub fn check_sources(delta: &Bundle, sources: &Sources) -> Result<(), RebuildErr
         }
     }
     Ok(())
+}
+
+/// The images a delta was made against, for messages: what its record names.
+fn made_against(delta: &Bundle) -> String {
+    match delta.delta.as_ref().map(|d| d.since.join(", ")) {
+        Some(names) if !names.is_empty() => names,
+        _ => "the bundle it was made against".to_string(),
+    }
 }
 
 fn patched(delta: &Bundle) -> impl Iterator<Item = &PatchedLayer> {

@@ -122,6 +122,7 @@ pub fn check_left_out(delta: &Bundle, sources: &Sources) -> Result<(), RebuildEr
     for blob in delta.delta.iter().flat_map(|d| d.left_out.values()) {
         if sources.find_blob(&blob.digest, blob.size).is_none() {
             return Err(RebuildError::MissingBlob {
+                made_against: super::made_against(delta),
                 path: blob.path.clone(),
                 digest: blob.digest.clone(),
                 looked_in: sources.describe(),
@@ -246,6 +247,7 @@ fn plan(
                 let (bundle, offset) =
                     sources.find_blob(&blob.digest, blob.size).ok_or_else(|| {
                         RebuildError::MissingBlob {
+                            made_against: super::made_against(delta),
                             path: blob.path.clone(),
                             digest: blob.digest.clone(),
                             looked_in: sources.describe(),

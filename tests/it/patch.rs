@@ -252,10 +252,15 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     let delta = dir.join("v2-patch.tar").display().to_string();
     let dest = Registry::start();
     let fresh = Haul::new();
-    fresh.run(&["push", &delta, &dest.host()]).failure(&[
-        "fetching one failed",
+    let run = fresh.run(&["push", &delta, &dest.host()]).failure(&[
+        "lacks layer sha256:",
         &format!("push {} there first", v1.reference),
     ]);
+    assert!(
+        !run.stderr.contains("check the repository name"),
+        "{}",
+        run.stderr
+    );
     haul.run(&["push", &delta, &dest.host()])
         .failure(&["missing at", &v1.reference, "first"]);
     haul.run(&["push", "v1.tar", &dest.host()]).success();
@@ -476,7 +481,7 @@ fn a_damaged_patch_or_a_missing_source_loads_nothing() {
     })
     .failure(&["v2-patch.tar was not loaded", "`docker load` failed"]);
 
-    // A bundle that is not the one it was made against: the missing layer is named.
+    // A bundle that is not the one it was made against: the image it needs is named.
     haul.run(&["export", &v2.reference, "-o", "v2.tar"])
         .success();
     haul.run(&[
@@ -487,7 +492,14 @@ fn a_damaged_patch_or_a_missing_source_loads_nothing() {
         "-o",
         "out.tar",
     ])
-    .failure(&["patched against layer sha256:", "none of v2.tar holds"]);
+    .failure(&[
+        &format!("patched against {} (its layer sha256:", v1.reference),
+        "none of v2.tar holds",
+        &format!(
+            "give the bundle that delivered {} with --from",
+            v1.reference
+        ),
+    ]);
     assert!(!dir.join("out.tar").exists());
 
     // A patch whose bytes were flipped: stopped before the engine sees anything.
