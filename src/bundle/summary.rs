@@ -73,6 +73,23 @@ pub struct DeltaSummary {
     pub left_out_bytes: u64,
     /// The images of earlier bundles it relies on: what the destination must have loaded.
     pub since: Vec<String>,
+    /// The layers it carries as patches (a patch delta: plain `docker load` does not take it).
+    pub patched: Vec<PatchedSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PatchedSummary {
+    /// The layer's blob, as the manifest names it, and its size.
+    pub layer: Digest,
+    pub size: u64,
+    /// The patch's size in the tar.
+    pub patch_size: u64,
+    /// The blobs of the layers it is rebuilt from, held at the destination.
+    pub against: Vec<Digest>,
+    /// `exact`: the very blob is rebuilt, every digest kept; `content`: the layer's content,
+    /// the image ID kept, but the blob and the manifest digests change (a push needs
+    /// `--new-digests`).
+    pub rebuild: super::names::Rebuild,
 }
 
 impl Summary {
@@ -87,6 +104,17 @@ impl Summary {
                 left_out: delta.left_out.len(),
                 left_out_bytes: delta.left_out.values().map(|b| b.size).sum(),
                 since: delta.since.clone(),
+                patched: delta
+                    .patched
+                    .values()
+                    .map(|layer| PatchedSummary {
+                        layer: layer.digest.clone(),
+                        size: layer.size,
+                        patch_size: layer.patch.size,
+                        against: layer.sources.iter().map(|s| s.digest.clone()).collect(),
+                        rebuild: layer.rebuild,
+                    })
+                    .collect(),
             }),
         }
     }
@@ -141,19 +169,64 @@ impl Summary {
             }
         }
         if let Some(delta) = &self.delta {
-            let _ = writeln!(
-                out,
-                "delta: {} ({}) left out, expected at the destination{}",
-                count(delta.left_out, "layer blob"),
-                human_bytes(delta.left_out_bytes),
-                if delta.since.is_empty() {
-                    String::new()
-                } else {
-                    format!("; load first: {}", delta.since.join(", "))
-                }
-            );
+            let load_first = if delta.since.is_empty() {
+                String::new()
+            } else {
+                format!("; load first: {}", delta.since.join(", "))
+            };
+            if delta.patched.is_empty() || delta.left_out > 0 {
+                let _ = writeln!(
+                    out,
+                    "delta: {} ({}) left out, expected at the destination{load_first}",
+                    count(delta.left_out, "layer blob"),
+                    human_bytes(delta.left_out_bytes),
+                );
+            }
+            if !delta.patched.is_empty() {
+                render_patched(&mut out, delta, &load_first);
+            }
         }
         out
+    }
+}
+
+/// A patch delta's lines: what it is, what takes it, and each patched layer.
+fn render_patched(out: &mut String, delta: &DeltaSummary, load_first: &str) {
+    use super::names::Rebuild;
+    let by_content = delta
+        .patched
+        .iter()
+        .filter(|p| p.rebuild == Rebuild::Content)
+        .count();
+    let _ = writeln!(
+        out,
+        "patch delta: {} carried as patches{load_first}. Plain `docker load` does not take it: \
+         `haul load` rebuilds it where the engine holds what it was made against, `haul \
+         rebuild DELTA --from PREV` writes the whole bundle, `haul push` rebuilds it from the \
+         registry{}",
+        count(delta.patched.len(), "layer"),
+        if by_content > 0 {
+            format!(" (with --new-digests: {by_content} rebuild by content)")
+        } else {
+            String::new()
+        }
+    );
+    for patched in &delta.patched {
+        let against: Vec<String> = patched.against.iter().map(Digest::short).collect();
+        let rebuild = match patched.rebuild {
+            Rebuild::Exact => "rebuilds exact (every digest kept)",
+            Rebuild::Content => {
+                "rebuilds by content (the image ID kept; the blob and manifest digests change)"
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  patched  layer {} ({}) as a {} patch against {}; {rebuild}",
+            patched.layer.short(),
+            human_bytes(patched.size),
+            human_bytes(patched.patch_size),
+            against.join(", "),
+        );
     }
 }
 

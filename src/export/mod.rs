@@ -215,6 +215,12 @@ pub async fn write_tar<S: BlobSource + 'static>(
         job.left_out.blobs.len(),
         job.left_out.since.iter().cloned().collect(),
     );
+    let patched = job.patched.len();
+    let by_content = job
+        .patched
+        .values()
+        .filter(|p| p.recompress.is_none())
+        .count();
     let write_error = {
         let name = name.clone();
         move |source| ExportError::Write { path: name, source }
@@ -301,6 +307,8 @@ pub async fn write_tar<S: BlobSource + 'static>(
         left_out,
         since,
         parts: parts_written,
+        patched,
+        by_content,
     });
     Ok(exported)
 }

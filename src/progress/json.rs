@@ -213,6 +213,10 @@ enum Record<'a> {
         parts: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovery_parts: Option<usize>,
+        #[serde(skip_serializing_if = "is_zero")]
+        patched: usize,
+        #[serde(skip_serializing_if = "is_zero")]
+        by_content: usize,
     },
     BlobPresent {
         digest: &'a Digest,
@@ -336,6 +340,8 @@ impl<'a> From<&'a Event> for Record<'a> {
                 left_out,
                 since,
                 parts,
+                patched,
+                by_content,
             } => Record::Exported {
                 path,
                 bytes: *bytes,
@@ -344,6 +350,8 @@ impl<'a> From<&'a Event> for Record<'a> {
                 since,
                 parts: parts.map(|(data, _)| data),
                 recovery_parts: parts.map(|(_, recovery)| recovery),
+                patched: *patched,
+                by_content: *by_content,
             },
             Event::BlobPresent {
                 digest,
@@ -566,6 +574,8 @@ mod tests {
                     left_out: 0,
                     since: Vec::new(),
                     parts: None,
+                    patched: 0,
+                    by_content: 0,
                 },
                 json!({"event": "exported", "path": "out.tar", "bytes": 2048}),
             ),
@@ -577,8 +587,10 @@ mod tests {
                     left_out: 0,
                     since: Vec::new(),
                     parts: Some((3, 1)),
+                    patched: 2,
+                    by_content: 1,
                 },
-                json!({"event": "exported", "path": "v1.tar.parts", "bytes": 2048, "parts": 3, "recovery_parts": 1}),
+                json!({"event": "exported", "path": "v1.tar.parts", "bytes": 2048, "parts": 3, "recovery_parts": 1, "patched": 2, "by_content": 1}),
             ),
             (
                 Event::LoadStep {

@@ -96,6 +96,8 @@ pub(super) fn line(event: &Event) -> Option<String> {
             left_out,
             since,
             parts,
+            patched,
+            by_content,
         } => {
             let mut line = match parts {
                 _ if *into_engine => format!("sent {} into {path}", human_bytes(*bytes)),
@@ -111,15 +113,34 @@ pub(super) fn line(event: &Event) -> Option<String> {
                     }
                 ),
             };
-            if *left_out > 0 {
+            let held = if since.is_empty() {
+                " (the destination holds them)".to_string()
+            } else {
+                format!(", held where {} is loaded", since.join(", "))
+            };
+            if *patched > 0 {
+                let left = if *left_out > 0 {
+                    format!(
+                        " and {} left out",
+                        crate::units::count(*left_out, "layer blob")
+                    )
+                } else {
+                    String::new()
+                };
                 line += &format!(
-                    ": a delta, {left_out} layer blob{} left out{}",
+                    ": a patch delta, {} as patches{left}{held}; plain `docker load` does not \
+                     take it (haul load, rebuild or push does)",
+                    crate::units::count(*patched, "layer"),
+                );
+                if *by_content > 0 {
+                    line += &format!(
+                        "; {by_content} rebuild by content, so haul push needs --new-digests"
+                    );
+                }
+            } else if *left_out > 0 {
+                line += &format!(
+                    ": a delta, {left_out} layer blob{} left out{held}",
                     if *left_out == 1 { "" } else { "s" },
-                    if since.is_empty() {
-                        " (the destination holds them)".to_string()
-                    } else {
-                        format!(", held where {} is loaded", since.join(", "))
-                    }
                 );
             }
             line

@@ -78,6 +78,10 @@ pub enum Event {
         since: Vec<String>,
         /// With `--split`: how many data parts and recovery parts hold it.
         parts: Option<(usize, usize)>,
+        /// A patch delta: the layers it carries as patches, and how many of those rebuild
+        /// by content only (a push then needs `--new-digests`).
+        patched: usize,
+        by_content: usize,
     },
     /// A push found a blob at the destination: there already, or linked from another
     /// repository of the registry (`mounted_from`). Nothing to upload.

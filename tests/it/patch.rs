@@ -152,6 +152,32 @@ fn a_patch_delta_of_a_rebuilt_base_is_small_and_loads_exact_in_both_stores() {
     ])
     .success();
     assert!(run.stderr.contains("travels as a patch"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a patch delta, 2 layers as patches")
+            && run.stderr.contains("plain `docker load` does not take it")
+            && !run.stderr.contains("--new-digests"),
+        "{}",
+        run.stderr
+    );
+    // inspect says what it is, each patched layer, and what takes it.
+    let inspected = haul.run(&["inspect", "v2-patch.tar"]).success();
+    let text = String::from_utf8_lossy(&inspected.stdout);
+    assert!(
+        text.contains("patch delta: 2 layers carried as patches")
+            && text.contains("Plain `docker load` does not take it")
+            && !text.contains("0 layer blobs (0 B) left out"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("rebuilds exact (every digest kept)").count(),
+        2,
+        "{text}"
+    );
+    let json = haul.run(&["inspect", "v2-patch.tar", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let listed = json[0]["delta"]["patched"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{json}");
+    assert!(listed.iter().all(|p| p["rebuild"] == "exact"), "{json}");
     // The base's 1.1 MiB of noise crosses as a few KiB; the app layer as almost nothing.
     let (patch, plain) = (
         size(&dir.join("v2-patch.tar")),
@@ -363,7 +389,13 @@ fn a_layer_rebuilt_by_content_keeps_the_image_id_under_a_new_manifest() {
     let Rebuilt { v1, v2, _registry } = rebuilt_base("test/patch-content", false, true);
     let haul = Haul::new();
     let dir = haul.workdir.path().to_path_buf();
-    export_v1_and_patch(&haul, &v1, &v2, &["--receipt", "v2.receipt"]);
+    let run = export_v1_and_patch(&haul, &v1, &v2, &["--receipt", "v2.receipt"]);
+    assert!(
+        run.stderr
+            .contains("rebuild by content, so haul push needs --new-digests"),
+        "{}",
+        run.stderr
+    );
     let record = delta_record(&dir.join("v2-patch.tar"));
     let patched = record["patched"].as_array().unwrap();
     assert!(!patched.is_empty());
