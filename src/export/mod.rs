@@ -331,7 +331,12 @@ pub struct Measured {
 #[derive(Debug)]
 pub struct MeasuredImage {
     pub name: String,
+    /// Bytes of blobs the tar holds that no image before it in the tar holds.
     pub bytes: u64,
+    /// Bytes of blobs an image before it holds too (the tar holds each blob once), and
+    /// those images.
+    pub shared_bytes: u64,
+    pub shared_with: Vec<String>,
     pub left_out: usize,
     pub left_out_bytes: u64,
 }
@@ -356,29 +361,44 @@ pub fn measure(
             })
         }
     }
-    let images = job
-        .images
-        .iter()
-        .map(|image| {
-            let mut measured = MeasuredImage {
-                name: image.reference.to_string(),
-                bytes: sizes.get(&image.config.digest).copied().unwrap_or(0),
-                left_out: 0,
-                left_out_bytes: 0,
-            };
-            for i in 0..image.layers.len() {
-                let blob = image.tar_blob(i);
-                let size = sizes.get(blob).copied().unwrap_or(image.layers[i].size);
-                if job.left_out.blobs.contains_key(blob) {
-                    measured.left_out += 1;
-                    measured.left_out_bytes += size;
-                } else {
+    // Each blob counts once, for the first image that holds it.
+    let mut counted: std::collections::HashMap<&Digest, String> = Default::default();
+    let mut images = Vec::new();
+    for image in &job.images {
+        let name = image.reference.to_string();
+        let mut measured = MeasuredImage {
+            name: name.clone(),
+            bytes: 0,
+            shared_bytes: 0,
+            shared_with: Vec::new(),
+            left_out: 0,
+            left_out_bytes: 0,
+        };
+        let config = (&image.config.digest, image.config.size);
+        let layers = (0..image.layers.len()).map(|i| (image.tar_blob(i), image.layers[i].size));
+        for (i, (blob, declared)) in std::iter::once(config).chain(layers).enumerate() {
+            let size = sizes.get(blob).copied().unwrap_or(declared);
+            if i > 0 && job.left_out.blobs.contains_key(blob) {
+                measured.left_out += 1;
+                measured.left_out_bytes += size;
+                continue;
+            }
+            match counted.get(blob) {
+                None => {
+                    counted.insert(blob, name.clone());
                     measured.bytes += size;
                 }
+                Some(first) if *first == name => {}
+                Some(first) => {
+                    measured.shared_bytes += size;
+                    if !measured.shared_with.contains(first) {
+                        measured.shared_with.push(first.clone());
+                    }
+                }
             }
-            measured
-        })
-        .collect();
+        }
+        images.push(measured);
+    }
     let (writer, _) = write_entries(
         job,
         &mut Sized(sizes.clone()),

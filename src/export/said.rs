@@ -42,6 +42,13 @@ impl Measured {
         )];
         for image in &self.images {
             let mut line = format!("  {}: {} new", image.name, human_bytes(image.bytes));
+            if image.shared_bytes > 0 {
+                line += &format!(
+                    ", {} shared with {} (counted there)",
+                    human_bytes(image.shared_bytes),
+                    image.shared_with.join(", ")
+                );
+            }
             if image.left_out > 0 {
                 line += &format!(
                     ", {} left out ({})",

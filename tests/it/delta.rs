@@ -325,6 +325,22 @@ fn a_delta_of_a_delta_and_two_earlier_bundles() {
     let haul = Haul::new();
     haul.run(&["export", &v1.reference, "-o", "v1.tar"])
         .success();
+    // Two images in one tar share their base: counted once, and said so.
+    let planned = haul
+        .run(&[
+            "export",
+            &v1.reference,
+            &v2.reference,
+            "-o",
+            "both.tar",
+            "--dry-run",
+        ])
+        .success();
+    let said = String::from_utf8_lossy(&planned.stdout).to_string() + &planned.stderr;
+    assert!(
+        said.contains(&format!("shared with {} (counted there)", v1.reference)),
+        "{said}"
+    );
     let related = haul
         .run(&["export", &v2.reference, "-o", "v2.tar", "--since", "v1.tar"])
         .success();
