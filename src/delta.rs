@@ -130,18 +130,6 @@ impl Receipt {
             path: path.to_path_buf(),
             source,
         };
-        // A parts set (its record, or its first part) is the tar it holds.
-        if crate::parts::set_of(path).is_some() {
-            let bundle = BundleFile::at(path)
-                .map_err(|e| read_error(std::io::Error::other(e)))?
-                .read()
-                .await
-                .map_err(read_error)?;
-            return Receipt::of_bundle(&bundle).map_err(|problem| DeltaError::NotABundle {
-                path: path.to_path_buf(),
-                problem,
-            });
-        }
         let not_a_bundle = crate::bundle::identify::not_a_bundle;
         let mut file = match tokio::fs::File::open(path).await {
             Ok(file) => file,
@@ -151,18 +139,22 @@ impl Receipt {
         };
         let mut start = [0u8; 1];
         let n = file.read(&mut start).await.map_err(read_error)?;
-        if n == 1 && start[0] == b'{' {
+        if n == 1 && start[0] == b'{' && crate::parts::set_of(path).is_none() {
             let bytes = tokio::fs::read(path).await.map_err(read_error)?;
             return Receipt::parse(&bytes).map_err(|detail| DeltaError::NotAReceipt {
                 path: path.to_path_buf(),
                 detail,
             });
         }
-        if let Some(not) = not_a_bundle(path) {
-            return Err(not.into());
-        }
-        let file = tokio::fs::File::open(path).await.map_err(read_error)?;
-        Receipt::of_bundle(&Bundle::read(file).await).map_err(|problem| DeltaError::NotABundle {
+        // A tar, a parts set (its record, or its first part), a compressed tar: the tar it
+        // holds, read once.
+        let bundle = match BundleFile::at(path) {
+            Ok(bundle) => bundle,
+            Err(crate::bundle::file::BundleOpenError::NotABundle(not)) => return Err(not.into()),
+            Err(other) => return Err(read_error(std::io::Error::other(other))),
+        };
+        let bundle = bundle.read().await.map_err(read_error)?;
+        Receipt::of_bundle(&bundle).map_err(|problem| DeltaError::NotABundle {
             path: path.to_path_buf(),
             problem,
         })

@@ -307,6 +307,14 @@ async fn load_patched(
         path: name.to_string(),
         bytes: 0,
     });
+    // Patches are read by offset: a compressed delta is decompressed once, first.
+    let (tar, _decompressed) =
+        tar.seekable(&crate::rebuild::scratch_dir())
+            .await
+            .map_err(|source| BundleLoadError::Read {
+                name: name.to_string(),
+                source,
+            })?;
     let (loader, sending, described) = (engine.clone(), progress.clone(), name.to_string());
     let output = engine.describe();
     crate::blocking::run(move || -> Result<Vec<String>, BundleLoadError> {

@@ -6,7 +6,9 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::identify::BundleCompression;
 use super::{Bundle, Problem};
 use crate::parts::read::{OpenError, PartProblem, PartsSet, ProblemLog};
 
@@ -24,6 +26,10 @@ pub enum BundleOpenError {
 pub enum BundleFile {
     Tar(PathBuf),
     Parts(Arc<PartsSet>),
+    /// A tar compressed after export (`gzip v1.tar`), read through its decompression as
+    /// `docker load` reads it. Reading a stretch means decompressing up to it: commands that
+    /// read blobs by offset take [`BundleFile::seekable`] first.
+    Compressed(PathBuf, BundleCompression),
 }
 
 impl BundleFile {
@@ -32,25 +38,32 @@ impl BundleFile {
     pub fn at(path: &Path) -> Result<BundleFile, BundleOpenError> {
         match crate::parts::set_of(path) {
             Some(record) => Ok(BundleFile::Parts(Arc::new(PartsSet::open(&record)?))),
-            None => match super::identify::not_a_bundle(path) {
-                Some(not) => Err(not.into()),
-                None => Ok(BundleFile::Tar(path.to_path_buf())),
-            },
+            None => {
+                if let Some(compression) = super::identify::compression_of(path) {
+                    return Ok(BundleFile::Compressed(path.to_path_buf(), compression));
+                }
+                match super::identify::not_a_bundle(path) {
+                    Some(not) => Err(not.into()),
+                    None => Ok(BundleFile::Tar(path.to_path_buf())),
+                }
+            }
         }
     }
 
     /// For messages.
     pub fn describe(&self) -> String {
         match self {
-            BundleFile::Tar(path) => path.display().to_string(),
+            BundleFile::Tar(path) | BundleFile::Compressed(path, _) => path.display().to_string(),
             BundleFile::Parts(set) => set.describe(),
         }
     }
 
-    /// The tar's size.
+    /// The tar's size (a compressed one's, compressed: what reading it goes through).
     pub fn len(&self) -> io::Result<u64> {
         match self {
-            BundleFile::Tar(path) => Ok(std::fs::metadata(path)?.len()),
+            BundleFile::Tar(path) | BundleFile::Compressed(path, _) => {
+                Ok(std::fs::metadata(path)?.len())
+            }
             BundleFile::Parts(set) => Ok(set.record.size),
         }
     }
@@ -76,6 +89,22 @@ impl BundleFile {
             BundleFile::Tar(path) => {
                 let file = tokio::fs::File::open(path).await?;
                 Ok(Bundle::read(crate::progress::Counting::new(file, on_read)).await)
+            }
+            BundleFile::Compressed(path, compression) => {
+                // Progress counts the compressed bytes read, as len() gives them.
+                let consumed = Arc::new(AtomicU64::new(0));
+                let file = CountingFile {
+                    file: std::fs::File::open(path)?,
+                    consumed: Arc::clone(&consumed),
+                };
+                let reader = crate::blocking::Reader::new(decoder(file, *compression)?);
+                let (mut on_read, mut told) = (on_read, 0);
+                let counting = crate::progress::Counting::new(reader, move |_| {
+                    let now = consumed.load(Ordering::Relaxed);
+                    on_read(now - told);
+                    told = now;
+                });
+                Ok(Bundle::read(counting).await)
             }
             BundleFile::Parts(set) => {
                 let log = ProblemLog::default();
@@ -116,6 +145,9 @@ impl BundleFile {
     pub fn stream(&self) -> io::Result<Box<dyn Read + Send>> {
         match self {
             BundleFile::Tar(path) => Ok(Box::new(std::fs::File::open(path)?)),
+            BundleFile::Compressed(path, compression) => {
+                decoder(std::fs::File::open(path)?, *compression)
+            }
             BundleFile::Parts(set) => Ok(Box::new(set.reader(ProblemLog::default(), true))),
         }
     }
@@ -130,7 +162,58 @@ impl BundleFile {
                 Ok(Box::new(file.take(len)))
             }
             BundleFile::Parts(set) => Ok(Box::new(set.range(offset, len)?)),
+            BundleFile::Compressed(..) => {
+                let mut stream = self.stream()?;
+                io::copy(&mut (&mut stream).take(offset), &mut io::sink())?;
+                Ok(Box::new(stream.take(len)))
+            }
         }
+    }
+
+    /// The bundle where its stretches can be read directly: a compressed one decompressed
+    /// into a scratch file in `dir` (kept while the returned guard lives), else itself.
+    pub async fn seekable(
+        self,
+        dir: &Path,
+    ) -> io::Result<(BundleFile, Option<crate::fsx::Scratch>)> {
+        let BundleFile::Compressed(..) = &self else {
+            return Ok((self, None));
+        };
+        let dir = dir.to_path_buf();
+        crate::blocking::run(move || {
+            std::fs::create_dir_all(&dir)?;
+            let (scratch, mut file) = crate::fsx::Scratch::create(&dir, "bundle.tar")?;
+            io::copy(&mut self.stream()?, &mut file)?;
+            Ok((BundleFile::Tar(scratch.path.clone()), Some(scratch)))
+        })
+        .await
+    }
+}
+
+/// The decompressed bytes of `file`.
+fn decoder(
+    file: impl Read + Send + 'static,
+    compression: BundleCompression,
+) -> io::Result<Box<dyn Read + Send>> {
+    let file = io::BufReader::with_capacity(1 << 20, file);
+    Ok(match compression {
+        // Multi-member, as gzip's own tools and docker read it.
+        BundleCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        BundleCompression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+    })
+}
+
+/// A file that counts the bytes read from it.
+struct CountingFile {
+    file: std::fs::File,
+    consumed: Arc<AtomicU64>,
+}
+
+impl Read for CountingFile {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.file.read(buffer)?;
+        self.consumed.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
     }
 }
 

@@ -26,7 +26,11 @@ pub async fn run(global: &Global, args: PushArgs) -> anyhow::Result<()> {
         "haul export REF -o - | haul push - DEST",
     )
     .await?;
-    let tar = BundleFile::at(&path)?;
+    // Blobs are read by offset: a compressed bundle is decompressed once, first.
+    let (tar, _decompressed) = BundleFile::at(&path)?
+        .seekable(&crate::rebuild::scratch_dir())
+        .await
+        .with_context(|| format!("cannot decompress {name}"))?;
     let bundle = tar
         .read()
         .await

@@ -15,6 +15,11 @@ use crate::rebuild::{LeftOut, RebuildJob, RebuiltLayer, Sources, check_left_out,
 pub async fn run(args: &RebuildArgs, quiet: bool) -> anyhow::Result<()> {
     let file = BundleFile::at(&args.delta)?;
     let name = file.describe();
+    // Patches are read by offset: a compressed delta is decompressed once, first.
+    let (file, _decompressed) = file
+        .seekable(&crate::rebuild::scratch_dir())
+        .await
+        .with_context(|| format!("cannot decompress {name}"))?;
     let delta = crate::rebuild::read_delta(&file).await?;
     let sources = Sources::open(&args.from).await?;
     check_sources(&delta, &sources)?;

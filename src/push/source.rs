@@ -11,17 +11,16 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::bundle::BundleFile;
-use crate::parts::read::PartsSet;
 use crate::registry::{UploadReader, UploadSource};
 
-/// `size` bytes of the file at `path` from `offset`; or, when `parts` is set, of the tar a
-/// parts set holds (`path` is then its record, for messages).
+/// `size` bytes of the file at `path` from `offset`; or, when `within` is set, of the tar a
+/// parts set or a compressed bundle holds (`path` is then the bundle's, for messages).
 #[derive(Clone, Debug)]
 pub struct BlobFile {
     pub path: PathBuf,
     pub offset: u64,
     pub size: u64,
-    pub parts: Option<Arc<PartsSet>>,
+    pub within: Option<Arc<BundleFile>>,
 }
 
 impl BlobFile {
@@ -31,11 +30,11 @@ impl BlobFile {
             path,
             offset,
             size,
-            parts: None,
+            within: None,
         }
     }
 
-    /// A stretch of the tar at `bundle` (a file, or a parts set).
+    /// A stretch of the tar at `bundle` (a file, a parts set, a compressed tar).
     pub fn in_bundle(bundle: &BundleFile, offset: u64, size: u64) -> BlobFile {
         match bundle {
             BundleFile::Tar(path) => BlobFile::new(path.clone(), offset, size),
@@ -43,7 +42,13 @@ impl BlobFile {
                 path: set.path.clone(),
                 offset,
                 size,
-                parts: Some(Arc::clone(set)),
+                within: Some(Arc::new(bundle.clone())),
+            },
+            BundleFile::Compressed(path, _) => BlobFile {
+                path: path.clone(),
+                offset,
+                size,
+                within: Some(Arc::new(bundle.clone())),
             },
         }
     }
@@ -51,8 +56,8 @@ impl BlobFile {
     /// Its bytes from `offset` (within it), `len` of them, for blocking code.
     pub fn read_range(&self, offset: u64, len: u64) -> std::io::Result<Box<dyn Read + Send>> {
         let start = self.offset + offset;
-        match &self.parts {
-            Some(set) => Ok(Box::new(set.range(start, len)?)),
+        match &self.within {
+            Some(bundle) => bundle.range(start, len),
             None => {
                 let mut file = std::fs::File::open(&self.path)?;
                 std::io::Seek::seek(&mut file, SeekFrom::Start(start))?;
@@ -69,10 +74,10 @@ impl UploadSource for BlobFile {
 
     fn open(&self, offset: u64, len: u64) -> BoxFuture<'static, std::io::Result<UploadReader>> {
         let (path, start) = (self.path.clone(), self.offset + offset);
-        let parts = self.parts.clone();
+        let within = self.within.clone();
         async move {
-            if let Some(set) = parts {
-                let range = set.range(start, len)?;
+            if let Some(bundle) = within {
+                let range = bundle.range(start, len)?;
                 return Ok(Box::pin(crate::blocking::Reader::new(range)) as UploadReader);
             }
             let mut file = tokio::fs::File::open(&path).await?;

@@ -20,6 +20,8 @@ pub struct Earlier {
     pub name: String,
     pub file: BundleFile,
     pub bundle: Bundle,
+    /// A compressed bundle's decompressed copy, which `file` names, kept while this lives.
+    _decompressed: Option<crate::fsx::Scratch>,
 }
 
 /// What the site holds, to rebuild from: earlier bundles, and layer blobs fetched from where
@@ -68,17 +70,28 @@ impl Sources {
     /// Reads one bundle whole (`docker save` output too).
     pub async fn read(file: BundleFile) -> Result<Earlier, RebuildError> {
         let name = file.describe();
-        let bundle = file.read().await.map_err(|e| RebuildError::Source {
+        let source_error = |e: std::io::Error| RebuildError::Source {
             name: name.clone(),
             why: e.to_string(),
-        })?;
+        };
+        // Layers are read by offset: a compressed bundle is decompressed once, first.
+        let (file, decompressed) = file
+            .seekable(&super::scratch_dir())
+            .await
+            .map_err(source_error)?;
+        let bundle = file.read().await.map_err(source_error)?;
         if let Some(problem) = bundle.problems.first() {
             return Err(RebuildError::Source {
                 name,
                 why: format!("it is not whole ({problem})"),
             });
         }
-        Ok(Earlier { name, file, bundle })
+        Ok(Earlier {
+            name,
+            file,
+            bundle,
+            _decompressed: decompressed,
+        })
     }
 
     pub fn describe(&self) -> String {

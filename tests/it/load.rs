@@ -175,3 +175,80 @@ fn haul_load_shows_its_progress_and_what_it_loaded() {
             "`docker -H unix:///nonexistent/docker.sock load` failed",
         ]);
 }
+
+/// A bundle compressed after export (gzip, zstd), as `docker load` takes it: verify, inspect,
+/// `--since`, load and push read it as it is, with the same receipt as the tar.
+#[test]
+fn a_compressed_bundle_is_read_as_docker_load_reads_it() {
+    let registry = Registry::start();
+    let pushed = registry.push_app(&unique("test/compressed"), "v1", "compressed bundle");
+    let haul = Haul::new();
+    let dir = haul.workdir.path();
+    haul.run(&[
+        "export",
+        &pushed.reference,
+        "-o",
+        "v1.tar",
+        "--receipt",
+        "v1.receipt",
+    ])
+    .success();
+    for (tool, args) in [
+        ("gzip", &["-k", "v1.tar"][..]),
+        ("zstd", &["-q", "-k", "v1.tar"]),
+    ] {
+        let status = std::process::Command::new(tool)
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{tool}");
+    }
+    let receipt = std::fs::read(dir.join("v1.receipt")).unwrap();
+    for file in ["v1.tar.gz", "v1.tar.zst"] {
+        haul.run(&["verify", file, "--receipt", "again.receipt"])
+            .success();
+        assert_eq!(
+            std::fs::read(dir.join("again.receipt")).unwrap(),
+            receipt,
+            "{file}"
+        );
+        let inspected = haul.run(&["inspect", file]).success();
+        assert!(
+            String::from_utf8_lossy(&inspected.stdout).contains(&pushed.reference),
+            "{file}"
+        );
+        // Against it, nothing is new: every layer left out.
+        let delta = haul
+            .run(&[
+                "export",
+                &pushed.reference,
+                "-o",
+                "delta.tar",
+                "--since",
+                file,
+            ])
+            .success();
+        assert!(delta.stderr.contains("left out"), "{}", delta.stderr);
+    }
+    let dest = Registry::start();
+    haul.run(&["push", "v1.tar.zst", &dest.host()]).success();
+    let target = format!(
+        "{}/{}",
+        dest.host(),
+        pushed.reference.split_once('/').unwrap().1
+    );
+    let copied = haul.run(&["inspect", &target, "--json"]).success();
+    assert!(
+        String::from_utf8_lossy(&copied.stdout).contains(&pushed.manifest_digest),
+        "the digest was not kept"
+    );
+    let classic = Engine::Classic;
+    let _cleanup = classic.cleanup(&[&pushed.reference]);
+    classic.remove(&pushed.reference);
+    haul.run(&["load", "v1.tar.gz"]).success();
+    assert_eq!(
+        classic.run(&pushed.reference, &[]).trim(),
+        "compressed bundle"
+    );
+}

@@ -649,6 +649,27 @@ fn every_format_and_a_parts_set_carry_patches() {
     ])
     .success();
     haul.run(&["verify", "v2-classic.tar"]).success();
+    // Both gzipped after export (as docker load would take them): the same bundle rebuilt.
+    let gzipped = std::process::Command::new("gzip")
+        .args(["-k", "v1-classic.tar", "v2-classic-patch.tar"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(gzipped.success());
+    haul.run(&[
+        "rebuild",
+        "v2-classic-patch.tar.gz",
+        "--from",
+        "v1-classic.tar.gz",
+        "-o",
+        "v2-classic-again.tar",
+    ])
+    .success();
+    assert!(
+        std::fs::read(dir.join("v2-classic-again.tar")).unwrap()
+            == std::fs::read(dir.join("v2-classic.tar")).unwrap(),
+        "rebuilt from the gzipped bundles, another tar"
+    );
     let engine = Engine::Classic;
     let _cleanup = engine.cleanup(&[&v1.reference, &v2.reference]);
     engine.load(&dir.join("v2-classic.tar"));
