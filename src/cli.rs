@@ -381,8 +381,15 @@ impl Cli {
     pub fn single_dash_long_option(args: &[String]) -> Option<clap::Error> {
         use clap::CommandFactory;
         let command = Cli::command();
-        let mut longs = Vec::new();
-        collect_longs(&command, &mut longs);
+        // The global options, and those of the subcommand named (of every one, if none is).
+        let mut longs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(str::to_string))
+            .collect();
+        match args.iter().skip(1).find_map(|a| command.find_subcommand(a)) {
+            Some(subcommand) => collect_longs(subcommand, &mut longs),
+            None => collect_longs(&command, &mut longs),
+        }
         args.iter()
             .skip(1)
             .take_while(|arg| *arg != "--")

@@ -268,21 +268,23 @@ pub fn left_out(images: &[Candidate<'_>], destination: &Destination) -> LeftOut 
     LeftOut { blobs, since }
 }
 
-/// The earlier bundles' image names when `destination` is earlier bundles with which the new
-/// images share not one layer: a `--since` of another site, or of other images, which leaves
-/// nothing out.
-pub fn unrelated(images: &[Candidate<'_>], destination: &Destination) -> Option<Vec<String>> {
-    let Destination::Bundles(receipts) = destination else {
+/// The earlier bundles' image names when the images (their diff_ids) share not one layer
+/// with `receipts`: a `--since` of another site, or of other images, which leaves nothing out.
+pub fn unrelated<'a>(
+    diff_ids: impl IntoIterator<Item = &'a [Digest]>,
+    receipts: &[Receipt],
+) -> Option<Vec<String>> {
+    if receipts.is_empty() {
         return None;
-    };
+    }
     let earlier: BTreeSet<&Digest> = receipts
         .iter()
         .flat_map(|r| &r.images)
         .flat_map(|image| &image.diff_ids)
         .collect();
-    let shared = images
-        .iter()
-        .flat_map(|image| image.diff_ids)
+    let shared = diff_ids
+        .into_iter()
+        .flatten()
         .any(|diff_id| earlier.contains(diff_id));
     (!shared).then(|| {
         receipts

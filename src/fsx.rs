@@ -44,8 +44,12 @@ fn create_held(path: &Path, options: &std::fs::OpenOptions) -> io::Result<File> 
     Ok(file)
 }
 
+/// Removes the file `path` and forgets it, under the lock (a file made again under the same
+/// name in between keeps its record).
 fn release(path: &Path) {
-    held().paths.remove(path);
+    let mut held = held();
+    let _ = std::fs::remove_file(path);
+    held.paths.remove(path);
 }
 
 /// Removes every temporary file this process holds, and refuses new ones: for an
@@ -133,9 +137,10 @@ impl TempFile {
     /// Renames it to `path` (beside it) rather than the name it was made for: a part whose
     /// final name depends on how many parts there turn out to be.
     pub fn persist_as(mut self, path: &Path) -> io::Result<()> {
+        let mut held = held();
         std::fs::rename(&self.temp_path, path)?;
+        held.paths.remove(&self.temp_path);
         self.persisted = true;
-        release(&self.temp_path);
         Ok(())
     }
 }
@@ -185,7 +190,6 @@ fn remove_stale_temp_files(dir: &Path, name: &str) {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
-            let _ = std::fs::remove_file(&self.temp_path);
             release(&self.temp_path);
         }
     }
@@ -235,7 +239,6 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
         release(&self.path);
     }
 }

@@ -145,6 +145,11 @@ pub async fn load_bundle(
     let images = if bundle.delta.as_ref().is_some_and(|d| !d.patched.is_empty()) {
         load_patched(from, tar, &name, bundle, &engine, &progress, said).await?
     } else {
+        // What goes to the loader is the tar itself, decompressed when the file is not.
+        let bytes = match &tar {
+            BundleFile::Compressed(..) => bundle.tar_size(),
+            _ => bytes,
+        };
         progress.event(Event::LoadStep {
             step: "loading",
             path: name.clone(),

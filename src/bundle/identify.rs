@@ -34,6 +34,10 @@ pub enum BundleCompression {
 /// The compression of the file at `path`, from its first bytes; `None` for a tar (or
 /// anything else, or a file that cannot be read: the caller reports that).
 pub fn compression_of(path: &Path) -> Option<BundleCompression> {
+    // A pipe (`<(ssh host cat v1.tar)`) is read once, by the reader: never sniffed.
+    if !path.metadata().is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path)
         .and_then(|mut file| read_start(&mut file, &mut magic))
@@ -55,6 +59,9 @@ pub fn not_a_bundle(path: &Path) -> Option<NotABundle> {
             path: path.to_path_buf(),
             record: record_beside,
         });
+    }
+    if !path.metadata().is_ok_and(|m| m.is_file()) {
+        return None;
     }
     let mut start = [0u8; 512];
     let read = std::fs::File::open(path)

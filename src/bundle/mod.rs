@@ -266,6 +266,19 @@ impl Bundle {
         self.problems.is_empty()
     }
 
+    /// The tar's size as its entries place it (their last byte, the end-of-archive blocks):
+    /// for the progress of a compressed bundle's tar, whose size no file gives.
+    pub fn tar_size(&self) -> u64 {
+        let end = self
+            .contents
+            .files
+            .values()
+            .map(|f| f.offset + f.size.div_ceil(512) * 512)
+            .max()
+            .unwrap_or(0);
+        end + 1024
+    }
+
     /// Set when the tar is whole but holds no image at all: neither index, and nothing an
     /// image tar holds (so not an image tar cut before its index).
     pub fn not_an_image_tar(&self, name: &str, outcome: &'static str) -> Option<NotAnImageTar> {

@@ -125,6 +125,26 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         }),
         (output, _) => output,
     };
+    if let Some(earlier) =
+        crate::delta::unrelated(plan.images.iter().map(|i| i.diff_ids.as_slice()), &since)
+        && !global.quiet
+    {
+        let earlier = match earlier.len() {
+            0 => "images without names".to_string(),
+            n if n > 3 => format!("{} and {} more", earlier[..3].join(", "), n - 3),
+            _ => earlier.join(", "),
+        };
+        eprintln!(
+            "warning: these images share no layer with the earlier bundles given with --since \
+             (they hold {earlier}): nothing is left out{}. Is that the receipt (or tar) of \
+             what this destination loaded?",
+            if args.patch {
+                ", though --patch may still patch layers against theirs"
+            } else {
+                "; the bundle is whole"
+            }
+        );
+    }
     let destination = session.destination(since, &output, args.full).await;
     // A patch delta for an engine is written to a file in the cache folder first, then
     // loaded as `haul load` loads one: rebuilt from the engine's own layers (over ssh, by

@@ -48,7 +48,10 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let error = Cli::single_dash_long_option(&std::env::args().collect::<Vec<_>>())
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let error = Cli::single_dash_long_option(&args)
                 .filter(|_| error.use_stderr())
                 .unwrap_or(error);
             // --help and --version come here too, printed to stdout: they succeed.
@@ -136,6 +139,14 @@ pub fn main() -> ExitCode {
 /// What an interruption of `command` leaves, said after "interrupted; ".
 fn interrupted_note(command: &Command) -> &'static str {
     match command {
+        Command::Export(args) if args.output.as_deref() == Some("-") => {
+            "the tar on standard output is cut short (a loader reading it loads nothing); \
+             partial downloads are kept and resume on the next run"
+        }
+        Command::Export(args) if args.load || args.to.is_some() => {
+            "the engine was sent part of a tar and loads nothing of it; partial downloads are \
+             kept and resume on the next run"
+        }
         Command::Export(_) => {
             "no tar was written (nor any part); partial downloads are kept and resume on the next run"
         }
@@ -255,12 +266,12 @@ impl Global {
 
     /// Registry settings, with credentials from the command line or docker's config.json.
     fn registry_options(&self, login: &LoginArgs) -> anyhow::Result<RegistryOptions> {
-        let explicit = match &login.username {
-            Some(username) if login.password_stdin => Some(Credentials {
+        let explicit = match (&login.username, &login.password_file) {
+            (Some(username), _) if login.password_stdin => Some(Credentials {
                 username: username.clone(),
                 password: read_password_stdin()?,
             }),
-            Some(username) if let Some(file) = &login.password_file => Some(Credentials {
+            (Some(username), Some(file)) => Some(Credentials {
                 username: username.clone(),
                 password: read_password_file(file)?,
             }),

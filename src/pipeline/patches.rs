@@ -36,6 +36,8 @@ impl Session {
         };
         let mut outcomes = Vec::new();
         let mut tried: BTreeMap<Digest, ()> = BTreeMap::new();
+        // Repositories a source could not be fetched from (not a 404): asked once per run.
+        let mut unreachable = BTreeMap::new();
         for image in &plan.images {
             for (i, descriptor) in image.layers.iter().enumerate() {
                 let blob_digest = image.tar_blob(i).clone();
@@ -60,7 +62,10 @@ impl Session {
                         blob
                     }
                 };
-                if let Err(why) = self.fetch_source(&source, earlier, &image.reference).await {
+                if let Err(why) = self
+                    .fetch_source(&source, earlier, &image.reference, &mut unreachable)
+                    .await
+                {
                     tracing::warn!(
                         "layer {} of {} travels whole ({}): {why}",
                         blob_digest.short(),
@@ -120,6 +125,7 @@ impl Session {
         source: &PatchSource,
         earlier: &[String],
         image: &crate::reference::Reference,
+        unreachable: &mut BTreeMap<String, String>,
     ) -> Result<(), WholeBecause> {
         if self.store.size_of(&source.diff_id).is_some()
             || self.store.contains(&source.digest, source.size)
@@ -143,9 +149,15 @@ impl Session {
             .filter_map(|name| name.parse().ok())
             .collect();
         repositories.push(image.clone());
-        repositories.dedup_by(|a, b| a.full_name() == b.full_name());
+        let mut seen = std::collections::BTreeSet::new();
+        repositories.retain(|r| seen.insert(r.full_name()));
         let mut failures = Vec::new();
         for reference in repositories {
+            // A repository that could not be reached for an earlier layer is not retried.
+            if let Some(why) = unreachable.get(&reference.full_name()) {
+                failures.push(format!("{}: {why}", reference.full_name()));
+                continue;
+            }
             let request = crate::fetch::BlobRequest::new(
                 reference.clone(),
                 crate::manifest::Descriptor {
@@ -159,11 +171,19 @@ impl Session {
             );
             match self.fetcher.fetch(&request).await {
                 Ok(_) => return Ok(()),
-                Err(error) => failures.push(format!(
-                    "{}: {}",
-                    reference.full_name(),
-                    crate::error::describe(&error)
-                )),
+                Err(error) => {
+                    let why = crate::error::describe(&error);
+                    let not_there = matches!(
+                        &error.kind,
+                        crate::fetch::FetchErrorKind::Registry(
+                            crate::registry::RegistryError::NotFound { .. }
+                        )
+                    );
+                    if !not_there {
+                        unreachable.insert(reference.full_name(), why.clone());
+                    }
+                    failures.push(format!("{}: {why}", reference.full_name()));
+                }
             }
         }
         Err(WholeBecause::SourceNotCached {

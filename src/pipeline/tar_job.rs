@@ -66,18 +66,6 @@ impl Session {
             })
             .collect();
         let left_out = delta::left_out(&candidates, destination);
-        if let Some(earlier) = delta::unrelated(&candidates, destination) {
-            let earlier = match earlier.len() {
-                0 => "images without names".to_string(),
-                n if n > 3 => format!("{} and {} more", earlier[..3].join(", "), n - 3),
-                _ => earlier.join(", "),
-            };
-            tracing::warn!(
-                "these images share no layer with the earlier bundles given with --since (they \
-                 hold {earlier}): nothing is left out, the bundle is whole. Is that the receipt \
-                 (or tar) of what this destination loaded?"
-            );
-        }
         let mut needed: Vec<BlobRequest> = plan
             .blobs
             .iter()

@@ -247,7 +247,7 @@ pub fn check_sources(delta: &Bundle, sources: &Sources) -> Result<(), RebuildErr
 fn made_against(delta: &Bundle) -> String {
     match delta.delta.as_ref().map(|d| d.since.join(", ")) {
         Some(names) if !names.is_empty() => names,
-        _ => "the bundle it was made against".to_string(),
+        _ => "the images it was made against".to_string(),
     }
 }
 

@@ -179,7 +179,7 @@ impl Sources {
             .find_layer(diff_id)
             .ok_or_else(|| RebuildError::MissingSource {
                 // check_sources, run first, names the image.
-                made_against: "the bundle it was made against".to_string(),
+                made_against: "the images it was made against".to_string(),
                 diff_id: diff_id.clone(),
                 looked_in: self.describe(),
             })?;

@@ -221,8 +221,6 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
-/// Whether a connection failed because the host name does not resolve (hyper's and the
-/// resolver's words, found in the cause chain).
 /// A name that does not resolve is a typo or the machine's DNS, never a missing
 /// --insecure-registry.
 fn connect_message(registry: &str, source: &reqwest::Error) -> String {
@@ -239,6 +237,8 @@ fn connect_message(registry: &str, source: &reqwest::Error) -> String {
     }
 }
 
+/// Whether a connection failed because the host name does not resolve (hyper's and the
+/// resolver's words, found in the cause chain).
 fn is_name_resolution(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
