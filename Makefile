@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Where cargo puts its builds (honours CARGO_TARGET_DIR, like cargo does).
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 
-.PHONY: build release dist test test-deps site-roots engines lint fmt clippy demo bench clean
+.PHONY: build release dist test test-deps site-roots engines lint fmt clippy demo bench fuzz clean
 
 build:
 	$(CARGO) build
@@ -59,6 +59,11 @@ bench:
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench_fleet
 	HAUL_BIN=$(TARGET_DIR)/release/haul $(CARGO) run --release --example bench_patch
+
+# Every fuzz target for FUZZ_SECONDS (default 600) each; crash inputs land in fuzz/artifacts/
+# (`make test` replays them and the corpora on stable Rust).
+fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600) fuzz/run.sh
 
 clean:
 	$(CARGO) clean

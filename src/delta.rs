@@ -172,7 +172,7 @@ impl Receipt {
         Ok(Receipt::new(images))
     }
 
-    fn parse(bytes: &[u8]) -> Result<Receipt, ReceiptParseError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Receipt, ReceiptParseError> {
         let receipt: Receipt = serde_json::from_slice(bytes).map_err(ReceiptParseError::Json)?;
         if receipt.version != RECEIPT_VERSION {
             return Err(ReceiptParseError::Version {

@@ -32,6 +32,8 @@ pub mod engine;
 pub mod export;
 pub mod fetch;
 pub mod fsx;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod list;
 pub mod load;

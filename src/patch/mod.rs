@@ -381,8 +381,11 @@ impl Patch {
         if len > 16 << 20 {
             return Err(malformed("its header is too large"));
         }
-        let mut json = vec![0u8; len];
-        blob.read_exact(&mut json)?;
+        let mut json = Vec::new();
+        blob.take(len as u64).read_to_end(&mut json)?;
+        if json.len() != len {
+            return Err(malformed("it ends inside its header"));
+        }
         let header: PatchHeader = serde_json::from_slice(&json)
             .map_err(|e| malformed(&format!("its header is not JSON: {e}")))?;
         let mut len = [0u8; 8];
@@ -391,17 +394,24 @@ impl Patch {
         if ops_len > 1 << 30 {
             return Err(malformed("its operations are too large"));
         }
-        let mut ops = vec![0u8; ops_len as usize];
-        blob.read_exact(&mut ops)?;
+        // Read as far as the blob goes: a length that lies costs no memory.
+        let mut ops = Vec::new();
+        blob.take(ops_len).read_to_end(&mut ops)?;
+        if ops.len() as u64 != ops_len {
+            return Err(malformed("it ends inside its operations"));
+        }
         let ops = Op::decode_all(&ops)?;
         blob.read_exact(&mut len)?;
         let literal_len = u64::from_le_bytes(len);
         let literal_at = (MAGIC.len() + 4 + json.len() + 8) as u64 + ops_len + 8;
+        let frames = literal_at
+            .checked_add(literal_len)
+            .ok_or_else(|| malformed("its literal stream's length is out of range"))?;
         Ok(Patch {
             header,
             ops,
             literal: (literal_at, literal_len),
-            frames: literal_at + literal_len,
+            frames,
         })
     }
 }

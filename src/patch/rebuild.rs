@@ -37,6 +37,22 @@ pub fn rebuild(
             ),
         ));
     }
+    // The operations must make exactly the layer claimed, before a byte is written: a
+    // hostile patch gets no further than its header.
+    let total = read
+        .ops
+        .iter()
+        .try_fold(0u64, |sum, op| sum.checked_add(op.output_len()));
+    if total != Some(read.header.size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the patch's operations make {} bytes; the layer it rebuilds has {}",
+                total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string()),
+                read.header.size
+            ),
+        ));
+    }
     let mut headers = Vec::new();
     for source in sources {
         let regions = data_regions(source)?;
@@ -80,7 +96,15 @@ pub fn rebuild(
                 }
                 let mut reference = vec![0u8; len as usize];
                 source.section(offset, len)?.read_exact(&mut reference)?;
-                let frame = Section::of(patch, read.frames + at, read.frames + at + frame);
+                let start = read.frames.checked_add(at);
+                let (Some(start), Some(end)) = (start, start.and_then(|s| s.checked_add(frame)))
+                else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the patch places a frame past any file's end",
+                    ));
+                };
+                let frame = Section::of(patch, start, end);
                 let mut decoder =
                     zstd::stream::Decoder::with_ref_prefix(io::BufReader::new(frame), &reference)?;
                 decoder.window_log_max(super::WINDOW_LOG_MAX)?;

@@ -10,6 +10,8 @@
 
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 pub mod platform;
 pub mod reference;

@@ -16,6 +16,8 @@ pub mod auth;
 mod blob;
 pub mod endpoint;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod http;
 pub mod retry;

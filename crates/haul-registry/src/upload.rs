@@ -586,11 +586,12 @@ fn upload_range_end(response: &reqwest::Response) -> Option<u64> {
     range_end(&header(response, reqwest::header::RANGE)?)
 }
 
-fn range_end(range: &str) -> Option<u64> {
+pub(crate) fn range_end(range: &str) -> Option<u64> {
     let range = range.trim().trim_start_matches("bytes=");
     let (_, end) = range.split_once('-')?;
     let end: u64 = end.trim().parse().ok()?;
-    Some(if end == 0 { 0 } else { end + 1 })
+    // A registry's u64::MAX names no byte haul could have sent: not a number, not a panic.
+    if end == 0 { Some(0) } else { end.checked_add(1) }
 }
 
 /// `len` bytes of `source` from `offset`, read as they are sent, under the rate limit.

@@ -8,6 +8,8 @@
 //! - [`keys`]: keys as sigstore and X.509 name them, checked through aws-lc-rs.
 
 pub mod der_walk;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod material;
 pub mod merkle;

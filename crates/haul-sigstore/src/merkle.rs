@@ -32,7 +32,8 @@ pub fn root_from_inclusion_proof(
     // The proof's first `inner` hashes climb the subtree where the paths to `index` and to
     // the last leaf part; the rest (`border`) join the left siblings along the right border.
     let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    // A shift by 64 (the paths part at the top bit) leaves nothing: checked, not a panic.
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     if proof.len() != inner + border {
         return None;
     }

@@ -260,7 +260,7 @@ fn host_of(url: &str) -> Option<String> {
 }
 
 /// A checkpoint: a signed note (C2SP) whose text is `origin\nsize\nbase64 root\n[…]`.
-struct Checkpoint<'a> {
+pub(crate) struct Checkpoint<'a> {
     /// The signed text, its last newline included.
     text: &'a str,
     origin: String,
@@ -271,7 +271,7 @@ struct Checkpoint<'a> {
 }
 
 impl<'a> Checkpoint<'a> {
-    fn parse(note: &'a str) -> Option<Checkpoint<'a>> {
+    pub(crate) fn parse(note: &'a str) -> Option<Checkpoint<'a>> {
         let split = note.rfind("\n\n")?;
         let text = &note[..split + 1];
         let block = &note[split + 2..];
