@@ -591,7 +591,11 @@ pub(crate) fn range_end(range: &str) -> Option<u64> {
     let (_, end) = range.split_once('-')?;
     let end: u64 = end.trim().parse().ok()?;
     // A registry's u64::MAX names no byte haul could have sent: not a number, not a panic.
-    if end == 0 { Some(0) } else { end.checked_add(1) }
+    if end == 0 {
+        Some(0)
+    } else {
+        end.checked_add(1)
+    }
 }
 
 /// `len` bytes of `source` from `offset`, read as they are sent, under the rate limit.
