@@ -134,7 +134,7 @@ impl Receipt {
         let mut file = match tokio::fs::File::open(path).await {
             Ok(file) => file,
             Err(error) => {
-                return Err(not_a_bundle(path).map_or_else(|| read_error(error), Into::into));
+                return Err(not_a_bundle(path, None).map_or_else(|| read_error(error), Into::into));
             }
         };
         let mut start = [0u8; 1];

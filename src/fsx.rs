@@ -243,6 +243,20 @@ impl Drop for Scratch {
     }
 }
 
+/// Reads into `buffer` until it is full or the input ends; returns how much was read.
+pub fn read_up_to(reader: &mut impl std::io::Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buffer.len() {
+        match reader.read(&mut buffer[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// A new file in `dir` with no name (removed once open): work in progress (a patch's
 /// sections, a rebuilt layer) that must not outlive the run, even a killed one.
 pub fn unnamed_file(dir: &Path, what: &str) -> io::Result<File> {

@@ -39,10 +39,14 @@ impl BundleFile {
         match crate::parts::set_of(path) {
             Some(record) => Ok(BundleFile::Parts(Arc::new(PartsSet::open(&record)?))),
             None => {
-                if let Some(compression) = super::identify::compression_of(path) {
+                // Read once, for both questions.
+                let start = super::identify::first_bytes(path);
+                if let Some(compression) =
+                    start.as_deref().and_then(super::identify::compression_of)
+                {
                     return Ok(BundleFile::Compressed(path.to_path_buf(), compression));
                 }
-                match super::identify::not_a_bundle(path) {
+                match super::identify::not_a_bundle(path, start.as_deref()) {
                     Some(not) => Err(not.into()),
                     None => Ok(BundleFile::Tar(path.to_path_buf())),
                 }

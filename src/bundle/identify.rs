@@ -3,7 +3,6 @@
 //! compressed after export, a set named by its tar's name. Each is said with the command or
 //! name that takes it, before a tar reader would report its bytes as a broken tar.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Why a path given as a bundle is not one.
@@ -31,27 +30,34 @@ pub enum BundleCompression {
     Zstd,
 }
 
-/// The compression of the file at `path`, from its first bytes; `None` for a tar (or
-/// anything else, or a file that cannot be read: the caller reports that).
-pub fn compression_of(path: &Path) -> Option<BundleCompression> {
-    // A pipe (`<(ssh host cat v1.tar)`) is read once, by the reader: never sniffed.
+/// The first 512 bytes (fewer in a shorter file) of the regular file at `path`; `None` for
+/// anything else, or a file that cannot be read (the caller reports that). A pipe
+/// (`<(ssh host cat v1.tar)`) is read once, by its reader: never sniffed.
+pub fn first_bytes(path: &Path) -> Option<Vec<u8>> {
     if !path.metadata().is_ok_and(|m| m.is_file()) {
         return None;
     }
-    let mut magic = [0u8; 4];
+    let mut start = vec![0u8; 512];
     let read = std::fs::File::open(path)
-        .and_then(|mut file| read_start(&mut file, &mut magic))
+        .and_then(|mut file| crate::fsx::read_up_to(&mut file, &mut start))
         .ok()?;
-    match &magic[..read] {
+    start.truncate(read);
+    Some(start)
+}
+
+/// The compression a file beginning with `start` is in; `None` for a tar (or anything else).
+pub fn compression_of(start: &[u8]) -> Option<BundleCompression> {
+    match start {
         [0x1f, 0x8b, ..] => Some(BundleCompression::Gzip),
-        [0x28, 0xb5, 0x2f, 0xfd] => Some(BundleCompression::Zstd),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(BundleCompression::Zstd),
         _ => None,
     }
 }
 
-/// Says what `path` is when it is something haul recognises that is not a bundle; `None`
-/// for anything else (a tar, or what the tar reader will report).
-pub fn not_a_bundle(path: &Path) -> Option<NotABundle> {
+/// Says what `path` (beginning with `start`, from [`first_bytes`]) is when it is something
+/// haul recognises that is not a bundle; `None` for anything else (a tar, or what the tar
+/// reader will report).
+pub fn not_a_bundle(path: &Path, start: Option<&[u8]>) -> Option<NotABundle> {
     let shown = path.display().to_string();
     let record_beside = crate::parts::record_path(path);
     if !path.exists() {
@@ -60,14 +66,7 @@ pub fn not_a_bundle(path: &Path) -> Option<NotABundle> {
             record: record_beside,
         });
     }
-    if !path.metadata().is_ok_and(|m| m.is_file()) {
-        return None;
-    }
-    let mut start = [0u8; 512];
-    let read = std::fs::File::open(path)
-        .and_then(|mut file| read_start(&mut file, &mut start))
-        .ok()?;
-    let start = &start[..read];
+    let start = start?;
     let other = |what: &str, what_to_do: String| {
         Some(NotABundle::Other {
             path: path.to_path_buf(),
@@ -133,17 +132,6 @@ pub fn not_a_bundle(path: &Path) -> Option<NotABundle> {
     None
 }
 
-fn read_start(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut read = 0;
-    while read < buffer.len() {
-        match file.read(&mut buffer[read..])? {
-            0 => break,
-            n => read += n,
-        }
-    }
-    Ok(read)
-}
-
 /// `sha256sum` output: lines of 64 hex digits, two spaces (or a space and `*`), a name.
 fn is_checksum_list(text: &str) -> bool {
     let first = text.lines().next().unwrap_or_default();
@@ -163,7 +151,7 @@ mod tests {
         }
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        not_a_bundle(&path).map(|e| e.to_string())
+        not_a_bundle(&path, first_bytes(&path).as_deref()).map(|e| e.to_string())
     }
 
     #[test]
@@ -190,10 +178,10 @@ mod tests {
     fn a_set_named_by_its_tar_s_name_is_pointed_at() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("v1.tar.parts"), b"{}").unwrap();
-        let said = not_a_bundle(&dir.path().join("v1.tar"))
+        let said = not_a_bundle(&dir.path().join("v1.tar"), None)
             .unwrap()
             .to_string();
         assert!(said.contains("but the parts set"), "{said}");
-        assert!(not_a_bundle(&dir.path().join("v2.tar")).is_none());
+        assert!(not_a_bundle(&dir.path().join("v2.tar"), None).is_none());
     }
 }

@@ -138,7 +138,7 @@ pub fn find(tar: &mut File, blob: &mut File, digest: &Digest) -> io::Result<Opti
     let tar_size = tar.metadata()?.len();
     let mut start = vec![0u8; PROBE_OUTPUT];
     blob.seek(SeekFrom::Start(0))?;
-    let got = read_up_to(blob, &mut start)?;
+    let got = crate::fsx::read_up_to(blob, &mut start)?;
     start.truncate(got);
     let candidates: Vec<Recipe> = match start.as_slice() {
         [0x1f, 0x8b, ..] => (1..=9).rev().map(|level| Recipe::Gzip { level }).collect(),
@@ -198,17 +198,6 @@ fn probe(recipe: Recipe, start: &mut impl Read, size: u64) -> io::Result<Vec<u8>
     };
     out.truncate(written);
     Ok(out)
-}
-
-fn read_up_to(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buffer.len() {
-        match file.read(&mut buffer[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
 }
 
 /// A writer that only hashes.
